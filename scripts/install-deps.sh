@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what fastdit needs to build and test from Debian packages. Safe to rerun:
+# it installs only what is missing.
+set -euo pipefail
+
+packages=(build-essential cmake g++ clang libclang-rt-14-dev libopenblas-dev
+          nlohmann-json3-dev libcli11-dev libgtest-dev googletest libbenchmark-dev
+          python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  echo "installing: ${missing[*]}" >&2
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up fastdit on a fresh machine and runs the main job on the shipped example.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+build/fastdit inspect examples/tiny_wan

@@ -1,0 +1,249 @@
+#include "core/tensor.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+namespace fastdit {
+
+std::string shape_str(std::span<const int64_t> shape) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+int64_t shape_numel(std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Shape contiguous_strides(std::span<const int64_t> shape) {
+  Shape strides(shape.size());
+  int64_t stride = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= std::max<int64_t>(shape[i], 1);
+  }
+  return strides;
+}
+
+namespace {
+std::array<const DeviceHooks*, 2> g_hooks{};
+}
+
+const DeviceHooks& cpu_device_hooks();  // cpu_device.cc
+
+void register_device_hooks(DeviceType type, const DeviceHooks* hooks) {
+  FASTDIT_CHECK(type != DeviceType::CPU, "the CPU device hooks are built in");
+  g_hooks[static_cast<size_t>(type)] = hooks;
+}
+
+const DeviceHooks& device_hooks(DeviceType type) {
+  if (type == DeviceType::CPU) return cpu_device_hooks();
+  const DeviceHooks* hooks = g_hooks[static_cast<size_t>(type)];
+  FASTDIT_CHECK(hooks != nullptr, "device type ",
+                type == DeviceType::CUDA ? "cuda" : "cpu",
+                " is not available in this build (fastdit was built without CUDA)");
+  return *hooks;
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  for (int64_t d : shape) FASTDIT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
+  const DeviceHooks& hooks = device_hooks(device.type);
+  Tensor t;
+  t.storage_bytes_ = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const size_t bytes = t.storage_bytes_;
+  const int index = device.index;
+  void* ptr = hooks.allocate(bytes, index);
+  const DeviceHooks* h = &hooks;
+  t.storage_ = std::shared_ptr<void>(ptr, [h, bytes, index](void* p) { h->deallocate(p, bytes, index); });
+  t.strides_ = contiguous_strides(shape);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
+Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
+  Tensor t = empty(std::move(shape), dtype, device);
+  device_hooks(device.type).fill_zero(t.data_ptr(), t.nbytes(), device.index);
+  return t;
+}
+
+Tensor Tensor::from_blob(void* data, Shape shape, DType dtype, Device device,
+                         std::shared_ptr<void> owner) {
+  Tensor t;
+  t.storage_ = std::shared_ptr<void>(std::move(owner), data);
+  t.storage_bytes_ = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  t.strides_ = contiguous_strides(shape);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
+int64_t Tensor::normalize_dim(int64_t dim, int64_t rank) const {
+  const int64_t d = dim < 0 ? dim + rank : dim;
+  FASTDIT_CHECK(d >= 0 && d < rank, "dimension ", dim, " out of range for a tensor of rank ",
+                rank, " ", shape_str(shape_));
+  return d;
+}
+
+int64_t Tensor::size(int64_t dim) const { return shape_[normalize_dim(dim, this->dim())]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] == 1) continue;
+    if (strides_[i] != expected) return false;
+    expected *= shape_[i];
+  }
+  return true;
+}
+
+std::string Tensor::str() const {
+  if (!defined()) return "undefined";
+  return std::string(dtype_name(dtype_)) + shape_str(shape_) + " " + device_.str();
+}
+
+void* Tensor::data_ptr() const {
+  FASTDIT_CHECK(defined(), "access to an undefined tensor");
+  return static_cast<char*>(storage_.get()) + offset_ * static_cast<int64_t>(element_size());
+}
+
+Tensor Tensor::reshape(Shape shape) const {
+  int64_t known = 1;
+  int infer = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      FASTDIT_CHECK(infer < 0, "reshape: more than one -1 in ", shape_str(shape));
+      infer = static_cast<int>(i);
+    } else {
+      FASTDIT_CHECK(shape[i] >= 0, "reshape: negative size in ", shape_str(shape));
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    FASTDIT_CHECK(known > 0 && numel() % known == 0, "reshape: cannot infer -1 in ",
+                  shape_str(shape), " for ", numel(), " elements");
+    shape[infer] = numel() / known;
+  }
+  FASTDIT_CHECK(shape_numel(shape) == numel(), "reshape: ", str(), " cannot become ",
+                shape_str(shape));
+  if (!is_contiguous()) return contiguous().reshape(std::move(shape));
+  Tensor t = *this;
+  t.strides_ = contiguous_strides(shape);
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::narrow(int64_t dim, int64_t start, int64_t length) const {
+  const int64_t d = normalize_dim(dim, this->dim());
+  FASTDIT_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], "narrow: [", start,
+                ", ", start + length, ") out of range for dim ", d, " of ", str());
+  Tensor t = *this;
+  t.offset_ += start * strides_[d];
+  t.shape_[d] = length;
+  return t;
+}
+
+Tensor Tensor::permute(std::span<const int64_t> dims) const {
+  FASTDIT_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: ", dims.size(),
+                " dims given for ", str());
+  std::vector<bool> seen(dims.size(), false);
+  Tensor t = *this;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const int64_t d = normalize_dim(dims[i], dim());
+    FASTDIT_CHECK(!seen[d], "permute: dim ", d, " repeated");
+    seen[d] = true;
+    t.shape_[i] = shape_[d];
+    t.strides_[i] = strides_[d];
+  }
+  return t;
+}
+
+Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
+  Shape order(shape_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::swap(order[normalize_dim(dim0, dim())], order[normalize_dim(dim1, dim())]);
+  return permute(order);
+}
+
+Tensor Tensor::unsqueeze(int64_t dim) const {
+  const int64_t d = normalize_dim(dim, this->dim() + 1);
+  Tensor t = *this;
+  const int64_t stride = d < this->dim() ? strides_[d] * shape_[d] : 1;
+  t.shape_.insert(t.shape_.begin() + d, 1);
+  t.strides_.insert(t.strides_.begin() + d, stride);
+  return t;
+}
+
+Tensor Tensor::squeeze(int64_t dim) const {
+  const int64_t d = normalize_dim(dim, this->dim());
+  FASTDIT_CHECK(shape_[d] == 1, "squeeze: dim ", d, " of ", str(), " is not 1");
+  Tensor t = *this;
+  t.shape_.erase(t.shape_.begin() + d);
+  t.strides_.erase(t.strides_.begin() + d);
+  return t;
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = empty(shape_, dtype_, device_);
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(DType dtype) const { return to(device_, dtype); }
+Tensor Tensor::to(Device device) const { return to(device, dtype_); }
+
+Tensor Tensor::to(Device device, DType dtype) const {
+  if (device == device_ && dtype == dtype_) return *this;
+  Tensor out = empty(shape_, dtype, device);
+  out.copy_(*this);
+  return out;
+}
+
+void Tensor::copy_(const Tensor& src) {
+  FASTDIT_CHECK(src.shape_ == shape_, "copy_: shape ", shape_str(src.shape_), " into ",
+                shape_str(shape_));
+  if (numel() == 0) return;
+  FASTDIT_CHECK(is_contiguous(), "copy_ into a non-contiguous tensor is not supported: ", str());
+  if (src.device_ == device_) {
+    if (src.dtype_ == dtype_ && src.is_contiguous()) {
+      device_hooks(device_.type).copy_bytes(data_ptr(), device_, src.data_ptr(), src.device_, nbytes());
+    } else {
+      device_hooks(device_.type).copy_convert(*this, src);
+    }
+    return;
+  }
+  // Across devices: make src contiguous where it lives, move the bytes, convert here.
+  const Tensor packed = src.contiguous();
+  Tensor moved = dtype_ == src.dtype_ ? *this : empty(shape_, src.dtype_, device_);
+  const DeviceType mover = device_.is_cuda() ? device_.type : src.device_.type;
+  device_hooks(mover).copy_bytes(moved.data_ptr(), device_, packed.data_ptr(), packed.device_,
+                                 packed.nbytes());
+  if (moved.dtype_ != dtype_) device_hooks(device_.type).copy_convert(*this, moved);
+}
+
+float Tensor::item() const {
+  FASTDIT_CHECK(numel() == 1, "item() on ", str());
+  return to_float_vector()[0];
+}
+
+std::vector<float> Tensor::to_float_vector() const {
+  const Tensor f = to(Device::cpu(), DType::Float32).contiguous();
+  const float* p = f.data<float>();
+  return std::vector<float>(p, p + f.numel());
+}
+
+}  // namespace fastdit

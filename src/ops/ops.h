@@ -1,0 +1,79 @@
+// The op vocabulary a DiT is written in. Every op dispatches on the device of its
+// inputs (all inputs of one op live on one device) and returns a new contiguous
+// tensor. Float ops accept float32, bfloat16 and float16 inputs, compute in float32
+// (CPU backend) and return the dtype of their first tensor input unless stated.
+// Optional tensors are passed as an undefined Tensor{}.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace fastdit::ops {
+
+// ---- GEMM ----------------------------------------------------------------------------
+// y[..., N] = x[..., K] · weight[N, K]ᵀ + bias[N]. The PyTorch Linear layout.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+
+// ---- normalisation -------------------------------------------------------------------
+// Over the last dim. weight/bias [D] optional (no affine when undefined).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+// x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+
+// ---- activations ---------------------------------------------------------------------
+enum class GeluApprox { None, Tanh };
+Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
+Tensor silu(const Tensor& x);
+
+// ---- elementwise with broadcasting (NumPy rules) ---------------------------------------
+// Result dtype: float32 when the inputs' float dtypes differ, else the common dtype.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, float factor);
+// x * (1 + scale) + shift, scale and shift broadcast against x.
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale);
+// residual + x * gate, gate broadcast against x.
+Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate);
+
+// ---- reductions ----------------------------------------------------------------------
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+
+// ---- attention -----------------------------------------------------------------------
+// q [B, Sq, H, D], k [B, Sk, H, D], v [B, Sk, H, Dv] -> [B, Sq, H, Dv].
+// softmax(q·kᵀ · scale + mask) · v with a numerically stable blocked softmax.
+// mask (optional) broadcasts to [B, H, Sq, Sk]: Bool (true = attend) or float (added).
+// scale <= 0 means 1/sqrt(D).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = {},
+                 float scale = 0.0f);
+
+// ---- rotary embedding ----------------------------------------------------------------
+enum class RopeStyle {
+  Interleaved,  // pairs (x[2i], x[2i+1]); cos/sin hold each angle twice in a row
+  SplitHalf,    // pairs (x[i], x[i + D/2]); cos/sin = cat(f, f)
+};
+// x [B, S, H, D], cos/sin [S, D] float32: out = x·cos + rotate(x)·sin, in float32.
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style);
+
+// ---- layout --------------------------------------------------------------------------
+Tensor permute(const Tensor& x, std::span<const int64_t> dims);
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
+Tensor concat(std::span<const Tensor> tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int64_t dim);
+// Any dtype conversion, on the tensor's device.
+Tensor cast(const Tensor& x, DType dtype);
+
+// ---- embeddings ----------------------------------------------------------------------
+// Convolution whose stride equals its kernel (patch embedding).
+// x [B, C, T, H, W], weight [O, C, kt, kh, kw], bias [O] -> [B, O, T/kt, H/kh, W/kw].
+Tensor conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// diffusers get_timestep_embedding: t [N] -> [N, dim] float32.
+// freq_k = exp(-ln(max_period) * k / (dim/2 - downscale_freq_shift)), arg = t*freq*scale,
+// out = [sin | cos], or [cos | sin] with flip_sin_to_cos; odd dim gets a zero last column.
+Tensor timestep_embedding(const Tensor& t, int64_t dim, bool flip_sin_to_cos,
+                          float downscale_freq_shift, float scale = 1.0f,
+                          float max_period = 10000.0f);
+
+}  // namespace fastdit::ops

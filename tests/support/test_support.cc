@@ -1,0 +1,50 @@
+#include "support/test_support.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <unistd.h>
+
+namespace fastdit::testing {
+
+Tensor random_tensor(const Shape& shape, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor t = Tensor::empty(shape, DType::Float32);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng);
+  return t;
+}
+
+std::filesystem::path source_path(const std::string& relative) {
+  const char* root = std::getenv("FASTDIT_SOURCE_DIR");
+  return std::filesystem::path(root ? root : ".") / relative;
+}
+
+std::filesystem::path temp_dir(const std::string& tag) {
+  static int counter = 0;
+  auto dir = std::filesystem::temp_directory_path() /
+             ("fastdit_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_float_vector(), y = b.to_float_vector();
+  double m = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) m = std::max(m, std::fabs(double(x[i]) - y[i]));
+  return m;
+}
+
+double rel_l2(const Tensor& out, const Tensor& ref) {
+  const auto x = out.to_float_vector(), y = ref.to_float_vector();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    num += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+    den += double(y[i]) * y[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+}  // namespace fastdit::testing

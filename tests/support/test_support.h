@@ -1,0 +1,22 @@
+// Helpers shared by the tests: seeded random tensors and paths into the source tree.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace fastdit::testing {
+
+// Uniform in [lo, hi), float32 on the CPU, deterministic for a seed.
+Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+// Path under the source tree (FASTDIT_SOURCE_DIR, set by CTest).
+std::filesystem::path source_path(const std::string& relative);
+// A fresh empty directory under the system temp dir.
+std::filesystem::path temp_dir(const std::string& tag);
+// max |a - b| and ||a - b|| / ||b|| over float views.
+double max_abs_diff(const Tensor& a, const Tensor& b);
+double rel_l2(const Tensor& out, const Tensor& ref);
+
+}  // namespace fastdit::testing
