@@ -1,8 +1,32 @@
+#include <cstdlib>
 #include <iostream>
 
+#include "cli/commands.h"
 #include "core/error.h"
 
-int main(int, char**) {
-  std::cout << "fastdit\n";
-  return 0;
+namespace fastdit::cli {
+int& exit_code() {
+  static int code = 0;
+  return code;
+}
+}  // namespace fastdit::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"fastdit: native inference engine for diffusion transformers"};
+  app.require_subcommand(1);
+  fastdit::cli::add_inspect_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  } catch (const fastdit::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (std::getenv("FASTDIT_DEBUG") && !e.where().empty()) std::cerr << "  at " << e.where() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return fastdit::cli::exit_code();
 }

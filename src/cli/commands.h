@@ -1,0 +1,15 @@
+// Each subcommand registers itself on the root CLI11 app. A command's callback
+// throws fastdit::Error for bad input; main() turns that into "error: ..." and exit 2.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace fastdit::cli {
+
+// The exit code of the command that ran (0 when none set one).
+int& exit_code();
+
+void add_inspect_command(CLI::App& app);
+
+}  // namespace fastdit::cli
