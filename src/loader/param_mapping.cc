@@ -1,0 +1,66 @@
+#include "loader/param_mapping.h"
+
+#include "core/error.h"
+
+namespace fastdit {
+
+ParamNameMapping& ParamNameMapping::add(Rule rule) {
+  try {
+    rule.pattern = std::regex(rule.pattern_text, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    FASTDIT_FAIL("invalid name-mapping pattern '", rule.pattern_text, "': ", e.what());
+  }
+  rules_.push_back(std::move(rule));
+  return *this;
+}
+
+ParamNameMapping& ParamNameMapping::rename(const std::string& pattern, std::string replacement) {
+  return add({pattern, {}, Kind::Rename, {{std::move(replacement), -1}}});
+}
+
+ParamNameMapping& ParamNameMapping::merge(const std::string& pattern, std::string replacement,
+                                          int64_t index, int64_t total) {
+  FASTDIT_CHECK(total > 0 && index >= 0 && index < total, "merge rule '", pattern, "': index ",
+                index, " of ", total);
+  return add({pattern, {}, Kind::Merge, {{std::move(replacement), -1}}, index, total});
+}
+
+ParamNameMapping& ParamNameMapping::split(const std::string& pattern,
+                                          std::vector<std::pair<std::string, int64_t>> targets) {
+  FASTDIT_CHECK(!targets.empty(), "split rule '", pattern, "' has no targets");
+  for (const auto& [name, rows] : targets)
+    FASTDIT_CHECK(rows > 0, "split rule '", pattern, "': target '", name, "' takes ", rows, " rows");
+  return add({pattern, {}, Kind::Split, std::move(targets)});
+}
+
+ParamNameMapping& ParamNameMapping::extend(const ParamNameMapping& other) {
+  rules_.insert(rules_.end(), other.rules_.begin(), other.rules_.end());
+  return *this;
+}
+
+std::vector<MappedPiece> ParamNameMapping::apply(const std::string& checkpoint_name) const {
+  std::smatch match;
+  for (const auto& rule : rules_) {
+    if (!std::regex_match(checkpoint_name, match, rule.pattern)) continue;
+    std::vector<MappedPiece> pieces;
+    int64_t row = 0;
+    for (const auto& [replacement, rows] : rule.targets) {
+      MappedPiece piece;
+      piece.param = match.format(replacement);
+      if (rule.kind == Kind::Merge) {
+        piece.merge_index = rule.merge_index;
+        piece.merge_total = rule.merge_total;
+      }
+      if (rule.kind == Kind::Split) {
+        piece.checkpoint_row = row;
+        piece.rows = rows;
+        row += rows;
+      }
+      pieces.push_back(std::move(piece));
+    }
+    return pieces;
+  }
+  return {MappedPiece{checkpoint_name}};
+}
+
+}  // namespace fastdit

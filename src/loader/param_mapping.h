@@ -1,0 +1,66 @@
+// Checkpoint name → native parameter mapping. Ordered regex rules, the first whose
+// pattern matches the whole checkpoint name wins; a name no rule matches maps to
+// itself. A rule renames, merges several checkpoint tensors into one parameter
+// (concatenated along dim 0 in index order) or splits one tensor into several
+// parameters (row ranges along dim 0). The loader records every piece it moved, so
+// the reverse mapping is exact.
+#pragma once
+
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace fastdit {
+
+// Where one piece of a checkpoint tensor goes.
+struct MappedPiece {
+  std::string param;
+  int64_t merge_index = 0;      // place among the pieces merged into `param`
+  int64_t merge_total = 1;      // how many pieces `param` is made of
+  int64_t checkpoint_row = 0;   // first row of the piece in the checkpoint tensor
+  int64_t rows = -1;            // rows taken; -1 = all
+};
+
+class ParamNameMapping {
+ public:
+  // Replacements use $1, $2 ... for the pattern's groups.
+  ParamNameMapping& rename(const std::string& pattern, std::string replacement);
+  ParamNameMapping& merge(const std::string& pattern, std::string replacement, int64_t index,
+                          int64_t total);
+  // Each target takes `rows` consecutive rows of the checkpoint tensor, in order.
+  ParamNameMapping& split(const std::string& pattern,
+                          std::vector<std::pair<std::string, int64_t>> targets);
+  // Appends another mapping's rules after this one's.
+  ParamNameMapping& extend(const ParamNameMapping& other);
+
+  std::vector<MappedPiece> apply(const std::string& checkpoint_name) const;
+  size_t size() const { return rules_.size(); }
+
+ private:
+  enum class Kind { Rename, Merge, Split };
+  struct Rule {
+    std::string pattern_text;
+    std::regex pattern;
+    Kind kind;
+    std::vector<std::pair<std::string, int64_t>> targets;  // replacement, rows (split)
+    int64_t merge_index = 0, merge_total = 1;
+  };
+  ParamNameMapping& add(Rule rule);
+  std::vector<Rule> rules_;
+};
+
+// One piece the loader moved: rows [checkpoint_row, +rows) of a checkpoint tensor
+// became rows [param_row, +rows) of a parameter.
+struct PieceRecord {
+  std::string checkpoint_name;
+  Shape checkpoint_shape;
+  DType checkpoint_dtype;
+  int64_t checkpoint_row;
+  std::string param;
+  int64_t param_row;
+  int64_t rows;
+};
+
+}  // namespace fastdit

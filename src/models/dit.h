@@ -1,0 +1,41 @@
+// The interface every DiT family implements, and the registry that maps a
+// config.json `_class_name` to a factory.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "configs/config_reader.h"
+#include "configs/dit_config.h"
+#include "loader/param_mapping.h"
+#include "nn/module.h"
+
+namespace fastdit {
+
+// Inputs named as the reference forward's keyword arguments.
+using NamedTensors = std::map<std::string, Tensor>;
+
+class DiTModel : public nn::Module {
+ public:
+  using nn::Module::Module;
+  virtual const DiTArchConfig& arch_config() const = 0;
+  // Checkpoint name → native parameter rules (diffusers and original layouts).
+  virtual const ParamNameMapping& param_names_mapping() const = 0;
+  // Names of the accepted inputs; `required` are those that must be present.
+  virtual std::vector<std::string> input_names(bool required_only) const = 0;
+  // Runs the model; returns the outputs by name ("sample" for the prediction).
+  virtual NamedTensors forward(const NamedTensors& inputs) = 0;
+};
+
+using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config)>;
+
+// Registers a class name at static initialisation (the C++ form of EntryClass).
+bool register_dit(const std::string& class_name, DiTFactory factory);
+// Builds the model for config["_class_name"]; unknown names list the registered ones.
+std::unique_ptr<DiTModel> create_dit(ConfigReader& config);
+std::vector<std::string> registered_dits();
+
+}  // namespace fastdit

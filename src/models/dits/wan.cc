@@ -1,0 +1,340 @@
+#include "models/dits/wan.h"
+
+namespace fastdit::wan {
+
+using nn::DTypePolicy;
+using ops::cast;
+
+namespace {
+const DTypePolicy kFp32 = DTypePolicy::KeepFloat32;
+
+const Tensor& param(const nn::Parameter* p) {
+  FASTDIT_CHECK(p->value.defined(), "parameter used before it was loaded");
+  return p->value;
+}
+
+// Parameter-free module that builds and emits the rotary table (diffusers `rope`).
+class WanRotaryPosEmbed : public nn::Module {
+ public:
+  explicit WanRotaryPosEmbed(int64_t head_dim) : Module("WanRotaryPosEmbed") {
+    const int64_t hw = 2 * (head_dim / 6);
+    axis_dims_ = {head_dim - 2 * hw, hw, hw};
+  }
+  nn::RotaryTable forward(std::span<const int64_t> grid) const {
+    nn::RotaryTable table =
+        nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
+    if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
+      emit(table.cos.unsqueeze(0).unsqueeze(2), "out.0");
+      emit(table.sin.unsqueeze(0).unsqueeze(2), "out.1");
+    }
+    return table;
+  }
+
+ private:
+  std::array<int64_t, 3> axis_dims_{};
+};
+}  // namespace
+
+// ---- image embedder (I2V / FLF2V) ----------------------------------------------------
+
+class WanImageEmbedding : public nn::Module {
+ public:
+  WanImageEmbedding(int64_t image_dim, int64_t dim, std::optional<int64_t> pos_embed_seq_len)
+      : Module("WanImageEmbedding") {
+    norm1_ = add_module<nn::LayerNorm>("norm1", image_dim, 1e-5f, true, kFp32);
+    ff_ = add_module<nn::FeedForward>("ff", image_dim, image_dim, dim, nn::Activation::GELU);
+    norm2_ = add_module<nn::LayerNorm>("norm2", dim, 1e-5f, true, kFp32);
+    if (pos_embed_seq_len) pos_embed_ = add_parameter("pos_embed", {1, *pos_embed_seq_len, image_dim});
+  }
+  Tensor forward(Tensor image) const {
+    if (pos_embed_) {
+      // FLF2V: first and last frame embeddings arrive stacked on the batch axis.
+      const int64_t seq = image.size(1), width = image.size(2);
+      FASTDIT_CHECK(2 * seq == pos_embed_->shape[1], "encoder_hidden_states_image: ", seq,
+                    " tokens per image, but pos_embed expects 2 x ", pos_embed_->shape[1] / 2);
+      FASTDIT_CHECK(image.size(0) % 2 == 0, "encoder_hidden_states_image: FLF2V needs an even "
+                    "batch (first and last frame per sample), got ", image.size(0));
+      image = ops::add(image.reshape({-1, 2 * seq, width}), param(pos_embed_));
+    }
+    return emit(norm2_->forward(ff_->forward(norm1_->forward(image))));
+  }
+
+ private:
+  nn::LayerNorm *norm1_, *norm2_;
+  nn::FeedForward* ff_;
+  nn::Parameter* pos_embed_ = nullptr;
+};
+
+// ---- attention -----------------------------------------------------------------------
+
+WanAttention::WanAttention(const WanArchConfig& c, bool cross_attention)
+    : Module("WanAttention"), num_heads_(c.num_attention_heads) {
+  const int64_t d = c.hidden_size;
+  to_q_ = add_module<nn::ReplicatedLinear>("to_q", d, d);
+  to_k_ = add_module<nn::ReplicatedLinear>("to_k", d, d);
+  to_v_ = add_module<nn::ReplicatedLinear>("to_v", d, d);
+  auto* to_out = add_module<nn::ModuleList>("to_out");
+  to_out_ = to_out->append<nn::ReplicatedLinear>(d, d);
+  out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
+  if (c.qk_norm) {
+    norm_q_ = add_module<nn::RMSNorm>("norm_q", d, static_cast<float>(c.eps));
+    norm_k_ = add_module<nn::RMSNorm>("norm_k", d, static_cast<float>(c.eps));
+  }
+  if (cross_attention && c.added_kv_proj_dim) {
+    add_k_proj_ = add_module<nn::ReplicatedLinear>("add_k_proj", *c.added_kv_proj_dim, d);
+    add_v_proj_ = add_module<nn::ReplicatedLinear>("add_v_proj", *c.added_kv_proj_dim, d);
+    norm_added_k_ = add_module<nn::RMSNorm>("norm_added_k", d, static_cast<float>(c.eps));
+  }
+}
+
+Tensor WanAttention::heads(const Tensor& t) const {
+  return t.reshape({t.size(0), t.size(1), num_heads_, -1});
+}
+
+Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+                             const nn::RotaryTable* rope) const {
+  const Tensor& kv = context.defined() ? context : x;
+  Tensor q = to_q_->forward(x), k = to_k_->forward(kv), v = to_v_->forward(kv);
+  if (norm_q_) {
+    q = norm_q_->forward(q);
+    k = norm_k_->forward(k);
+  }
+  q = heads(q);
+  k = heads(k);
+  if (rope) {
+    q = ops::rope(q, rope->cos, rope->sin, ops::RopeStyle::Interleaved);
+    k = ops::rope(k, rope->cos, rope->sin, ops::RopeStyle::Interleaved);
+  }
+  Tensor out = ops::attention(q, k, heads(v));
+  if (image_context.defined() && add_k_proj_) {
+    Tensor k_img = norm_added_k_->forward(add_k_proj_->forward(image_context));
+    Tensor v_img = add_v_proj_->forward(image_context);
+    out = ops::add(out, ops::attention(q, heads(k_img), heads(v_img)));
+  }
+  out = out.reshape({x.size(0), x.size(1), -1});
+  return emit(out_dropout_->forward(to_out_->forward(out)));
+}
+
+// ---- block ---------------------------------------------------------------------------
+
+WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c) : Module("WanTransformerBlock") {
+  const auto eps = static_cast<float>(c.eps);
+  const int64_t d = c.hidden_size;
+  norm1_ = add_module<nn::LayerNorm>("norm1", d, eps, false, kFp32);
+  attn1_ = add_module<WanAttention>("attn1", c, false);
+  attn2_ = add_module<WanAttention>("attn2", c, true);
+  if (c.cross_attn_norm) norm2_ = add_module<nn::LayerNorm>("norm2", d, eps, true, kFp32);
+  ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
+  norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
+  scale_shift_table_ = add_parameter("scale_shift_table", {1, 6, d}, kFp32);
+}
+
+Modulation WanTransformerBlock::modulation(const Tensor& timestep_proj) const {
+  // scale_shift_table + timestep_proj.float(), chunked in the reference's order.
+  const int64_t d = scale_shift_table_->shape[2];
+  const bool per_token = timestep_proj.dim() == 3;
+  const Tensor table = per_token ? param(scale_shift_table_).unsqueeze(0) : param(scale_shift_table_);
+  const Tensor proj = per_token ? timestep_proj.reshape({timestep_proj.size(0), timestep_proj.size(1), 6, d})
+                                : timestep_proj.reshape({timestep_proj.size(0), 6, d});
+  const Tensor e = ops::add(table, cast(proj, DType::Float32));
+  const int64_t axis = per_token ? 2 : 1;
+  auto chunk = [&](int64_t i) {
+    Tensor piece = e.narrow(axis, i, 1);
+    return (per_token ? piece.squeeze(2) : piece).contiguous();
+  };
+  return {chunk(0), chunk(1), chunk(2), chunk(3), chunk(4), chunk(5)};
+}
+
+Tensor WanTransformerBlock::forward(const Tensor& x_in, const Tensor& context,
+                                    const Tensor& image_context, const Tensor& timestep_proj,
+                                    const nn::RotaryTable& rope) const {
+  const DType dtype = x_in.dtype();
+  const Modulation m = modulation(timestep_proj);
+  Tensor x = x_in;
+  // 1. self-attention with gated residual (float32 residual math, rounded once).
+  Tensor n = cast(ops::modulate(norm1_->forward(cast(x, DType::Float32)), m.shift_msa, m.scale_msa), dtype);
+  x = cast(ops::gated_add(x, attn1_->forward(n, {}, {}, &rope), m.gate_msa), dtype);
+  // 2. cross-attention, ungated residual in the run dtype.
+  n = norm2_ ? cast(norm2_->forward(cast(x, DType::Float32)), dtype) : x;
+  x = ops::add(x, attn2_->forward(n, context, image_context, nullptr));
+  // 3. feed-forward with gated residual.
+  n = cast(ops::modulate(norm3_->forward(cast(x, DType::Float32)), m.c_shift, m.c_scale), dtype);
+  x = cast(ops::gated_add(x, ffn_->forward(n), m.c_gate), dtype);
+  return emit(x);
+}
+
+// ---- condition embedder --------------------------------------------------------------
+
+WanConditionEmbedder::WanConditionEmbedder(const WanArchConfig& c) : Module("WanTimeTextImageEmbedding") {
+  const int64_t d = c.hidden_size;
+  timesteps_proj_ = add_module<nn::Timesteps>("timesteps_proj", c.freq_dim, true, 0.0f);
+  time_embedder_ = add_module<nn::TimestepEmbedding>("time_embedder", c.freq_dim, d, kFp32);
+  act_fn_ = add_module<nn::ActivationModule>("act_fn", nn::Activation::SiLU);
+  time_proj_ = add_module<nn::ReplicatedLinear>("time_proj", d, 6 * d);
+  text_embedder_ = add_module<nn::PixArtAlphaTextProjection>("text_embedder", c.text_dim, d,
+                                                             nn::Activation::GELUTanh);
+  if (c.image_dim)
+    image_embedder_ = add_module<WanImageEmbedding>("image_embedder", *c.image_dim, d, c.pos_embed_seq_len);
+}
+
+WanConditionEmbedder::Output WanConditionEmbedder::forward(const Tensor& timestep, const Tensor& text,
+                                                           const Tensor& image, DType dtype) const {
+  Output out;
+  const bool per_token = timestep.dim() == 2;
+  Tensor freq = timesteps_proj_->forward(timestep.reshape({-1}));
+  if (per_token) freq = freq.reshape({timestep.size(0), timestep.size(1), -1});
+  // The time embedder runs in its own (float32) dtype; temb is then rounded to the
+  // context's dtype, as the reference does with type_as.
+  out.temb = cast(time_embedder_->forward(cast(freq, time_embedder_->linear_1->weight->value.dtype())), dtype);
+  out.timestep_proj = time_proj_->forward(act_fn_->forward(out.temb));
+  out.context = text_embedder_->forward(text);
+  if (image.defined()) {
+    FASTDIT_CHECK(image_embedder_ != nullptr,
+                  "encoder_hidden_states_image given, but this model has no image embedder (image_dim is null)");
+    out.image_context = image_embedder_->forward(image);
+  }
+  emit(out.temb, "out.0");
+  emit(out.timestep_proj, "out.1");
+  emit(out.context, "out.2");
+  if (out.image_context.defined()) emit(out.image_context, "out.3");
+  return out;
+}
+
+// ---- model ---------------------------------------------------------------------------
+
+WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config)
+    : DiTModel("WanTransformer3DModel"), config_(std::move(config)) {
+  const auto& c = config_;
+  const int64_t d = c.hidden_size;
+  rope_ = add_module<WanRotaryPosEmbed>("rope", c.attention_head_dim);
+  patch_embedding_ = add_module<nn::PatchEmbed3d>("patch_embedding", c.in_channels, d, c.patch_size);
+  condition_embedder_ = add_module<WanConditionEmbedder>("condition_embedder", c);
+  blocks_ = add_module<nn::ModuleList>("blocks");
+  for (int64_t i = 0; i < c.num_layers; ++i) blocks_->append<WanTransformerBlock>(c);
+  norm_out_ = add_module<nn::LayerNorm>("norm_out", d, static_cast<float>(c.eps), false, kFp32);
+  const int64_t patch_volume = c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
+  proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d, c.out_channels * patch_volume);
+  scale_shift_table_ = add_parameter("scale_shift_table", {1, 2, d}, kFp32);
+  mapping_ = original_wan_mapping();
+}
+
+std::vector<std::string> WanTransformer3DModel::input_names(bool required_only) const {
+  std::vector<std::string> names{"hidden_states", "timestep", "encoder_hidden_states"};
+  if (!required_only || config_.image_dim) names.push_back("encoder_hidden_states_image");
+  return names;
+}
+
+Tensor WanTransformer3DModel::unpatchify(const Tensor& tokens, const Shape& latent) const {
+  const auto& p = config_.patch_size;
+  const int64_t b = latent[0], f = latent[2] / p[0], h = latent[3] / p[1], w = latent[4] / p[2];
+  const Tensor grid = tokens.reshape({b, f, h, w, p[0], p[1], p[2], config_.out_channels});
+  return ops::permute(grid, std::vector<int64_t>{0, 7, 1, 4, 2, 5, 3, 6})
+      .reshape({b, config_.out_channels, latent[2], latent[3], latent[4]});
+}
+
+namespace {
+const Tensor& input(const NamedTensors& inputs, const std::string& name) {
+  static const Tensor none;
+  auto it = inputs.find(name);
+  return it == inputs.end() ? none : it->second;
+}
+}  // namespace
+
+NamedTensors WanTransformer3DModel::forward(const NamedTensors& inputs) {
+  const auto& c = config_;
+  const Tensor& latents = input(inputs, "hidden_states");
+  const Tensor& timestep = input(inputs, "timestep");
+  const Tensor& text = input(inputs, "encoder_hidden_states");
+  const Tensor& image = input(inputs, "encoder_hidden_states_image");
+  FASTDIT_CHECK(latents.defined() && timestep.defined() && text.defined(),
+                "Wan needs inputs hidden_states, timestep and encoder_hidden_states");
+  FASTDIT_CHECK(latents.dim() == 5 && latents.size(1) == c.in_channels, "hidden_states must be [B, ",
+                c.in_channels, ", F, H, W], got ", latents.str());
+  const int64_t batch = latents.size(0);
+  for (int i = 0; i < 3; ++i)
+    FASTDIT_CHECK(latents.size(2 + i) % c.patch_size[i] == 0, "hidden_states ", latents.str(),
+                  ": frame/height/width must be multiples of patch_size [", c.patch_size[0], ", ",
+                  c.patch_size[1], ", ", c.patch_size[2], "]");
+  const Shape grid{latents.size(2) / c.patch_size[0], latents.size(3) / c.patch_size[1],
+                   latents.size(4) / c.patch_size[2]};
+  const int64_t tokens = shape_numel(grid);
+  FASTDIT_CHECK((timestep.dim() == 1 && timestep.size(0) == batch) ||
+                    (timestep.dim() == 2 && timestep.size(0) == batch && timestep.size(1) == tokens),
+                "timestep must be [", batch, "] or per token [", batch, ", ", tokens, "], got ", timestep.str());
+  FASTDIT_CHECK(text.dim() == 3 && text.size(0) == batch && text.size(2) == c.text_dim,
+                "encoder_hidden_states must be [", batch, ", L, ", c.text_dim, "], got ", text.str());
+  if (c.image_dim) {
+    FASTDIT_CHECK(image.defined() && image.dim() == 3 && image.size(2) == *c.image_dim,
+                  "this model (image_dim ", *c.image_dim, ") needs encoder_hidden_states_image [B, L, ",
+                  *c.image_dim, "]", image.defined() ? ", got " + image.str() : std::string());
+    FASTDIT_CHECK(text.size(1) == 512, "image-conditioned Wan splits its context at 512 text tokens; "
+                  "encoder_hidden_states has ", text.size(1), " (pad the text embeddings to 512)");
+  }
+
+  const DType dtype = patch_embedding_->weight->value.dtype();
+  const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid);
+  Tensor x = patch_embedding_->forward(cast(latents, dtype));
+  x = ops::transpose(x.reshape({batch, c.hidden_size, tokens}), 1, 2);
+  const auto cond = condition_embedder_->forward(cast(timestep, DType::Float32), cast(text, dtype),
+                                                 image.defined() ? cast(image, dtype) : Tensor{}, dtype);
+  for (size_t i = 0; i < blocks_->size(); ++i)
+    x = blocks_->at<WanTransformerBlock>(i)->forward(x, cond.context, cond.image_context,
+                                                     cond.timestep_proj, rope);
+
+  // Output head: shift and scale from temb (not timestep_proj), shift first.
+  const bool per_token = cond.temb.dim() == 3;
+  const Tensor table = per_token ? param(scale_shift_table_).unsqueeze(0) : param(scale_shift_table_);
+  const Tensor mod = ops::add(table, cond.temb.unsqueeze(per_token ? 2 : 1));
+  const int64_t axis = per_token ? 2 : 1;
+  auto chunk = [&](int64_t i) {
+    Tensor piece = mod.narrow(axis, i, 1);
+    return per_token ? piece.squeeze(2) : piece;
+  };
+  x = cast(ops::modulate(norm_out_->forward(cast(x, DType::Float32)), chunk(0), chunk(1)), dtype);
+  x = proj_out_->forward(x);
+  return {{"sample", unpatchify(x, latents.shape())}};
+}
+
+// ---- checkpoint layouts --------------------------------------------------------------
+
+ParamNameMapping original_wan_mapping() {
+  ParamNameMapping m;
+  const std::string block = R"(blocks\.(\d+)\.)";
+  const std::string wb = R"(\.(weight|bias)$)";
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"self_attn", "attn1"}, {"cross_attn", "attn2"}}) {
+    m.rename("^" + block + from + R"(\.q)" + wb, "blocks.$1." + to + ".to_q.$2");
+    m.rename("^" + block + from + R"(\.k)" + wb, "blocks.$1." + to + ".to_k.$2");
+    m.rename("^" + block + from + R"(\.v)" + wb, "blocks.$1." + to + ".to_v.$2");
+    m.rename("^" + block + from + R"(\.o)" + wb, "blocks.$1." + to + ".to_out.0.$2");
+    m.rename("^" + block + from + R"(\.norm_(q|k)\.weight$)", "blocks.$1." + to + ".norm_$2.weight");
+  }
+  m.rename("^" + block + R"(cross_attn\.k_img)" + wb, "blocks.$1.attn2.add_k_proj.$2");
+  m.rename("^" + block + R"(cross_attn\.v_img)" + wb, "blocks.$1.attn2.add_v_proj.$2");
+  m.rename("^" + block + R"(cross_attn\.norm_k_img\.weight$)", "blocks.$1.attn2.norm_added_k.weight");
+  m.rename("^" + block + R"(modulation$)", "blocks.$1.scale_shift_table");
+  m.rename("^" + block + R"(norm3)" + wb, "blocks.$1.norm2.$2");
+  m.rename("^" + block + R"(ffn\.0)" + wb, "blocks.$1.ffn.net.0.proj.$2");
+  m.rename("^" + block + R"(ffn\.2)" + wb, "blocks.$1.ffn.net.2.$2");
+  m.rename(R"(^text_embedding\.0)" + wb, "condition_embedder.text_embedder.linear_1.$1");
+  m.rename(R"(^text_embedding\.2)" + wb, "condition_embedder.text_embedder.linear_2.$1");
+  m.rename(R"(^time_embedding\.0)" + wb, "condition_embedder.time_embedder.linear_1.$1");
+  m.rename(R"(^time_embedding\.2)" + wb, "condition_embedder.time_embedder.linear_2.$1");
+  m.rename(R"(^time_projection\.1)" + wb, "condition_embedder.time_proj.$1");
+  m.rename(R"(^img_emb\.proj\.0)" + wb, "condition_embedder.image_embedder.norm1.$1");
+  m.rename(R"(^img_emb\.proj\.1)" + wb, "condition_embedder.image_embedder.ff.net.0.proj.$1");
+  m.rename(R"(^img_emb\.proj\.3)" + wb, "condition_embedder.image_embedder.ff.net.2.$1");
+  m.rename(R"(^img_emb\.proj\.4)" + wb, "condition_embedder.image_embedder.norm2.$1");
+  m.rename(R"(^img_emb\.emb_pos$)", "condition_embedder.image_embedder.pos_embed");
+  m.rename(R"(^head\.head)" + wb, "proj_out.$1");
+  m.rename(R"(^head\.modulation$)", "scale_shift_table");
+  return m;
+}
+
+namespace {
+[[maybe_unused]] const bool kRegistered = register_dit("WanTransformer3DModel", [](ConfigReader& config) {
+  return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config));
+});
+}  // namespace
+
+}  // namespace fastdit::wan

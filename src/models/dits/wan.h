@@ -1,0 +1,96 @@
+// Wan 2.1 / 2.2 DiT (diffusers WanTransformer3DModel): T2V, I2V (image embedder and
+// added K/V cross-attention), FLF2V (image position embedding), TI2V per-token
+// timesteps. Module names and dtype casts follow the reference exactly.
+#pragma once
+
+#include "configs/wan_config.h"
+#include "models/dit.h"
+#include "nn/layers.h"
+#include "nn/rotary.h"
+
+namespace fastdit::wan {
+
+class WanAttention : public nn::Module {
+ public:
+  WanAttention(const WanArchConfig& config, bool cross_attention);
+  // Self-attention when context is undefined (then rope applies); cross otherwise.
+  // image_context (I2V) adds a second attention over image tokens.
+  Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+                 const nn::RotaryTable* rope) const;
+
+ private:
+  Tensor heads(const Tensor& t) const;  // [B, S, D] -> [B, S, H, dh]
+  int64_t num_heads_;
+  nn::ReplicatedLinear *to_q_, *to_k_, *to_v_, *to_out_;
+  nn::ActivationModule* out_dropout_;
+  nn::RMSNorm *norm_q_ = nullptr, *norm_k_ = nullptr;
+  nn::ReplicatedLinear *add_k_proj_ = nullptr, *add_v_proj_ = nullptr;
+  nn::RMSNorm* norm_added_k_ = nullptr;
+};
+
+// The six modulation vectors of a block, float32, each [B, 1, D] or per token [B, L, D].
+struct Modulation {
+  Tensor shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate;
+};
+
+class WanTransformerBlock : public nn::Module {
+ public:
+  explicit WanTransformerBlock(const WanArchConfig& config);
+  Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+                 const Tensor& timestep_proj, const nn::RotaryTable& rope) const;
+
+ private:
+  Modulation modulation(const Tensor& timestep_proj) const;
+  nn::LayerNorm *norm1_, *norm2_ = nullptr, *norm3_;
+  WanAttention *attn1_, *attn2_;
+  nn::FeedForward* ffn_;
+  nn::Parameter* scale_shift_table_;
+};
+
+class WanConditionEmbedder : public nn::Module {
+ public:
+  explicit WanConditionEmbedder(const WanArchConfig& config);
+  struct Output {
+    Tensor temb;            // [B, D] or [B, L, D]
+    Tensor timestep_proj;   // [B, 6D] or [B, L, 6D]
+    Tensor context;         // [B, Lt, D]
+    Tensor image_context;   // [B', Li, D] or undefined
+  };
+  // timestep [B] or [B, L] (per token); dtype is the run dtype of the model.
+  Output forward(const Tensor& timestep, const Tensor& text, const Tensor& image,
+                 DType dtype) const;
+
+ private:
+  nn::Timesteps* timesteps_proj_;
+  nn::TimestepEmbedding* time_embedder_;
+  nn::ActivationModule* act_fn_;
+  nn::ReplicatedLinear* time_proj_;
+  nn::PixArtAlphaTextProjection* text_embedder_;
+  class WanImageEmbedding* image_embedder_ = nullptr;
+};
+
+class WanTransformer3DModel : public DiTModel {
+ public:
+  explicit WanTransformer3DModel(WanArchConfig config);
+  const DiTArchConfig& arch_config() const override { return config_; }
+  const ParamNameMapping& param_names_mapping() const override { return mapping_; }
+  std::vector<std::string> input_names(bool required_only) const override;
+  NamedTensors forward(const NamedTensors& inputs) override;
+
+ private:
+  Tensor unpatchify(const Tensor& tokens, const Shape& latent_shape) const;
+  WanArchConfig config_;
+  ParamNameMapping mapping_;
+  nn::Module* rope_;
+  nn::PatchEmbed3d* patch_embedding_;
+  WanConditionEmbedder* condition_embedder_;
+  nn::ModuleList* blocks_;
+  nn::LayerNorm* norm_out_;
+  nn::ReplicatedLinear* proj_out_;
+  nn::Parameter* scale_shift_table_;
+};
+
+// Rules that map the original Wan checkpoint names onto the diffusers names.
+ParamNameMapping original_wan_mapping();
+
+}  // namespace fastdit::wan

@@ -1,0 +1,41 @@
+#include "core/error.h"
+#include "models/dit.h"
+
+namespace fastdit {
+
+namespace {
+std::map<std::string, DiTFactory>& registry() {
+  static std::map<std::string, DiTFactory> entries;
+  return entries;
+}
+}  // namespace
+
+bool register_dit(const std::string& class_name, DiTFactory factory) {
+  registry()[class_name] = std::move(factory);
+  return true;
+}
+
+std::vector<std::string> registered_dits() {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry()) names.push_back(name);
+  return names;
+}
+
+std::unique_ptr<DiTModel> create_dit(ConfigReader& config) {
+  FASTDIT_CHECK(config.has("_class_name"), config.source(),
+                ": missing '_class_name' (which model class this config describes)");
+  const std::string class_name = config.json().at("_class_name").is_string()
+                                     ? config.json().at("_class_name").get<std::string>()
+                                     : config.json().at("_class_name").dump();
+  auto it = registry().find(class_name);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& name : registered_dits()) known += (known.empty() ? "" : ", ") + name;
+    FASTDIT_FAIL(config.source(), ": unknown _class_name '", class_name, "' (registered: ", known, ")");
+  }
+  auto model = it->second(config);
+  model->assign_names();
+  return model;
+}
+
+}  // namespace fastdit

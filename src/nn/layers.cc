@@ -1,0 +1,131 @@
+#include "nn/layers.h"
+
+namespace fastdit::nn {
+
+namespace {
+const Tensor& value_of(const Parameter* p) {
+  FASTDIT_CHECK(p->value.defined(), "parameter used before it was loaded");
+  return p->value;
+}
+const Tensor& optional_value(const Parameter* p) {
+  static const Tensor none;
+  return p ? value_of(p) : none;
+}
+}  // namespace
+
+ReplicatedLinear::ReplicatedLinear(int64_t in_features, int64_t out_features, bool has_bias,
+                                   DTypePolicy policy)
+    : Module("ReplicatedLinear"), in_(in_features), out_(out_features) {
+  weight = add_parameter("weight", {out_features, in_features}, policy);
+  if (has_bias) bias = add_parameter("bias", {out_features}, policy);
+}
+
+Tensor ReplicatedLinear::forward(const Tensor& x) const {
+  return emit(ops::linear(x, value_of(weight), optional_value(bias)));
+}
+
+LayerNorm::LayerNorm(int64_t dim, float eps, bool elementwise_affine, DTypePolicy policy)
+    : Module("LayerNorm"), eps_(eps) {
+  if (elementwise_affine) {
+    weight = add_parameter("weight", {dim}, policy);
+    bias = add_parameter("bias", {dim}, policy);
+  }
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const {
+  return emit(ops::layer_norm(x, optional_value(weight), optional_value(bias), eps_));
+}
+
+RMSNorm::RMSNorm(int64_t dim, float eps, bool elementwise_affine) : Module("RMSNorm"), eps_(eps) {
+  if (elementwise_affine) weight = add_parameter("weight", {dim});
+}
+
+Tensor RMSNorm::forward(const Tensor& x) const {
+  return emit(ops::rms_norm(x, optional_value(weight), eps_));
+}
+
+Activation parse_activation(std::string_view name) {
+  if (name == "silu" || name == "swish") return Activation::SiLU;
+  if (name == "gelu") return Activation::GELU;
+  if (name == "gelu-approximate" || name == "gelu_tanh" || name == "gelu_pytorch_tanh")
+    return Activation::GELUTanh;
+  if (name == "identity" || name == "linear") return Activation::Identity;
+  FASTDIT_FAIL("unknown activation '", name, "' (expected silu, gelu or gelu-approximate)");
+}
+
+Tensor apply_activation(Activation act, const Tensor& x) {
+  switch (act) {
+    case Activation::SiLU: return ops::silu(x);
+    case Activation::GELU: return ops::gelu(x, ops::GeluApprox::None);
+    case Activation::GELUTanh: return ops::gelu(x, ops::GeluApprox::Tanh);
+    case Activation::Identity: return x;
+  }
+  return x;
+}
+
+namespace {
+const char* activation_type_name(Activation act) {
+  switch (act) {
+    case Activation::SiLU: return "SiLU";
+    case Activation::GELU:
+    case Activation::GELUTanh: return "GELU";
+    case Activation::Identity: return "Dropout";
+  }
+  return "Activation";
+}
+}  // namespace
+
+ActivationModule::ActivationModule(Activation act) : Module(activation_type_name(act)), act_(act) {}
+
+GELUProjection::GELUProjection(int64_t dim_in, int64_t dim_out, Activation act)
+    : Module("GELU"), act_(act) {
+  proj = add_module<ReplicatedLinear>("proj", dim_in, dim_out);
+}
+
+Tensor GELUProjection::forward(const Tensor& x) const {
+  return emit(apply_activation(act_, proj->forward(x)));
+}
+
+FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act)
+    : Module("FeedForward") {
+  auto* net = add_module<ModuleList>("net");
+  in_ = net->append<GELUProjection>(dim, inner_dim, act);
+  dropout_ = net->append<ActivationModule>(Activation::Identity);
+  out_ = net->append<ReplicatedLinear>(inner_dim, dim_out);
+}
+
+Tensor FeedForward::forward(const Tensor& x) const {
+  return emit(out_->forward(dropout_->forward(in_->forward(x))));
+}
+
+ProjectionMLP::ProjectionMLP(std::string type_name, int64_t in_features, int64_t hidden,
+                             int64_t out_features, Activation act, const std::string& act_name,
+                             DTypePolicy policy)
+    : Module(std::move(type_name)) {
+  linear_1 = add_module<ReplicatedLinear>("linear_1", in_features, hidden, true, policy);
+  act_ = add_module<ActivationModule>(act_name, act);
+  linear_2 = add_module<ReplicatedLinear>("linear_2", hidden, out_features, true, policy);
+}
+
+Tensor ProjectionMLP::forward(const Tensor& x) const {
+  return emit(linear_2->forward(act_->forward(linear_1->forward(x))));
+}
+
+Timesteps::Timesteps(int64_t dim, bool flip_sin_to_cos, float downscale_freq_shift, float scale)
+    : Module("Timesteps"), dim_(dim), flip_(flip_sin_to_cos), shift_(downscale_freq_shift), scale_(scale) {}
+
+Tensor Timesteps::forward(const Tensor& t) const {
+  return emit(ops::timestep_embedding(t, dim_, flip_, shift_, scale_));
+}
+
+PatchEmbed3d::PatchEmbed3d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> patch)
+    : Module("Conv3d") {
+  weight = add_parameter("weight", {out_channels, in_channels, patch[0], patch[1], patch[2]});
+  bias = add_parameter("bias", {out_channels});
+}
+
+Tensor PatchEmbed3d::forward(const Tensor& x) const {
+  return emit(ops::conv3d_patch(x, value_of(weight), value_of(bias)));
+}
+
+}  // namespace fastdit::nn

@@ -1,0 +1,135 @@
+// The layers DiTs are built from. Module and parameter names follow diffusers so
+// that state dicts and activation traces line up with the reference module by module.
+#pragma once
+
+#include <array>
+
+#include "nn/module.h"
+#include "ops/ops.h"
+
+namespace fastdit::nn {
+
+// y = x·Wᵀ + b with the full weight on every rank (weight [out, in], bias [out]).
+class ReplicatedLinear : public Module {
+ public:
+  ReplicatedLinear(int64_t in_features, int64_t out_features, bool bias = true,
+                   DTypePolicy policy = DTypePolicy::RunDType);
+  Tensor forward(const Tensor& x) const;
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  Parameter* weight;
+  Parameter* bias = nullptr;
+
+ private:
+  int64_t in_, out_;
+};
+
+// Layer norm over the last dim with float32 statistics; returns the input dtype
+// (diffusers FP32LayerNorm and nn.LayerNorm give the same numbers this way).
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t dim, float eps, bool elementwise_affine,
+            DTypePolicy policy = DTypePolicy::RunDType);
+  Tensor forward(const Tensor& x) const;
+  Parameter* weight = nullptr;
+  Parameter* bias = nullptr;
+
+ private:
+  float eps_;
+};
+
+// x·rsqrt(mean(x²)+eps)·weight, statistics in float32.
+class RMSNorm : public Module {
+ public:
+  RMSNorm(int64_t dim, float eps, bool elementwise_affine = true);
+  Tensor forward(const Tensor& x) const;
+  Parameter* weight = nullptr;
+
+ private:
+  float eps_;
+};
+
+enum class Activation { SiLU, GELU, GELUTanh, Identity };
+Activation parse_activation(std::string_view name);  // diffusers act_fn names
+Tensor apply_activation(Activation act, const Tensor& x);
+
+// A parameter-free activation module (nn.SiLU, nn.GELU, nn.Dropout at inference).
+class ActivationModule : public Module {
+ public:
+  explicit ActivationModule(Activation act);
+  Tensor forward(const Tensor& x) const { return emit(apply_activation(act_, x)); }
+
+ private:
+  Activation act_;
+};
+
+// diffusers GELU: a projection followed by GELU (FeedForward's net.0).
+class GELUProjection : public Module {
+ public:
+  GELUProjection(int64_t dim_in, int64_t dim_out, Activation act);
+  Tensor forward(const Tensor& x) const;
+  ReplicatedLinear* proj;
+
+ private:
+  Activation act_;
+};
+
+// diffusers FeedForward: net.0 (GELU projection), net.1 (dropout), net.2 (Linear).
+class FeedForward : public Module {
+ public:
+  FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act);
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  GELUProjection* in_;
+  ActivationModule* dropout_;
+  ReplicatedLinear* out_;
+};
+
+// Linear → activation → Linear with diffusers' names: TimestepEmbedding
+// (linear_1, act, linear_2) and PixArtAlphaTextProjection (linear_1, act_1, linear_2).
+class ProjectionMLP : public Module {
+ public:
+  ProjectionMLP(std::string type_name, int64_t in_features, int64_t hidden, int64_t out_features,
+                Activation act, const std::string& act_name,
+                DTypePolicy policy = DTypePolicy::RunDType);
+  Tensor forward(const Tensor& x) const;
+  ReplicatedLinear* linear_1;
+  ReplicatedLinear* linear_2;
+
+ private:
+  ActivationModule* act_;
+};
+class TimestepEmbedding : public ProjectionMLP {
+ public:
+  TimestepEmbedding(int64_t in, int64_t dim, DTypePolicy policy = DTypePolicy::RunDType)
+      : ProjectionMLP("TimestepEmbedding", in, dim, dim, Activation::SiLU, "act", policy) {}
+};
+class PixArtAlphaTextProjection : public ProjectionMLP {
+ public:
+  PixArtAlphaTextProjection(int64_t in, int64_t hidden, Activation act)
+      : ProjectionMLP("PixArtAlphaTextProjection", in, hidden, hidden, act, "act_1") {}
+};
+
+// diffusers Timesteps: sinusoidal embedding of scalar timesteps (float32 out).
+class Timesteps : public Module {
+ public:
+  Timesteps(int64_t dim, bool flip_sin_to_cos, float downscale_freq_shift, float scale = 1.0f);
+  Tensor forward(const Tensor& t) const;
+
+ private:
+  int64_t dim_;
+  bool flip_;
+  float shift_, scale_;
+};
+
+// Conv3d whose stride equals its kernel: [B, C, T, H, W] -> [B, O, T/kt, H/kh, W/kw].
+class PatchEmbed3d : public Module {
+ public:
+  PatchEmbed3d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> patch);
+  Tensor forward(const Tensor& x) const;
+  Parameter* weight;
+  Parameter* bias;
+};
+
+}  // namespace fastdit::nn

@@ -1,0 +1,24 @@
+// Rotary position tables for token grids (video t/h/w, image h/w, audio t).
+#pragma once
+
+#include <span>
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace fastdit::nn {
+
+struct RotaryTable {
+  Tensor cos;  // [L, sum(axis_dims)] float32
+  Tensor sin;
+};
+
+// Tokens enumerate the grid with the first axis slowest (t-major, then h, then w);
+// token p gets [axis0 angles | axis1 angles | ...]. Axis a with rotary width d_a uses
+// frequencies theta^(-2j/d_a), j < d_a/2, at integer positions. Angles are computed in
+// float64 and rounded to float32 once, as the diffusers tables are. Interleaved repeats
+// each angle twice in a row; SplitHalf lays out [angles | angles] per axis.
+RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<const int64_t> grid,
+                              double theta, ops::RopeStyle style);
+
+}  // namespace fastdit::nn
