@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   CLI::App app{"fastdit: native inference engine for diffusion transformers"};
   app.require_subcommand(1);
   fastdit::cli::add_inspect_command(app);
+  fastdit::cli::add_parity_command(app);
+  fastdit::cli::add_run_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -16,7 +16,7 @@
 namespace fastdit {
 
 // Inputs named as the reference forward's keyword arguments.
-using NamedTensors = std::map<std::string, Tensor>;
+using TensorMap = std::map<std::string, Tensor>;
 
 class DiTModel : public nn::Module {
  public:
@@ -27,7 +27,7 @@ class DiTModel : public nn::Module {
   // Names of the accepted inputs; `required` are those that must be present.
   virtual std::vector<std::string> input_names(bool required_only) const = 0;
   // Runs the model; returns the outputs by name ("sample" for the prediction).
-  virtual NamedTensors forward(const NamedTensors& inputs) = 0;
+  virtual TensorMap forward(const TensorMap& inputs) = 0;
 };
 
 using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config)>;

@@ -233,14 +233,14 @@ Tensor WanTransformer3DModel::unpatchify(const Tensor& tokens, const Shape& late
 }
 
 namespace {
-const Tensor& input(const NamedTensors& inputs, const std::string& name) {
+const Tensor& input(const TensorMap& inputs, const std::string& name) {
   static const Tensor none;
   auto it = inputs.find(name);
   return it == inputs.end() ? none : it->second;
 }
 }  // namespace
 
-NamedTensors WanTransformer3DModel::forward(const NamedTensors& inputs) {
+TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   const auto& c = config_;
   const Tensor& latents = input(inputs, "hidden_states");
   const Tensor& timestep = input(inputs, "timestep");

@@ -75,7 +75,7 @@ class WanTransformer3DModel : public DiTModel {
   const DiTArchConfig& arch_config() const override { return config_; }
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
   std::vector<std::string> input_names(bool required_only) const override;
-  NamedTensors forward(const NamedTensors& inputs) override;
+  TensorMap forward(const TensorMap& inputs) override;
 
  private:
   Tensor unpatchify(const Tensor& tokens, const Shape& latent_shape) const;

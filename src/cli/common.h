@@ -1,0 +1,31 @@
+// Pieces several subcommands share: device/dtype options, reading named inputs,
+// comparing outputs.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "cli/commands.h"
+#include "models/dit.h"
+
+namespace fastdit::cli {
+
+struct RunOptions {
+  std::string device = "cpu";
+  std::string dtype = "float32";
+  Device parsed_device() const { return Device::parse(device); }
+  DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
+};
+void add_run_options(CLI::App& cmd, RunOptions& options);
+
+// All tensors of a safetensors file, checked against the model's input names.
+TensorMap read_model_inputs(const std::filesystem::path& path, const DiTModel& model, Device device);
+
+struct Comparison {
+  double rel_l2 = 0;
+  double max_abs = 0;
+};
+// rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
+Comparison compare(const Tensor& out, const Tensor& ref);
+
+}  // namespace fastdit::cli

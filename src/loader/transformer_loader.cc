@@ -1,0 +1,154 @@
+#include "loader/transformer_loader.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+
+namespace fastdit {
+
+namespace fs = std::filesystem;
+
+fs::path resolve_transformer_dir(const fs::path& path) {
+  FASTDIT_CHECK(fs::exists(path), path.string(), ": no such file or directory");
+  FASTDIT_CHECK(fs::is_directory(path), path.string(), ": expected a model directory");
+  if (fs::exists(path / "config.json")) return path;
+  if (fs::exists(path / "transformer" / "config.json")) return path / "transformer";
+  FASTDIT_FAIL(path.string(), ": neither config.json nor transformer/config.json found");
+}
+
+std::unique_ptr<DiTModel> build_transformer(const fs::path& path) {
+  const fs::path dir = resolve_transformer_dir(path);
+  ConfigReader config = ConfigReader::from_file((dir / "config.json").string());
+  return create_dit(config);
+}
+
+namespace {
+
+struct PendingPiece {
+  std::string checkpoint_name;
+  MappedPiece piece;
+};
+
+// Orders the pieces of one parameter and checks they tile it exactly.
+std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Parameter& param,
+                                        std::vector<PendingPiece> pieces,
+                                        const SafetensorsCheckpoint& checkpoint) {
+  std::sort(pieces.begin(), pieces.end(), [](const PendingPiece& a, const PendingPiece& b) {
+    return a.piece.merge_index < b.piece.merge_index;
+  });
+  const int64_t total = pieces.front().piece.merge_total;
+  FASTDIT_CHECK(static_cast<int64_t>(pieces.size()) == total || total == 1, "parameter '", name,
+                "' is merged from ", total, " checkpoint tensors but ", pieces.size(), " were found");
+  std::vector<PieceRecord> records;
+  int64_t row = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const auto& [ck_name, piece] = pieces[i];
+    FASTDIT_CHECK(piece.merge_index == static_cast<int64_t>(i) || pieces.size() == 1, "parameter '", name,
+                  "': merge piece ", i, " missing or repeated (found index ", piece.merge_index, ")");
+    const auto& info = checkpoint.info(ck_name);
+    FASTDIT_CHECK(is_floating(info.dtype), "checkpoint tensor '", ck_name, "' is ",
+                  dtype_name(info.dtype), "; parameter '", name, "' needs a float dtype");
+    const bool whole = piece.rows < 0 && pieces.size() == 1;
+    if (whole) {
+      FASTDIT_CHECK(info.shape == param.shape, "checkpoint tensor '", ck_name, "' has shape ",
+                    shape_str(info.shape), " but parameter '", name, "' expects ", shape_str(param.shape),
+                    " (", checkpoint.file_of(ck_name).string(), ")");
+    } else {
+      FASTDIT_CHECK(!info.shape.empty() && param.shape.size() == info.shape.size() &&
+                        std::equal(info.shape.begin() + 1, info.shape.end(), param.shape.begin() + 1),
+                    "checkpoint tensor '", ck_name, "' ", shape_str(info.shape),
+                    " cannot form rows of parameter '", name, "' ", shape_str(param.shape));
+    }
+    const int64_t rows = piece.rows < 0 ? info.shape.empty() ? 1 : info.shape[0] : piece.rows;
+    FASTDIT_CHECK(whole || piece.checkpoint_row + rows <= info.shape[0], "checkpoint tensor '", ck_name,
+                  "' ", shape_str(info.shape), " has no rows [", piece.checkpoint_row, ", ",
+                  piece.checkpoint_row + rows, ") for parameter '", name, "'");
+    records.push_back({ck_name, info.shape, info.dtype, piece.checkpoint_row, name, row, rows});
+    row += rows;
+  }
+  const int64_t want = param.shape.empty() ? 1 : param.shape[0];
+  FASTDIT_CHECK(records.size() == 1 || row == want, "parameter '", name, "' ", shape_str(param.shape),
+                " gets ", row, " rows from its checkpoint pieces");
+  return records;
+}
+
+Tensor materialize(const nn::Parameter& param, const std::vector<PieceRecord>& records,
+                   const SafetensorsCheckpoint& checkpoint, Device device, DType dtype) {
+  if (records.size() == 1 && records[0].checkpoint_shape == param.shape)
+    return checkpoint.tensor(records[0].checkpoint_name).to(device, dtype);
+  Tensor value = Tensor::empty(param.shape, dtype, device);
+  for (const auto& r : records) {
+    Tensor source = checkpoint.tensor(r.checkpoint_name).narrow(0, r.checkpoint_row, r.rows);
+    Tensor target = value.narrow(0, r.param_row, r.rows);
+    target.copy_(source);
+  }
+  return value;
+}
+
+}  // namespace
+
+LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  LoadedTransformer loaded;
+  loaded.dir = resolve_transformer_dir(path);
+  loaded.model = build_transformer(loaded.dir);
+  DiTModel& model = *loaded.model;
+  const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(loaded.dir);
+
+  std::map<std::string, nn::Parameter*> params;
+  for (auto& [name, param] : model.named_parameters()) params[name] = param;
+
+  std::map<std::string, std::vector<PendingPiece>> by_param;
+  for (const auto& ck_name : checkpoint.names()) {
+    for (auto& piece : model.param_names_mapping().apply(ck_name)) {
+      FASTDIT_CHECK(params.count(piece.param), "checkpoint tensor '", ck_name, "' (",
+                    checkpoint.file_of(ck_name).string(), ")",
+                    piece.param == ck_name ? "" : " mapped to '" + piece.param + "'",
+                    " has no parameter in ", model.type_name());
+      by_param[piece.param].push_back({ck_name, piece});
+    }
+  }
+  size_t done = 0;
+  for (auto& [name, param] : model.named_parameters()) {
+    auto it = by_param.find(name);
+    FASTDIT_CHECK(it != by_param.end(), "parameter '", name, "' ", shape_str(param->shape),
+                  " of ", model.type_name(), " has no tensor in the checkpoint at ", loaded.dir.string());
+    auto records = plan_parameter(name, *param, std::move(it->second), checkpoint);
+    const DType dtype = param->policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : options.dtype;
+    param->value = materialize(*param, records, checkpoint, options.device, dtype);
+    loaded.pieces.insert(loaded.pieces.end(), records.begin(), records.end());
+    if (options.progress && (++done % 64 == 0 || done == params.size()))
+      std::cerr << "loading weights: " << done << "/" << params.size() << "\n";
+  }
+  if (options.progress) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cerr << "loaded " << params.size() << " parameters from " << checkpoint.paths().size()
+              << " file(s) in " << seconds << " s\n";
+  }
+  return loaded;
+}
+
+std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransformer& loaded) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  std::map<std::string, size_t> slot;
+  for (const auto& r : loaded.pieces) {
+    if (!slot.count(r.checkpoint_name)) {
+      slot[r.checkpoint_name] = out.size();
+      out.emplace_back(r.checkpoint_name, Tensor::empty(r.checkpoint_shape, r.checkpoint_dtype));
+    }
+    const nn::Parameter* param = loaded.model->find_parameter(r.param);
+    Tensor target = out[slot[r.checkpoint_name]].second;
+    if (r.checkpoint_shape == param->shape && r.rows == (r.checkpoint_shape.empty() ? 1 : r.checkpoint_shape[0]) &&
+        r.param_row == 0 && r.checkpoint_row == 0) {
+      target.copy_(param->value);
+    } else {
+      Tensor rows = target.narrow(0, r.checkpoint_row, r.rows);
+      rows.copy_(param->value.narrow(0, r.param_row, r.rows));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+}  // namespace fastdit

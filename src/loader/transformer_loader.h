@@ -1,0 +1,35 @@
+// TransformerLoader: config.json → registry → model → mapped, strict weight load.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "loader/param_mapping.h"
+#include "loader/safetensors.h"
+#include "models/dit.h"
+
+namespace fastdit {
+
+struct LoadOptions {
+  Device device = Device::cpu();
+  DType dtype = DType::Float32;  // the run dtype; keep-float32 parameters stay float32
+  bool progress = false;         // progress lines on stderr
+};
+
+struct LoadedTransformer {
+  std::unique_ptr<DiTModel> model;
+  std::filesystem::path dir;        // the transformer folder that was read
+  std::vector<PieceRecord> pieces;  // how every checkpoint tensor reached the model
+};
+
+// A pipeline folder (model_index.json / transformer/) or the transformer folder itself.
+std::filesystem::path resolve_transformer_dir(const std::filesystem::path& path);
+// Builds the model from config.json alone; parameters keep their shapes, no values.
+std::unique_ptr<DiTModel> build_transformer(const std::filesystem::path& path);
+LoadedTransformer load_transformer(const std::filesystem::path& path, const LoadOptions& options);
+// The checkpoint tensors back, in the layout they were loaded from (exact inverse of
+// the load's mapping), sorted by name.
+std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransformer& loaded);
+
+}  // namespace fastdit
