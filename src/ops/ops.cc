@@ -1,0 +1,406 @@
+// Argument checks happen here, once, for every backend: a kernel receives contiguous
+// inputs on one device and an allocated output of the final shape and dtype.
+#include "ops/ops.h"
+
+#include <cmath>
+#include <initializer_list>
+#include <numeric>
+#include <type_traits>
+#include <utility>
+
+#include "backends/cpu/cpu_ops.h"
+
+#if defined(FASTDIT_WITH_CUDA) && __has_include("backends/cuda/cuda_ops.h")
+#include "backends/cuda/cuda_ops.h"
+// cuda_ops.h declares one cuda:: kernel per op, with the signature of its cpu:: twin;
+// an op whose CUDA kernel is not written yet passes nullptr instead of CUDA_KERNEL(op).
+#define CUDA_KERNEL(name) (&::fastdit::cuda::name)
+#else
+#define CUDA_KERNEL(name) nullptr
+#endif
+
+namespace fastdit::ops {
+namespace {
+
+template <class... Params, class... Args>
+void run_kernel(const char* op, Device device, void (*cpu_kernel)(Params...),
+                std::type_identity_t<void (*)(Params...)> cuda_kernel, Args&&... args) {
+  if (device.is_cpu()) return cpu_kernel(std::forward<Args>(args)...);
+  FASTDIT_CHECK(cuda_kernel != nullptr, op, ": no CUDA kernel yet");
+  cuda_kernel(std::forward<Args>(args)...);
+}
+
+// A tensor argument and the name the op's error messages give it.
+struct Arg {
+  const char* name;
+  const Tensor& tensor;
+};
+
+bool is_compute_float(DType dtype) {
+  return dtype == DType::Float32 || dtype == DType::BFloat16 || dtype == DType::Float16;
+}
+
+void require(const char* op, const Arg& arg) {
+  FASTDIT_CHECK(arg.tensor.defined(), op, ": ", arg.name, " is undefined");
+}
+
+// Every defined tensor of `args` is float32 / bfloat16 / float16 and lives on the
+// device of the first (which must be defined).
+void check_float_args(const char* op, std::initializer_list<Arg> args) {
+  const Arg& first = *args.begin();
+  require(op, first);
+  for (const Arg& arg : args) {
+    if (!arg.tensor.defined()) continue;
+    FASTDIT_CHECK(is_compute_float(arg.tensor.dtype()), op, ": ", arg.name, " has dtype ",
+                  dtype_name(arg.tensor.dtype()), "; expected float32, bfloat16 or float16");
+    FASTDIT_CHECK(arg.tensor.device() == first.tensor.device(), op, ": ", arg.name, " is on ",
+                  arg.tensor.device().str(), " but ", first.name, " is on ",
+                  first.tensor.device().str());
+  }
+}
+
+void check_rank(const char* op, const Arg& arg, int64_t rank) {
+  FASTDIT_CHECK(arg.tensor.dim() == rank, op, ": ", arg.name, " ",
+                shape_str(arg.tensor.shape()), " must have rank ", rank);
+}
+
+// A defined optional [n] parameter (a norm weight, a bias) has exactly n entries.
+void check_vector(const char* op, const Arg& arg, int64_t n) {
+  if (!arg.tensor.defined()) return;
+  FASTDIT_CHECK(arg.tensor.dim() == 1 && arg.tensor.size(0) == n, op, ": ", arg.name, " ",
+                shape_str(arg.tensor.shape()), " must be [", n, "]");
+}
+
+Tensor contiguous(const Tensor& t) { return t.defined() ? t.contiguous() : t; }
+
+int64_t normalize_dim(const char* op, int64_t dim, const Tensor& t) {
+  const int64_t d = dim < 0 ? dim + t.dim() : dim;
+  FASTDIT_CHECK(d >= 0 && d < t.dim(), op, ": dim ", dim, " out of range for ",
+                shape_str(t.shape()));
+  return d;
+}
+
+// NumPy broadcasting of every arg's shape; the error names all of them.
+Shape broadcast_shape(const char* op, std::initializer_list<Arg> args) {
+  size_t rank = 0;
+  for (const Arg& arg : args) rank = std::max(rank, arg.tensor.shape().size());
+  Shape shape(rank, 1);
+  for (const Arg& arg : args) {
+    const Shape& own = arg.tensor.shape();
+    const size_t lead = rank - own.size();
+    for (size_t d = 0; d < own.size(); ++d) {
+      int64_t& target = shape[lead + d];
+      if (own[d] == target || own[d] == 1) continue;
+      if (target == 1) {
+        target = own[d];
+        continue;
+      }
+      std::string shapes;
+      for (const Arg& a : args) {
+        shapes += (shapes.empty() ? "" : ", ") + std::string(a.name) + " " +
+                  shape_str(a.tensor.shape());
+      }
+      FASTDIT_FAIL(op, ": shapes do not broadcast: ", shapes);
+    }
+  }
+  return shape;
+}
+
+// float32 when the inputs' dtypes differ, else their common dtype.
+DType result_dtype(std::initializer_list<Arg> args) {
+  const DType first = args.begin()->tensor.dtype();
+  for (const Arg& arg : args) {
+    if (arg.tensor.dtype() != first) return DType::Float32;
+  }
+  return first;
+}
+
+template <class... Params, class... Extra>
+Tensor unary_op(const char* op, const Tensor& x, void (*cpu_kernel)(Params...),
+                std::type_identity_t<void (*)(Params...)> cuda_kernel, Extra... extra) {
+  check_float_args(op, {{"x", x}});
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run_kernel(op, x.device(), cpu_kernel, cuda_kernel, contiguous(x), extra..., out);
+  return out;
+}
+
+// add / sub / mul / modulate / gated_add: broadcast shape, promoted dtype, one kernel.
+template <class... Params, class... Inputs>
+Tensor broadcasting_op(const char* op, std::initializer_list<Arg> args,
+                       void (*cpu_kernel)(Params...),
+                       std::type_identity_t<void (*)(Params...)> cuda_kernel,
+                       const Inputs&... inputs) {
+  check_float_args(op, args);
+  for (const Arg& arg : args) require(op, arg);
+  Tensor out = Tensor::empty(broadcast_shape(op, args), result_dtype(args),
+                             args.begin()->tensor.device());
+  run_kernel(op, out.device(), cpu_kernel, cuda_kernel, contiguous(inputs)..., out);
+  return out;
+}
+
+}  // namespace
+
+// ---- GEMM ----------------------------------------------------------------------------
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_float_args("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  require("linear", {"weight", weight});
+  check_rank("linear", {"weight", weight}, 2);
+  FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: x ",
+                shape_str(x.shape()), " and weight ", shape_str(weight.shape()),
+                " disagree on K");
+  check_vector("linear", {"bias", bias}, weight.size(0));
+  Shape shape = x.shape();
+  shape.back() = weight.size(0);
+  Tensor out = Tensor::empty(std::move(shape), x.dtype(), x.device());
+  run_kernel("linear", x.device(), cpu::linear, CUDA_KERNEL(linear), contiguous(x),
+             contiguous(weight), contiguous(bias), out);
+  return out;
+}
+
+// ---- normalisation -------------------------------------------------------------------
+
+namespace {
+void check_norm_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_float_args(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
+  FASTDIT_CHECK(x.dim() >= 1, op, ": x must have rank >= 1, got ", shape_str(x.shape()));
+  check_vector(op, {"weight", weight}, x.size(-1));
+  check_vector(op, {"bias", bias}, x.size(-1));
+}
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  check_norm_args("layer_norm", x, weight, bias);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run_kernel("layer_norm", x.device(), cpu::layer_norm, CUDA_KERNEL(layer_norm), contiguous(x),
+             contiguous(weight), contiguous(bias), eps, out);
+  return out;
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
+  check_norm_args("rms_norm", x, weight, Tensor{});
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), contiguous(x),
+             contiguous(weight), eps, out);
+  return out;
+}
+
+// ---- activations ---------------------------------------------------------------------
+
+Tensor gelu(const Tensor& x, GeluApprox approx) {
+  return unary_op("gelu", x, cpu::gelu, CUDA_KERNEL(gelu), approx);
+}
+
+Tensor silu(const Tensor& x) { return unary_op("silu", x, cpu::silu, CUDA_KERNEL(silu)); }
+
+// ---- elementwise ---------------------------------------------------------------------
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return broadcasting_op("add", {{"a", a}, {"b", b}}, cpu::add, CUDA_KERNEL(add), a, b);
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return broadcasting_op("sub", {{"a", a}, {"b", b}}, cpu::sub, CUDA_KERNEL(sub), a, b);
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return broadcasting_op("mul", {{"a", a}, {"b", b}}, cpu::mul, CUDA_KERNEL(mul), a, b);
+}
+
+Tensor scale(const Tensor& x, float factor) {
+  return unary_op("scale", x, cpu::scale, CUDA_KERNEL(scale), factor);
+}
+
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
+  return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}},
+                         cpu::modulate, CUDA_KERNEL(modulate), x, shift, scale);
+}
+
+Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate) {
+  return broadcasting_op("gated_add", {{"residual", residual}, {"x", x}, {"gate", gate}},
+                         cpu::gated_add, CUDA_KERNEL(gated_add), residual, x, gate);
+}
+
+// ---- reductions ----------------------------------------------------------------------
+
+Tensor softmax(const Tensor& x, int64_t dim) {
+  check_float_args("softmax", {{"x", x}});
+  const int64_t d = normalize_dim("softmax", dim, x);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run_kernel("softmax", x.device(), cpu::softmax, CUDA_KERNEL(softmax), contiguous(x), d, out);
+  return out;
+}
+
+// ---- attention -----------------------------------------------------------------------
+
+namespace {
+void check_attention_mask(const Tensor& mask, const Shape& scores_shape) {
+  FASTDIT_CHECK(mask.dtype() == DType::Bool || is_compute_float(mask.dtype()),
+                "attention: mask has dtype ", dtype_name(mask.dtype()),
+                "; expected bool or float32, bfloat16, float16");
+  const Shape& shape = mask.shape();
+  bool broadcasts = shape.size() <= scores_shape.size();
+  for (size_t d = 0; broadcasts && d < shape.size(); ++d) {
+    const int64_t target = scores_shape[scores_shape.size() - shape.size() + d];
+    broadcasts = shape[d] == 1 || shape[d] == target;
+  }
+  FASTDIT_CHECK(broadcasts, "attention: mask ", shape_str(shape),
+                " does not broadcast to [B, H, Sq, Sk] = ", shape_str(scores_shape));
+}
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                 float scale) {
+  check_float_args("attention", {{"q", q}, {"k", k}, {"v", v}});
+  require("attention", {"k", k});
+  require("attention", {"v", v});
+  for (const Arg& arg : {Arg{"q", q}, Arg{"k", k}, Arg{"v", v}}) check_rank("attention", arg, 4);
+  const auto where = [&] {
+    return detail::concat("q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ",
+                          shape_str(v.shape()));
+  };
+  FASTDIT_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(),
+                "attention: q, k and v must share a dtype, got ", dtype_name(q.dtype()), ", ",
+                dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
+  FASTDIT_CHECK(k.size(0) == q.size(0) && v.size(0) == q.size(0), "attention: batch sizes differ: ",
+                where());
+  FASTDIT_CHECK(k.size(2) == q.size(2) && v.size(2) == q.size(2), "attention: head counts differ: ",
+                where());
+  FASTDIT_CHECK(k.size(3) == q.size(3), "attention: q and k head dims differ: ", where());
+  FASTDIT_CHECK(v.size(1) == k.size(1), "attention: k and v sequence lengths differ: ", where());
+  FASTDIT_CHECK(q.size(3) > 0, "attention: head dim must be positive: ", where());
+  if (mask.defined()) {
+    FASTDIT_CHECK(mask.device() == q.device(), "attention: mask is on ", mask.device().str(),
+                  " but q is on ", q.device().str());
+    check_attention_mask(mask, {q.size(0), q.size(2), q.size(1), k.size(1)});
+  }
+  const float resolved_scale =
+      scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(q.size(3)));
+  Tensor out = Tensor::empty({q.size(0), q.size(1), q.size(2), v.size(3)}, q.dtype(), q.device());
+  run_kernel("attention", q.device(), cpu::attention, CUDA_KERNEL(attention), contiguous(q),
+             contiguous(k), contiguous(v), contiguous(mask), resolved_scale, out);
+  return out;
+}
+
+// ---- rotary embedding ----------------------------------------------------------------
+
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style) {
+  check_float_args("rope", {{"x", x}, {"cos", cos}, {"sin", sin}});
+  require("rope", {"cos", cos});
+  require("rope", {"sin", sin});
+  check_rank("rope", {"x", x}, 4);
+  FASTDIT_CHECK(x.size(3) % 2 == 0, "rope: head dim of x ", shape_str(x.shape()),
+                " must be even");
+  const Shape table_shape{x.size(1), x.size(3)};
+  FASTDIT_CHECK(cos.shape() == table_shape && sin.shape() == table_shape, "rope: cos ",
+                shape_str(cos.shape()), " and sin ", shape_str(sin.shape()), " must be [S, D] = ",
+                shape_str(table_shape), " for x ", shape_str(x.shape()));
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run_kernel("rope", x.device(), cpu::rope, CUDA_KERNEL(rope), contiguous(x), contiguous(cos),
+             contiguous(sin), style, out);
+  return out;
+}
+
+// ---- layout --------------------------------------------------------------------------
+// Views plus a copy: core's device hooks already copy strided tensors on every device.
+
+Tensor permute(const Tensor& x, std::span<const int64_t> dims) {
+  FASTDIT_CHECK(x.defined(), "permute: x is undefined");
+  return x.permute(dims).clone();
+}
+
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
+  FASTDIT_CHECK(x.defined(), "transpose: x is undefined");
+  return x.transpose(normalize_dim("transpose", dim0, x), normalize_dim("transpose", dim1, x))
+      .clone();
+}
+
+Tensor concat(std::span<const Tensor> tensors, int64_t dim) {
+  FASTDIT_CHECK(!tensors.empty(), "concat: no tensors");
+  const Tensor& first = tensors.front();
+  FASTDIT_CHECK(first.defined(), "concat: tensor 0 is undefined");
+  const int64_t d = normalize_dim("concat", dim, first);
+  Shape shape = first.shape();
+  shape[d] = 0;
+  std::vector<Tensor> inputs;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    FASTDIT_CHECK(t.defined(), "concat: tensor ", i, " is undefined");
+    bool fits = t.dim() == first.dim();
+    for (int64_t j = 0; fits && j < t.dim(); ++j) fits = j == d || t.size(j) == first.size(j);
+    FASTDIT_CHECK(fits, "concat: tensor ", i, " ", shape_str(t.shape()), " does not match tensor 0 ",
+                  shape_str(first.shape()), " outside dim ", d);
+    FASTDIT_CHECK(t.dtype() == first.dtype(), "concat: tensor ", i, " has dtype ",
+                  dtype_name(t.dtype()), " but tensor 0 has ", dtype_name(first.dtype()));
+    FASTDIT_CHECK(t.device() == first.device(), "concat: tensor ", i, " is on ", t.device().str(),
+                  " but tensor 0 is on ", first.device().str());
+    shape[d] += t.size(d);
+    inputs.push_back(t.contiguous());
+  }
+  Tensor out = Tensor::empty(std::move(shape), first.dtype(), first.device());
+  run_kernel("concat", first.device(), cpu::concat, CUDA_KERNEL(concat),
+             std::span<const Tensor>(inputs), d, out);
+  return out;
+}
+
+std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int64_t dim) {
+  FASTDIT_CHECK(x.defined(), "split: x is undefined");
+  const int64_t d = normalize_dim("split", dim, x);
+  int64_t total = 0;
+  for (int64_t size : sizes) {
+    FASTDIT_CHECK(size >= 0, "split: negative size ", size);
+    total += size;
+  }
+  FASTDIT_CHECK(total == x.size(d), "split: sizes ", shape_str(sizes), " sum to ", total,
+                " but dim ", d, " of x ", shape_str(x.shape()), " has ", x.size(d));
+  std::vector<Tensor> parts;
+  int64_t start = 0;
+  for (int64_t size : sizes) {
+    parts.push_back(x.narrow(d, start, size).clone());
+    start += size;
+  }
+  return parts;
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  FASTDIT_CHECK(x.defined(), "cast: x is undefined");
+  return x.dtype() == dtype ? x.clone() : x.to(dtype);
+}
+
+// ---- embeddings ----------------------------------------------------------------------
+
+Tensor conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_float_args("conv3d_patch", {{"x", x}, {"weight", weight}, {"bias", bias}});
+  require("conv3d_patch", {"weight", weight});
+  check_rank("conv3d_patch", {"x", x}, 5);
+  check_rank("conv3d_patch", {"weight", weight}, 5);
+  FASTDIT_CHECK(x.size(1) == weight.size(1), "conv3d_patch: x ", shape_str(x.shape()),
+                " and weight ", shape_str(weight.shape()), " disagree on channels");
+  for (int64_t d = 2; d < 5; ++d) {
+    FASTDIT_CHECK(weight.size(d) > 0 && x.size(d) % weight.size(d) == 0, "conv3d_patch: x ",
+                  shape_str(x.shape()), " is not a whole number of ", shape_str(weight.shape()),
+                  " patches");
+  }
+  check_vector("conv3d_patch", {"bias", bias}, weight.size(0));
+  Tensor out = Tensor::empty({x.size(0), weight.size(0), x.size(2) / weight.size(2),
+                              x.size(3) / weight.size(3), x.size(4) / weight.size(4)},
+                             x.dtype(), x.device());
+  run_kernel("conv3d_patch", x.device(), cpu::conv3d_patch, CUDA_KERNEL(conv3d_patch),
+             contiguous(x), contiguous(weight), contiguous(bias), out);
+  return out;
+}
+
+Tensor timestep_embedding(const Tensor& t, int64_t dim, bool flip_sin_to_cos,
+                          float downscale_freq_shift, float scale, float max_period) {
+  FASTDIT_CHECK(t.defined(), "timestep_embedding: t is undefined");
+  FASTDIT_CHECK(t.dim() == 1, "timestep_embedding: t ", shape_str(t.shape()), " must be [N]");
+  FASTDIT_CHECK(t.dtype() != DType::Bool, "timestep_embedding: t must be numeric, not bool");
+  FASTDIT_CHECK(dim > 0, "timestep_embedding: dim must be positive, got ", dim);
+  Tensor out = Tensor::empty({t.size(0), dim}, DType::Float32, t.device());
+  run_kernel("timestep_embedding", t.device(), cpu::timestep_embedding,
+             CUDA_KERNEL(timestep_embedding), contiguous(t), flip_sin_to_cos, downscale_freq_shift,
+             scale, max_period, out);
+  return out;
+}
+
+}  // namespace fastdit::ops
