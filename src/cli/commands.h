@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#include "core/error.h"
+
 namespace fastdit::cli {
 
 // The exit code of the command that ran (0 when none set one).
@@ -13,5 +15,6 @@ int& exit_code();
 void add_inspect_command(CLI::App& app);
 void add_parity_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_trace_diff_command(CLI::App& app);
 
 }  // namespace fastdit::cli
