@@ -24,6 +24,12 @@ struct WanArchConfig : DiTArchConfig {
   std::optional<int64_t> pos_embed_seq_len;
 
   static WanArchConfig from_reader(ConfigReader& reader);
+  // The original Wan repositories' config (`_class_name: WanModel`: dim, num_heads,
+  // in_dim, model_type, ...), translated to the same fields.
+  static WanArchConfig from_original_reader(ConfigReader& reader);
+
+ private:
+  void validate(const std::string& source);
 };
 
 }  // namespace fastdit

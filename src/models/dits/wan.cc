@@ -335,6 +335,9 @@ namespace {
 [[maybe_unused]] const bool kRegistered = register_dit("WanTransformer3DModel", [](ConfigReader& config) {
   return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config));
 });
+[[maybe_unused]] const bool kRegisteredOriginal = register_dit("WanModel", [](ConfigReader& config) {
+  return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_original_reader(config));
+});
 }  // namespace
 
 }  // namespace fastdit::wan
