@@ -2,11 +2,13 @@
 // inputs on one device and an allocated output of the final shape and dtype.
 #include "ops/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
-#include <numeric>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "backends/cpu/cpu_ops.h"
 
@@ -364,7 +366,7 @@ std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int64
 
 Tensor cast(const Tensor& x, DType dtype) {
   FASTDIT_CHECK(x.defined(), "cast: x is undefined");
-  return x.dtype() == dtype ? x.clone() : x.to(dtype);
+  return x.to(dtype).contiguous();
 }
 
 // ---- embeddings ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 // inputs (all inputs of one op live on one device) and returns a new contiguous
 // tensor. Float ops accept float32, bfloat16 and float16 inputs, compute in float32
 // (CPU backend) and return the dtype of their first tensor input unless stated.
-// Optional tensors are passed as an undefined Tensor{}.
+// Optional tensors are passed as an undefined Tensor{}. Inputs may have any strides.
+// Bad arguments (ranks, shapes, dtypes, devices) throw fastdit::Error naming the op.
 #pragma once
 
 #include <span>
@@ -17,7 +18,7 @@ namespace fastdit::ops {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
 // ---- normalisation -------------------------------------------------------------------
-// Over the last dim. weight/bias [D] optional (no affine when undefined).
+// Over the last dim. weight and bias [D] are each optional (undefined = no scale / no shift).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 // x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
@@ -28,7 +29,9 @@ Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor silu(const Tensor& x);
 
 // ---- elementwise with broadcasting (NumPy rules) ---------------------------------------
-// Result dtype: float32 when the inputs' float dtypes differ, else the common dtype.
+// add, sub, mul, modulate and gated_add broadcast all their inputs together (the output
+// takes the joint shape) and return float32 when the inputs' float dtypes differ, else
+// the common dtype. scale keeps x's dtype.
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -45,7 +48,8 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 // q [B, Sq, H, D], k [B, Sk, H, D], v [B, Sk, H, Dv] -> [B, Sq, H, Dv].
 // softmax(q·kᵀ · scale + mask) · v with a numerically stable blocked softmax.
 // mask (optional) broadcasts to [B, H, Sq, Sk]: Bool (true = attend) or float (added).
-// scale <= 0 means 1/sqrt(D).
+// scale <= 0 means 1/sqrt(D). q, k, v share a dtype; a query row whose keys are all
+// masked out yields zeros (as PyTorch's SDPA math path does since 2.5).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = {},
                  float scale = 0.0f);
 
@@ -54,22 +58,27 @@ enum class RopeStyle {
   Interleaved,  // pairs (x[2i], x[2i+1]); cos/sin hold each angle twice in a row
   SplitHalf,    // pairs (x[i], x[i + D/2]); cos/sin = cat(f, f)
 };
-// x [B, S, H, D], cos/sin [S, D] float32: out = x·cos + rotate(x)·sin, in float32.
+// x [B, S, H, D] with D even, cos/sin [S, D] (float32 usually; any float dtype):
+// out = x·cos + rotate(x)·sin, in float32, returned in x's dtype.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style);
 
 // ---- layout --------------------------------------------------------------------------
+// Any dtype. Each returns new storage, even where a view would do (an identity
+// permute), except cast. concat needs one dtype and device for all inputs.
 Tensor permute(const Tensor& x, std::span<const int64_t> dims);
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
 Tensor concat(std::span<const Tensor> tensors, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int64_t dim);
-// Any dtype conversion, on the tensor's device.
+// Any dtype conversion, on the tensor's device. Like PyTorch's .to(), a contiguous x
+// that already has the dtype is returned itself, so model code can cast freely.
 Tensor cast(const Tensor& x, DType dtype);
 
 // ---- embeddings ----------------------------------------------------------------------
 // Convolution whose stride equals its kernel (patch embedding).
-// x [B, C, T, H, W], weight [O, C, kt, kh, kw], bias [O] -> [B, O, T/kt, H/kh, W/kw].
+// x [B, C, T, H, W], weight [O, C, kt, kh, kw], bias [O] (optional) -> [B, O, T/kt, H/kh, W/kw].
+// T, H, W must be multiples of kt, kh, kw (PyTorch would silently drop the remainder).
 Tensor conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias);
-// diffusers get_timestep_embedding: t [N] -> [N, dim] float32.
+// diffusers get_timestep_embedding: t [N] (any numeric dtype) -> [N, dim] float32.
 // freq_k = exp(-ln(max_period) * k / (dim/2 - downscale_freq_shift)), arg = t*freq*scale,
 // out = [sin | cos], or [cos | sin] with flip_sin_to_cos; odd dim gets a zero last column.
 Tensor timestep_embedding(const Tensor& t, int64_t dim, bool flip_sin_to_cos,

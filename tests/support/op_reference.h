@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -15,6 +17,16 @@
 #include "support/test_support.h"
 
 namespace fastdit::testing {
+
+// `call` throws fastdit::Error whose message contains `fragment`.
+inline void expect_error(const std::function<void()>& call, const std::string& fragment) {
+  try {
+    call();
+    ADD_FAILURE() << "expected fastdit::Error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
 
 inline std::vector<double> to_doubles(const Tensor& t) {
   const std::vector<float> f = t.to_float_vector();

@@ -15,19 +15,11 @@ namespace fastdit {
 namespace {
 
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_rounded_from_float32;
 using testing::random_in;
 using testing::random_tensor;
 using testing::to_doubles;
-
-void expect_error(const std::function<void()>& call, const std::string& fragment) {
-  try {
-    call();
-    ADD_FAILURE() << "expected fastdit::Error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 // ---- attention ---------------------------------------------------------------------
 
