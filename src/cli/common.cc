@@ -18,6 +18,13 @@ void add_run_options(CLI::App& cmd, RunOptions& options) {
   cmd.add_option("--dtype", options.dtype, "float32, bfloat16 or float16")->capture_default_str();
 }
 
+PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options) {
+  trace::trace_config_from_env();  // a bad trace setting fails before the (slow) load
+  PreparedModel prepared{load_transformer(path, options), nullptr};
+  prepared.trace = trace::attach_from_env(*prepared.loaded.model);
+  return prepared;
+}
+
 TensorMap read_model_inputs(const std::filesystem::path& path, const DiTModel& model, Device device) {
   const SafetensorsFile file = SafetensorsFile::open(path);
   const auto accepted = model.input_names(false);

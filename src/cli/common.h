@@ -6,7 +6,9 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "loader/transformer_loader.h"
 #include "models/dit.h"
+#include "trace/activation_trace.h"
 
 namespace fastdit::cli {
 
@@ -17,6 +19,14 @@ struct RunOptions {
   DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
 };
 void add_run_options(CLI::App& cmd, RunOptions& options);
+
+// A loaded model with the activation trace attached when the environment asks for it.
+struct PreparedModel {
+  LoadedTransformer loaded;
+  std::shared_ptr<trace::ActivationTrace> trace;
+  DiTModel& model() { return *loaded.model; }
+};
+PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options);
 
 // All tensors of a safetensors file, checked against the model's input names.
 TensorMap read_model_inputs(const std::filesystem::path& path, const DiTModel& model, Device device);

@@ -36,9 +36,10 @@ int run_parity(const ParityArgs& args) {
                 ": no 'sample' tensor (the float32 reference output)");
   const Tensor reference = outputs.tensor("sample").to(DType::Float32);
 
-  LoadedTransformer loaded = load_transformer(dir / "transformer", {device, dtype});
-  const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", *loaded.model, device);
-  const Tensor out = loaded.model->forward(inputs).at("sample").to(Device::cpu(), DType::Float32);
+  PreparedModel prepared = prepare_model(dir / "transformer", {device, dtype});
+  DiTModel& model = prepared.model();
+  const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", model, device);
+  const Tensor out = model.forward(inputs).at("sample").to(Device::cpu(), DType::Float32);
 
   double bound = 1e-4;
   std::string bound_note = "float32 bound";
@@ -52,7 +53,7 @@ int run_parity(const ParityArgs& args) {
     }
   }
   std::cout << "case      " << dir.string() << "\n"
-            << "model     " << loaded.model->type_name() << " on " << device.str() << " in "
+            << "model     " << model.type_name() << " on " << device.str() << " in "
             << dtype_name(dtype) << "\n"
             << "output    " << shape_str(out.shape()) << "\n"
             << "bound     rel_l2 <= " << format_number(bound) << " (" << bound_note << ")\n";

@@ -15,9 +15,9 @@ struct RunArgs {
 
 void run_model(const RunArgs& args) {
   const Device device = args.run.parsed_device();
-  LoadedTransformer loaded = load_transformer(args.model_dir, {device, args.run.parsed_dtype(), true});
-  const TensorMap inputs = read_model_inputs(args.inputs, *loaded.model, device);
-  const TensorMap outputs = loaded.model->forward(inputs);
+  PreparedModel prepared = prepare_model(args.model_dir, {device, args.run.parsed_dtype(), true});
+  const TensorMap inputs = read_model_inputs(args.inputs, prepared.model(), device);
+  const TensorMap outputs = prepared.model().forward(inputs);
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [name, tensor] : outputs) named.emplace_back(name, tensor.to(Device::cpu()));
   write_safetensors(args.output, named);

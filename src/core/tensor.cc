@@ -97,6 +97,7 @@ int64_t Tensor::normalize_dim(int64_t dim, int64_t rank) const {
 int64_t Tensor::size(int64_t dim) const { return shape_[normalize_dim(dim, this->dim())]; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (size_t i = shape_.size(); i-- > 0;) {
     if (shape_[i] == 1) continue;
