@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the safetensors fuzzer into fuzz/corpus/safetensors/.
 
-valid_* files must parse and bad_* files must be refused; the unit test
-tests/unit/test_safetensors_corpus.cc replays them with that expectation. Python stdlib only.
+valid_* files must parse and bad_* files must be refused; the SafetensorsCorpus test in
+tests/unit/test_safetensors.cc replays them with that expectation. Python stdlib only.
 """
 import json
 import os

@@ -109,9 +109,15 @@ struct Totals {
 void print_tensor_table(const SafetensorsCheckpoint& checkpoint) {
   const bool sharded = checkpoint.files().size() > 1;
   std::cout << "checkpoint: " << checkpoint.source().string();
-  if (!checkpoint.index_path().empty())
+  if (!checkpoint.index_path().empty() && checkpoint.index_path() != checkpoint.source())
     std::cout << " (index " << checkpoint.index_path().filename().string() << ")";
   std::cout << "\n";
+  for (const SafetensorsFile& file : checkpoint.files()) {
+    if (file.metadata().empty()) continue;
+    std::cout << "metadata of " << fs::path(file.label()).filename().string() << ":";
+    for (const auto& [key, value] : file.metadata()) std::cout << " " << key << "=" << value;
+    std::cout << "\n";
+  }
 
   std::vector<std::string> names = checkpoint.names();
   std::sort(names.begin(), names.end(), natural_less);

@@ -50,13 +50,23 @@ std::string brief(const Json& value) {
 }
 
 // nlohmann's errors start with "[json.exception.parse_error.101] " and may quote a long
-// token; keep the useful part.
+// token of raw, possibly binary bytes; keep the useful part and make it printable.
 std::string parse_error_text(const Json::exception& e) {
-  std::string text = e.what();
+  std::string_view text = e.what();
   if (const auto close = text.find("] "); text.starts_with("[json.") && close != text.npos)
-    text = text.substr(close + 2);
-  if (text.size() > 200) text = text.substr(0, 197) + "...";
-  return text;
+    text.remove_prefix(close + 2);
+  std::string printable;
+  for (const char c : text.substr(0, 200)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) {
+      printable += c;
+    } else {
+      printable += "\\x";
+      printable += "0123456789abcdef"[byte >> 4];
+      printable += "0123456789abcdef"[byte & 15];
+    }
+  }
+  return text.size() > 200 ? printable + "..." : printable;
 }
 
 // Parses a JSON document, rejecting duplicate keys in any object (the DOM would silently
