@@ -28,14 +28,4 @@ struct PreparedModel {
 };
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options);
 
-// All tensors of a safetensors file, checked against the model's input names.
-TensorMap read_model_inputs(const std::filesystem::path& path, const DiTModel& model, Device device);
-
-struct Comparison {
-  double rel_l2 = 0;
-  double max_abs = 0;
-};
-// rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
-Comparison compare(const Tensor& out, const Tensor& ref);
-
 }  // namespace fastdit::cli

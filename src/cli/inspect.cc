@@ -26,7 +26,8 @@ fs::path transformer_dir(const fs::path& dir) {
   return fs::is_directory(dir / "transformer") ? dir / "transformer" : dir;
 }
 
-void print_config(const fs::path& path) {
+// The config with _class_name first: it says what everything else means.
+Json read_config(const fs::path& path) {
   std::ifstream in(path);
   FASTDIT_CHECK(in, path.string(), ": cannot open");
   Json config;
@@ -36,11 +37,10 @@ void print_config(const fs::path& path) {
     FASTDIT_FAIL(path.string(), ": not valid JSON: ", e.what());
   }
   FASTDIT_CHECK(config.is_object(), path.string(), ": expected a JSON object");
-  Json ordered = Json::object();  // _class_name first: it says what everything else means
+  Json ordered = Json::object();
   if (config.contains("_class_name")) ordered["_class_name"] = config["_class_name"];
   for (const auto& [key, value] : config.items()) ordered[key] = value;
-  std::cout << "config: " << path.string() << "\n"
-            << ordered.dump(2, ' ', false, Json::error_handler_t::replace) << "\n\n";
+  return ordered;
 }
 
 bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
@@ -155,8 +155,15 @@ void inspect(const fs::path& path) {
   std::error_code error;
   FASTDIT_CHECK(fs::exists(path, error), path.string(), ": no such file or directory");
   const fs::path dir = fs::is_directory(path) ? transformer_dir(path) : fs::path();
-  if (!dir.empty() && fs::exists(dir / "config.json")) print_config(dir / "config.json");
-  print_tensor_table(SafetensorsCheckpoint::open(dir.empty() ? path : dir));
+  const fs::path config_path = dir.empty() ? fs::path() : dir / "config.json";
+  const bool has_config = !dir.empty() && fs::exists(config_path);
+  // Everything is read and validated before anything is printed.
+  const Json config = has_config ? read_config(config_path) : Json();
+  const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(dir.empty() ? path : dir);
+  if (has_config)
+    std::cout << "config: " << config_path.string() << "\n"
+              << config.dump(2, ' ', false, Json::error_handler_t::replace) << "\n\n";
+  print_tensor_table(checkpoint);
 }
 
 }  // namespace

@@ -1,78 +1,47 @@
-// fastdit parity <case>: runs a parity case through the production loader and
-// compares with the reference output (contract in DESIGN.md).
+// fastdit parity <case>: runs a parity case through the production loader and compares
+// with the reference output. Last line: PASS/FAIL rel_l2=... max_abs=...; exit 0 only on
+// PASS (1 on FAIL, 2 on bad input).
 #include <cstdio>
 #include <iostream>
 
 #include "cli/common.h"
-#include "loader/safetensors.h"
-#include "loader/transformer_loader.h"
+#include "parity/parity_case.h"
 
 namespace fastdit::cli {
 
 namespace {
 
-struct ParityArgs {
-  std::string case_dir;
-  RunOptions run;
-};
-
-std::string format_number(double v) {
+std::string scientific(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3e", v);
   return buf;
 }
 
-int run_parity(const ParityArgs& args) {
-  namespace fs = std::filesystem;
-  const fs::path dir = args.case_dir;
-  FASTDIT_CHECK(fs::is_directory(dir), dir.string(), ": not a parity case directory");
-  for (const char* f : {"inputs.safetensors", "outputs.safetensors"})
-    FASTDIT_CHECK(fs::exists(dir / f), dir.string(), ": missing ", f);
-  const Device device = args.run.parsed_device();
-  const DType dtype = args.run.parsed_dtype();
-
-  const SafetensorsFile outputs = SafetensorsFile::open(dir / "outputs.safetensors");
-  FASTDIT_CHECK(outputs.contains("sample"), (dir / "outputs.safetensors").string(),
-                ": no 'sample' tensor (the float32 reference output)");
-  const Tensor reference = outputs.tensor("sample").to(DType::Float32);
-
-  PreparedModel prepared = prepare_model(dir / "transformer", {device, dtype});
-  DiTModel& model = prepared.model();
-  const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", model, device);
-  const Tensor out = model.forward(inputs).at("sample").to(Device::cpu(), DType::Float32);
-
-  double bound = 1e-4;
-  std::string bound_note = "float32 bound";
-  if (dtype != DType::Float32) {
-    bound = 1e-2;
-    bound_note = "bf16 bound without a reference bf16 run";
-    if (outputs.contains("sample_bf16")) {
-      const double ref_bf16 = compare(outputs.tensor("sample_bf16"), reference).rel_l2;
-      bound = std::max(1.5 * ref_bf16, 1e-3);
-      bound_note = "1.5 x reference bf16 rel_l2 " + format_number(ref_bf16) + ", at least 1e-3";
-    }
-  }
-  std::cout << "case      " << dir.string() << "\n"
-            << "model     " << model.type_name() << " on " << device.str() << " in "
-            << dtype_name(dtype) << "\n"
-            << "output    " << shape_str(out.shape()) << "\n"
-            << "bound     rel_l2 <= " << format_number(bound) << " (" << bound_note << ")\n";
-  const Comparison c = compare(out, reference);
-  const bool pass = c.rel_l2 <= bound;  // NaN fails
-  std::cout << (pass ? "PASS" : "FAIL") << " rel_l2=" << format_number(c.rel_l2)
-            << " max_abs=" << format_number(c.max_abs)
-            << (pass ? "" : " bound=" + format_number(bound)) << std::endl;
-  return pass ? 0 : 1;
+int run_parity(const std::string& case_dir, const RunOptions& run) {
+  const Device device = run.parsed_device();
+  const DType dtype = run.parsed_dtype();
+  const ParityResult r = run_parity_case(case_dir, device, dtype);
+  std::cout << "case      " << case_dir << "\n"
+            << "model     " << r.model_type << " on " << device.str() << " in " << dtype_name(dtype) << "\n"
+            << "output    " << shape_str(r.output_shape) << "\n"
+            << "bound     rel_l2 <= " << scientific(r.bound) << " (" << r.bound_note << ")\n";
+  if (!r.divergence_report.empty()) std::cout << r.divergence_report;
+  if (r.first_divergence) std::cout << "first divergent module: " << *r.first_divergence << "\n";
+  std::cout << (r.pass ? "PASS" : "FAIL") << " rel_l2=" << scientific(r.rel_l2)
+            << " max_abs=" << scientific(r.max_abs) << (r.pass ? "" : " bound=" + scientific(r.bound))
+            << (r.first_divergence ? " first_divergence=" + *r.first_divergence : "") << std::endl;
+  return r.pass ? 0 : 1;
 }
 
 }  // namespace
 
 void add_parity_command(CLI::App& app) {
-  auto args = std::make_shared<ParityArgs>();
+  auto case_dir = std::make_shared<std::string>();
+  auto run = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand("parity", "run a parity case and compare with the reference output");
-  cmd->add_option("case", args->case_dir, "parity case directory")->required();
-  add_run_options(*cmd, args->run);
-  cmd->callback([args] { exit_code() = run_parity(*args); });
+  cmd->add_option("case", *case_dir, "parity case directory")->required();
+  add_run_options(*cmd, *run);
+  cmd->callback([case_dir, run] { exit_code() = run_parity(*case_dir, *run); });
 }
 
 }  // namespace fastdit::cli

@@ -129,6 +129,24 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
   return loaded;
 }
 
+TensorMap read_model_inputs(const fs::path& path, const DiTModel& model, Device device) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  const auto accepted = model.input_names(false);
+  TensorMap inputs;
+  for (const auto& name : file.names()) {
+    if (std::find(accepted.begin(), accepted.end(), name) == accepted.end()) {
+      std::string list;
+      for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
+      FASTDIT_FAIL(path.string(), ": input '", name, "' is not an input of ", model.type_name(),
+                   " (accepted: ", list, ")");
+    }
+    inputs[name] = file.tensor(name).to(device);
+  }
+  for (const auto& name : model.input_names(true))
+    FASTDIT_CHECK(inputs.count(name), path.string(), ": missing input '", name, "' for ", model.type_name());
+  return inputs;
+}
+
 std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransformer& loaded) {
   std::vector<std::pair<std::string, Tensor>> out;
   std::map<std::string, size_t> slot;

@@ -28,6 +28,10 @@ std::filesystem::path resolve_transformer_dir(const std::filesystem::path& path)
 // Builds the model from config.json alone; parameters keep their shapes, no values.
 std::unique_ptr<DiTModel> build_transformer(const std::filesystem::path& path);
 LoadedTransformer load_transformer(const std::filesystem::path& path, const LoadOptions& options);
+// All tensors of a safetensors file as the model's named inputs, on `device`; an unknown
+// name or a missing required input is an error naming the file.
+TensorMap read_model_inputs(const std::filesystem::path& path, const DiTModel& model, Device device);
+
 // The checkpoint tensors back, in the layout they were loaded from (exact inverse of
 // the load's mapping), sorted by name.
 std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransformer& loaded);
