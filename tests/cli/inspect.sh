@@ -29,7 +29,8 @@ first_line() { grep -n -m1 -- "$1" "$work/dir.out" | cut -d: -f1; }
 expect_in "$work/file.out" 'proj_out.weight' '[16, 32]' 'total: 69 tensors'
 grep -q '_class_name' "$work/file.out" && fail "a single file printed a config"
 
-# Broken copies: truncated data, a header length beyond the file, a missing path.
+# Broken input: truncated data, a header length beyond the file, a config that is not JSON,
+# a missing path.
 cases=$work/cases
 mkdir "$cases"
 head -c 100000 "$weights" > "$cases/truncated.safetensors"
@@ -38,13 +39,18 @@ import struct, sys
 data = open(sys.argv[1], "rb").read()
 open(sys.argv[2], "wb").write(struct.pack("<Q", len(data)) + data[8:])
 PY
-before=$(ls -la "$cases")
-for path in "$cases/truncated.safetensors" "$cases/lying.safetensors" "$cases/no/such/model"; do
+mkdir -p "$cases/bad_config/transformer"
+cp "$weights" "$cases/bad_config/transformer/"
+echo '{"_class_name": "WanTransformer3DModel",' > "$cases/bad_config/transformer/config.json"
+listing() { find "$cases" -printf "%p %s %T@\n" | sort; }
+before=$(listing)
+for path in "$cases/truncated.safetensors" "$cases/lying.safetensors" "$cases/bad_config" \
+            "$cases/no/such/model"; do
   status=0
   "$fastdit" inspect "$path" > "$work/out" 2> "$work/err" || status=$?
   [[ $status == 2 ]] || fail "inspect $path exited $status, expected 2"
   expect_in "$work/err" "error: $path"
 done
 expect_in "$work/err" "no such file or directory"
-[[ $(ls -la "$cases") == "$before" ]] || fail "inspect wrote into $cases"
+[[ $(listing) == "$before" ]] || fail "inspect wrote into $cases"
 echo "inspect: ok"
