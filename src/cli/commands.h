@@ -16,5 +16,6 @@ void add_inspect_command(CLI::App& app);
 void add_parity_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_trace_diff_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace fastdit::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   fastdit::cli::add_parity_command(app);
   fastdit::cli::add_run_command(app);
   fastdit::cli::add_trace_diff_command(app);
+  fastdit::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,7 +1,10 @@
 // The CPU device: aligned host memory and the strided copy/convert loop every other
 // part of core relies on.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "core/half.h"
 #include "core/tensor.h"
@@ -11,14 +14,39 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
+std::atomic<size_t> g_in_use{0};
+std::atomic<size_t> g_peak{0};
+
 void* cpu_allocate(size_t nbytes, int) {
   const size_t rounded = (std::max<size_t>(nbytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
   void* ptr = std::aligned_alloc(kAlignment, rounded);
   FASTDIT_CHECK(ptr != nullptr, "out of host memory allocating ", nbytes, " bytes");
+  const size_t now = g_in_use += nbytes;
+  for (size_t peak = g_peak.load(); now > peak && !g_peak.compare_exchange_weak(peak, now);) {
+  }
   return ptr;
 }
 
-void cpu_deallocate(void* ptr, size_t, int) { std::free(ptr); }
+void cpu_deallocate(void* ptr, size_t nbytes, int) {
+  std::free(ptr);
+  g_in_use -= nbytes;
+}
+
+void cpu_synchronize(int) {}
+
+void cpu_memory_stats(int, size_t* in_use, size_t* peak) {
+  *in_use = g_in_use.load();
+  *peak = g_peak.load();
+}
+
+void cpu_reset_peak_memory(int) { g_peak = g_in_use.load(); }
+
+std::string cpu_describe(int) {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("model name")) return line.substr(line.find(':') + 2);
+  return "cpu";
+}
 
 void cpu_copy_bytes(void* dst, Device, const void* src, Device, size_t nbytes) {
   std::memcpy(dst, src, nbytes);
@@ -149,8 +177,9 @@ void cpu_copy_convert(Tensor& dst, const Tensor& src) {
 }  // namespace
 
 const DeviceHooks& cpu_device_hooks() {
-  static const DeviceHooks hooks{cpu_allocate, cpu_deallocate, cpu_copy_bytes, cpu_fill_zero,
-                                 cpu_copy_convert};
+  static const DeviceHooks hooks{cpu_allocate,     cpu_deallocate,   cpu_copy_bytes,
+                                 cpu_fill_zero,    cpu_copy_convert, cpu_synchronize,
+                                 cpu_memory_stats, cpu_reset_peak_memory, cpu_describe};
   return hooks;
 }
 

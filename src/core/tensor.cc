@@ -52,6 +52,28 @@ const DeviceHooks& device_hooks(DeviceType type) {
   return *hooks;
 }
 
+void synchronize(Device device) {
+  const DeviceHooks& hooks = device_hooks(device.type);
+  if (hooks.synchronize) hooks.synchronize(device.index);
+}
+
+MemoryStats memory_stats(Device device) {
+  MemoryStats stats;
+  const DeviceHooks& hooks = device_hooks(device.type);
+  if (hooks.memory_stats) hooks.memory_stats(device.index, &stats.in_use, &stats.peak);
+  return stats;
+}
+
+void reset_peak_memory(Device device) {
+  const DeviceHooks& hooks = device_hooks(device.type);
+  if (hooks.reset_peak_memory) hooks.reset_peak_memory(device.index);
+}
+
+std::string describe_device(Device device) {
+  const DeviceHooks& hooks = device_hooks(device.type);
+  return hooks.describe ? hooks.describe(device.index) : device.str();
+}
+
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   for (int64_t d : shape) FASTDIT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
   const DeviceHooks& hooks = device_hooks(device.type);

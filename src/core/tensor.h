@@ -35,7 +35,22 @@ struct DeviceHooks {
   void (*fill_zero)(void* ptr, size_t nbytes, int index);
   // dst contiguous, same shape and device as src; src any strides; dtypes may differ.
   void (*copy_convert)(Tensor& dst, const Tensor& src);
+  // Optional (may be null): wait for queued work; memory in use and its peak since the
+  // last reset, in bytes.
+  void (*synchronize)(int index) = nullptr;
+  void (*memory_stats)(int index, size_t* in_use, size_t* peak) = nullptr;
+  void (*reset_peak_memory)(int index) = nullptr;
+  std::string (*describe)(int index) = nullptr;  // e.g. "NVIDIA H100 80GB HBM3"
 };
+// Helpers over the optional hooks (no-ops / zeros where a device has none).
+void synchronize(Device device);
+struct MemoryStats {
+  size_t in_use = 0;
+  size_t peak = 0;
+};
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+std::string describe_device(Device device);
 void register_device_hooks(DeviceType type, const DeviceHooks* hooks);
 const DeviceHooks& device_hooks(DeviceType type);  // throws when the backend is not built
 

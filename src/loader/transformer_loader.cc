@@ -5,6 +5,8 @@
 #include <iostream>
 #include <map>
 
+#include "ops/ops.h"
+
 namespace fastdit {
 
 namespace fs = std::filesystem;
@@ -18,8 +20,9 @@ fs::path resolve_transformer_dir(const fs::path& path) {
 }
 
 std::unique_ptr<DiTModel> build_transformer(const fs::path& path) {
-  const fs::path dir = resolve_transformer_dir(path);
-  ConfigReader config = ConfigReader::from_file((dir / "config.json").string());
+  const fs::path config_path =
+      fs::is_regular_file(path) ? path : resolve_transformer_dir(path) / "config.json";
+  ConfigReader config = ConfigReader::from_file(config_path.string());
   return create_dit(config);
 }
 
@@ -127,6 +130,17 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
               << " file(s) in " << seconds << " s\n";
   }
   return loaded;
+}
+
+void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed) {
+  uint64_t index = 0;
+  for (auto& [name, param] : model.named_parameters()) {
+    const DType dtype = param->policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : options.dtype;
+    const bool norm_weight = name.find("norm") != std::string::npos && name.ends_with(".weight");
+    const float center = norm_weight ? 1.0f : 0.0f;
+    param->value = ops::random_uniform(param->shape, dtype, seed + 7919 * ++index, center - 0.05f, center + 0.05f)
+                       .to(options.device);
+  }
 }
 
 TensorMap read_model_inputs(const fs::path& path, const DiTModel& model, Device device) {

@@ -23,9 +23,14 @@ struct LoadedTransformer {
   std::vector<PieceRecord> pieces;  // how every checkpoint tensor reached the model
 };
 
+// Fills every parameter with seeded uniform values (norm weights around 1) in the dtype
+// its policy gives, on options.device: a model without a checkpoint, for benchmarks.
+void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed);
+
 // A pipeline folder (model_index.json / transformer/) or the transformer folder itself.
 std::filesystem::path resolve_transformer_dir(const std::filesystem::path& path);
-// Builds the model from config.json alone; parameters keep their shapes, no values.
+// Builds the model from config.json alone (a model dir or the config file itself);
+// parameters keep their shapes, no values.
 std::unique_ptr<DiTModel> build_transformer(const std::filesystem::path& path);
 LoadedTransformer load_transformer(const std::filesystem::path& path, const LoadOptions& options);
 // All tensors of a safetensors file as the model's named inputs, on `device`; an unknown

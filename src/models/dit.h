@@ -18,6 +18,15 @@ namespace fastdit {
 // Inputs named as the reference forward's keyword arguments.
 using TensorMap = std::map<std::string, Tensor>;
 
+// Latent-space sizes for synthetic inputs (benchmarks, smoke runs).
+struct ExampleShape {
+  int64_t batch = 1;
+  int64_t frames = 1;  // latent frames
+  int64_t height = 64;  // latent height
+  int64_t width = 64;   // latent width
+  int64_t text_len = 512;
+};
+
 class DiTModel : public nn::Module {
  public:
   using nn::Module::Module;
@@ -28,6 +37,8 @@ class DiTModel : public nn::Module {
   virtual std::vector<std::string> input_names(bool required_only) const = 0;
   // Runs the model; returns the outputs by name ("sample" for the prediction).
   virtual TensorMap forward(const TensorMap& inputs) = 0;
+  // Random inputs of the given latent shape, as the family's pipeline would feed them.
+  virtual TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const = 0;
 };
 
 using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config)>;

@@ -24,6 +24,8 @@
 namespace fastdit::ops {
 namespace {
 
+FlopCount* g_flops = nullptr;  // non-null while counting
+
 template <class... Params, class... Args>
 void run_kernel(const char* op, Device device, void (*cpu_kernel)(Params...),
                 std::type_identity_t<void (*)(Params...)> cuda_kernel, Args&&... args) {
@@ -155,6 +157,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape shape = x.shape();
   shape.back() = weight.size(0);
   Tensor out = Tensor::empty(std::move(shape), x.dtype(), x.device());
+  if (g_flops) g_flops->linear += 2.0 * static_cast<double>(x.numel() / x.size(-1)) *
+                                   static_cast<double>(weight.size(0)) * static_cast<double>(weight.size(1));
   run_kernel("linear", x.device(), cpu::linear, CUDA_KERNEL(linear), contiguous(x),
              contiguous(weight), contiguous(bias), out);
   return out;
@@ -279,6 +283,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   const float resolved_scale =
       scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(q.size(3)));
   Tensor out = Tensor::empty({q.size(0), q.size(1), q.size(2), v.size(3)}, q.dtype(), q.device());
+  if (g_flops)
+    g_flops->attention += 2.0 * static_cast<double>(q.size(0) * q.size(2)) * static_cast<double>(q.size(1)) *
+                          static_cast<double>(k.size(1)) * static_cast<double>(q.size(3) + v.size(3));
   run_kernel("attention", q.device(), cpu::attention, CUDA_KERNEL(attention), contiguous(q),
              contiguous(k), contiguous(v), contiguous(mask), resolved_scale, out);
   return out;
@@ -403,6 +410,38 @@ Tensor timestep_embedding(const Tensor& t, int64_t dim, bool flip_sin_to_cos,
              CUDA_KERNEL(timestep_embedding), contiguous(t), flip_sin_to_cos, downscale_freq_shift,
              scale, max_period, out);
   return out;
+}
+
+// ---- accounting and test data ---------------------------------------------------------
+
+void start_flop_count() {
+  static FlopCount count;
+  count = {};
+  g_flops = &count;
+}
+
+FlopCount stop_flop_count() {
+  FASTDIT_CHECK(g_flops != nullptr, "stop_flop_count without start_flop_count");
+  const FlopCount count = *g_flops;
+  g_flops = nullptr;
+  return count;
+}
+
+Tensor random_uniform(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi) {
+  Tensor values = Tensor::empty(shape, DType::Float32);
+  float* p = values.data<float>();
+  const int64_t n = values.numel();
+  const double span = static_cast<double>(hi) - lo;
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    // splitmix64 of (seed, index): independent of how the loop is split.
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i) + 0x632be59bd9b4e019ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    p[i] = static_cast<float>(lo + span * static_cast<double>(z >> 11) * 0x1.0p-53);
+  }
+  return values.to(dtype);
 }
 
 }  // namespace fastdit::ops

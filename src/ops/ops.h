@@ -86,3 +86,22 @@ Tensor timestep_embedding(const Tensor& t, int64_t dim, bool flip_sin_to_cos,
                           float max_period = 10000.0f);
 
 }  // namespace fastdit::ops
+
+namespace fastdit::ops {
+
+// ---- accounting and test data ---------------------------------------------------------
+// Counts the arithmetic of linear (2·M·N·K) and attention (4·B·H·Sq·Sk·D) while active;
+// benchmarks use it to turn time into TFLOP/s.
+struct FlopCount {
+  double linear = 0;
+  double attention = 0;
+  double total() const { return linear + attention; }
+};
+void start_flop_count();
+FlopCount stop_flop_count();
+
+// A CPU tensor of uniform values in [lo, hi), the same for a given seed whatever the
+// thread count (counter-based generator).
+Tensor random_uniform(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi);
+
+}  // namespace fastdit::ops

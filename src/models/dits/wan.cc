@@ -295,6 +295,24 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   return {{"sample", unpatchify(x, latents.shape())}};
 }
 
+TensorMap WanTransformer3DModel::example_inputs(const ExampleShape& s, uint64_t seed) const {
+  const auto& c = config_;
+  TensorMap inputs;
+  inputs["hidden_states"] = ops::random_uniform({s.batch, c.in_channels, s.frames, s.height, s.width},
+                                                DType::Float32, seed, -1.0f, 1.0f);
+  inputs["timestep"] = ops::random_uniform({s.batch}, DType::Float32, seed + 1, 0.0f, 1000.0f);
+  const int64_t text_len = c.image_dim ? 512 : s.text_len;  // I2V splits its context at 512
+  inputs["encoder_hidden_states"] = ops::random_uniform({s.batch, text_len, c.text_dim}, DType::Float32,
+                                                        seed + 2, -1.0f, 1.0f);
+  if (c.image_dim) {
+    const int64_t images = c.pos_embed_seq_len ? 2 * s.batch : s.batch;
+    const int64_t tokens = c.pos_embed_seq_len ? *c.pos_embed_seq_len / 2 : 257;
+    inputs["encoder_hidden_states_image"] =
+        ops::random_uniform({images, tokens, *c.image_dim}, DType::Float32, seed + 3, -1.0f, 1.0f);
+  }
+  return inputs;
+}
+
 // ---- checkpoint layouts --------------------------------------------------------------
 
 ParamNameMapping original_wan_mapping() {

@@ -76,6 +76,7 @@ class WanTransformer3DModel : public DiTModel {
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
   std::vector<std::string> input_names(bool required_only) const override;
   TensorMap forward(const TensorMap& inputs) override;
+  TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
 
  private:
   Tensor unpatchify(const Tensor& tokens, const Shape& latent_shape) const;
