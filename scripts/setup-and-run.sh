@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
-build/fastdit inspect examples/tiny_wan
+build/fastdit parity tests/fixtures/wan/t2v
