@@ -57,7 +57,7 @@ def bad_files():
         "bad_number_overflow": pack('{"w": 1e99999}'),
         "bad_header_not_object": pack("[1, 2, 3]"),
         "bad_trailing_garbage": pack('{} x'),
-        "bad_duplicate_tensor": pack('{"w":' + json.dumps(weight) + ',"w":' + json.dumps(weight) + "}",
+        "bad_duplicate_tensor": pack('{"w":%s,"w":%s}' % (json.dumps(weight), json.dumps(weight)),
                                      bytes(24)),
         "bad_metadata_not_string": pack({"__metadata__": {"step": 3}}),
         "bad_unknown_dtype": pack({"w": entry("F33", [2, 3], 0, 24)}, bytes(24)),

@@ -21,6 +21,9 @@ namespace {
 
 using Json = nlohmann::ordered_json;  // keeps the header's order, which is the file order
 
+// Shapes, offsets and sizes must fit in int64 (Shape's element type).
+constexpr uint64_t kMaxSize = std::numeric_limits<int64_t>::max();
+
 std::string errno_text() { return std::strerror(errno); }
 
 struct FileDescriptor {
@@ -117,12 +120,9 @@ SafetensorsMetadata parse_metadata(const Json& value, const std::string& label) 
   return metadata;
 }
 
-// An unsigned JSON integer that fits in int64 (shapes and offsets both must).
 std::optional<uint64_t> as_size(const Json& value) {
-  if (!value.is_number_unsigned()) return std::nullopt;
-  const auto v = value.get<uint64_t>();
-  if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
-  return v;
+  if (!value.is_number_unsigned() || value.get<uint64_t>() > kMaxSize) return std::nullopt;
+  return value.get<uint64_t>();
 }
 
 // Returns the tensor's byte count. Fails unless the product of all dims (counting 0 as 1,
@@ -138,17 +138,17 @@ uint64_t parse_shape(const Json& value, DType dtype, Shape& shape, const std::st
     FASTDIT_CHECK(size.has_value(), where, expected, brief(value));
     shape.push_back(static_cast<int64_t>(*size));
     empty = empty || *size == 0;
-    FASTDIT_CHECK(!__builtin_mul_overflow(extent_bytes, std::max<uint64_t>(*size, 1), &extent_bytes) &&
-                      extent_bytes <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-                  where, "shape ", brief(value), " of ", dtype_name(dtype),
-                  " is too large for 64-bit sizes");
+    const bool overflow =
+        __builtin_mul_overflow(extent_bytes, std::max<uint64_t>(*size, 1), &extent_bytes);
+    FASTDIT_CHECK(!overflow && extent_bytes <= kMaxSize, where, "shape ", brief(value), " of ",
+                  dtype_name(dtype), " is too large for 64-bit sizes");
   }
   return empty ? 0 : extent_bytes;
 }
 
 std::string known_dtype_codes() {
   std::string codes;
-  for (int i = 0; i <= static_cast<int>(DType::Bool); ++i)
+  for (int i = 0; i <= static_cast<int>(DType::Bool); ++i)  // Bool is the last DType
     codes += detail::concat(i ? ", " : "", safetensors_dtype_code(static_cast<DType>(i)));
   return codes;
 }
@@ -303,7 +303,8 @@ std::map<std::string, std::string> read_weight_map(const std::filesystem::path& 
   const Json index = parse_json_strict(read_text_file(index_path), label);
   FASTDIT_CHECK(index.is_object() && index.contains("weight_map") &&
                     index["weight_map"].is_object(),
-                label, ": expected an object with a \"weight_map\" object (tensor name -> shard file)");
+                label,
+                ": expected an object with a \"weight_map\" object (tensor name -> shard file)");
   std::map<std::string, std::string> shard_of;
   for (const auto& [name, shard] : index["weight_map"].items()) {
     FASTDIT_CHECK(shard.is_string() && is_plain_relative(shard.get<std::string>()), label,

@@ -324,7 +324,8 @@ TEST(SafetensorsCheckpoint, IndexMustAgreeWithShards) {
                {index, "'a.bias'", "listed in shard '" + part2 + "'", part1});
 
   write_index(dir, {{"a.weight", "../elsewhere.safetensors"}});
-  expect_error([&] { SafetensorsCheckpoint::open(dir); }, {index, "'a.weight'", "beside the index"});
+  expect_error([&] { SafetensorsCheckpoint::open(dir); },
+               {index, "'a.weight'", "beside the index"});
 
   write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": [1]})");
   expect_error([&] { SafetensorsCheckpoint::open(dir); }, {index, "weight_map"});
