@@ -84,3 +84,59 @@ TEST(WanTrace, ParityNamesTheBrokenBlock) {
 
 }  // namespace
 }  // namespace fastdit
+
+namespace fastdit {
+namespace {
+
+TEST(WanTrace, DumpWritesTheTracedTensors) {
+  const fs::path dir = testing::temp_dir("trace_dump");
+  auto loaded = load_transformer(case_dir("t2v") / "transformer", {});
+  trace::TraceConfig config;
+  config.enabled = true;
+  config.layers = "^blocks\\.1$";
+  config.stats = {trace::Stat::Sum, trace::Stat::Shape};
+  config.output = (dir / "trace.jsonl").string();
+  config.dump_dir = (dir / "dump").string();
+  auto tracer = std::make_shared<trace::ActivationTrace>(config);
+  EXPECT_EQ(tracer->attach(*loaded.model), 1u);
+  loaded.model->forward(read_model_inputs(case_dir("t2v") / "inputs.safetensors", *loaded.model, Device::cpu()));
+  tracer.reset();
+  const auto records = trace::read_trace(config.output);
+  ASSERT_EQ(records.size(), 1u);
+  const SafetensorsFile dump = SafetensorsFile::open(dir / "dump" / "blocks.1.out.step0.call0.safetensors");
+  const auto values = dump.tensor("value").to_float_vector();
+  double sum = 0;
+  for (float v : values) sum += v;
+  EXPECT_NEAR(sum, records[0].json["sum"].get<double>(), 1e-9 * std::max(1.0, std::fabs(sum)));
+  EXPECT_EQ(dump.tensor("value").shape(), records[0].json["shape"].get<Shape>());
+}
+
+TEST(WanTrace, BadEnvironmentIsAnErrorAtStart) {
+  ::setenv("FASTDIT_TRACE_ACTIVATIONS", "1", 1);
+  ::setenv("FASTDIT_TRACE_LAYERS", "blocks.(", 1);
+  EXPECT_THROW(trace::trace_config_from_env(), Error);
+  ::setenv("FASTDIT_TRACE_LAYERS", "", 1);
+  ::setenv("FASTDIT_TRACE_STATS", "abs_mean,median", 1);
+  try {
+    trace::trace_config_from_env();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("median"), std::string::npos);
+  }
+  ::setenv("FASTDIT_TRACE_STATS", "", 1);
+  ::setenv("FASTDIT_TRACE_STEPS", "1,x", 1);
+  EXPECT_THROW(trace::trace_config_from_env(), Error);
+  ::unsetenv("FASTDIT_TRACE_STEPS");
+  ::unsetenv("FASTDIT_TRACE_ACTIVATIONS");
+  ::setenv("FASTVIDEO_TRACE_ACTIVATIONS", "1", 1);  // the FastVideo name is a fallback
+  EXPECT_TRUE(trace::trace_config_from_env().enabled);
+  ::setenv("FASTDIT_TRACE_ACTIVATIONS", "0", 1);  // ... that the FastDiT name overrides
+  EXPECT_FALSE(trace::trace_config_from_env().enabled);
+  ::unsetenv("FASTVIDEO_TRACE_ACTIVATIONS");
+  ::unsetenv("FASTDIT_TRACE_ACTIVATIONS");
+  ::unsetenv("FASTDIT_TRACE_LAYERS");
+  ::unsetenv("FASTDIT_TRACE_STATS");
+}
+
+}  // namespace
+}  // namespace fastdit
