@@ -1,0 +1,92 @@
+// copy_convert: a strided gather into a contiguous tensor of the same shape, converting
+// the dtype on the way. One thread per output element (grid-stride); the source offset
+// comes from a StridedIndexer whose dims are merged first, so contiguous sources walk
+// rank 1. Float conversions round to nearest even. Same-dtype copies of any type move
+// raw elements by size; the few remaining conversions (integers, float64, float8) go
+// through the CPU, where core already implements them all.
+#include <cstdint>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/kernel_common.cuh"
+
+namespace fastdit::cuda {
+namespace {
+
+template <class Source, class Target>
+__device__ __forceinline__ Target convert(Source v) {
+  if constexpr (std::is_same_v<Source, Target>) {
+    return v;
+  } else {
+    return from_float<Target>(to_float(v));
+  }
+}
+
+template <class Source, class Target>
+__global__ void gather_convert(const Source* src, Target* dst, StridedIndexer<1> indexer,
+                               int64_t n) {
+  for (int64_t i = global_thread_index(); i < n; i += global_thread_count()) {
+    int64_t offset[1];
+    indexer.offsets(i, offset);
+    dst[i] = convert<Source, Target>(src[offset[0]]);
+  }
+}
+
+template <class Source, class Target>
+void launch(const Tensor& src, Tensor& dst, const StridedIndexer<1>& indexer, cudaStream_t stream) {
+  const int64_t n = dst.numel();
+  gather_convert<<<grid_for(n), kThreadsPerBlock, 0, stream>>>(
+      static_cast<const Source*>(src.data_ptr()), static_cast<Target*>(dst.data_ptr()), indexer, n);
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+template <class Source>
+void launch_to(const Tensor& src, Tensor& dst, const StridedIndexer<1>& indexer,
+               cudaStream_t stream) {
+  switch (dst.dtype()) {
+    case DType::Float32: return launch<Source, float>(src, dst, indexer, stream);
+    case DType::BFloat16: return launch<Source, __nv_bfloat16>(src, dst, indexer, stream);
+    default: return launch<Source, __half>(src, dst, indexer, stream);
+  }
+}
+
+// Same dtype: elements move as opaque words of their size.
+void launch_raw(const Tensor& src, Tensor& dst, const StridedIndexer<1>& indexer,
+                cudaStream_t stream) {
+  switch (src.element_size()) {
+    case 1: return launch<uint8_t, uint8_t>(src, dst, indexer, stream);
+    case 2: return launch<uint16_t, uint16_t>(src, dst, indexer, stream);
+    case 4: return launch<uint32_t, uint32_t>(src, dst, indexer, stream);
+    default: return launch<uint64_t, uint64_t>(src, dst, indexer, stream);
+  }
+}
+
+bool is_kernel_float(DType dtype) {
+  return dtype == DType::Float32 || dtype == DType::BFloat16 || dtype == DType::Float16;
+}
+
+void copy_convert_through_host(Tensor& dst, const Tensor& src) {
+  const Tensor converted = src.to(Device::cpu()).to(dst.dtype());
+  dst.copy_(converted);
+}
+
+}  // namespace
+
+void copy_convert(Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  const bool same = src.dtype() == dst.dtype();
+  if (!same && !(is_kernel_float(src.dtype()) && is_kernel_float(dst.dtype()))) {
+    return copy_convert_through_host(dst, src);
+  }
+  DeviceGuard guard(dst.device());
+  const cudaStream_t stream = current_stream(dst.device().index);
+  const auto indexer = make_indexer<1>(src.shape(), {src.strides()});
+  if (same) return launch_raw(src, dst, indexer, stream);
+  switch (src.dtype()) {
+    case DType::Float32: return launch_to<float>(src, dst, indexer, stream);
+    case DType::BFloat16: return launch_to<__nv_bfloat16>(src, dst, indexer, stream);
+    default: return launch_to<__half>(src, dst, indexer, stream);
+  }
+}
+
+}  // namespace fastdit::cuda

@@ -1,0 +1,229 @@
+// Streams, the caching allocator and the DeviceHooks of the CUDA device.
+//
+// The allocator rounds every request up (to 512 B below 1 MiB, to 2 MiB above) and keeps
+// freed blocks in free lists keyed by that rounded size, so a denoising loop that makes
+// the same tensors every step stops calling cudaMalloc after its first step. Blocks are
+// reused without events because all work of a device runs on its one stream, in order.
+// The process-lifetime state (streams, pools) is deliberately leaked: tensors held by
+// static objects may be freed after other statics are gone.
+#include "backends/cuda/cuda_device.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/cuda/cuda_check.h"
+
+namespace fastdit::cuda {
+
+void copy_convert(Tensor& dst, const Tensor& src);  // copy_convert.cu
+
+namespace detail {
+
+void fail_call(const char* file, int line, const char* call, const char* library, int status,
+               const std::string& message) {
+  fastdit::detail::fail(file, line,
+                        fastdit::detail::concat(library, " call ", call, " failed with status ",
+                                                status, ": ", message));
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr size_t kSmallBlockLimit = size_t{1} << 20;
+constexpr size_t kSmallRounding = 512;
+constexpr size_t kLargeRounding = size_t{2} << 20;
+
+size_t rounded_size(size_t nbytes) {
+  const size_t n = std::max<size_t>(nbytes, 1);
+  const size_t unit = n <= kSmallBlockLimit ? kSmallRounding : kLargeRounding;
+  return (n + unit - 1) / unit * unit;
+}
+
+struct DevicePool {
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // rounded size -> blocks
+  std::unordered_map<void*, size_t> live_blocks;               // pointer -> rounded size
+  MemoryStats stats;
+};
+
+class CachingAllocator {
+ public:
+  void* allocate(size_t nbytes, int device) {
+    const size_t size = rounded_size(nbytes);
+    std::lock_guard lock(mutex_);
+    DevicePool& pool = pools_[device];
+    void* ptr = take_free_block(pool, size);
+    if (ptr == nullptr) ptr = malloc_block(pool, size, device);
+    pool.live_blocks.emplace(ptr, size);
+    pool.stats.allocated_bytes += size;
+    pool.stats.peak_allocated_bytes =
+        std::max(pool.stats.peak_allocated_bytes, pool.stats.allocated_bytes);
+    return ptr;
+  }
+
+  void deallocate(void* ptr, int device) {
+    std::lock_guard lock(mutex_);
+    DevicePool& pool = pools_[device];
+    const auto live = pool.live_blocks.find(ptr);
+    if (live == pool.live_blocks.end()) return;  // not ours: nothing sane to do in a deleter
+    pool.free_blocks[live->second].push_back(ptr);
+    pool.stats.allocated_bytes -= live->second;
+    pool.live_blocks.erase(live);
+  }
+
+  MemoryStats stats(int device) {
+    std::lock_guard lock(mutex_);
+    return pools_[device].stats;
+  }
+
+  void empty_cache() {
+    std::lock_guard lock(mutex_);
+    for (auto& [device, pool] : pools_) release_free_blocks(pool, device);
+  }
+
+ private:
+  static void* take_free_block(DevicePool& pool, size_t size) {
+    const auto bucket = pool.free_blocks.find(size);
+    if (bucket == pool.free_blocks.end() || bucket->second.empty()) return nullptr;
+    void* ptr = bucket->second.back();
+    bucket->second.pop_back();
+    return ptr;
+  }
+
+  // On out-of-memory, the cached blocks of every size go back to the driver and the
+  // request is tried once more.
+  static void* malloc_block(DevicePool& pool, size_t size, int device) {
+    DeviceGuard guard(device);
+    void* ptr = nullptr;
+    cudaError_t status = cudaMalloc(&ptr, size);
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      release_free_blocks(pool, device);
+      status = cudaMalloc(&ptr, size);
+    }
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      FASTDIT_FAIL("out of CUDA memory on cuda:", device, " allocating ", size, " bytes (",
+                   pool.stats.allocated_bytes, " bytes in tensors, ", pool.stats.reserved_bytes,
+                   " reserved)");
+    }
+    FASTDIT_CUDA_CHECK(status);
+    pool.stats.reserved_bytes += size;
+    return ptr;
+  }
+
+  static void release_free_blocks(DevicePool& pool, int device) {
+    DeviceGuard guard(device);
+    for (auto& [size, blocks] : pool.free_blocks) {
+      for (void* ptr : blocks) FASTDIT_CUDA_CHECK(cudaFree(ptr));
+      pool.stats.reserved_bytes -= size * blocks.size();
+      blocks.clear();
+    }
+  }
+
+  std::mutex mutex_;
+  std::map<int, DevicePool> pools_;
+};
+
+CachingAllocator& allocator() {
+  static auto* instance = new CachingAllocator();
+  return *instance;
+}
+
+// ---- device hooks ----------------------------------------------------------------------
+
+void* hook_allocate(size_t nbytes, int device) { return allocator().allocate(nbytes, device); }
+
+void hook_deallocate(void* ptr, size_t, int device) { allocator().deallocate(ptr, device); }
+
+// Host-to-device copies from pageable memory return once the source is staged, so the
+// caller may free it at once; device-to-host copies wait for the data.
+void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                     size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
+    synchronize(src_device.index);
+    DeviceGuard guard(dst_device);
+    FASTDIT_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, nbytes,
+                                           current_stream(dst_device.index)));
+    synchronize(dst_device.index);  // src's stream may reuse the source block right after
+    return;
+  }
+  const Device device = dst_device.is_cuda() ? dst_device : src_device;
+  DeviceGuard guard(device);
+  const cudaMemcpyKind kind = !src_device.is_cuda() ? cudaMemcpyHostToDevice
+                              : !dst_device.is_cuda() ? cudaMemcpyDeviceToHost
+                                                      : cudaMemcpyDeviceToDevice;
+  FASTDIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, current_stream(device.index)));
+  if (kind == cudaMemcpyDeviceToHost) synchronize(device.index);
+}
+
+void hook_fill_zero(void* ptr, size_t nbytes, int device) {
+  DeviceGuard guard(device);
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(ptr, 0, nbytes, current_stream(device)));
+}
+
+const DeviceHooks kCudaHooks{hook_allocate, hook_deallocate, hook_copy_bytes, hook_fill_zero,
+                             copy_convert};
+
+const bool kRegistered = [] {
+  register_device_hooks(DeviceType::CUDA, &kCudaHooks);
+  return true;
+}();
+
+// ---- streams and properties ------------------------------------------------------------
+
+struct DeviceState {
+  std::once_flag created;
+  cudaStream_t stream = nullptr;
+  cudaDeviceProp properties{};
+};
+
+DeviceState& device_state(int device) {
+  static const int count = device_count();
+  static auto* states = new std::vector<DeviceState>(static_cast<size_t>(count));
+  FASTDIT_CHECK(device >= 0 && device < count, "cuda:", device, " does not exist (", count,
+                " CUDA devices)");
+  DeviceState& state = (*states)[device];
+  std::call_once(state.created, [&] {
+    DeviceGuard guard(device);
+    FASTDIT_CUDA_CHECK(cudaStreamCreateWithFlags(&state.stream, cudaStreamNonBlocking));
+    FASTDIT_CUDA_CHECK(cudaGetDeviceProperties(&state.properties, device));
+  });
+  return state;
+}
+
+}  // namespace
+
+cudaStream_t current_stream(int device) { return device_state(device).stream; }
+
+void synchronize(int device) {
+  DeviceGuard guard(device);
+  FASTDIT_CUDA_CHECK(cudaStreamSynchronize(current_stream(device)));
+}
+
+int device_count() {
+  int count = 0;
+  FASTDIT_CUDA_CHECK(cudaGetDeviceCount(&count));
+  return count;
+}
+
+const cudaDeviceProp& device_properties(int device) { return device_state(device).properties; }
+
+MemoryStats cuda_memory_stats(int device) { return allocator().stats(device); }
+
+void empty_cache() { allocator().empty_cache(); }
+
+DeviceGuard::DeviceGuard(int device) : device_(device) {
+  FASTDIT_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device_) FASTDIT_CUDA_CHECK(cudaSetDevice(device_));
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0 && previous_ != device_) cudaSetDevice(previous_);
+}
+
+}  // namespace fastdit::cuda

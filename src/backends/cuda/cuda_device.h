@@ -1,0 +1,48 @@
+// The CUDA device as the rest of the backend sees it: one stream per device that every
+// kernel and copy runs on, a caching allocator behind Tensor::empty, and the DeviceHooks
+// core calls (installed at static initialisation; nothing here touches the GPU until a
+// CUDA tensor is made).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "core/tensor.h"
+
+namespace fastdit::cuda {
+
+// The non-default stream of `device`, created on first use. All work of the backend is
+// ordered on it, which is what lets freed memory be reused without events.
+cudaStream_t current_stream(int device);
+
+// Waits for everything queued on the device's stream.
+void synchronize(int device);
+
+int device_count();
+const cudaDeviceProp& device_properties(int device);
+
+struct MemoryStats {
+  size_t allocated_bytes = 0;       // in tensors now (sizes as rounded by the allocator)
+  size_t peak_allocated_bytes = 0;  // the most allocated_bytes has been
+  size_t reserved_bytes = 0;        // taken from cudaMalloc: allocated plus cached free blocks
+};
+MemoryStats cuda_memory_stats(int device = 0);
+// Returns every cached free block of every device to the driver.
+void empty_cache();
+
+// Makes `device` the current CUDA device for the scope, restoring the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  explicit DeviceGuard(Device device) : DeviceGuard(device.index) {}
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+  int device_;
+};
+
+}  // namespace fastdit::cuda

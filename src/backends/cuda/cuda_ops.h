@@ -1,0 +1,79 @@
+// The CUDA kernels behind ops/: the same functions and contract as cpu_ops.h (ops.cc has
+// validated every argument: inputs are contiguous and on one CUDA device, `out` is
+// allocated with its final shape and dtype), so ops.cc dispatches each op in one line.
+// Kernels take float32 / bfloat16 / float16 and compute in float32; GEMMs and attention
+// accumulate in float32 (float32 GEMMs never use TF32). All work is queued on the
+// device's stream (cuda_device.h) and returns without waiting for it.
+//
+// After the shared vocabulary come CUDA-only extras: fused kernels for the model fast
+// paths and the attention backend choice.
+#pragma once
+
+#include <span>
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace fastdit::cuda {
+
+void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
+
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out);
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+
+void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out);
+void silu(const Tensor& x, Tensor& out);
+void scale(const Tensor& x, float factor, Tensor& out);
+
+// Inputs broadcast against out's shape (NumPy rules, already checked).
+void add(const Tensor& a, const Tensor& b, Tensor& out);
+void sub(const Tensor& a, const Tensor& b, Tensor& out);
+void mul(const Tensor& a, const Tensor& b, Tensor& out);
+void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor& out);
+void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out);
+
+// dim already normalised to [0, rank).
+void softmax(const Tensor& x, int64_t dim, Tensor& out);
+
+// scale already resolved (> 0); mask undefined, Bool or float, broadcastable to
+// [B, H, Sq, Sk]. The backend is chosen by select_attention_backend below.
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, float scale,
+               Tensor& out);
+
+void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle style, Tensor& out);
+
+// Inputs share out's dtype and every dim but `dim` (normalised).
+void concat(std::span<const Tensor> tensors, int64_t dim, Tensor& out);
+
+void conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
+void timestep_embedding(const Tensor& t, bool flip_sin_to_cos, float downscale_freq_shift,
+                        float scale, float max_period, Tensor& out);
+
+// ---- CUDA-only extras ----------------------------------------------------------------
+
+// gelu_tanh(x · weightᵀ + bias) with the GELU fused into the GEMM (cuBLASLt GELU_BIAS):
+// the FFN up-projection. bias may be undefined.
+void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
+
+// layer_norm(x) without affine, statistics in float32, then x̂ · (1 + scale) + shift in
+// one pass. x [B, L, D]; shift and scale (any float dtype) are [B, 1, D] or [B, L, D].
+void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                         Tensor& out);
+
+enum class AttentionBackend {
+  Cudnn,      // cuDNN fused SDPA: bf16/fp16, head dims multiples of 8 up to 256, no mask
+  Flash,      // our flash kernel (mma.sync): bf16/fp16, head dims multiples of 8 up to 256, no mask
+  Reference,  // simple kernel: any float dtype, any head dim, masks
+};
+const char* attention_backend_name(AttentionBackend backend);
+
+// FASTDIT_ATTENTION_BACKEND (cudnn | flash | reference) when set and it can serve these
+// tensors — a fastdit::Error naming why when it cannot — else the first of cudnn, flash,
+// reference that can.
+AttentionBackend select_attention_backend(const Tensor& q, const Tensor& k, const Tensor& v,
+                                          const Tensor& mask);
+// attention() on a given backend; a fastdit::Error when it cannot serve these tensors.
+void attention_with(AttentionBackend backend, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const Tensor& mask, float scale, Tensor& out);
+
+}  // namespace fastdit::cuda

@@ -1,0 +1,190 @@
+// cuBLASLt behind gemm_xwt. cuBLASLt is column-major, so row-major y[m, n] = x · wᵀ is
+// asked for as the column-major D (n × m) = op_T(A) · op_N(B) with A = w seen as k × n
+// (ld k) and B = x seen as k × m (ld k): the "TN" form, whose bias runs along D's rows,
+// which is what the BIAS epilogues expect.
+//
+// A plan — matmul and layout descriptors plus the heuristic's best algorithm — is built
+// once per (device, m, n, k, dtype, epilogue, bias dtype, pointer alignments) and cached,
+// including the answer "no algorithm". The alignments are part of the key because
+// cuBLASLt assumes 256-byte-aligned pointers unless told otherwise and then fails with a
+// silent NOT_SUPPORTED; we tell it the real ones. Each device has one handle and a
+// 32 MiB workspace (the Hopper recommendation), both kept for the process lifetime.
+#include <cublasLt.h>
+
+#include <bit>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/gemm.h"
+
+namespace fastdit::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+cudaDataType_t cuda_data_type(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return CUDA_R_32F;
+    case DType::BFloat16: return CUDA_R_16BF;
+    case DType::Float16: return CUDA_R_16F;
+    default: FASTDIT_FAIL("cuBLASLt GEMM takes float32, bfloat16 or float16, not ", dtype_name(dtype));
+  }
+}
+
+cublasLtEpilogue_t cublas_epilogue(GemmEpilogue epilogue) {
+  switch (epilogue) {
+    case GemmEpilogue::None: return CUBLASLT_EPILOGUE_DEFAULT;
+    case GemmEpilogue::Bias: return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::GeluTanh: return CUBLASLT_EPILOGUE_GELU;
+    case GemmEpilogue::GeluTanhBias: return CUBLASLT_EPILOGUE_GELU_BIAS;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+bool has_bias(GemmEpilogue epilogue) {
+  return epilogue == GemmEpilogue::Bias || epilogue == GemmEpilogue::GeluTanhBias;
+}
+
+// The largest power of two (up to 256) dividing the address.
+uint32_t alignment_of(const void* ptr) {
+  const auto address = reinterpret_cast<uintptr_t>(ptr);
+  return address == 0 ? 256u : std::min<uint32_t>(256u, uint32_t{1} << std::countr_zero(address));
+}
+
+struct PlanKey {
+  int device;
+  int64_t m, n, k;
+  DType dtype, bias_dtype;
+  GemmEpilogue epilogue;
+  uint32_t align_x, align_w, align_y;
+  auto operator<=>(const PlanKey&) const = default;
+};
+
+struct Plan {
+  bool runnable = false;
+  cublasLtMatmulDesc_t matmul = nullptr;
+  cublasLtMatrixLayout_t layout_w = nullptr, layout_x = nullptr, layout_y = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+struct DeviceContext {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+};
+
+template <class T>
+void set_matmul_attribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute,
+                          const T& value) {
+  FASTDIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)));
+}
+
+template <class T>
+void set_preference(cublasLtMatmulPreference_t preference,
+                    cublasLtMatmulPreferenceAttributes_t attribute, const T& value) {
+  FASTDIT_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value, sizeof(value)));
+}
+
+Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
+  Plan plan;
+  const cudaDataType_t type = cuda_data_type(key.dtype);
+  FASTDIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.matmul, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+  set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+  set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_EPILOGUE, cublas_epilogue(key.epilogue));
+  if (has_bias(key.epilogue)) {
+    set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                         static_cast<int32_t>(cuda_data_type(key.bias_dtype)));
+  }
+  const auto rows = [](int64_t v) { return static_cast<uint64_t>(v); };
+  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_w, type, rows(key.k), rows(key.n), key.k));
+  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_x, type, rows(key.k), rows(key.m), key.k));
+  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_y, type, rows(key.n), rows(key.m), key.n));
+
+  cublasLtMatmulPreference_t preference = nullptr;
+  FASTDIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  set_preference(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t{kWorkspaceBytes});
+  set_preference(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_w);
+  set_preference(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_x);
+  set_preference(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_y);
+  set_preference(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, plan.layout_x, plan.layout_y,
+                                     plan.layout_y, preference, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(preference);
+  // NOT_SUPPORTED is cuBLASLt's way of saying "no algorithm": a plan that cannot run.
+  if (status != CUBLAS_STATUS_NOT_SUPPORTED) FASTDIT_CUBLAS_CHECK(status);
+  plan.runnable = status == CUBLAS_STATUS_SUCCESS && found > 0;
+  plan.algo = result.algo;
+  return plan;
+}
+
+class GemmRunner {
+ public:
+  GemmEpilogue run(const GemmOperands& g, GemmEpilogue wanted) {
+    std::lock_guard lock(mutex_);
+    DeviceGuard guard(g.device);
+    const DeviceContext& context = device_context(g.device);
+    // The bias pointer is not part of a plan; with an unaligned one nothing is fused (a
+    // fused GELU would then come before the caller's bias add).
+    if (has_bias(wanted) && alignment_of(g.bias) < 16) wanted = GemmEpilogue::None;
+    const Plan* plan = &plan_for(g, wanted, context.handle);
+    if (!plan->runnable && wanted != GemmEpilogue::None) {
+      wanted = GemmEpilogue::None;
+      plan = &plan_for(g, wanted, context.handle);
+    }
+    FASTDIT_CHECK(plan->runnable, "cuBLASLt has no algorithm for the ", dtype_name(g.dtype),
+                  " GEMM [", g.m, ", ", g.k, "] x [", g.n, ", ", g.k, "]^T at pointer alignments ",
+                  alignment_of(g.x), "/", alignment_of(g.weight), "/", alignment_of(g.y), " bytes");
+    if (has_bias(wanted)) {
+      set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    FASTDIT_CUBLAS_CHECK(cublasLtMatmul(context.handle, plan->matmul, &alpha, g.weight,
+                                        plan->layout_w, g.x, plan->layout_x, &beta, g.y,
+                                        plan->layout_y, g.y, plan->layout_y, &plan->algo,
+                                        context.workspace, kWorkspaceBytes,
+                                        current_stream(g.device)));
+    return wanted;
+  }
+
+ private:
+  const Plan& plan_for(const GemmOperands& g, GemmEpilogue epilogue, cublasLtHandle_t handle) {
+    const PlanKey key{g.device,   g.m,      g.n, g.k, g.dtype, has_bias(epilogue) ? g.bias_dtype : g.dtype,
+                      epilogue,   alignment_of(g.x), alignment_of(g.weight), alignment_of(g.y)};
+    auto found = plans_.find(key);
+    if (found == plans_.end()) found = plans_.emplace(key, build_plan(key, handle)).first;
+    return found->second;
+  }
+
+  const DeviceContext& device_context(int device) {
+    DeviceContext& context = contexts_[device];
+    if (context.handle == nullptr) {
+      FASTDIT_CUBLAS_CHECK(cublasLtCreate(&context.handle));
+      context.workspace = device_hooks(DeviceType::CUDA).allocate(kWorkspaceBytes, device);
+    }
+    return context;
+  }
+
+  std::mutex mutex_;
+  std::map<int, DeviceContext> contexts_;
+  std::map<PlanKey, Plan> plans_;
+};
+
+GemmRunner& runner() {
+  static auto* instance = new GemmRunner();  // leaked: outlives every static tensor
+  return *instance;
+}
+
+}  // namespace
+
+GemmEpilogue gemm_xwt(const GemmOperands& operands, GemmEpilogue wanted) {
+  return runner().run(operands, wanted);
+}
+
+}  // namespace fastdit::cuda

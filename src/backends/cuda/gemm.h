@@ -1,0 +1,31 @@
+// The one GEMM form the CUDA ops need, on cuBLASLt: row-major y[m, n] = x[m, k] · w[n, k]ᵀ
+// (the PyTorch Linear layout, so no weight is ever transposed), float32 accumulation
+// (never TF32), with the bias / GELU-tanh epilogue fused when cuBLASLt offers it.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace fastdit::cuda {
+
+enum class GemmEpilogue { None, Bias, GeluTanh, GeluTanhBias };
+
+struct GemmOperands {
+  const void* x;        // [m, k]
+  const void* weight;   // [n, k]
+  void* y;              // [m, n]
+  const void* bias;     // [n], or null
+  DType dtype;          // of x, weight and y
+  DType bias_dtype;
+  int64_t m, n, k;
+  int device;
+};
+
+// Runs the GEMM with `wanted` fused and returns it, or — when cuBLASLt has no algorithm
+// for that epilogue at these pointer alignments — runs the plain GEMM and returns
+// GemmEpilogue::None, leaving bias and GELU to the caller. A GEMM cuBLASLt cannot run
+// at all is a fastdit::Error. m, n, k > 0.
+GemmEpilogue gemm_xwt(const GemmOperands& operands, GemmEpilogue wanted);
+
+}  // namespace fastdit::cuda

@@ -1,0 +1,173 @@
+// What the CUDA kernels share: float storage types picked at run time, float32 loads and
+// round-to-nearest-even stores, a strided index walker for up to kMaxDims dims, and the
+// 1-D grid-stride launch shape.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace fastdit::cuda {
+
+constexpr int kMaxDims = 8;
+
+// The float storage types kernels compute on (always in float32).
+enum class FloatCode : uint8_t { F32, BF16, F16 };
+
+inline FloatCode float_code(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return FloatCode::F32;
+    case DType::BFloat16: return FloatCode::BF16;
+    case DType::Float16: return FloatCode::F16;
+    default: FASTDIT_FAIL("CUDA kernels take float32, bfloat16 or float16, not ", dtype_name(dtype));
+  }
+}
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+
+__device__ __forceinline__ float load_float(const void* base, FloatCode code, int64_t i) {
+  switch (code) {
+    case FloatCode::F32: return static_cast<const float*>(base)[i];
+    case FloatCode::BF16: return to_float(static_cast<const __nv_bfloat16*>(base)[i]);
+    default: return to_float(static_cast<const __half*>(base)[i]);
+  }
+}
+
+__device__ __forceinline__ void store_float(void* base, FloatCode code, int64_t i, float v) {
+  switch (code) {
+    case FloatCode::F32: static_cast<float*>(base)[i] = v; return;
+    case FloatCode::BF16: static_cast<__nv_bfloat16*>(base)[i] = from_float<__nv_bfloat16>(v); return;
+    default: static_cast<__half*>(base)[i] = from_float<__half>(v); return;
+  }
+}
+
+// Element offsets of N operands walked together over one shape: element `linear` of the
+// row-major shape sits at offsets[i] in operand i.
+template <int N>
+struct StridedIndexer {
+  int rank = 0;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[N][kMaxDims] = {};
+
+  __device__ __forceinline__ void offsets(int64_t linear, int64_t (&out)[N]) const {
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[i] = 0;
+    for (int d = rank - 1; d >= 0; --d) {
+      const int64_t coordinate = linear % sizes[d];
+      linear /= sizes[d];
+#pragma unroll
+      for (int i = 0; i < N; ++i) out[i] += coordinate * strides[i][d];
+    }
+  }
+};
+
+// Drops size-1 dims and merges neighbours that every operand walks contiguously, so a
+// contiguous copy has rank 1 and a [B, L, D] + [B, 1, D] broadcast has rank 3.
+template <int N>
+StridedIndexer<N> make_indexer(const Shape& shape, const std::array<Shape, N>& strides) {
+  StridedIndexer<N> indexer;
+  int rank = 0;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merges = rank > 0;
+    for (int i = 0; i < N && merges; ++i) {
+      merges = indexer.strides[i][rank - 1] == strides[i][d] * shape[d];
+    }
+    if (merges) {
+      indexer.sizes[rank - 1] *= shape[d];
+      for (int i = 0; i < N; ++i) indexer.strides[i][rank - 1] = strides[i][d];
+      continue;
+    }
+    FASTDIT_CHECK(rank < kMaxDims, "CUDA strided kernels take at most ", kMaxDims,
+                  " non-mergeable dims, got shape ", shape_str(shape));
+    indexer.sizes[rank] = shape[d];
+    for (int i = 0; i < N; ++i) indexer.strides[i][rank] = strides[i][d];
+    ++rank;
+  }
+  indexer.rank = rank;
+  return indexer;
+}
+
+// Strides that walk `t`, right-aligned against `target`, as if it had `target`'s shape:
+// 0 along the dims it broadcasts over.
+inline Shape broadcast_strides(const Tensor& t, const Shape& target) {
+  const size_t lead = target.size() - t.shape().size();
+  Shape strides(target.size(), 0);
+  for (size_t d = 0; d < t.shape().size(); ++d) {
+    if (t.shape()[d] != 1) strides[lead + d] = t.strides()[d];
+  }
+  return strides;
+}
+
+constexpr int kThreadsPerBlock = 256;
+
+// Blocks for a grid-stride loop over n elements: enough to fill the GPU many times over,
+// few enough that each thread does several elements of a large tensor.
+inline unsigned grid_for(int64_t n, int threads = kThreadsPerBlock) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 132 * 64));
+}
+
+__device__ __forceinline__ int64_t global_thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t global_thread_count() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// Sum / max over a block whose size is a multiple of 32 (at most 1024). Every thread
+// gets the result; `scratch` holds 32 floats and is reusable after the call returns.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.0f);
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  return block_reduce<false>(v, scratch);
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  return block_reduce<true>(v, scratch);
+}
+
+// Threads for a one-block-per-row kernel: about one per 4 elements, 32 to 512.
+inline int threads_for_row(int64_t length) {
+  int threads = 32;
+  while (threads < 512 && threads * 4 < length) threads *= 2;
+  return threads;
+}
+
+}  // namespace fastdit::cuda

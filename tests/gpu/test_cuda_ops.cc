@@ -1,0 +1,551 @@
+// Every CUDA kernel against its CPU twin (fastdit::cpu::, the oracle) on random inputs of
+// awkward shapes, plus the allocator and copy/convert. The GPU output is poisoned with
+// NaN first, so an element a kernel forgets to write fails the comparison.
+// Tolerances: float32 max |gpu − cpu| <= 1e-5 · max(1, max |cpu|) (TF32 is never used);
+// bfloat16 / float16 rel_l2 <= 1e-2 and max |gpu − cpu| <= 2e-2 · max |cpu|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_ops.h"
+#include "backends/cuda/attention.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_ops.h"
+#include "core/half.h"
+#include "support/test_support.h"
+
+namespace fastdit {
+namespace {
+
+using testing::random_tensor;
+
+const Device kGpu = Device::cuda(0);
+constexpr DType kFloatTypes[] = {DType::Float32, DType::BFloat16, DType::Float16};
+
+Tensor random_in(DType dtype, const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  return random_tensor(shape, seed, lo, hi).to(dtype);
+}
+
+Tensor on_gpu(const Tensor& t) { return t.defined() ? t.to(kGpu) : t; }
+template <class T>
+const T& on_gpu(const T& value) {
+  return value;
+}
+
+// All-ones bits: NaN in float32, bfloat16 and float16.
+Tensor poisoned(const Shape& shape, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype, kGpu);
+  EXPECT_EQ(cudaMemsetAsync(t.data_ptr(), 0xff, t.nbytes(), cuda::current_stream(0)), cudaSuccess);
+  return t;
+}
+
+struct Comparison {
+  double max_abs = 0, max_ref = 0, rel_l2 = 0;
+};
+
+Comparison compare(const Tensor& gpu, const Tensor& cpu, const std::string& what) {
+  const std::vector<float> got = gpu.to_float_vector(), want = cpu.to_float_vector();
+  Comparison c;
+  EXPECT_EQ(got.size(), want.size()) << what;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) {
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << " (expected " << want[i] << ")";
+      return c;
+    }
+    const double diff = std::fabs(double(got[i]) - want[i]);
+    c.max_abs = std::max(c.max_abs, diff);
+    c.max_ref = std::max(c.max_ref, std::fabs(double(want[i])));
+    num += diff * diff;
+    den += double(want[i]) * want[i];
+  }
+  c.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  return c;
+}
+
+Comparison expect_matches(const Tensor& gpu, const Tensor& cpu, const std::string& what) {
+  const Comparison c = compare(gpu, cpu, what);
+  if (gpu.dtype() == DType::Float32) {
+    EXPECT_LE(c.max_abs, 1e-5 * std::max(1.0, c.max_ref)) << what;
+  } else {
+    EXPECT_LE(c.rel_l2, 1e-2) << what;
+    EXPECT_LE(c.max_abs, 2e-2 * std::max(c.max_ref, 1e-3)) << what;
+  }
+  return c;
+}
+
+std::string label(const char* op, DType dtype, const Shape& shape) {
+  return std::string(op) + " " + dtype_name(dtype) + shape_str(shape);
+}
+
+// Runs the CPU kernel on `args` and the CUDA kernel on their GPU copies, each into a
+// fresh output of `shape` and `dtype`, and compares.
+template <class... Params, class... Args>
+Comparison expect_kernels_agree(const std::string& what, void (*cpu_kernel)(Params...),
+                                std::type_identity_t<void (*)(Params...)> cuda_kernel,
+                                const Shape& shape, DType dtype, const Args&... args) {
+  Tensor cpu_out = Tensor::empty(shape, dtype);
+  Tensor gpu_out = poisoned(shape, dtype);
+  cpu_kernel(args..., cpu_out);
+  cuda_kernel(on_gpu(args)..., gpu_out);
+  return expect_matches(gpu_out, cpu_out, what);
+}
+
+// ---- device: allocator and copies ---------------------------------------------------------
+
+TEST(CudaAllocator, ReusesFreedBlocksAndRoundsSizes) {
+  { const Tensor warm = Tensor::empty({1 << 20}, DType::Float32, kGpu); }
+  const cuda::MemoryStats before = cuda::cuda_memory_stats(0);
+  {
+    const Tensor again = Tensor::empty({1 << 20}, DType::Float32, kGpu);  // 4 MiB, same bucket
+    const cuda::MemoryStats during = cuda::cuda_memory_stats(0);
+    EXPECT_EQ(during.reserved_bytes, before.reserved_bytes);
+    EXPECT_EQ(during.allocated_bytes, before.allocated_bytes + (size_t{4} << 20));
+  }
+  {
+    const Tensor small = Tensor::empty({1000}, DType::UInt8, kGpu);
+    EXPECT_EQ(cuda::cuda_memory_stats(0).allocated_bytes, before.allocated_bytes + 1024);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data_ptr()) % 512, 0u);
+  }
+  const cuda::MemoryStats after = cuda::cuda_memory_stats(0);
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+  EXPECT_GE(after.peak_allocated_bytes, before.allocated_bytes + (size_t{4} << 20));
+  cuda::empty_cache();
+  EXPECT_EQ(cuda::cuda_memory_stats(0).reserved_bytes, after.allocated_bytes);
+}
+
+TEST(CudaCopy, FloatConversionsRoundLikeTheCpu) {
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, 1.00390625f, 1.01171875f, 65504.0f, 65520.0f,
+                               1e-8f, -3.0e-39f, 1e30f,
+                               std::numeric_limits<float>::infinity(),
+                               -std::numeric_limits<float>::infinity()};
+  const Tensor noise = random_tensor({1000}, 7, -100.0f, 100.0f);
+  for (float v : noise.to_float_vector()) values.push_back(v);
+  const Tensor source = Tensor::from_vector(values, {static_cast<int64_t>(values.size())});
+  for (DType low : {DType::BFloat16, DType::Float16}) {
+    const Tensor on_device = source.to(kGpu).to(low);
+    const Tensor expected = source.to(low), got = on_device.to(Device::cpu());
+    for (size_t i = 0; i < values.size(); ++i) {
+      EXPECT_EQ(got.data<uint16_t>()[i], expected.data<uint16_t>()[i]) << dtype_name(low) << " of " << values[i];
+    }
+    const Tensor back = on_device.to(DType::Float32).to(Device::cpu());
+    EXPECT_EQ(back.to_float_vector(), expected.to(DType::Float32).to_float_vector());
+  }
+}
+
+TEST(CudaCopy, StridedGatherWithAndWithoutConversion) {
+  const Tensor base = random_tensor({3, 4, 5, 6}, 3);
+  const Tensor permuted = base.permute({2, 0, 3, 1}).narrow(1, 1, 2);
+  const Tensor gpu = base.to(kGpu).permute({2, 0, 3, 1}).narrow(1, 1, 2);
+  ASSERT_FALSE(gpu.is_contiguous());
+  EXPECT_EQ(gpu.contiguous().to_float_vector(), permuted.contiguous().to_float_vector());
+  EXPECT_EQ(gpu.to(DType::BFloat16).to_float_vector(), permuted.to(DType::BFloat16).to_float_vector());
+  // Eight dims that cannot merge.
+  const Tensor eight = random_tensor({2, 3, 2, 3, 2, 3, 2, 3}, 4);
+  const Tensor reversed = eight.permute({7, 6, 5, 4, 3, 2, 1, 0});
+  EXPECT_EQ(eight.to(kGpu).permute({7, 6, 5, 4, 3, 2, 1, 0}).contiguous().to_float_vector(),
+            reversed.contiguous().to_float_vector());
+}
+
+TEST(CudaCopy, IntegersCopyAndConvert) {
+  const Tensor ints = Tensor::from_vector<int64_t>({1, -2, 3, 1LL << 40, 5, 6}, {2, 3});
+  const Tensor gpu = ints.to(kGpu);
+  const Tensor transposed = gpu.transpose(0, 1).contiguous().to(Device::cpu());
+  const int64_t expected[] = {1, 1LL << 40, -2, 5, 3, 6};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(transposed.data<int64_t>()[i], expected[i]);
+  EXPECT_EQ(gpu.to(DType::Float32).to_float_vector(), ints.to(DType::Float32).to_float_vector());
+  EXPECT_EQ(Tensor::zeros({5}, DType::Float32, kGpu).to_float_vector(), std::vector<float>(5, 0.0f));
+}
+
+// ---- linear --------------------------------------------------------------------------------
+
+struct LinearCase {
+  Shape x, weight;
+  bool bias;
+};
+const LinearCase kLinearCases[] = {{{2, 7, 33}, {17, 33}, true},    {{1, 1}, {1, 1}, true},
+                                   {{5, 64}, {3, 64}, false},       {{3}, {4, 3}, true},
+                                   {{2, 3, 5, 129}, {31, 129}, true}, {{3, 77, 320}, {640, 320}, true}};
+
+Shape linear_out_shape(const LinearCase& c) {
+  Shape out = c.x;
+  out.back() = c.weight[0];
+  return out;
+}
+
+TEST(CudaLinear, MatchesCpuForEveryDtype) {
+  uint64_t seed = 100;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& c : kLinearCases) {
+      const Tensor x = random_in(dtype, c.x, seed++), w = random_in(dtype, c.weight, seed++);
+      const Tensor b = c.bias ? random_in(dtype, {c.weight[0]}, seed++) : Tensor{};
+      const Comparison r = expect_kernels_agree(label("linear", dtype, c.x), cpu::linear, cuda::linear,
+                                                linear_out_shape(c), dtype, x, w, b);
+      std::printf("linear %-8s x%-16s w%-10s max_abs %.2e rel_l2 %.2e\n", dtype_name(dtype),
+                  shape_str(c.x).c_str(), shape_str(c.weight).c_str(), r.max_abs, r.rel_l2);
+    }
+  }
+}
+
+TEST(CudaLinear, MixedDtypesAndUnalignedPointers) {
+  const Tensor x = random_in(DType::BFloat16, {9, 40}, 1);
+  const Tensor w32 = random_in(DType::Float32, {24, 40}, 2), b32 = random_in(DType::Float32, {24}, 3);
+  expect_kernels_agree("linear bf16 x, f32 weight and bias", cpu::linear, cuda::linear, {9, 24},
+                       DType::BFloat16, x, w32, b32);
+  // x and bias starting 2 bytes past an allocation: cuBLASLt must be told, or fall back.
+  const Tensor x_unaligned = random_in(DType::BFloat16, {1 + 9 * 40}, 4).narrow(0, 1, 9 * 40).reshape({9, 40});
+  const Tensor b_unaligned = random_in(DType::BFloat16, {25}, 5).narrow(0, 1, 24);
+  const Tensor w = random_in(DType::BFloat16, {24, 40}, 6);
+  Tensor out_cpu = Tensor::empty({9, 24}, DType::BFloat16);
+  cpu::linear(x_unaligned.contiguous(), w, b_unaligned.contiguous(), out_cpu);
+  const Tensor xg = random_in(DType::BFloat16, {1 + 9 * 40}, 4).to(kGpu).narrow(0, 1, 9 * 40).reshape({9, 40});
+  const Tensor bg = random_in(DType::BFloat16, {25}, 5).to(kGpu).narrow(0, 1, 24);
+  Tensor out_gpu = poisoned({9, 24}, DType::BFloat16);
+  cuda::linear(xg, w.to(kGpu), bg, out_gpu);
+  expect_matches(out_gpu, out_cpu, "linear on 2-byte-aligned x and bias");
+}
+
+TEST(CudaLinear, GeluTanhEpilogue) {
+  uint64_t seed = 200;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& c : kLinearCases) {
+      const Tensor x = random_in(dtype, c.x, seed++), w = random_in(dtype, c.weight, seed++);
+      const Tensor b = c.bias ? random_in(dtype, {c.weight[0]}, seed++) : Tensor{};
+      Tensor projected = Tensor::empty(linear_out_shape(c), DType::Float32);
+      Tensor expected = Tensor::empty(linear_out_shape(c), DType::Float32);
+      cpu::linear(x.to(DType::Float32), w.to(DType::Float32), b.defined() ? b.to(DType::Float32) : b, projected);
+      cpu::gelu(projected, ops::GeluApprox::Tanh, expected);
+      Tensor out = poisoned(projected.shape(), dtype);
+      cuda::linear_gelu_tanh(on_gpu(x), on_gpu(w), on_gpu(b), out);
+      expect_matches(out, expected.to(dtype), label("linear_gelu_tanh", dtype, c.x));
+    }
+  }
+}
+
+// ---- norms ---------------------------------------------------------------------------------
+
+TEST(CudaNorms, LayerNormAndRmsNorm) {
+  uint64_t seed = 300;
+  const Shape shapes[] = {{3, 1}, {5, 33}, {2, 7, 1000}, {4097}, {2, 3, 3072}};
+  for (DType dtype : kFloatTypes) {
+    for (const Shape& shape : shapes) {
+      const int64_t d = shape.back();
+      const Tensor x = random_in(dtype, shape, seed++, -3.0f, 5.0f);
+      const Tensor w = random_in(DType::Float32, {d}, seed++), b = random_in(dtype, {d}, seed++);
+      expect_kernels_agree(label("layer_norm", dtype, shape), cpu::layer_norm, cuda::layer_norm,
+                           shape, dtype, x, w, b, 1e-6f);
+      expect_kernels_agree(label("layer_norm no affine", dtype, shape), cpu::layer_norm,
+                           cuda::layer_norm, shape, dtype, x, Tensor{}, Tensor{}, 1e-5f);
+      expect_kernels_agree(label("rms_norm", dtype, shape), cpu::rms_norm, cuda::rms_norm, shape,
+                           dtype, x, w, 1e-6f);
+      expect_kernels_agree(label("rms_norm no weight", dtype, shape), cpu::rms_norm, cuda::rms_norm,
+                           shape, dtype, x, Tensor{}, 1e-6f);
+    }
+  }
+}
+
+TEST(CudaNorms, LayerNormModulate) {
+  uint64_t seed = 400;
+  for (DType dtype : kFloatTypes) {
+    for (int64_t modulation_rows : {int64_t{1}, int64_t{37}}) {
+      const Shape shape{2, 37, 96};
+      const Tensor x = random_in(dtype, shape, seed++, -2.0f, 3.0f);
+      const Tensor shift = random_in(DType::Float32, {2, modulation_rows, 96}, seed++);
+      const Tensor scale = random_in(dtype, {2, modulation_rows, 96}, seed++);
+      Tensor normalized = Tensor::empty(shape, DType::Float32), expected = Tensor::empty(shape, DType::Float32);
+      cpu::layer_norm(x.to(DType::Float32), {}, {}, 1e-6f, normalized);
+      cpu::modulate(normalized, shift, scale.to(DType::Float32), expected);
+      Tensor out = poisoned(shape, dtype);
+      cuda::layer_norm_modulate(on_gpu(x), on_gpu(shift), on_gpu(scale), 1e-6f, out);
+      expect_matches(out, expected.to(dtype), label("layer_norm_modulate", dtype, {2, modulation_rows, 96}));
+    }
+  }
+}
+
+// ---- elementwise ---------------------------------------------------------------------------
+
+TEST(CudaElementwise, Activations) {
+  uint64_t seed = 500;
+  const Shape shapes[] = {{1}, {7, 13, 5}, {1000003}};
+  for (DType dtype : kFloatTypes) {
+    for (const Shape& shape : shapes) {
+      const Tensor x = random_in(dtype, shape, seed++, -6.0f, 6.0f);
+      expect_kernels_agree(label("gelu", dtype, shape), cpu::gelu, cuda::gelu, shape, dtype, x,
+                           ops::GeluApprox::None);
+      expect_kernels_agree(label("gelu tanh", dtype, shape), cpu::gelu, cuda::gelu, shape, dtype, x,
+                           ops::GeluApprox::Tanh);
+      expect_kernels_agree(label("silu", dtype, shape), cpu::silu, cuda::silu, shape, dtype, x);
+      expect_kernels_agree(label("scale", dtype, shape), cpu::scale, cuda::scale, shape, dtype, x, -0.37f);
+    }
+  }
+}
+
+Shape broadcast(const Shape& a, const Shape& b) {
+  Shape out(std::max(a.size(), b.size()), 1);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int64_t da = i < a.size() ? a[a.size() - 1 - i] : 1, db = i < b.size() ? b[b.size() - 1 - i] : 1;
+    out[out.size() - 1 - i] = std::max(da, db);
+  }
+  return out;
+}
+
+TEST(CudaElementwise, BinaryBroadcasting) {
+  const std::pair<Shape, Shape> cases[] = {{{2, 3, 5}, {2, 3, 5}}, {{2, 3, 5}, {5}},
+                                           {{2, 1, 5}, {1, 3, 1}}, {{4, 1}, {3}},
+                                           {{1}, {6, 7}},          {{2, 300, 257}, {2, 1, 257}}};
+  uint64_t seed = 600;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& [sa, sb] : cases) {
+      const Tensor a = random_in(dtype, sa, seed++), b = random_in(dtype, sb, seed++);
+      const Shape out = broadcast(sa, sb);
+      expect_kernels_agree(label("add", dtype, out), cpu::add, cuda::add, out, dtype, a, b);
+      expect_kernels_agree(label("sub", dtype, out), cpu::sub, cuda::sub, out, dtype, a, b);
+      expect_kernels_agree(label("mul", dtype, out), cpu::mul, cuda::mul, out, dtype, a, b);
+    }
+  }
+  // Mixed dtypes promote to float32.
+  const Tensor a = random_in(DType::BFloat16, {3, 8}, 1), b = random_in(DType::Float16, {8}, 2);
+  expect_kernels_agree("add bf16 + f16", cpu::add, cuda::add, {3, 8}, DType::Float32, a, b);
+}
+
+TEST(CudaElementwise, ModulateAndGatedAdd) {
+  uint64_t seed = 700;
+  for (DType dtype : kFloatTypes) {
+    const Shape x_shape{2, 37, 96};
+    for (const Shape& mod : {Shape{2, 1, 96}, Shape{2, 37, 96}, Shape{96}}) {
+      const Tensor x = random_in(dtype, x_shape, seed++), shift = random_in(dtype, mod, seed++);
+      const Tensor scale = random_in(dtype, mod, seed++);
+      expect_kernels_agree(label("modulate", dtype, mod), cpu::modulate, cuda::modulate, x_shape,
+                           dtype, x, shift, scale);
+      expect_kernels_agree(label("gated_add", dtype, mod), cpu::gated_add, cuda::gated_add, x_shape,
+                           dtype, x, random_in(dtype, x_shape, seed++), scale);
+    }
+  }
+  const Tensor x = random_in(DType::BFloat16, {2, 5, 16}, 1);
+  const Tensor shift = random_in(DType::Float32, {2, 1, 16}, 2), scale = random_in(DType::Float32, {2, 1, 16}, 3);
+  expect_kernels_agree("modulate bf16 x, f32 shift/scale", cpu::modulate, cuda::modulate, {2, 5, 16},
+                       DType::Float32, x, shift, scale);
+}
+
+// ---- softmax, rope, concat -----------------------------------------------------------------
+
+TEST(CudaSoftmax, AnyDim) {
+  const std::pair<Shape, int64_t> cases[] = {{{5, 77}, 1}, {{6, 5000}, 1}, {{3, 1000, 4}, 1},
+                                             {{2, 3, 4}, 0}, {{1}, 0},      {{4, 1, 9}, 2}};
+  uint64_t seed = 800;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& [shape, dim] : cases) {
+      const Tensor x = random_in(dtype, shape, seed++, -8.0f, 8.0f);
+      expect_kernels_agree(label("softmax", dtype, shape) + " dim " + std::to_string(dim),
+                           cpu::softmax, cuda::softmax, shape, dtype, x, dim);
+    }
+  }
+}
+
+TEST(CudaRope, BothStyles) {
+  uint64_t seed = 900;
+  for (DType dtype : kFloatTypes) {
+    for (const Shape& shape : {Shape{2, 37, 3, 64}, Shape{1, 5, 2, 10}}) {
+      const Tensor x = random_in(dtype, shape, seed++);
+      const Tensor cos = random_in(DType::Float32, {shape[1], shape[3]}, seed++);
+      const Tensor sin = random_in(DType::Float32, {shape[1], shape[3]}, seed++);
+      for (ops::RopeStyle style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
+        expect_kernels_agree(label("rope", dtype, shape), cpu::rope, cuda::rope, shape, dtype, x,
+                             cos, sin, style);
+      }
+    }
+  }
+}
+
+TEST(CudaConcat, AlongEveryDim) {
+  uint64_t seed = 1000;
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    for (int64_t dim = 0; dim < 3; ++dim) {
+      std::vector<Tensor> parts;
+      Shape out{2, 3, 4};
+      out[dim] = 0;
+      for (int64_t size : {3, 5, 1}) {
+        Shape shape{2, 3, 4};
+        shape[dim] = size;
+        out[dim] += size;
+        parts.push_back(random_in(dtype, shape, seed++));
+      }
+      std::vector<Tensor> gpu_parts;
+      for (const Tensor& p : parts) gpu_parts.push_back(on_gpu(p));
+      Tensor cpu_out = Tensor::empty(out, dtype), gpu_out = poisoned(out, dtype);
+      cpu::concat(parts, dim, cpu_out);
+      cuda::concat(gpu_parts, dim, gpu_out);
+      const Comparison c = compare(gpu_out, cpu_out, label("concat", dtype, out));
+      EXPECT_EQ(c.max_abs, 0.0);
+    }
+  }
+}
+
+// ---- embeddings ----------------------------------------------------------------------------
+
+TEST(CudaEmbeddings, Conv3dPatch) {
+  struct Case {
+    Shape x, weight;
+  };
+  const Case cases[] = {{{2, 3, 4, 6, 8}, {5, 3, 2, 2, 2}}, {{1, 16, 1, 8, 8}, {32, 16, 1, 2, 2}}};
+  uint64_t seed = 1100;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& c : cases) {
+      const Tensor x = random_in(dtype, c.x, seed++), w = random_in(dtype, c.weight, seed++);
+      const Tensor b = random_in(dtype, {c.weight[0]}, seed++);
+      const Shape out{c.x[0], c.weight[0], c.x[2] / c.weight[2], c.x[3] / c.weight[3], c.x[4] / c.weight[4]};
+      expect_kernels_agree(label("conv3d_patch", dtype, c.x), cpu::conv3d_patch, cuda::conv3d_patch,
+                           out, dtype, x, w, b);
+      expect_kernels_agree(label("conv3d_patch no bias", dtype, c.x), cpu::conv3d_patch,
+                           cuda::conv3d_patch, out, dtype, x, w, Tensor{});
+    }
+  }
+}
+
+TEST(CudaEmbeddings, TimestepEmbedding) {
+  const Tensor t = Tensor::from_vector<float>({0.0f, 1.0f, 250.5f, 999.0f, 17.25f}, {5});
+  const Tensor t_int = Tensor::from_vector<int64_t>({0, 3, 999}, {3});
+  for (int64_t dim : {256, 33, 1}) {
+    for (bool flip : {false, true}) {
+      for (float shift : {0.0f, 1.0f}) {
+        const std::string what = "timestep_embedding dim " + std::to_string(dim);
+        expect_kernels_agree(what, cpu::timestep_embedding, cuda::timestep_embedding, {5, dim},
+                             DType::Float32, t, flip, shift, 1.0f, 10000.0f);
+        expect_kernels_agree(what + " int64 t", cpu::timestep_embedding, cuda::timestep_embedding,
+                             {3, dim}, DType::Float32, t_int, flip, shift, 1000.0f, 10000.0f);
+      }
+    }
+  }
+}
+
+// ---- attention -----------------------------------------------------------------------------
+
+struct AttentionShape {
+  int64_t batch, heads, q_len, kv_len, head_dim, value_dim;
+};
+
+std::string describe(const AttentionShape& s) {
+  return detail::concat("B", s.batch, " H", s.heads, " Sq", s.q_len, " Sk", s.kv_len, " D",
+                        s.head_dim, " Dv", s.value_dim);
+}
+
+// Queries in [-4, 4] make the softmax peaked, so a wrong key or a wrong scale shows.
+void check_attention(cuda::AttentionBackend backend, DType dtype, const AttentionShape& s,
+                     uint64_t seed, const Tensor& mask = {}) {
+  const Tensor q = random_in(dtype, {s.batch, s.q_len, s.heads, s.head_dim}, seed, -4.0f, 4.0f);
+  const Tensor k = random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1);
+  const Tensor v = random_in(dtype, {s.batch, s.kv_len, s.heads, s.value_dim}, seed + 2);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const Shape out_shape{s.batch, s.q_len, s.heads, s.value_dim};
+  Tensor cpu_out = Tensor::empty(out_shape, dtype), gpu_out = poisoned(out_shape, dtype);
+  cpu::attention(q, k, v, mask, scale, cpu_out);
+  cuda::attention_with(backend, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(mask), scale, gpu_out);
+  const std::string what = std::string(cuda::attention_backend_name(backend)) + " " +
+                           dtype_name(dtype) + " " + describe(s) + (mask.defined() ? " masked" : "");
+  const Comparison c = expect_matches(gpu_out, cpu_out, what);
+  std::printf("attention %-34s max_abs %.2e rel_l2 %.2e (max |ref| %.2f)\n", what.c_str(), c.max_abs,
+              c.rel_l2, c.max_ref);
+}
+
+std::vector<AttentionShape> attention_shapes() {
+  std::vector<AttentionShape> shapes;
+  const std::pair<int64_t, int64_t> lengths[] = {{1, 1}, {37, 37}, {333, 333}, {37, 100}};
+  for (int64_t d : {64, 72, 128}) {
+    for (const auto& [q_len, kv_len] : lengths) shapes.push_back({2, 3, q_len, kv_len, d, d});
+  }
+  return shapes;
+}
+
+TEST(CudaAttention, CudnnMatchesCpu) {
+  const std::string why = cuda::cudnn_sdpa_refusal(Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
+                                                   Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
+                                                   Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu), {});
+  if (why.find("library loaded is") != std::string::npos) GTEST_SKIP() << why;
+  uint64_t seed = 2000;
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Cudnn, dtype, s, seed += 3);
+  }
+}
+
+TEST(CudaAttention, FlashMatchesCpu) {
+  uint64_t seed = 3000;
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+    for (const AttentionShape& s : {AttentionShape{1, 2, 70, 65, 8, 8}, AttentionShape{1, 2, 129, 200, 256, 256},
+                                    AttentionShape{2, 2, 50, 80, 64, 128}, AttentionShape{1, 1, 64, 64, 192, 40}}) {
+      check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+    }
+  }
+}
+
+TEST(CudaAttention, ReferenceMatchesCpu) {
+  uint64_t seed = 4000;
+  for (DType dtype : kFloatTypes) {
+    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Reference, dtype, s, seed += 3);
+    check_attention(cuda::AttentionBackend::Reference, dtype, {1, 2, 9, 300, 20, 36}, seed += 3);
+  }
+}
+
+TEST(CudaAttention, ReferenceMasks) {
+  const AttentionShape s{2, 3, 37, 100, 64, 64};
+  Tensor keep = random_tensor({2, 1, 37, 100}, 5);  // bool mask, ~70% kept
+  std::vector<uint8_t> bits;
+  for (float r : keep.to_float_vector()) bits.push_back(r > -0.4f);
+  for (int j = 0; j < 100; ++j) bits[5 * 100 + j] = 0;  // one query row sees no key at all
+  Tensor bool_mask = Tensor::empty({2, 1, 37, 100}, DType::Bool);
+  std::copy(bits.begin(), bits.end(), bool_mask.data<uint8_t>());
+  for (DType dtype : kFloatTypes) {
+    check_attention(cuda::AttentionBackend::Reference, dtype, s, 50, bool_mask);
+    check_attention(cuda::AttentionBackend::Reference, dtype, s, 60, random_tensor({37, 100}, 6, -3.0f, 0.0f));
+  }
+}
+
+void expect_error(const std::function<void()>& call, const std::string& fragment) {
+  try {
+    call();
+    ADD_FAILURE() << "expected fastdit::Error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaAttention, BackendChoiceAndRefusals) {
+  const Tensor q32 = Tensor::zeros({1, 4, 2, 64}, DType::Float32, kGpu);
+  const Tensor q16 = Tensor::zeros({1, 4, 2, 64}, DType::BFloat16, kGpu);
+  const Tensor mask = Tensor::zeros({4, 4}, DType::Float32, kGpu);
+  const Tensor odd = Tensor::zeros({1, 4, 2, 36}, DType::BFloat16, kGpu);
+  Tensor out32 = Tensor::empty({1, 4, 2, 64}, DType::Float32, kGpu);
+  Tensor out16 = Tensor::empty({1, 4, 2, 64}, DType::BFloat16, kGpu);
+  using cuda::AttentionBackend;
+  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, q32, q32, q32, {}, 1.0f, out32); },
+               "bfloat16 or float16");
+  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, q16, q16, q16, mask, 1.0f, out16); },
+               "no mask");
+  expect_error([&] { cuda::attention_with(AttentionBackend::Cudnn, q16, q16, q16, mask, 1.0f, out16); },
+               "no mask");
+  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, odd, odd, odd, {}, 1.0f, out16); },
+               "multiples of 8");
+
+  ::unsetenv("FASTDIT_ATTENTION_BACKEND");
+  EXPECT_EQ(cuda::select_attention_backend(q32, q32, q32, {}), AttentionBackend::Reference);
+  EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, mask), AttentionBackend::Reference);
+  EXPECT_EQ(cuda::select_attention_backend(odd, odd, odd, {}), AttentionBackend::Reference);
+  EXPECT_NE(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Reference);
+  ::setenv("FASTDIT_ATTENTION_BACKEND", "flash", 1);
+  EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Flash);
+  expect_error([&] { cuda::attention(q32, q32, q32, {}, 1.0f, out32); }, "FASTDIT_ATTENTION_BACKEND=flash");
+  ::setenv("FASTDIT_ATTENTION_BACKEND", "reference", 1);
+  EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Reference);
+  ::setenv("FASTDIT_ATTENTION_BACKEND", "fastest", 1);
+  expect_error([&] { cuda::select_attention_backend(q16, q16, q16, {}); }, "not one of");
+  ::unsetenv("FASTDIT_ATTENTION_BACKEND");
+}
+
+}  // namespace
+}  // namespace fastdit
