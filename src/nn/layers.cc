@@ -36,6 +36,14 @@ Tensor LayerNorm::forward(const Tensor& x) const {
   return emit(ops::layer_norm(x, optional_value(weight), optional_value(bias), eps_));
 }
 
+Tensor LayerNorm::forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                   DType out_dtype) const {
+  FASTDIT_CHECK(!weight, "forward_modulated is for layer norms without affine parameters");
+  if (has_forward_hooks())
+    return ops::modulate(forward(ops::cast(x, DType::Float32)), shift, scale, out_dtype);
+  return ops::layer_norm_modulate(x, shift, scale, eps_, out_dtype);
+}
+
 RMSNorm::RMSNorm(int64_t dim, float eps, bool elementwise_affine) : Module("RMSNorm"), eps_(eps) {
   if (elementwise_affine) weight = add_parameter("weight", {dim});
 }
@@ -83,7 +91,10 @@ GELUProjection::GELUProjection(int64_t dim_in, int64_t dim_out, Activation act)
 }
 
 Tensor GELUProjection::forward(const Tensor& x) const {
-  return emit(apply_activation(act_, proj->forward(x)));
+  const bool fusable = act_ == Activation::GELU || act_ == Activation::GELUTanh;
+  if (!fusable || proj->has_forward_hooks()) return emit(apply_activation(act_, proj->forward(x)));
+  const auto approx = act_ == Activation::GELUTanh ? ops::GeluApprox::Tanh : ops::GeluApprox::None;
+  return emit(ops::linear_gelu(x, value_of(proj->weight), optional_value(proj->bias), approx));
 }
 
 FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act)

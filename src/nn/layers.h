@@ -31,6 +31,10 @@ class LayerNorm : public Module {
   LayerNorm(int64_t dim, float eps, bool elementwise_affine,
             DTypePolicy policy = DTypePolicy::RunDType);
   Tensor forward(const Tensor& x) const;
+  // Without affine: layer_norm(x)·(1 + scale) + shift rounded once to out_dtype, in one
+  // fused op (the unfused path runs when a hook wants this norm's own output).
+  Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           DType out_dtype) const;
   Parameter* weight = nullptr;
   Parameter* bias = nullptr;
 

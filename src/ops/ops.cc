@@ -17,6 +17,7 @@
 // cuda_ops.h declares one cuda:: kernel per op, with the signature of its cpu:: twin;
 // an op whose CUDA kernel is not written yet passes nullptr instead of CUDA_KERNEL(op).
 #define CUDA_KERNEL(name) (&::fastdit::cuda::name)
+#define FASTDIT_CUDA_KERNELS 1
 #else
 #define CUDA_KERNEL(name) nullptr
 #endif
@@ -131,12 +132,13 @@ Tensor unary_op(const char* op, const Tensor& x, void (*cpu_kernel)(Params...),
 // add / sub / mul / modulate / gated_add: broadcast shape, promoted dtype, one kernel.
 template <class... Params, class... Inputs>
 Tensor broadcasting_op(const char* op, std::initializer_list<Arg> args,
-                       void (*cpu_kernel)(Params...),
+                       std::optional<DType> out_dtype, void (*cpu_kernel)(Params...),
                        std::type_identity_t<void (*)(Params...)> cuda_kernel,
                        const Inputs&... inputs) {
   check_float_args(op, args);
   for (const Arg& arg : args) require(op, arg);
-  Tensor out = Tensor::empty(broadcast_shape(op, args), result_dtype(args),
+  FASTDIT_CHECK(!out_dtype || is_compute_float(*out_dtype), op, ": out_dtype must be float32, bfloat16 or float16");
+  Tensor out = Tensor::empty(broadcast_shape(op, args), out_dtype.value_or(result_dtype(args)),
                              args.begin()->tensor.device());
   run_kernel(op, out.device(), cpu_kernel, cuda_kernel, contiguous(inputs)..., out);
   return out;
@@ -146,22 +148,39 @@ Tensor broadcasting_op(const char* op, std::initializer_list<Arg> args,
 
 // ---- GEMM ----------------------------------------------------------------------------
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_float_args("linear", {{"x", x}, {"weight", weight}, {"bias", bias}});
-  require("linear", {"weight", weight});
-  check_rank("linear", {"weight", weight}, 2);
-  FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: x ",
-                shape_str(x.shape()), " and weight ", shape_str(weight.shape()),
-                " disagree on K");
-  check_vector("linear", {"bias", bias}, weight.size(0));
+namespace {
+// Validates a linear's arguments, counts its FLOPs and allocates its output.
+Tensor linear_output(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_float_args(op, {{"x", x}, {"weight", weight}, {"bias", bias}});
+  require(op, {"weight", weight});
+  check_rank(op, {"weight", weight}, 2);
+  FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), op, ": x ", shape_str(x.shape()),
+                " and weight ", shape_str(weight.shape()), " disagree on K");
+  check_vector(op, {"bias", bias}, weight.size(0));
   Shape shape = x.shape();
   shape.back() = weight.size(0);
-  Tensor out = Tensor::empty(std::move(shape), x.dtype(), x.device());
   if (g_flops) g_flops->linear += 2.0 * static_cast<double>(x.numel() / x.size(-1)) *
                                    static_cast<double>(weight.size(0)) * static_cast<double>(weight.size(1));
+  return Tensor::empty(std::move(shape), x.dtype(), x.device());
+}
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor out = linear_output("linear", x, weight, bias);
   run_kernel("linear", x.device(), cpu::linear, CUDA_KERNEL(linear), contiguous(x),
              contiguous(weight), contiguous(bias), out);
   return out;
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, GeluApprox approx) {
+#ifdef FASTDIT_CUDA_KERNELS
+  if (x.device().is_cuda() && approx == GeluApprox::Tanh) {
+    Tensor out = linear_output("linear_gelu", x, weight, bias);
+    cuda::linear_gelu_tanh(contiguous(x), contiguous(weight), contiguous(bias), out);
+    return out;
+  }
+#endif
+  return gelu(linear(x, weight, bias), approx);
 }
 
 // ---- normalisation -------------------------------------------------------------------
@@ -191,6 +210,31 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   return out;
 }
 
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                           DType out_dtype) {
+  constexpr const char* op = "layer_norm_modulate";
+  check_norm_args(op, x, {}, {});
+  check_float_args(op, {{"x", x}, {"shift", shift}, {"scale", scale}});
+  require(op, {"shift", shift});
+  require(op, {"scale", scale});
+  FASTDIT_CHECK(is_compute_float(out_dtype), op, ": out_dtype must be float32, bfloat16 or float16");
+  const Shape shape = broadcast_shape(op, {{"x", x}, {"shift", shift}, {"scale", scale}});
+  FASTDIT_CHECK(shape == x.shape(), op, ": shift ", shape_str(shift.shape()), " and scale ",
+                shape_str(scale.shape()), " must broadcast to x ", shape_str(x.shape()));
+#ifdef FASTDIT_CUDA_KERNELS
+  // The fused kernel takes x [B, L, D] with shift/scale [B, 1, D] or [B, L, D].
+  const auto fits = [&](const Tensor& t) {
+    return t.dim() == 3 && t.size(0) == x.size(0) && (t.size(1) == 1 || t.size(1) == x.size(1));
+  };
+  if (x.device().is_cuda() && x.dim() == 3 && fits(shift) && fits(scale)) {
+    Tensor out = Tensor::empty(x.shape(), out_dtype, x.device());
+    cuda::layer_norm_modulate(contiguous(x), contiguous(shift), contiguous(scale), eps, out);
+    return out;
+  }
+#endif
+  return modulate(layer_norm(cast(x, DType::Float32), {}, {}, eps), shift, scale, out_dtype);
+}
+
 // ---- activations ---------------------------------------------------------------------
 
 Tensor gelu(const Tensor& x, GeluApprox approx) {
@@ -202,28 +246,28 @@ Tensor silu(const Tensor& x) { return unary_op("silu", x, cpu::silu, CUDA_KERNEL
 // ---- elementwise ---------------------------------------------------------------------
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return broadcasting_op("add", {{"a", a}, {"b", b}}, cpu::add, CUDA_KERNEL(add), a, b);
+  return broadcasting_op("add", {{"a", a}, {"b", b}}, std::nullopt, cpu::add, CUDA_KERNEL(add), a, b);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return broadcasting_op("sub", {{"a", a}, {"b", b}}, cpu::sub, CUDA_KERNEL(sub), a, b);
+  return broadcasting_op("sub", {{"a", a}, {"b", b}}, std::nullopt, cpu::sub, CUDA_KERNEL(sub), a, b);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  return broadcasting_op("mul", {{"a", a}, {"b", b}}, cpu::mul, CUDA_KERNEL(mul), a, b);
+  return broadcasting_op("mul", {{"a", a}, {"b", b}}, std::nullopt, cpu::mul, CUDA_KERNEL(mul), a, b);
 }
 
 Tensor scale(const Tensor& x, float factor) {
   return unary_op("scale", x, cpu::scale, CUDA_KERNEL(scale), factor);
 }
 
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
-  return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}},
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype) {
+  return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype,
                          cpu::modulate, CUDA_KERNEL(modulate), x, shift, scale);
 }
 
-Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate) {
-  return broadcasting_op("gated_add", {{"residual", residual}, {"x", x}, {"gate", gate}},
+Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, std::optional<DType> out_dtype) {
+  return broadcasting_op("gated_add", {{"residual", residual}, {"x", x}, {"gate", gate}}, out_dtype,
                          cpu::gated_add, CUDA_KERNEL(gated_add), residual, x, gate);
 }
 

@@ -6,6 +6,7 @@
 // Bad arguments (ranks, shapes, dtypes, devices) throw fastdit::Error naming the op.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -13,18 +14,27 @@
 
 namespace fastdit::ops {
 
+enum class GeluApprox { None, Tanh };
+
 // ---- GEMM ----------------------------------------------------------------------------
 // y[..., N] = x[..., K] · weight[N, K]ᵀ + bias[N]. The PyTorch Linear layout.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
+// gelu(x · weightᵀ + bias): a feed-forward up-projection, fused into the GEMM where the
+// backend can (cuBLASLt's GELU_BIAS epilogue is the tanh form).
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, GeluApprox approx);
+
 // ---- normalisation -------------------------------------------------------------------
 // Over the last dim. weight and bias [D] are each optional (undefined = no scale / no shift).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
+// layer_norm(x) without affine, times (1 + scale), plus shift, all in float32 and rounded
+// once to out_dtype (the adaLN modulation of DiT blocks). shift/scale broadcast to x.
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                           DType out_dtype);
 // x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 
 // ---- activations ---------------------------------------------------------------------
-enum class GeluApprox { None, Tanh };
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor silu(const Tensor& x);
 
@@ -36,10 +46,13 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, float factor);
-// x * (1 + scale) + shift, scale and shift broadcast against x.
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale);
-// residual + x * gate, gate broadcast against x.
-Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate);
+// x * (1 + scale) + shift, scale and shift broadcast against x. out_dtype (default: the
+// promoted dtype) rounds the float32 result once, so a cast after the op is fused in.
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                std::optional<DType> out_dtype = std::nullopt);
+// residual + x * gate, gate broadcast against x; out_dtype as for modulate.
+Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate,
+                 std::optional<DType> out_dtype = std::nullopt);
 
 // ---- reductions ----------------------------------------------------------------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);

@@ -151,15 +151,17 @@ Tensor WanTransformerBlock::forward(const Tensor& x_in, const Tensor& context,
   const DType dtype = x_in.dtype();
   const Modulation m = modulation(timestep_proj);
   Tensor x = x_in;
-  // 1. self-attention with gated residual (float32 residual math, rounded once).
-  Tensor n = cast(ops::modulate(norm1_->forward(cast(x, DType::Float32)), m.shift_msa, m.scale_msa), dtype);
-  x = cast(ops::gated_add(x, attn1_->forward(n, {}, {}, &rope), m.gate_msa), dtype);
-  // 2. cross-attention, ungated residual in the run dtype.
-  n = norm2_ ? cast(norm2_->forward(cast(x, DType::Float32)), dtype) : x;
+  // 1. self-attention with gated residual (float32 norm, modulation and residual math,
+  //    each rounded once to the run dtype, as the reference's .float() ... .type_as()).
+  Tensor n = norm1_->forward_modulated(x, m.shift_msa, m.scale_msa, dtype);
+  x = ops::gated_add(x, attn1_->forward(n, {}, {}, &rope), m.gate_msa, dtype);
+  // 2. cross-attention, ungated residual in the run dtype. The affine norm computes in
+  //    float32 whatever x's dtype and rounds once, like norm2(x.float()).type_as(x).
+  n = norm2_ ? norm2_->forward(x) : x;
   x = ops::add(x, attn2_->forward(n, context, image_context, nullptr));
   // 3. feed-forward with gated residual.
-  n = cast(ops::modulate(norm3_->forward(cast(x, DType::Float32)), m.c_shift, m.c_scale), dtype);
-  x = cast(ops::gated_add(x, ffn_->forward(n), m.c_gate), dtype);
+  n = norm3_->forward_modulated(x, m.c_shift, m.c_scale, dtype);
+  x = ops::gated_add(x, ffn_->forward(n), m.c_gate, dtype);
   return emit(x);
 }
 
@@ -290,7 +292,7 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
     Tensor piece = mod.narrow(axis, i, 1);
     return per_token ? piece.squeeze(2) : piece;
   };
-  x = cast(ops::modulate(norm_out_->forward(cast(x, DType::Float32)), chunk(0), chunk(1)), dtype);
+  x = norm_out_->forward_modulated(x, chunk(0), chunk(1), dtype);
   x = proj_out_->forward(x);
   return {{"sample", unpatchify(x, latents.shape())}};
 }
