@@ -56,14 +56,14 @@ void run_bench(const BenchArgs& a) {
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "bench: --config needs --random-weights (no checkpoint)");
   FASTDIT_CHECK(a.vae_stride.size() == 3 && a.frames > 0 && a.height > 0 && a.width > 0 && a.iters > 0,
                 "bench: frames/height/width/iters must be positive and --vae-stride has 3 entries");
-  const LoadOptions options{a.run.parsed_device(), a.run.parsed_dtype(), true};
+  const LoadOptions options = a.run.load_options(true);
   const double load_start = now_ms();
   PreparedModel prepared;
   if (a.config.empty()) {
     prepared = prepare_model(a.model, options);
   } else {
     trace::trace_config_from_env();
-    prepared.loaded.model = build_transformer(a.config);
+    prepared.loaded.model = build_transformer(a.config, options.build_options());
     randomize_parameters(*prepared.loaded.model, options, a.seed);
     prepared.trace = trace::attach_from_env(*prepared.loaded.model);
   }

@@ -15,8 +15,11 @@ namespace fastdit::cli {
 struct RunOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
+  std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
   Device parsed_device() const { return Device::parse(device); }
   DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
+  std::optional<bool> parsed_fuse() const;
+  LoadOptions load_options(bool progress = false) const;
 };
 void add_run_options(CLI::App& cmd, RunOptions& options);
 

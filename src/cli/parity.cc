@@ -20,7 +20,7 @@ std::string scientific(double v) {
 int run_parity(const std::string& case_dir, const RunOptions& run) {
   const Device device = run.parsed_device();
   const DType dtype = run.parsed_dtype();
-  const ParityResult r = run_parity_case(case_dir, device, dtype);
+  const ParityResult r = run_parity_case(case_dir, device, dtype, run.parsed_fuse());
   std::cout << "case      " << case_dir << "\n"
             << "model     " << r.model_type << " on " << device.str() << " in " << dtype_name(dtype) << "\n"
             << "output    " << shape_str(r.output_shape) << "\n"

@@ -15,7 +15,7 @@ struct RunArgs {
 
 void run_model(const RunArgs& args) {
   const Device device = args.run.parsed_device();
-  PreparedModel prepared = prepare_model(args.model_dir, {device, args.run.parsed_dtype(), true});
+  PreparedModel prepared = prepare_model(args.model_dir, args.run.load_options(true));
   const TensorMap inputs = read_model_inputs(args.inputs, prepared.model(), device);
   const TensorMap outputs = prepared.model().forward(inputs);
   std::vector<std::pair<std::string, Tensor>> named;

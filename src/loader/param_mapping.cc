@@ -38,7 +38,41 @@ ParamNameMapping& ParamNameMapping::extend(const ParamNameMapping& other) {
   return *this;
 }
 
+ParamNameMapping& ParamNameMapping::then(ParamNameMapping next) {
+  if (next_) {
+    ParamNameMapping chained = *next_;
+    chained.then(std::move(next));
+    next_ = std::make_shared<const ParamNameMapping>(std::move(chained));
+  } else {
+    next_ = std::make_shared<const ParamNameMapping>(std::move(next));
+  }
+  return *this;
+}
+
+namespace {
+bool is_plain(const MappedPiece& p) { return p.merge_total == 1 && p.rows < 0; }
+}  // namespace
+
 std::vector<MappedPiece> ParamNameMapping::apply(const std::string& checkpoint_name) const {
+  std::vector<MappedPiece> first = apply_rules(checkpoint_name);
+  if (!next_) return first;
+  std::vector<MappedPiece> out;
+  for (const auto& piece : first) {
+    for (auto second : next_->apply(piece.param)) {
+      FASTDIT_CHECK(is_plain(piece) || is_plain(second), "name mapping of '", checkpoint_name,
+                    "': both stages merge or split");
+      if (!is_plain(piece)) {
+        MappedPiece combined = piece;
+        combined.param = second.param;
+        second = combined;
+      }
+      out.push_back(std::move(second));
+    }
+  }
+  return out;
+}
+
+std::vector<MappedPiece> ParamNameMapping::apply_rules(const std::string& checkpoint_name) const {
   std::smatch match;
   for (const auto& rule : rules_) {
     if (!std::regex_match(checkpoint_name, match, rule.pattern)) continue;

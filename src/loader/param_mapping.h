@@ -6,6 +6,7 @@
 // the reverse mapping is exact.
 #pragma once
 
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ class ParamNameMapping {
                           std::vector<std::pair<std::string, int64_t>> targets);
   // Appends another mapping's rules after this one's.
   ParamNameMapping& extend(const ParamNameMapping& other);
+  // A second stage applied to every name this one produces (e.g. a layout rename, then
+  // a merge into fused parameters). Only one of the two stages may merge or split.
+  ParamNameMapping& then(ParamNameMapping next);
 
   std::vector<MappedPiece> apply(const std::string& checkpoint_name) const;
   size_t size() const { return rules_.size(); }
@@ -48,7 +52,9 @@ class ParamNameMapping {
     int64_t merge_index = 0, merge_total = 1;
   };
   ParamNameMapping& add(Rule rule);
+  std::vector<MappedPiece> apply_rules(const std::string& checkpoint_name) const;
   std::vector<Rule> rules_;
+  std::shared_ptr<const ParamNameMapping> next_;
 };
 
 // One piece the loader moved: rows [checkpoint_row, +rows) of a checkpoint tensor

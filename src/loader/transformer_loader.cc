@@ -19,11 +19,11 @@ fs::path resolve_transformer_dir(const fs::path& path) {
   FASTDIT_FAIL(path.string(), ": neither config.json nor transformer/config.json found");
 }
 
-std::unique_ptr<DiTModel> build_transformer(const fs::path& path) {
+std::unique_ptr<DiTModel> build_transformer(const fs::path& path, const BuildOptions& options) {
   const fs::path config_path =
       fs::is_regular_file(path) ? path : resolve_transformer_dir(path) / "config.json";
   ConfigReader config = ConfigReader::from_file(config_path.string());
-  return create_dit(config);
+  return create_dit(config, options);
 }
 
 namespace {
@@ -95,7 +95,7 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
   const auto start = std::chrono::steady_clock::now();
   LoadedTransformer loaded;
   loaded.dir = resolve_transformer_dir(path);
-  loaded.model = build_transformer(loaded.dir);
+  loaded.model = build_transformer(loaded.dir, options.build_options());
   DiTModel& model = *loaded.model;
   const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(loaded.dir);
 

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "loader/param_mapping.h"
@@ -15,6 +16,9 @@ struct LoadOptions {
   Device device = Device::cpu();
   DType dtype = DType::Float32;  // the run dtype; keep-float32 parameters stay float32
   bool progress = false;         // progress lines on stderr
+  // Fused projections (BuildOptions); unset = on for CUDA, off for the CPU oracle.
+  std::optional<bool> fuse_projections;
+  BuildOptions build_options() const { return {fuse_projections.value_or(device.is_cuda())}; }
 };
 
 struct LoadedTransformer {
@@ -31,7 +35,8 @@ void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t 
 std::filesystem::path resolve_transformer_dir(const std::filesystem::path& path);
 // Builds the model from config.json alone (a model dir or the config file itself);
 // parameters keep their shapes, no values.
-std::unique_ptr<DiTModel> build_transformer(const std::filesystem::path& path);
+std::unique_ptr<DiTModel> build_transformer(const std::filesystem::path& path,
+                                            const BuildOptions& options = {});
 LoadedTransformer load_transformer(const std::filesystem::path& path, const LoadOptions& options);
 // All tensors of a safetensors file as the model's named inputs, on `device`; an unknown
 // name or a missing required input is an error naming the file.

@@ -41,12 +41,19 @@ class DiTModel : public nn::Module {
   virtual TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const = 0;
 };
 
-using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config)>;
+// Choices made when a model is built that change its parameter surface.
+struct BuildOptions {
+  // Merge projections that read the same input into one GEMM (Wan: q|k|v of self-
+  // attention, k|v of cross-attention) through the loader's merge mapping.
+  bool fuse_projections = false;
+};
+
+using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config, const BuildOptions& options)>;
 
 // Registers a class name at static initialisation (the C++ form of EntryClass).
 bool register_dit(const std::string& class_name, DiTFactory factory);
 // Builds the model for config["_class_name"]; unknown names list the registered ones.
-std::unique_ptr<DiTModel> create_dit(ConfigReader& config);
+std::unique_ptr<DiTModel> create_dit(ConfigReader& config, const BuildOptions& options = {});
 std::vector<std::string> registered_dits();
 
 }  // namespace fastdit

@@ -21,7 +21,7 @@ std::vector<std::string> registered_dits() {
   return names;
 }
 
-std::unique_ptr<DiTModel> create_dit(ConfigReader& config) {
+std::unique_ptr<DiTModel> create_dit(ConfigReader& config, const BuildOptions& options) {
   FASTDIT_CHECK(config.has("_class_name"), config.source(),
                 ": missing '_class_name' (which model class this config describes)");
   const std::string class_name = config.json().at("_class_name").is_string()
@@ -33,7 +33,7 @@ std::unique_ptr<DiTModel> create_dit(ConfigReader& config) {
     for (const auto& name : registered_dits()) known += (known.empty() ? "" : ", ") + name;
     FASTDIT_FAIL(config.source(), ": unknown _class_name '", class_name, "' (registered: ", known, ")");
   }
-  auto model = it->second(config);
+  auto model = it->second(config, options);
   model->assign_names();
   return model;
 }

@@ -67,7 +67,8 @@ void locate_divergence(const fs::path& reference_trace, DiTModel& model, const T
 
 }  // namespace
 
-ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype) {
+ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
+                             std::optional<bool> fuse_projections) {
   FASTDIT_CHECK(fs::is_directory(dir), dir.string(), ": not a parity case directory");
   for (const char* f : {"inputs.safetensors", "outputs.safetensors"})
     FASTDIT_CHECK(fs::exists(dir / f), dir.string(), ": missing ", f);
@@ -76,7 +77,10 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype) {
                 ": no 'sample' tensor (the float32 reference output)");
   const Tensor reference = outputs.tensor("sample").to(DType::Float32);
 
-  LoadedTransformer loaded = load_transformer(dir / "transformer", {device, dtype});
+  trace::trace_config_from_env();  // a bad trace setting fails before the load
+  LoadOptions options{device, dtype};
+  options.fuse_projections = fuse_projections;
+  LoadedTransformer loaded = load_transformer(dir / "transformer", options);
   DiTModel& model = *loaded.model;
   auto env_trace = trace::attach_from_env(model);
   const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", model, device);

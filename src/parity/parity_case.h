@@ -31,6 +31,8 @@ struct Comparison {
 // rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
 Comparison compare_tensors(const Tensor& out, const Tensor& ref);
 
-ParityResult run_parity_case(const std::filesystem::path& case_dir, Device device, DType dtype);
+// fuse_projections unset: the loader's default for the device.
+ParityResult run_parity_case(const std::filesystem::path& case_dir, Device device, DType dtype,
+                             std::optional<bool> fuse_projections = std::nullopt);
 
 }  // namespace fastdit

@@ -29,6 +29,11 @@ TEST_P(WanParity, BFloat16OnCpuWithinTheReferencesOwnBf16Error) {
   EXPECT_GT(r.rel_l2, 1e-6);  // really ran in bfloat16
 }
 
+TEST_P(WanParity, Float32OnCpuWithFusedProjections) {
+  const ParityResult r = run_parity_case(case_dir(GetParam()), Device::cpu(), DType::Float32, true);
+  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound;
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, WanParity,
                          ::testing::Values("t2v", "t2v_batch2_sharded", "i2v", "flf2v", "ti2v_per_token",
                                            "t2v_original_layout"));

@@ -87,6 +87,23 @@ TEST(TransformerLoader, OriginalLayoutRoundTripsExactly) {
   }
 }
 
+TEST(TransformerLoader, FusedProjectionsExportBackToTheOriginalLayout) {
+  const fs::path dir = testing::source_path("tests/fixtures/wan/t2v_original_layout/transformer");
+  LoadOptions options;
+  options.fuse_projections = true;
+  auto loaded = load_transformer(dir, options);
+  const Tensor qkv = loaded.model->find_parameter("blocks.1.attn1.to_qkv.weight")->value;
+  EXPECT_EQ(qkv.shape(), (Shape{96, 32}));
+  const SafetensorsFile original = SafetensorsFile::open(dir / "diffusion_pytorch_model.safetensors");
+  EXPECT_EQ(testing::max_abs_diff(qkv.narrow(0, 32, 32).contiguous(), original.tensor("blocks.1.self_attn.k.weight")), 0.0);
+  const auto exported = export_checkpoint(loaded);
+  ASSERT_EQ(exported.size(), original.names().size());
+  for (const auto& [name, tensor] : exported) {
+    ASSERT_TRUE(original.contains(name)) << name;
+    EXPECT_EQ(std::memcmp(tensor.data_ptr(), original.tensor(name).data_ptr(), tensor.nbytes()), 0) << name;
+  }
+}
+
 TEST(ParamNameMapping, MergeAndSplitTileRows) {
   ParamNameMapping m;
   m.merge(R"(^a\.(q|k)$)", "a.qk", 0, 2);

@@ -8,9 +8,10 @@
 // the epilogue's columns), so it is one broadcast add afterwards.
 //
 // timestep_embedding: one thread per (timestep, frequency), the float32 operation order
-// of diffusers' get_timestep_embedding (and of the CPU kernel).
+// of diffusers' get_timestep_embedding (and of the CPU kernel), frequencies from the host.
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
@@ -50,14 +51,13 @@ void launch_gather(const Tensor& x, Tensor& patches, const PatchShape& s, cudaSt
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 
-__global__ void timestep_frequencies(const float* t, float* out, int64_t n, int64_t dim,
-                                     int64_t sin_column, int64_t cos_column,
-                                     float neg_log_max_period, float denominator, float scale) {
+__global__ void timestep_frequencies(const float* t, const float* frequencies, float* out,
+                                     int64_t n, int64_t dim, int64_t sin_column,
+                                     int64_t cos_column, float scale) {
   const int64_t half = dim / 2;
   for (int64_t i = global_thread_index(); i < n * half; i += global_thread_count()) {
     const int64_t row = i / half, k = i % half;
-    const float frequency = expf(neg_log_max_period * static_cast<float>(k) / denominator);
-    const float angle = scale * (t[row] * frequency);
+    const float angle = scale * (t[row] * frequencies[k]);
     out[row * dim + sin_column + k] = sinf(angle);
     out[row * dim + cos_column + k] = cosf(angle);
   }
@@ -107,11 +107,18 @@ void timestep_embedding(const Tensor& t, bool flip_sin_to_cos, float downscale_f
     FASTDIT_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), stream));
   }
   if (half == 0) return;
+  // The frequencies come from the host's exp, as on the CPU: at t ~ 1000 one ulp of a
+  // frequency moves the angle by ~1e-4, more than the tolerance.
   const float neg_log_max_period = static_cast<float>(-std::log(static_cast<double>(max_period)));
   const float denominator = static_cast<float>(half) - downscale_freq_shift;
+  std::vector<float> frequencies(static_cast<size_t>(half));
+  for (int64_t k = 0; k < half; ++k) {
+    frequencies[k] = std::exp(neg_log_max_period * static_cast<float>(k) / denominator);
+  }
+  const Tensor frequencies_on_device = Tensor::from_vector(frequencies, {half}).to(out.device());
   timestep_frequencies<<<grid_for(n * half), kThreadsPerBlock, 0, stream>>>(
-      t32.data<float>(), out.data<float>(), n, dim, flip_sin_to_cos ? half : 0,
-      flip_sin_to_cos ? 0 : half, neg_log_max_period, denominator, scale);
+      t32.data<float>(), frequencies_on_device.data<float>(), out.data<float>(), n, dim,
+      flip_sin_to_cos ? half : 0, flip_sin_to_cos ? 0 : half, scale);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 

@@ -65,6 +65,7 @@ struct PlanKey {
 
 struct Plan {
   bool runnable = false;
+  cublasStatus_t heuristic_status = CUBLAS_STATUS_SUCCESS;
   cublasLtMatmulDesc_t matmul = nullptr;
   cublasLtMatrixLayout_t layout_w = nullptr, layout_x = nullptr, layout_y = nullptr;
   cublasLtMatmulAlgo_t algo{};
@@ -117,8 +118,9 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
       cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, plan.layout_x, plan.layout_y,
                                      plan.layout_y, preference, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(preference);
-  // NOT_SUPPORTED is cuBLASLt's way of saying "no algorithm": a plan that cannot run.
-  if (status != CUBLAS_STATUS_NOT_SUPPORTED) FASTDIT_CUBLAS_CHECK(status);
+  // A heuristic that fails (NOT_SUPPORTED, or INVALID_VALUE for a bias type the epilogue
+  // does not take) means a plan that cannot run; the caller falls back or says why.
+  plan.heuristic_status = status;
   plan.runnable = status == CUBLAS_STATUS_SUCCESS && found > 0;
   plan.algo = result.algo;
   return plan;
@@ -140,7 +142,8 @@ class GemmRunner {
     }
     FASTDIT_CHECK(plan->runnable, "cuBLASLt has no algorithm for the ", dtype_name(g.dtype),
                   " GEMM [", g.m, ", ", g.k, "] x [", g.n, ", ", g.k, "]^T at pointer alignments ",
-                  alignment_of(g.x), "/", alignment_of(g.weight), "/", alignment_of(g.y), " bytes");
+                  alignment_of(g.x), "/", alignment_of(g.weight), "/", alignment_of(g.y),
+                  " bytes (heuristic: ", cublasLtGetStatusString(plan->heuristic_status), ")");
     if (has_bias(wanted)) {
       set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
     }

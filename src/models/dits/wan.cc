@@ -67,12 +67,20 @@ class WanImageEmbedding : public nn::Module {
 
 // ---- attention -----------------------------------------------------------------------
 
-WanAttention::WanAttention(const WanArchConfig& c, bool cross_attention)
+WanAttention::WanAttention(const WanArchConfig& c, bool cross_attention, bool fuse)
     : Module("WanAttention"), num_heads_(c.num_attention_heads) {
   const int64_t d = c.hidden_size;
-  to_q_ = add_module<nn::ReplicatedLinear>("to_q", d, d);
-  to_k_ = add_module<nn::ReplicatedLinear>("to_k", d, d);
-  to_v_ = add_module<nn::ReplicatedLinear>("to_v", d, d);
+  if (fuse && !cross_attention) {
+    to_qkv_ = add_module<nn::ReplicatedLinear>("to_qkv", d, 3 * d);
+  } else {
+    to_q_ = add_module<nn::ReplicatedLinear>("to_q", d, d);
+    if (fuse) {
+      to_kv_ = add_module<nn::ReplicatedLinear>("to_kv", d, 2 * d);
+    } else {
+      to_k_ = add_module<nn::ReplicatedLinear>("to_k", d, d);
+      to_v_ = add_module<nn::ReplicatedLinear>("to_v", d, d);
+    }
+  }
   auto* to_out = add_module<nn::ModuleList>("to_out");
   to_out_ = to_out->append<nn::ReplicatedLinear>(d, d);
   out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
@@ -94,7 +102,23 @@ Tensor WanAttention::heads(const Tensor& t) const {
 Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
                              const nn::RotaryTable* rope) const {
   const Tensor& kv = context.defined() ? context : x;
-  Tensor q = to_q_->forward(x), k = to_k_->forward(kv), v = to_v_->forward(kv);
+  const int64_t d = to_out_->in_features();
+  Tensor q, k, v;
+  if (to_qkv_) {
+    const Tensor qkv = to_qkv_->forward(x);
+    q = qkv.narrow(-1, 0, d);
+    k = qkv.narrow(-1, d, d);
+    v = qkv.narrow(-1, 2 * d, d);
+  } else if (to_kv_) {
+    q = to_q_->forward(x);
+    const Tensor both = to_kv_->forward(kv);
+    k = both.narrow(-1, 0, d);
+    v = both.narrow(-1, d, d);
+  } else {
+    q = to_q_->forward(x);
+    k = to_k_->forward(kv);
+    v = to_v_->forward(kv);
+  }
   if (norm_q_) {
     q = norm_q_->forward(q);
     k = norm_k_->forward(k);
@@ -117,12 +141,13 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
 
 // ---- block ---------------------------------------------------------------------------
 
-WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c) : Module("WanTransformerBlock") {
+WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, bool fuse_projections)
+    : Module("WanTransformerBlock") {
   const auto eps = static_cast<float>(c.eps);
   const int64_t d = c.hidden_size;
   norm1_ = add_module<nn::LayerNorm>("norm1", d, eps, false, kFp32);
-  attn1_ = add_module<WanAttention>("attn1", c, false);
-  attn2_ = add_module<WanAttention>("attn2", c, true);
+  attn1_ = add_module<WanAttention>("attn1", c, false, fuse_projections);
+  attn2_ = add_module<WanAttention>("attn2", c, true, fuse_projections);
   if (c.cross_attn_norm) norm2_ = add_module<nn::LayerNorm>("norm2", d, eps, true, kFp32);
   ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
   norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
@@ -204,7 +229,7 @@ WanConditionEmbedder::Output WanConditionEmbedder::forward(const Tensor& timeste
 
 // ---- model ---------------------------------------------------------------------------
 
-WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config)
+WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config, const BuildOptions& options)
     : DiTModel("WanTransformer3DModel"), config_(std::move(config)) {
   const auto& c = config_;
   const int64_t d = c.hidden_size;
@@ -212,12 +237,13 @@ WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config)
   patch_embedding_ = add_module<nn::PatchEmbed3d>("patch_embedding", c.in_channels, d, c.patch_size);
   condition_embedder_ = add_module<WanConditionEmbedder>("condition_embedder", c);
   blocks_ = add_module<nn::ModuleList>("blocks");
-  for (int64_t i = 0; i < c.num_layers; ++i) blocks_->append<WanTransformerBlock>(c);
+  for (int64_t i = 0; i < c.num_layers; ++i) blocks_->append<WanTransformerBlock>(c, options.fuse_projections);
   norm_out_ = add_module<nn::LayerNorm>("norm_out", d, static_cast<float>(c.eps), false, kFp32);
   const int64_t patch_volume = c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
   proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d, c.out_channels * patch_volume);
   scale_shift_table_ = add_parameter("scale_shift_table", {1, 2, d}, kFp32);
   mapping_ = original_wan_mapping();
+  if (options.fuse_projections) mapping_.then(fused_projection_mapping());
 }
 
 std::vector<std::string> WanTransformer3DModel::input_names(bool required_only) const {
@@ -351,13 +377,26 @@ ParamNameMapping original_wan_mapping() {
   return m;
 }
 
+ParamNameMapping fused_projection_mapping() {
+  ParamNameMapping m;
+  const std::string wb = R"(\.(weight|bias)$)";
+  m.merge(R"(^(blocks\.\d+\.attn1)\.to_q)" + wb, "$1.to_qkv.$2", 0, 3);
+  m.merge(R"(^(blocks\.\d+\.attn1)\.to_k)" + wb, "$1.to_qkv.$2", 1, 3);
+  m.merge(R"(^(blocks\.\d+\.attn1)\.to_v)" + wb, "$1.to_qkv.$2", 2, 3);
+  m.merge(R"(^(blocks\.\d+\.attn2)\.to_k)" + wb, "$1.to_kv.$2", 0, 2);
+  m.merge(R"(^(blocks\.\d+\.attn2)\.to_v)" + wb, "$1.to_kv.$2", 1, 2);
+  return m;
+}
+
 namespace {
-[[maybe_unused]] const bool kRegistered = register_dit("WanTransformer3DModel", [](ConfigReader& config) {
-  return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config));
-});
-[[maybe_unused]] const bool kRegisteredOriginal = register_dit("WanModel", [](ConfigReader& config) {
-  return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_original_reader(config));
-});
+[[maybe_unused]] const bool kRegistered =
+    register_dit("WanTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
+      return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config), options);
+    });
+[[maybe_unused]] const bool kRegisteredOriginal =
+    register_dit("WanModel", [](ConfigReader& config, const BuildOptions& options) {
+      return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_original_reader(config), options);
+    });
 }  // namespace
 
 }  // namespace fastdit::wan

@@ -12,7 +12,8 @@ namespace fastdit::wan {
 
 class WanAttention : public nn::Module {
  public:
-  WanAttention(const WanArchConfig& config, bool cross_attention);
+  // fuse: one GEMM for q|k|v (self-attention) or k|v (cross-attention).
+  WanAttention(const WanArchConfig& config, bool cross_attention, bool fuse);
   // Self-attention when context is undefined (then rope applies); cross otherwise.
   // image_context (I2V) adds a second attention over image tokens.
   Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
@@ -21,7 +22,8 @@ class WanAttention : public nn::Module {
  private:
   Tensor heads(const Tensor& t) const;  // [B, S, D] -> [B, S, H, dh]
   int64_t num_heads_;
-  nn::ReplicatedLinear *to_q_, *to_k_, *to_v_, *to_out_;
+  nn::ReplicatedLinear *to_q_ = nullptr, *to_k_ = nullptr, *to_v_ = nullptr, *to_out_;
+  nn::ReplicatedLinear *to_qkv_ = nullptr, *to_kv_ = nullptr;
   nn::ActivationModule* out_dropout_;
   nn::RMSNorm *norm_q_ = nullptr, *norm_k_ = nullptr;
   nn::ReplicatedLinear *add_k_proj_ = nullptr, *add_v_proj_ = nullptr;
@@ -35,7 +37,7 @@ struct Modulation {
 
 class WanTransformerBlock : public nn::Module {
  public:
-  explicit WanTransformerBlock(const WanArchConfig& config);
+  WanTransformerBlock(const WanArchConfig& config, bool fuse_projections);
   Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
                  const Tensor& timestep_proj, const nn::RotaryTable& rope) const;
 
@@ -71,7 +73,7 @@ class WanConditionEmbedder : public nn::Module {
 
 class WanTransformer3DModel : public DiTModel {
  public:
-  explicit WanTransformer3DModel(WanArchConfig config);
+  WanTransformer3DModel(WanArchConfig config, const BuildOptions& options);
   const DiTArchConfig& arch_config() const override { return config_; }
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
   std::vector<std::string> input_names(bool required_only) const override;
@@ -93,5 +95,7 @@ class WanTransformer3DModel : public DiTModel {
 
 // Rules that map the original Wan checkpoint names onto the diffusers names.
 ParamNameMapping original_wan_mapping();
+// Rules that merge diffusers q/k/v (and cross-attention k/v) into fused projections.
+ParamNameMapping fused_projection_mapping();
 
 }  // namespace fastdit::wan
