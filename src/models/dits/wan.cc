@@ -124,16 +124,16 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
     k = norm_k_->forward(k);
   }
   q = heads(q);
-  k = heads(k);
-  if (rope) {
-    q = ops::rope(q, rope->cos, rope->sin, ops::RopeStyle::Interleaved);
-    k = ops::rope(k, rope->cos, rope->sin, ops::RopeStyle::Interleaved);
+  Tensor out;
+  if (rope) {  // self-attention: the full-sequence path that sequence parallelism shards
+    out = self_attention_.forward(q, heads(k), heads(v), q.size(1), rope, ops::RopeStyle::Interleaved).out;
+  } else {
+    out = cross_attention_.forward(q, heads(k), heads(v));
   }
-  Tensor out = ops::attention(q, k, heads(v));
   if (image_context.defined() && add_k_proj_) {
     Tensor k_img = norm_added_k_->forward(add_k_proj_->forward(image_context));
     Tensor v_img = add_v_proj_->forward(image_context);
-    out = ops::add(out, ops::attention(q, heads(k_img), heads(v_img)));
+    out = ops::add(out, cross_attention_.forward(q, heads(k_img), heads(v_img)));
   }
   out = out.reshape({x.size(0), x.size(1), -1});
   return emit(out_dropout_->forward(to_out_->forward(out)));

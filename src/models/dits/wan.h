@@ -5,6 +5,7 @@
 
 #include "configs/wan_config.h"
 #include "models/dit.h"
+#include "nn/attention.h"
 #include "nn/layers.h"
 #include "nn/rotary.h"
 
@@ -28,6 +29,8 @@ class WanAttention : public nn::Module {
   nn::RMSNorm *norm_q_ = nullptr, *norm_k_ = nullptr;
   nn::ReplicatedLinear *add_k_proj_ = nullptr, *add_v_proj_ = nullptr;
   nn::RMSNorm* norm_added_k_ = nullptr;
+  nn::DistributedAttention self_attention_;
+  nn::LocalAttention cross_attention_;
 };
 
 // The six modulation vectors of a block, float32, each [B, 1, D] or per token [B, L, D].

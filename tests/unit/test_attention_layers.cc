@@ -1,0 +1,54 @@
+#include <gtest/gtest.h>
+
+#include "nn/attention.h"
+#include "support/test_support.h"
+
+namespace fastdit {
+namespace {
+
+TEST(DistributedAttention, JointTokensAttendTogetherWithoutRope) {
+  const Tensor q = testing::random_tensor({2, 7, 3, 8}, 1), k = testing::random_tensor({2, 7, 3, 8}, 2),
+               v = testing::random_tensor({2, 7, 3, 8}, 3);
+  const Tensor rq = testing::random_tensor({2, 4, 3, 8}, 4), rk = testing::random_tensor({2, 4, 3, 8}, 5),
+               rv = testing::random_tensor({2, 4, 3, 8}, 6);
+  const Shape grid{7};
+  const int64_t dims[] = {8};
+  const auto rope = nn::rotary_grid_table(dims, grid, 10000.0, ops::RopeStyle::Interleaved);
+  const auto out = nn::DistributedAttention().forward(q, k, v, 7, &rope, ops::RopeStyle::Interleaved, rq, rk, rv);
+  // Reference: rope on the main tokens only, then one attention over [main | replicated].
+  const Tensor qs[] = {ops::rope(q, rope.cos, rope.sin, ops::RopeStyle::Interleaved), rq};
+  const Tensor ks[] = {ops::rope(k, rope.cos, rope.sin, ops::RopeStyle::Interleaved), rk};
+  const Tensor vs[] = {v, rv};
+  const Tensor all = ops::attention(ops::concat(qs, 1), ops::concat(ks, 1), ops::concat(vs, 1));
+  EXPECT_EQ(testing::max_abs_diff(out.out, all.narrow(1, 0, 7).contiguous()), 0.0);
+  EXPECT_EQ(testing::max_abs_diff(out.replicated_out, all.narrow(1, 7, 4).contiguous()), 0.0);
+}
+
+TEST(LocalAttention, AppliesRopeToQueryAndKey) {
+  const Tensor q = testing::random_tensor({1, 5, 2, 6}, 7), k = testing::random_tensor({1, 5, 2, 6}, 8),
+               v = testing::random_tensor({1, 5, 2, 6}, 9);
+  const Shape grid{5};
+  const int64_t dims[] = {6};
+  const auto rope = nn::rotary_grid_table(dims, grid, 100.0, ops::RopeStyle::SplitHalf);
+  const Tensor out = nn::LocalAttention().forward(q, k, v, &rope, ops::RopeStyle::SplitHalf);
+  const Tensor ref = ops::attention(ops::rope(q, rope.cos, rope.sin, ops::RopeStyle::SplitHalf),
+                                    ops::rope(k, rope.cos, rope.sin, ops::RopeStyle::SplitHalf), v);
+  EXPECT_EQ(testing::max_abs_diff(out, ref), 0.0);
+}
+
+TEST(RotaryTable, WanAxisLayout) {
+  // Token (t, h, w) = (1, 2, 3) of a [2, 3, 4] grid with axis widths [4, 2, 2].
+  const Shape grid{2, 3, 4};
+  const int64_t dims[] = {4, 2, 2};
+  const auto table = nn::rotary_grid_table(dims, grid, 10000.0, ops::RopeStyle::Interleaved);
+  const auto cos = table.cos.to_float_vector();
+  const int64_t token = (1 * 3 + 2) * 4 + 3;
+  EXPECT_FLOAT_EQ(cos[token * 8 + 0], std::cos(1.0f));               // t, j = 0
+  EXPECT_FLOAT_EQ(cos[token * 8 + 1], std::cos(1.0f));               // its pair
+  EXPECT_FLOAT_EQ(cos[token * 8 + 2], static_cast<float>(std::cos(1.0 / 100.0)));  // t, j = 1
+  EXPECT_FLOAT_EQ(cos[token * 8 + 4], std::cos(2.0f));               // h
+  EXPECT_FLOAT_EQ(cos[token * 8 + 6], std::cos(3.0f));               // w
+}
+
+}  // namespace
+}  // namespace fastdit
