@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "nn/attention.h"
 #include "support/test_support.h"
 
