@@ -3,7 +3,7 @@
 # it installs only what is missing.
 set -euo pipefail
 
-packages=(build-essential cmake g++ clang libclang-rt-14-dev libopenblas-dev
+packages=(build-essential cmake g++ clang libclang-rt-14-dev libomp-dev libopenblas-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev googletest libbenchmark-dev
           python3)
 missing=()
