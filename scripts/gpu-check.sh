@@ -34,13 +34,17 @@ if compgen -G ".debs/*.deb" >/dev/null; then
   # dpkg -x runs no maintainer scripts: the alternatives link to OpenBLAS is ours to make.
   ln -sf openblas-pthread/libopenblas.so "$prefix/usr/lib/x86_64-linux-gnu/libopenblas.so"
   export FASTDIT_DEPS_PREFIX=$prefix
-  export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:$prefix/usr/lib/x86_64-linux-gnu/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  libs=$prefix/usr/lib/x86_64-linux-gnu
+  export LD_LIBRARY_PATH=$libs:$libs/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   echo "== using the Debian packages of .debs/ from $prefix"
 fi
 
+# Ubuntu's g++ 13 no longer pulls <cstdint> in through other standard headers, and
+# src/core/device.h relies on that; until it includes it itself, every file gets it.
+flags=(-DCMAKE_CXX_FLAGS="-include cstdint" -DCMAKE_CUDA_FLAGS="-include cstdint")
 generator=() keep_going=(-- -k)
 if command -v ninja >/dev/null; then generator=(-G Ninja) keep_going=(-- -k 0); fi
-if ! cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release >"$logs/configure.log" 2>&1; then
+if ! cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >"$logs/configure.log" 2>&1; then
   tail -40 "$logs/configure.log"
   echo "== configure FAILED"
   exit 1
@@ -68,7 +72,9 @@ fi
 unit_status=$?
 
 echo "== gpu test output (numbers)"
-grep -E "^[0-9]+: (attention|linear) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' | grep -E "TFLOP|refused|Sq333|Sq37 Sk100|linear (float32|bfloat16) +x\[3, 77" | head -60
+# Throughputs, then the errors of the larger cases (every case is in gpu-tests.log).
+grep -E "^[0-9]+: (attention|linear) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
+  grep -E "TFLOP|refused|Sq333|Sq37 Sk100|linear (float32|bfloat16) +x\[3, 77" | head -60
 echo "== gpu tests: exit $gpu_status"
 grep -E "tests passed|tests failed|\(Failed\)|\(Subprocess|Timeout|\*\*\*" "$logs/gpu-tests.log" | head -30
 echo "== attention on PyTorch's cuDNN ($torch_cudnn): exit $cudnn_status"

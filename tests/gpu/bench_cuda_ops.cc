@@ -65,7 +65,8 @@ TEST(CudaBench, AttentionThroughput) {
                                   ? cuda::cudnn_sdpa_refusal(q, k, v, {})
                                   : cuda::flash_attention_refusal(q, k, v, {});
       if (!why.empty()) {
-        std::printf("attention %-15s %-6s refused: %s\n", s.name, cuda::attention_backend_name(backend), why.c_str());
+        std::printf("attention %-15s %-6s refused: %s\n", s.name,
+                    cuda::attention_backend_name(backend), why.c_str());
         continue;
       }
       const double ms = median_ms([&] { cuda::attention_with(backend, q, k, v, {}, 0.1f, out); });

@@ -28,7 +28,8 @@ using testing::random_tensor;
 const Device kGpu = Device::cuda(0);
 constexpr DType kFloatTypes[] = {DType::Float32, DType::BFloat16, DType::Float16};
 
-Tensor random_in(DType dtype, const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+Tensor random_in(DType dtype, const Shape& shape, uint64_t seed, float lo = -1.0f,
+                 float hi = 1.0f) {
   return random_tensor(shape, seed, lo, hi).to(dtype);
 }
 
@@ -56,7 +57,8 @@ Comparison compare(const Tensor& gpu, const Tensor& cpu, const std::string& what
   double num = 0, den = 0;
   for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
     if (!std::isfinite(got[i])) {
-      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << " (expected " << want[i] << ")";
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << " (expected " << want[i]
+                    << ")";
       return c;
     }
     const double diff = std::fabs(double(got[i]) - want[i]);
@@ -121,8 +123,16 @@ TEST(CudaAllocator, ReusesFreedBlocksAndRoundsSizes) {
 }
 
 TEST(CudaCopy, FloatConversionsRoundLikeTheCpu) {
-  std::vector<float> values = {0.0f, -0.0f, 1.0f, 1.00390625f, 1.01171875f, 65504.0f, 65520.0f,
-                               1e-8f, -3.0e-39f, 1e30f,
+  std::vector<float> values = {0.0f,
+                               -0.0f,
+                               1.0f,
+                               1.00390625f,
+                               1.01171875f,
+                               65504.0f,
+                               65520.0f,
+                               1e-8f,
+                               -3.0e-39f,
+                               1e30f,
                                std::numeric_limits<float>::infinity(),
                                -std::numeric_limits<float>::infinity()};
   const Tensor noise = random_tensor({1000}, 7, -100.0f, 100.0f);
@@ -132,7 +142,8 @@ TEST(CudaCopy, FloatConversionsRoundLikeTheCpu) {
     const Tensor on_device = source.to(kGpu).to(low);
     const Tensor expected = source.to(low), got = on_device.to(Device::cpu());
     for (size_t i = 0; i < values.size(); ++i) {
-      EXPECT_EQ(got.data<uint16_t>()[i], expected.data<uint16_t>()[i]) << dtype_name(low) << " of " << values[i];
+      EXPECT_EQ(got.data<uint16_t>()[i], expected.data<uint16_t>()[i])
+          << dtype_name(low) << " of " << values[i];
     }
     const Tensor back = on_device.to(DType::Float32).to(Device::cpu());
     EXPECT_EQ(back.to_float_vector(), expected.to(DType::Float32).to_float_vector());
@@ -145,7 +156,8 @@ TEST(CudaCopy, StridedGatherWithAndWithoutConversion) {
   const Tensor gpu = base.to(kGpu).permute({2, 0, 3, 1}).narrow(1, 1, 2);
   ASSERT_FALSE(gpu.is_contiguous());
   EXPECT_EQ(gpu.contiguous().to_float_vector(), permuted.contiguous().to_float_vector());
-  EXPECT_EQ(gpu.to(DType::BFloat16).to_float_vector(), permuted.to(DType::BFloat16).to_float_vector());
+  EXPECT_EQ(gpu.to(DType::BFloat16).to_float_vector(),
+            permuted.to(DType::BFloat16).to_float_vector());
   // Eight dims that cannot merge.
   const Tensor eight = random_tensor({2, 3, 2, 3, 2, 3, 2, 3}, 4);
   const Tensor reversed = eight.permute({7, 6, 5, 4, 3, 2, 1, 0});
@@ -160,7 +172,8 @@ TEST(CudaCopy, IntegersCopyAndConvert) {
   const int64_t expected[] = {1, 1LL << 40, -2, 5, 3, 6};
   for (int i = 0; i < 6; ++i) EXPECT_EQ(transposed.data<int64_t>()[i], expected[i]);
   EXPECT_EQ(gpu.to(DType::Float32).to_float_vector(), ints.to(DType::Float32).to_float_vector());
-  EXPECT_EQ(Tensor::zeros({5}, DType::Float32, kGpu).to_float_vector(), std::vector<float>(5, 0.0f));
+  EXPECT_EQ(Tensor::zeros({5}, DType::Float32, kGpu).to_float_vector(),
+            std::vector<float>(5, 0.0f));
 }
 
 // ---- linear --------------------------------------------------------------------------------
@@ -169,9 +182,10 @@ struct LinearCase {
   Shape x, weight;
   bool bias;
 };
-const LinearCase kLinearCases[] = {{{2, 7, 33}, {17, 33}, true},    {{1, 1}, {1, 1}, true},
-                                   {{5, 64}, {3, 64}, false},       {{3}, {4, 3}, true},
-                                   {{2, 3, 5, 129}, {31, 129}, true}, {{3, 77, 320}, {640, 320}, true}};
+const LinearCase kLinearCases[] = {
+    {{2, 7, 33}, {17, 33}, true},      {{1, 1}, {1, 1}, true},
+    {{5, 64}, {3, 64}, false},         {{3}, {4, 3}, true},
+    {{2, 3, 5, 129}, {31, 129}, true}, {{3, 77, 320}, {640, 320}, true}};
 
 Shape linear_out_shape(const LinearCase& c) {
   Shape out = c.x;
@@ -185,8 +199,8 @@ TEST(CudaLinear, MatchesCpuForEveryDtype) {
     for (const auto& c : kLinearCases) {
       const Tensor x = random_in(dtype, c.x, seed++), w = random_in(dtype, c.weight, seed++);
       const Tensor b = c.bias ? random_in(dtype, {c.weight[0]}, seed++) : Tensor{};
-      const Comparison r = expect_kernels_agree(label("linear", dtype, c.x), cpu::linear, cuda::linear,
-                                                linear_out_shape(c), dtype, x, w, b);
+      const Comparison r = expect_kernels_agree(label("linear", dtype, c.x), cpu::linear,
+                                                cuda::linear, linear_out_shape(c), dtype, x, w, b);
       std::printf("linear %-8s x%-16s w%-10s max_abs %.2e rel_l2 %.2e\n", dtype_name(dtype),
                   shape_str(c.x).c_str(), shape_str(c.weight).c_str(), r.max_abs, r.rel_l2);
     }
@@ -195,16 +209,19 @@ TEST(CudaLinear, MatchesCpuForEveryDtype) {
 
 TEST(CudaLinear, MixedDtypesAndUnalignedPointers) {
   const Tensor x = random_in(DType::BFloat16, {9, 40}, 1);
-  const Tensor w32 = random_in(DType::Float32, {24, 40}, 2), b32 = random_in(DType::Float32, {24}, 3);
+  const Tensor w32 = random_in(DType::Float32, {24, 40}, 2),
+               b32 = random_in(DType::Float32, {24}, 3);
   expect_kernels_agree("linear bf16 x, f32 weight and bias", cpu::linear, cuda::linear, {9, 24},
                        DType::BFloat16, x, w32, b32);
   // x and bias starting 2 bytes past an allocation: cuBLASLt must be told, or fall back.
-  const Tensor x_unaligned = random_in(DType::BFloat16, {1 + 9 * 40}, 4).narrow(0, 1, 9 * 40).reshape({9, 40});
+  const Tensor x_unaligned =
+      random_in(DType::BFloat16, {1 + 9 * 40}, 4).narrow(0, 1, 9 * 40).reshape({9, 40});
   const Tensor b_unaligned = random_in(DType::BFloat16, {25}, 5).narrow(0, 1, 24);
   const Tensor w = random_in(DType::BFloat16, {24, 40}, 6);
   Tensor out_cpu = Tensor::empty({9, 24}, DType::BFloat16);
   cpu::linear(x_unaligned.contiguous(), w, b_unaligned.contiguous(), out_cpu);
-  const Tensor xg = random_in(DType::BFloat16, {1 + 9 * 40}, 4).to(kGpu).narrow(0, 1, 9 * 40).reshape({9, 40});
+  const Tensor xg =
+      random_in(DType::BFloat16, {1 + 9 * 40}, 4).to(kGpu).narrow(0, 1, 9 * 40).reshape({9, 40});
   const Tensor bg = random_in(DType::BFloat16, {25}, 5).to(kGpu).narrow(0, 1, 24);
   Tensor out_gpu = poisoned({9, 24}, DType::BFloat16);
   cuda::linear(xg, w.to(kGpu), bg, out_gpu);
@@ -219,7 +236,8 @@ TEST(CudaLinear, GeluTanhEpilogue) {
       const Tensor b = c.bias ? random_in(dtype, {c.weight[0]}, seed++) : Tensor{};
       Tensor projected = Tensor::empty(linear_out_shape(c), DType::Float32);
       Tensor expected = Tensor::empty(linear_out_shape(c), DType::Float32);
-      cpu::linear(x.to(DType::Float32), w.to(DType::Float32), b.defined() ? b.to(DType::Float32) : b, projected);
+      cpu::linear(x.to(DType::Float32), w.to(DType::Float32),
+                  b.defined() ? b.to(DType::Float32) : b, projected);
       cpu::gelu(projected, ops::GeluApprox::Tanh, expected);
       Tensor out = poisoned(projected.shape(), dtype);
       cuda::linear_gelu_tanh(on_gpu(x), on_gpu(w), on_gpu(b), out);
@@ -258,12 +276,14 @@ TEST(CudaNorms, LayerNormModulate) {
       const Tensor x = random_in(dtype, shape, seed++, -2.0f, 3.0f);
       const Tensor shift = random_in(DType::Float32, {2, modulation_rows, 96}, seed++);
       const Tensor scale = random_in(dtype, {2, modulation_rows, 96}, seed++);
-      Tensor normalized = Tensor::empty(shape, DType::Float32), expected = Tensor::empty(shape, DType::Float32);
+      Tensor normalized = Tensor::empty(shape, DType::Float32),
+             expected = Tensor::empty(shape, DType::Float32);
       cpu::layer_norm(x.to(DType::Float32), {}, {}, 1e-6f, normalized);
       cpu::modulate(normalized, shift, scale.to(DType::Float32), expected);
       Tensor out = poisoned(shape, dtype);
       cuda::layer_norm_modulate(on_gpu(x), on_gpu(shift), on_gpu(scale), 1e-6f, out);
-      expect_matches(out, expected.to(dtype), label("layer_norm_modulate", dtype, {2, modulation_rows, 96}));
+      expect_matches(out, expected.to(dtype),
+                     label("layer_norm_modulate", dtype, {2, modulation_rows, 96}));
     }
   }
 }
@@ -281,7 +301,8 @@ TEST(CudaElementwise, Activations) {
       expect_kernels_agree(label("gelu tanh", dtype, shape), cpu::gelu, cuda::gelu, shape, dtype, x,
                            ops::GeluApprox::Tanh);
       expect_kernels_agree(label("silu", dtype, shape), cpu::silu, cuda::silu, shape, dtype, x);
-      expect_kernels_agree(label("scale", dtype, shape), cpu::scale, cuda::scale, shape, dtype, x, -0.37f);
+      expect_kernels_agree(label("scale", dtype, shape), cpu::scale, cuda::scale, shape, dtype, x,
+                           -0.37f);
     }
   }
 }
@@ -289,7 +310,8 @@ TEST(CudaElementwise, Activations) {
 Shape broadcast(const Shape& a, const Shape& b) {
   Shape out(std::max(a.size(), b.size()), 1);
   for (size_t i = 0; i < out.size(); ++i) {
-    const int64_t da = i < a.size() ? a[a.size() - 1 - i] : 1, db = i < b.size() ? b[b.size() - 1 - i] : 1;
+    const int64_t da = i < a.size() ? a[a.size() - 1 - i] : 1,
+                  db = i < b.size() ? b[b.size() - 1 - i] : 1;
     out[out.size() - 1 - i] = std::max(da, db);
   }
   return out;
@@ -328,16 +350,17 @@ TEST(CudaElementwise, ModulateAndGatedAdd) {
     }
   }
   const Tensor x = random_in(DType::BFloat16, {2, 5, 16}, 1);
-  const Tensor shift = random_in(DType::Float32, {2, 1, 16}, 2), scale = random_in(DType::Float32, {2, 1, 16}, 3);
-  expect_kernels_agree("modulate bf16 x, f32 shift/scale", cpu::modulate, cuda::modulate, {2, 5, 16},
-                       DType::Float32, x, shift, scale);
+  const Tensor shift = random_in(DType::Float32, {2, 1, 16}, 2),
+               scale = random_in(DType::Float32, {2, 1, 16}, 3);
+  expect_kernels_agree("modulate bf16 x, f32 shift/scale", cpu::modulate, cuda::modulate,
+                       {2, 5, 16}, DType::Float32, x, shift, scale);
 }
 
 // ---- softmax, rope, concat -----------------------------------------------------------------
 
 TEST(CudaSoftmax, AnyDim) {
-  const std::pair<Shape, int64_t> cases[] = {{{5, 77}, 1}, {{6, 5000}, 1}, {{3, 1000, 4}, 1},
-                                             {{2, 3, 4}, 0}, {{1}, 0},      {{4, 1, 9}, 2}};
+  const std::pair<Shape, int64_t> cases[] = {{{5, 77}, 1},   {{6, 5000}, 1}, {{3, 1000, 4}, 1},
+                                             {{2, 3, 4}, 0}, {{1}, 0},       {{4, 1, 9}, 2}};
   uint64_t seed = 800;
   for (DType dtype : kFloatTypes) {
     for (const auto& [shape, dim] : cases) {
@@ -399,7 +422,8 @@ TEST(CudaEmbeddings, Conv3dPatch) {
     for (const auto& c : cases) {
       const Tensor x = random_in(dtype, c.x, seed++), w = random_in(dtype, c.weight, seed++);
       const Tensor b = random_in(dtype, {c.weight[0]}, seed++);
-      const Shape out{c.x[0], c.weight[0], c.x[2] / c.weight[2], c.x[3] / c.weight[3], c.x[4] / c.weight[4]};
+      const Shape out{c.x[0], c.weight[0], c.x[2] / c.weight[2], c.x[3] / c.weight[3],
+                      c.x[4] / c.weight[4]};
       expect_kernels_agree(label("conv3d_patch", dtype, c.x), cpu::conv3d_patch, cuda::conv3d_patch,
                            out, dtype, x, w, b);
       expect_kernels_agree(label("conv3d_patch no bias", dtype, c.x), cpu::conv3d_patch,
@@ -447,10 +471,11 @@ void check_attention(cuda::AttentionBackend backend, DType dtype, const Attentio
   cpu::attention(q, k, v, mask, scale, cpu_out);
   cuda::attention_with(backend, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(mask), scale, gpu_out);
   const std::string what = std::string(cuda::attention_backend_name(backend)) + " " +
-                           dtype_name(dtype) + " " + describe(s) + (mask.defined() ? " masked" : "");
+                           dtype_name(dtype) + " " + describe(s) +
+                           (mask.defined() ? " masked" : "");
   const Comparison c = expect_matches(gpu_out, cpu_out, what);
-  std::printf("attention %-34s max_abs %.2e rel_l2 %.2e (max |ref| %.2f)\n", what.c_str(), c.max_abs,
-              c.rel_l2, c.max_ref);
+  std::printf("attention %-34s max_abs %.2e rel_l2 %.2e (max |ref| %.2f)\n", what.c_str(),
+              c.max_abs, c.rel_l2, c.max_ref);
 }
 
 std::vector<AttentionShape> attention_shapes() {
@@ -463,22 +488,26 @@ std::vector<AttentionShape> attention_shapes() {
 }
 
 TEST(CudaAttention, CudnnMatchesCpu) {
-  const std::string why = cuda::cudnn_sdpa_refusal(Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
-                                                   Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
-                                                   Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu), {});
+  const std::string why =
+      cuda::cudnn_sdpa_refusal(Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
+                               Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
+                               Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu), {});
   if (why.find("library loaded is") != std::string::npos) GTEST_SKIP() << why;
   uint64_t seed = 2000;
   for (DType dtype : {DType::BFloat16, DType::Float16}) {
-    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Cudnn, dtype, s, seed += 3);
+    for (const auto& s : attention_shapes())
+      check_attention(cuda::AttentionBackend::Cudnn, dtype, s, seed += 3);
   }
 }
 
 TEST(CudaAttention, FlashMatchesCpu) {
   uint64_t seed = 3000;
   for (DType dtype : {DType::BFloat16, DType::Float16}) {
-    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
-    for (const AttentionShape& s : {AttentionShape{1, 2, 70, 65, 8, 8}, AttentionShape{1, 2, 129, 200, 256, 256},
-                                    AttentionShape{2, 2, 50, 80, 64, 128}, AttentionShape{1, 1, 64, 64, 192, 40}}) {
+    for (const auto& s : attention_shapes())
+      check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+    for (const AttentionShape& s :
+         {AttentionShape{1, 2, 70, 65, 8, 8}, AttentionShape{1, 2, 129, 200, 256, 256},
+          AttentionShape{2, 2, 50, 80, 64, 128}, AttentionShape{1, 1, 64, 64, 192, 40}}) {
       check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
     }
   }
@@ -487,7 +516,8 @@ TEST(CudaAttention, FlashMatchesCpu) {
 TEST(CudaAttention, ReferenceMatchesCpu) {
   uint64_t seed = 4000;
   for (DType dtype : kFloatTypes) {
-    for (const auto& s : attention_shapes()) check_attention(cuda::AttentionBackend::Reference, dtype, s, seed += 3);
+    for (const auto& s : attention_shapes())
+      check_attention(cuda::AttentionBackend::Reference, dtype, s, seed += 3);
     check_attention(cuda::AttentionBackend::Reference, dtype, {1, 2, 9, 300, 20, 36}, seed += 3);
   }
 }
@@ -499,10 +529,11 @@ TEST(CudaAttention, ReferenceMasks) {
   for (float r : keep.to_float_vector()) bits.push_back(r > -0.4f);
   for (int j = 0; j < 100; ++j) bits[5 * 100 + j] = 0;  // one query row sees no key at all
   Tensor bool_mask = Tensor::empty({2, 1, 37, 100}, DType::Bool);
-  std::copy(bits.begin(), bits.end(), bool_mask.data<uint8_t>());
+  std::copy(bits.begin(), bits.end(), bool_mask.data<bool>());
   for (DType dtype : kFloatTypes) {
     check_attention(cuda::AttentionBackend::Reference, dtype, s, 50, bool_mask);
-    check_attention(cuda::AttentionBackend::Reference, dtype, s, 60, random_tensor({37, 100}, 6, -3.0f, 0.0f));
+    check_attention(cuda::AttentionBackend::Reference, dtype, s, 60,
+                    random_tensor({37, 100}, 6, -3.0f, 0.0f));
   }
 }
 
@@ -523,14 +554,18 @@ TEST(CudaAttention, BackendChoiceAndRefusals) {
   Tensor out32 = Tensor::empty({1, 4, 2, 64}, DType::Float32, kGpu);
   Tensor out16 = Tensor::empty({1, 4, 2, 64}, DType::BFloat16, kGpu);
   using cuda::AttentionBackend;
-  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, q32, q32, q32, {}, 1.0f, out32); },
-               "bfloat16 or float16");
-  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, q16, q16, q16, mask, 1.0f, out16); },
-               "no mask");
-  expect_error([&] { cuda::attention_with(AttentionBackend::Cudnn, q16, q16, q16, mask, 1.0f, out16); },
-               "no mask");
-  expect_error([&] { cuda::attention_with(AttentionBackend::Flash, odd, odd, odd, {}, 1.0f, out16); },
-               "multiples of 8");
+  expect_error(
+      [&] { cuda::attention_with(AttentionBackend::Flash, q32, q32, q32, {}, 1.0f, out32); },
+      "bfloat16 or float16");
+  expect_error(
+      [&] { cuda::attention_with(AttentionBackend::Flash, q16, q16, q16, mask, 1.0f, out16); },
+      "no mask");
+  expect_error(
+      [&] { cuda::attention_with(AttentionBackend::Cudnn, q16, q16, q16, mask, 1.0f, out16); },
+      "no mask");
+  expect_error(
+      [&] { cuda::attention_with(AttentionBackend::Flash, odd, odd, odd, {}, 1.0f, out16); },
+      "multiples of 8");
 
   ::unsetenv("FASTDIT_ATTENTION_BACKEND");
   EXPECT_EQ(cuda::select_attention_backend(q32, q32, q32, {}), AttentionBackend::Reference);
@@ -539,7 +574,8 @@ TEST(CudaAttention, BackendChoiceAndRefusals) {
   EXPECT_NE(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Reference);
   ::setenv("FASTDIT_ATTENTION_BACKEND", "flash", 1);
   EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Flash);
-  expect_error([&] { cuda::attention(q32, q32, q32, {}, 1.0f, out32); }, "FASTDIT_ATTENTION_BACKEND=flash");
+  expect_error([&] { cuda::attention(q32, q32, q32, {}, 1.0f, out32); },
+               "FASTDIT_ATTENTION_BACKEND=flash");
   ::setenv("FASTDIT_ATTENTION_BACKEND", "reference", 1);
   EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Reference);
   ::setenv("FASTDIT_ATTENTION_BACKEND", "fastest", 1);

@@ -1,11 +1,12 @@
 // Which attention backend serves a call. FASTDIT_ATTENTION_BACKEND names one explicitly,
 // and then it serves or the call is an error (never a silent fallback); otherwise the
 // fastest that can serve wins: cuDNN, then our flash kernel, then the reference kernel.
+#include "backends/cuda/attention.h"
+
 #include <cstdlib>
 #include <optional>
 #include <string_view>
 
-#include "backends/cuda/attention.h"
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_ops.h"
 
@@ -34,8 +35,8 @@ std::string refusal(AttentionBackend backend, const Tensor& q, const Tensor& k, 
 }
 
 std::string describe(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
-  return fastdit::detail::concat("q ", q.str(), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()),
-                        mask.defined() ? ", with a mask" : "");
+  return fastdit::detail::concat("q ", q.str(), ", k ", shape_str(k.shape()), ", v ",
+                                 shape_str(v.shape()), mask.defined() ? ", with a mask" : "");
 }
 
 }  // namespace

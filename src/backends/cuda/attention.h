@@ -9,7 +9,8 @@
 
 namespace fastdit::cuda {
 
-std::string cudnn_sdpa_refusal(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask);
+std::string cudnn_sdpa_refusal(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& mask);
 void cudnn_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out);
 
 std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tensor& v,

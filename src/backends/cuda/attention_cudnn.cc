@@ -143,7 +143,8 @@ Descriptor& sdpa_graph(Descriptors& all, const PlanKey& key, cudnnHandle_t handl
   const cudnnDataType_t type = key.dtype == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
   Descriptor& q = sequence_tensor(all, kUidQ, type, key.batch, key.heads, key.q_len, key.head_dim);
   Descriptor& k = sequence_tensor(all, kUidK, type, key.batch, key.heads, key.kv_len, key.head_dim);
-  Descriptor& v = sequence_tensor(all, kUidV, type, key.batch, key.heads, key.kv_len, key.value_dim);
+  Descriptor& v =
+      sequence_tensor(all, kUidV, type, key.batch, key.heads, key.kv_len, key.value_dim);
   Descriptor& o = sequence_tensor(all, kUidO, type, key.batch, key.heads, key.q_len, key.value_dim);
   Descriptor& scale = scale_tensor(all);
   Descriptor& sdpa = make_descriptor(all, CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR);
@@ -202,10 +203,9 @@ CachedPlan build_plan(const PlanKey& key, cudnnHandle_t handle) {
     auto plan = std::make_unique<Plan>();
     const Descriptor& graph = sdpa_graph(plan->keep_alive, key, handle);
     plan->execution_plan = first_runnable_plan(graph, handle);
-    FASTDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan->execution_plan->get(),
-                                                 CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                                 CUDNN_TYPE_INT64, 1, nullptr,
-                                                 &plan->workspace_bytes));
+    FASTDIT_CUDNN_CHECK(cudnnBackendGetAttribute(
+        plan->execution_plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+        nullptr, &plan->workspace_bytes));
     cached.plan = std::move(plan);
   } catch (const Error& e) {
     cached.refusal = e.what();
@@ -218,8 +218,8 @@ class SdpaRunner {
   // The plan for these tensors, built on first sight; null with `refusal` set when
   // cuDNN cannot run them.
   const Plan* plan_for(const Tensor& q, const Tensor& k, const Tensor& v, std::string* refusal) {
-    const PlanKey key{q.device().index, q.dtype(), q.size(0), q.size(2), q.size(1),
-                      k.size(1),        q.size(3), v.size(3)};
+    const PlanKey key{q.device().index, q.dtype(), q.size(0), q.size(2),
+                      q.size(1),        k.size(1), q.size(3), v.size(3)};
     std::lock_guard lock(mutex_);
     auto found = plans_.find(key);
     if (found == plans_.end()) {
@@ -255,20 +255,22 @@ bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr(
 
 }  // namespace
 
-std::string cudnn_sdpa_refusal(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
+std::string cudnn_sdpa_refusal(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& mask) {
   const size_t version = cudnnGetVersion();
   if (version < kMinCudnnVersion) {
     return fastdit::detail::concat("the cuDNN library loaded is ", version, "; fused SDPA needs ",
-                          kMinCudnnVersion, " or newer");
+                                   kMinCudnnVersion, " or newer");
   }
   if (q.dtype() != DType::BFloat16 && q.dtype() != DType::Float16) {
-    return fastdit::detail::concat("cuDNN SDPA takes bfloat16 or float16, not ", dtype_name(q.dtype()));
+    return fastdit::detail::concat("cuDNN SDPA takes bfloat16 or float16, not ",
+                                   dtype_name(q.dtype()));
   }
   if (mask.defined()) return "cuDNN SDPA here takes no mask";
   const int64_t d = q.size(3), dv = v.size(3);
   if (d % 8 != 0 || dv % 8 != 0 || d > 256 || dv > 256) {
-    return fastdit::detail::concat("cuDNN SDPA needs head dims that are multiples of 8 up to 256, got ", d,
-                          " and ", dv);
+    return fastdit::detail::concat(
+        "cuDNN SDPA needs head dims that are multiples of 8 up to 256, got ", d, " and ", dv);
   }
   if (!aligned16(q) || !aligned16(k) || !aligned16(v)) return "q, k and v must be 16-byte aligned";
   if (q.numel() == 0 || k.size(1) == 0) return {};  // nothing for cuDNN to run

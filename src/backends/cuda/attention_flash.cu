@@ -1,17 +1,18 @@
 // Flash attention forward (the FlashAttention-2 structure) for bfloat16 / float16 on
 // mma.sync m16n8k16 tensor-core instructions with float32 accumulation.
 //
-// Grid (ceil(Sq / 64), H, B). A CTA of 4 warps owns a 64-row Q tile; warp w owns query
-// rows [16w, 16w + 16), so softmax statistics never cross warps. Head dims are padded to
-// kHeadDim ∈ {64, 128, 256}; the padding is zero-filled and its MMA steps skipped.
+// Grid (ceil(Sq / kQueryRows), H, B). A CTA of 4 warps owns a Q tile; each warp owns
+// kRowBlocks 16-row blocks of it, so softmax statistics never cross warps. Head dims are
+// padded to kHeadDim ∈ {64, 128, 256}; the padding is zero-filled and its MMA steps
+// skipped. Tile shapes (the Tile table below):
+//   kHeadDim 64, 128: 128 query rows (2 blocks per warp), 64-key tiles
+//   kHeadDim 256:      64 query rows (1 block per warp),  32-key tiles
 // Shared memory, each row padded by 8 elements so that the 8 row addresses of one
-// ldmatrix fall in distinct banks:
-//   Q [64][kHeadDim + 8]          loaded once
-//   K [kKeyTile][kHeadDim + 8]    one key tile   (kKeyTile = 64, or 32 for kHeadDim 256)
-//   V [kKeyTile][kHeadDim + 8]    one value tile
+// ldmatrix fall in distinct banks: Q [kQueryRows][kHeadDim + 8] loaded once, and one
+// K and one V tile [kKeys][kHeadDim + 8].
 // Every global load is a 16-byte cp.async that zero-fills rows past Sq / Sk and columns
 // past D / Dv (so any sequence length works). Per key tile j:
-//   wait K_j, barrier → issue V_j → S = Q·K_jᵀ (16 × kKeyTile fp32 registers per warp)
+//   wait K_j, barrier → issue V_j → S = Q·K_jᵀ (fp32 registers)
 //   → keys ≥ Sk set to −inf → online softmax: running row max and sum, O rescaled, with
 //     log2(e) folded into the scale so each exponential is one exp2
 //   → wait V_j, barrier → issue K_{j+1} → O += P·V_j, P converted in registers straight
@@ -28,20 +29,22 @@
 namespace fastdit::cuda {
 namespace {
 
-constexpr int kQueryTile = 64;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kRowPad = 8;
 
+// The tile table. Two 16-row MMA blocks per warp let every K and V fragment loaded from
+// shared memory feed two MMAs; at head dim 256 the accumulators leave room for one.
 template <int kHeadDim>
-constexpr int key_tile() {
-  return kHeadDim <= 128 ? 64 : 32;  // keeps S + O accumulators within the register budget
-}
-
-template <class T, int kHeadDim>
-constexpr size_t shared_bytes() {
-  return static_cast<size_t>(kQueryTile + 2 * key_tile<kHeadDim>()) * (kHeadDim + kRowPad) * sizeof(T);
-}
+struct Tile {
+  static constexpr int kRowBlocks = kHeadDim <= 128 ? 2 : 1;   // 16-row MMA blocks per warp
+  static constexpr int kQueryRows = kWarps * 16 * kRowBlocks;  // per CTA
+  static constexpr int kKeys = kHeadDim <= 128 ? 64 : 32;      // per key/value tile
+  static constexpr int kStride = kHeadDim + kRowPad;           // elements per shared row
+  static constexpr size_t shared_bytes(size_t element_size) {
+    return static_cast<size_t>(kQueryRows + 2 * kKeys) * kStride * element_size;
+  }
+};
 
 struct FlashParams {
   const void* q;
@@ -84,7 +87,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 
 // c (16×8 fp32) += a (16×16, row) · b (16×8, col).
 template <class T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
@@ -128,162 +132,226 @@ __device__ __forceinline__ void load_tile(T* shared, const T* head, int64_t row_
   }
 }
 
-// This warp's S = Q·Kᵀ (16 × kKeyTile) for one key tile.
-template <class T, int kHeadDim, int kKeyTile>
+// Per-warp register state: kBlocks 16-row MMA blocks of scores S (then probabilities P)
+// and output O, and per thread the running max and sum of its two rows (g, g + 8) of each
+// block.
+template <int kHeadDim>
+struct WarpState {
+  static constexpr int kBlocks = Tile<kHeadDim>::kRowBlocks;
+  static constexpr int kKeys = Tile<kHeadDim>::kKeys;
+  float s[kBlocks][kKeys / 8][4];
+  float o[kBlocks][kHeadDim / 8][4];
+  float row_max[kBlocks][2];
+  float row_sum[kBlocks][2];
+};
+
+// S = Q·Kᵀ for this warp's rows and one key tile. Each K fragment feeds every row block.
+template <class T, int kHeadDim>
 __device__ __forceinline__ void query_key_scores(const T* q_tile, const T* k_tile, int head_dim,
-                                                 float (&s)[kKeyTile / 8][4]) {
-  constexpr int kStride = kHeadDim + kRowPad;
+                                                 WarpState<kHeadDim>& w) {
+  using Tiles = Tile<kHeadDim>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+#pragma unroll
+    for (int n = 0; n < Tiles::kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w.s[m][n][e] = 0.0f;
+    }
+  }
 #pragma unroll
   for (int kk = 0; kk < kHeadDim / 16; ++kk) {
     if (kk * 16 >= head_dim) continue;  // zero padding
-    uint32_t a[4];
-    ldmatrix_x4(a, q_tile + (warp * 16 + (lane & 15)) * kStride + kk * 16 + (lane >> 4) * 8);
+    uint32_t a[Tiles::kRowBlocks][4];
 #pragma unroll
-    for (int nn = 0; nn < kKeyTile / 16; ++nn) {
+    for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+      const int row = (warp * Tiles::kRowBlocks + m) * 16 + (lane & 15);
+      ldmatrix_x4(a[m], q_tile + row * Tiles::kStride + kk * 16 + (lane >> 4) * 8);
+    }
+#pragma unroll
+    for (int nn = 0; nn < Tiles::kKeys / 16; ++nn) {
       uint32_t b[4];
-      ldmatrix_x4(b, k_tile + (nn * 16 + (lane & 7) + ((lane >> 4) << 3)) * kStride + kk * 16 +
-                         ((lane >> 3) & 1) * 8);
-      mma_16816<T>(s[2 * nn], a, b[0], b[1]);
-      mma_16816<T>(s[2 * nn + 1], a, b[2], b[3]);
+      ldmatrix_x4(b, k_tile + (nn * 16 + (lane & 7) + ((lane >> 4) << 3)) * Tiles::kStride +
+                         kk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+      for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+        mma_16816<T>(w.s[m][2 * nn], a[m], b[0], b[1]);
+        mma_16816<T>(w.s[m][2 * nn + 1], a[m], b[2], b[3]);
+      }
     }
   }
 }
 
-// Folds one tile of scores into the running softmax of this thread's two rows (g and
-// g + 8 of the warp's 16): s becomes exp2(s·scale − max), O and the sums are rescaled.
-template <int kHeadDim, int kKeyTile>
-__device__ __forceinline__ void online_softmax(float (&s)[kKeyTile / 8][4], float (&o)[kHeadDim / 8][4],
-                                               float (&row_max)[2], float (&row_sum)[2],
-                                               int64_t first_key, int64_t kv_len, float scale_log2) {
+// Folds one tile of scores into the running softmax: S becomes exp2(S·scale − max), O and
+// the sums are rescaled by exp2(old max − new max).
+template <int kHeadDim>
+__device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t first_key,
+                                               int64_t kv_len, float scale_log2) {
+  using Tiles = Tile<kHeadDim>;
   const int lane = threadIdx.x % 32;
 #pragma unroll
-  for (int n = 0; n < kKeyTile / 8; ++n) {
+  for (int m = 0; m < Tiles::kRowBlocks; ++m) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t key = first_key + n * 8 + (lane % 4) * 2 + (e & 1);
-      s[n][e] = key < kv_len ? s[n][e] * scale_log2 : -INFINITY;
-    }
-  }
+    for (int n = 0; n < Tiles::kKeys / 8; ++n) {
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float tile_max = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < kKeyTile / 8; ++n) tile_max = fmaxf(tile_max, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-    const float new_max = fmaxf(row_max[r], tile_max);  // finite: the tile has a key < kv_len
-    const float correction = exp2f(row_max[r] - new_max);
-    row_max[r] = new_max;
-    row_sum[r] *= correction;
-#pragma unroll
-    for (int n = 0; n < kHeadDim / 8; ++n) {
-      o[n][2 * r] *= correction;
-      o[n][2 * r + 1] *= correction;
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = first_key + n * 8 + (lane % 4) * 2 + (e & 1);
+        w.s[m][n][e] = key < kv_len ? w.s[m][n][e] * scale_log2 : -INFINITY;
+      }
     }
 #pragma unroll
-    for (int n = 0; n < kKeyTile / 8; ++n) {
-      s[n][2 * r] = exp2f(s[n][2 * r] - new_max);
-      s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - new_max);
-      row_sum[r] += s[n][2 * r] + s[n][2 * r + 1];
+    for (int r = 0; r < 2; ++r) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < Tiles::kKeys / 8; ++n) {
+        tile_max = fmaxf(tile_max, fmaxf(w.s[m][n][2 * r], w.s[m][n][2 * r + 1]));
+      }
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float new_max = fmaxf(w.row_max[m][r], tile_max);  // finite: a key < kv_len is here
+      const float correction = exp2f(w.row_max[m][r] - new_max);
+      w.row_max[m][r] = new_max;
+      w.row_sum[m][r] *= correction;
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        w.o[m][n][2 * r] *= correction;
+        w.o[m][n][2 * r + 1] *= correction;
+      }
+#pragma unroll
+      for (int n = 0; n < Tiles::kKeys / 8; ++n) {
+        w.s[m][n][2 * r] = exp2f(w.s[m][n][2 * r] - new_max);
+        w.s[m][n][2 * r + 1] = exp2f(w.s[m][n][2 * r + 1] - new_max);
+        w.row_sum[m][r] += w.s[m][n][2 * r] + w.s[m][n][2 * r + 1];
+      }
     }
   }
 }
 
-// O += P·V for one tile; P's A fragments are the S accumulators of two adjacent n-tiles.
-template <class T, int kHeadDim, int kKeyTile>
-__device__ __forceinline__ void accumulate_values(const float (&p)[kKeyTile / 8][4], const T* v_tile,
-                                                  int value_dim, float (&o)[kHeadDim / 8][4]) {
-  constexpr int kStride = kHeadDim + kRowPad;
+// O += P·V for one tile; P's A fragments are the S accumulators of two adjacent n-tiles,
+// and each V fragment feeds every row block.
+template <class T, int kHeadDim>
+__device__ __forceinline__ void accumulate_values(const T* v_tile, int value_dim,
+                                                  WarpState<kHeadDim>& w) {
+  using Tiles = Tile<kHeadDim>;
   const int lane = threadIdx.x % 32;
 #pragma unroll
-  for (int kk = 0; kk < kKeyTile / 16; ++kk) {
-    const uint32_t a[4] = {pack2<T>(p[2 * kk][0], p[2 * kk][1]), pack2<T>(p[2 * kk][2], p[2 * kk][3]),
-                           pack2<T>(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                           pack2<T>(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+  for (int kk = 0; kk < Tiles::kKeys / 16; ++kk) {
+    uint32_t a[Tiles::kRowBlocks][4];
+#pragma unroll
+    for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+      a[m][0] = pack2<T>(w.s[m][2 * kk][0], w.s[m][2 * kk][1]);
+      a[m][1] = pack2<T>(w.s[m][2 * kk][2], w.s[m][2 * kk][3]);
+      a[m][2] = pack2<T>(w.s[m][2 * kk + 1][0], w.s[m][2 * kk + 1][1]);
+      a[m][3] = pack2<T>(w.s[m][2 * kk + 1][2], w.s[m][2 * kk + 1][3]);
+    }
 #pragma unroll
     for (int nn = 0; nn < kHeadDim / 16; ++nn) {
       if (nn * 16 >= value_dim) continue;  // zero padding
       uint32_t b[4];
-      ldmatrix_x4_trans(b, v_tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * kStride +
+      ldmatrix_x4_trans(b, v_tile +
+                               (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * Tiles::kStride +
                                nn * 16 + (lane >> 4) * 8);
-      mma_16816<T>(o[2 * nn], a, b[0], b[1]);
-      mma_16816<T>(o[2 * nn + 1], a, b[2], b[3]);
+#pragma unroll
+      for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+        mma_16816<T>(w.o[m][2 * nn], a[m], b[0], b[1]);
+        mma_16816<T>(w.o[m][2 * nn + 1], a[m], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// O divided by the row sums, rounded, stored from registers 2 elements at a time.
+template <class T, int kHeadDim>
+__device__ __forceinline__ void store_output(const WarpState<kHeadDim>& w, T* out_head,
+                                             int64_t first_query, int64_t q_len, int64_t row_stride,
+                                             int value_dim) {
+  using Tiles = Tile<kHeadDim>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = w.row_sum[m][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv_sum = 1.0f / sum;
+      const int64_t row = first_query + (warp * Tiles::kRowBlocks + m) * 16 + lane / 4 + 8 * r;
+      if (row >= q_len) continue;
+#pragma unroll
+      for (int n = 0; n < kHeadDim / 8; ++n) {
+        const int column = n * 8 + (lane % 4) * 2;
+        if (column >= value_dim) continue;
+        *reinterpret_cast<uint32_t*>(out_head + row * row_stride + column) =
+            pack2<T>(w.o[m][n][2 * r] * inv_sum, w.o[m][n][2 * r + 1] * inv_sum);
+      }
     }
   }
 }
 
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
-  constexpr int kKeyTile = key_tile<kHeadDim>();
-  constexpr int kStride = kHeadDim + kRowPad;
+  using Tiles = Tile<kHeadDim>;
   extern __shared__ __align__(16) unsigned char shared[];
   T* q_tile = reinterpret_cast<T*>(shared);
-  T* k_tile = q_tile + kQueryTile * kStride;
-  T* v_tile = k_tile + kKeyTile * kStride;
+  T* k_tile = q_tile + Tiles::kQueryRows * Tiles::kStride;
+  T* v_tile = k_tile + Tiles::kKeys * Tiles::kStride;
 
-  const int64_t b = blockIdx.z, h = blockIdx.y, first_query = int64_t{blockIdx.x} * kQueryTile;
+  const int64_t b = blockIdx.z, h = blockIdx.y,
+                first_query = int64_t{blockIdx.x} * Tiles::kQueryRows;
   const int64_t qk_row_stride = p.heads * p.head_dim, v_row_stride = p.heads * p.value_dim;
   const T* q = static_cast<const T*>(p.q) + (b * p.q_len * p.heads + h) * p.head_dim;
   const T* k = static_cast<const T*>(p.k) + (b * p.kv_len * p.heads + h) * p.head_dim;
   const T* v = static_cast<const T*>(p.v) + (b * p.kv_len * p.heads + h) * p.value_dim;
 
-  load_tile<T, kHeadDim, kQueryTile>(q_tile, q, qk_row_stride, first_query, p.q_len, p.head_dim);
-  load_tile<T, kHeadDim, kKeyTile>(k_tile, k, qk_row_stride, 0, p.kv_len, p.head_dim);
+  load_tile<T, kHeadDim, Tiles::kQueryRows>(q_tile, q, qk_row_stride, first_query, p.q_len,
+                                            p.head_dim);
+  load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, qk_row_stride, 0, p.kv_len, p.head_dim);
   cp_async_commit();
 
-  float o[kHeadDim / 8][4] = {};
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const int64_t tiles = (p.kv_len + kKeyTile - 1) / kKeyTile;
+  WarpState<kHeadDim> w;
+#pragma unroll
+  for (int m = 0; m < Tiles::kRowBlocks; ++m) {
+#pragma unroll
+    for (int n = 0; n < kHeadDim / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w.o[m][n][e] = 0.0f;
+    }
+    w.row_max[m][0] = w.row_max[m][1] = -INFINITY;
+    w.row_sum[m][0] = w.row_sum[m][1] = 0.0f;
+  }
+  const int64_t tiles = (p.kv_len + Tiles::kKeys - 1) / Tiles::kKeys;
   for (int64_t j = 0; j < tiles; ++j) {
-    const int64_t first_key = j * kKeyTile;
+    const int64_t first_key = j * Tiles::kKeys;
     cp_async_wait_all();
     __syncthreads();  // K_j visible to all; every warp is done with V_{j-1}
-    load_tile<T, kHeadDim, kKeyTile>(v_tile, v, v_row_stride, first_key, p.kv_len, p.value_dim);
+    load_tile<T, kHeadDim, Tiles::kKeys>(v_tile, v, v_row_stride, first_key, p.kv_len, p.value_dim);
     cp_async_commit();
 
-    float s[kKeyTile / 8][4] = {};
-    query_key_scores<T, kHeadDim, kKeyTile>(q_tile, k_tile, p.head_dim, s);
-    online_softmax<kHeadDim, kKeyTile>(s, o, row_max, row_sum, first_key, p.kv_len, p.scale_log2);
+    query_key_scores<T, kHeadDim>(q_tile, k_tile, p.head_dim, w);
+    online_softmax<kHeadDim>(w, first_key, p.kv_len, p.scale_log2);
 
     cp_async_wait_all();
     __syncthreads();  // V_j visible to all; every warp is done with K_j
     if (j + 1 < tiles) {
-      load_tile<T, kHeadDim, kKeyTile>(k_tile, k, qk_row_stride, first_key + kKeyTile, p.kv_len, p.head_dim);
+      load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, qk_row_stride, first_key + Tiles::kKeys,
+                                           p.kv_len, p.head_dim);
     }
     cp_async_commit();
-    accumulate_values<T, kHeadDim, kKeyTile>(s, v_tile, p.value_dim, o);
+    accumulate_values<T, kHeadDim>(v_tile, p.value_dim, w);
   }
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  T* out = static_cast<T*>(p.out);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = row_sum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inv_sum = 1.0f / sum;
-    const int64_t row = first_query + warp * 16 + lane / 4 + 8 * r;
-    if (row >= p.q_len) continue;
-    T* out_row = out + ((b * p.q_len + row) * p.heads + h) * p.value_dim;
-#pragma unroll
-    for (int n = 0; n < kHeadDim / 8; ++n) {
-      const int column = n * 8 + (lane % 4) * 2;
-      if (column >= p.value_dim) continue;
-      *reinterpret_cast<uint32_t*>(out_row + column) =
-          pack2<T>(o[n][2 * r] * inv_sum, o[n][2 * r + 1] * inv_sum);
-    }
-  }
+  T* out = static_cast<T*>(p.out) + (b * p.q_len * p.heads + h) * p.value_dim;
+  store_output<T, kHeadDim>(w, out, first_query, p.q_len, v_row_stride, p.value_dim);
 }
 
 template <class T, int kHeadDim>
 void launch(const FlashParams& p, int64_t batch, cudaStream_t stream) {
-  constexpr size_t kShared = shared_bytes<T, kHeadDim>();
+  using Tiles = Tile<kHeadDim>;
+  const size_t shared = Tiles::shared_bytes(sizeof(T));
   FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward<T, kHeadDim>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
-  const dim3 grid(static_cast<unsigned>((p.q_len + kQueryTile - 1) / kQueryTile),
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
+  const dim3 grid(static_cast<unsigned>((p.q_len + Tiles::kQueryRows - 1) / Tiles::kQueryRows),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(batch));
-  flash_forward<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p);
+  flash_forward<T, kHeadDim><<<grid, kThreads, shared, stream>>>(p);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 
@@ -302,13 +370,14 @@ bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr(
 std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& mask) {
   if (q.dtype() != DType::BFloat16 && q.dtype() != DType::Float16) {
-    return fastdit::detail::concat("the flash kernel takes bfloat16 or float16, not ", dtype_name(q.dtype()));
+    return fastdit::detail::concat("the flash kernel takes bfloat16 or float16, not ",
+                                   dtype_name(q.dtype()));
   }
   if (mask.defined()) return "the flash kernel takes no mask";
   const int64_t d = q.size(3), dv = v.size(3);
   if (d % 8 != 0 || dv % 8 != 0 || d > 256 || dv > 256) {
-    return fastdit::detail::concat("the flash kernel needs head dims that are multiples of 8 up to 256, got ",
-                          d, " and ", dv);
+    return fastdit::detail::concat(
+        "the flash kernel needs head dims that are multiples of 8 up to 256, got ", d, " and ", dv);
   }
   if (!aligned16(q) || !aligned16(k) || !aligned16(v)) return "q, k and v must be 16-byte aligned";
   if (q.size(2) > 65535 || q.size(0) > 65535) return "more than 65535 heads or batch items";

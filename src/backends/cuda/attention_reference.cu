@@ -48,13 +48,14 @@ struct ReferenceParams {
 
 __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferenceParams p) {
   extern __shared__ float shared[];
-  float* query = shared;                  // [head_dim]
-  float* acc = query + p.head_dim;        // [value_dim]
+  float* query = shared;                     // [head_dim]
+  float* acc = query + p.head_dim;           // [value_dim]
   float* probabilities = acc + p.value_dim;  // [kChunk]
   __shared__ float scratch[32];
   const int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t q_row = ((b * p.q_len + i) * p.heads + h) * p.head_dim;
-  for (int64_t c = threadIdx.x; c < p.head_dim; c += blockDim.x) query[c] = load_float(p.q, p.code, q_row + c);
+  for (int64_t c = threadIdx.x; c < p.head_dim; c += blockDim.x)
+    query[c] = load_float(p.q, p.code, q_row + c);
   for (int64_t c = threadIdx.x; c < p.value_dim; c += blockDim.x) acc[c] = 0.0f;
   __syncthreads();
 
@@ -111,9 +112,18 @@ void reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, cons
                          float scale, Tensor& out) {
   FASTDIT_CHECK(q.size(1) <= 2147483647 && q.size(2) <= 65535 && q.size(0) <= 65535,
                 "reference attention: grid too large for q ", shape_str(q.shape()));
-  const ReferenceParams p{q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
-                          float_code(q.dtype()), q.size(1), k.size(1), q.size(2), q.size(3),
-                          v.size(3), scale, mask_operand(mask, q, k)};
+  const ReferenceParams p{q.data_ptr(),
+                          k.data_ptr(),
+                          v.data_ptr(),
+                          out.data_ptr(),
+                          float_code(q.dtype()),
+                          q.size(1),
+                          k.size(1),
+                          q.size(2),
+                          q.size(3),
+                          v.size(3),
+                          scale,
+                          mask_operand(mask, q, k)};
   const size_t shared = static_cast<size_t>(p.head_dim + p.value_dim + kChunk) * sizeof(float);
   DeviceGuard guard(out.device());
   FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(reference_attention_rows,

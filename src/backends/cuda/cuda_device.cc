@@ -154,7 +154,7 @@ void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   }
   const Device device = dst_device.is_cuda() ? dst_device : src_device;
   DeviceGuard guard(device);
-  const cudaMemcpyKind kind = !src_device.is_cuda() ? cudaMemcpyHostToDevice
+  const cudaMemcpyKind kind = !src_device.is_cuda()   ? cudaMemcpyHostToDevice
                               : !dst_device.is_cuda() ? cudaMemcpyDeviceToHost
                                                       : cudaMemcpyDeviceToDevice;
   FASTDIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, current_stream(device.index)));

@@ -19,7 +19,9 @@ namespace fastdit::cuda {
 namespace {
 
 struct GeluErf {
-  __device__ float operator()(float v) const { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+  __device__ float operator()(float v) const {
+    return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  }
 };
 struct GeluTanh {
   __device__ float operator()(float v) const {
@@ -43,10 +45,14 @@ struct Mul {
   __device__ float operator()(float a, float b) const { return a * b; }
 };
 struct Modulate {
-  __device__ float operator()(float x, float shift, float scale) const { return x * (1.0f + scale) + shift; }
+  __device__ float operator()(float x, float shift, float scale) const {
+    return x * (1.0f + scale) + shift;
+  }
 };
 struct GatedAdd {
-  __device__ float operator()(float residual, float x, float gate) const { return residual + x * gate; }
+  __device__ float operator()(float residual, float x, float gate) const {
+    return residual + x * gate;
+  }
 };
 
 template <int N>
@@ -58,7 +64,8 @@ struct Operands {
 };
 
 template <class Op, int N, size_t... I>
-__device__ __forceinline__ float apply(const Op& op, const float (&v)[N], std::index_sequence<I...>) {
+__device__ __forceinline__ float apply(const Op& op, const float (&v)[N],
+                                       std::index_sequence<I...>) {
   return op(v[I]...);
 }
 
@@ -112,7 +119,8 @@ void launch_contiguous(const Op& op, const Operands<N>& operands, int64_t n, cud
   bool vectorized = reinterpret_cast<uintptr_t>(operands.out) % 16 == 0;
   for (int k = 0; k < N; ++k) vectorized &= reinterpret_cast<uintptr_t>(operands.in[k]) % 16 == 0;
   const int64_t work = vectorized ? n / Vector<T>::kSize + Vector<T>::kSize : n;
-  elementwise_contiguous<Op, T, N><<<grid_for(work), kThreadsPerBlock, 0, stream>>>(op, operands, n, vectorized);
+  elementwise_contiguous<Op, T, N>
+      <<<grid_for(work), kThreadsPerBlock, 0, stream>>>(op, operands, n, vectorized);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 
@@ -142,7 +150,8 @@ void elementwise(const Op& op, const std::array<const Tensor*, N>& inputs, Tenso
   std::array<Shape, N> strides;
   for (int k = 0; k < N; ++k) strides[k] = broadcast_strides(*inputs[k], out.shape());
   const auto indexer = make_indexer<N>(out.shape(), strides);
-  elementwise_strided<Op, N><<<grid_for(n), kThreadsPerBlock, 0, stream>>>(op, operands, indexer, n);
+  elementwise_strided<Op, N>
+      <<<grid_for(n), kThreadsPerBlock, 0, stream>>>(op, operands, indexer, n);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 

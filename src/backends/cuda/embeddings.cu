@@ -39,7 +39,8 @@ __global__ void gather_patches(const T* x, T* patches, PatchShape s, int64_t tot
     const int64_t c = element / (s.kw * s.kh * s.kt);
     const int64_t t0 = patch / (s.ph * s.pw) * s.kt, h0 = patch / s.pw % s.ph * s.kh,
                   w0 = patch % s.pw * s.kw;
-    patches[i] = x[(((b * s.channels + c) * s.frames + t0 + t) * s.height + h0 + h) * s.width + w0 + w];
+    patches[i] =
+        x[(((b * s.channels + c) * s.frames + t0 + t) * s.height + h0 + h) * s.width + w0 + w];
   }
 }
 
@@ -52,8 +53,8 @@ void launch_gather(const Tensor& x, Tensor& patches, const PatchShape& s, cudaSt
 }
 
 __global__ void timestep_frequencies(const float* t, const float* frequencies, float* out,
-                                     int64_t n, int64_t dim, int64_t sin_column,
-                                     int64_t cos_column, float scale) {
+                                     int64_t n, int64_t dim, int64_t sin_column, int64_t cos_column,
+                                     float scale) {
   const int64_t half = dim / 2;
   for (int64_t i = global_thread_index(); i < n * half; i += global_thread_count()) {
     const int64_t row = i / half, k = i % half;
@@ -67,9 +68,8 @@ __global__ void timestep_frequencies(const float* t, const float* frequencies, f
 
 void conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
   if (out.numel() == 0) return;
-  const PatchShape s{x.size(1),      x.size(2),      x.size(3),      x.size(4),
-                     weight.size(2), weight.size(3), weight.size(4), out.size(2),
-                     out.size(3),    out.size(4)};
+  const PatchShape s{x.size(1),      x.size(2),      x.size(3),   x.size(4),   weight.size(2),
+                     weight.size(3), weight.size(4), out.size(2), out.size(3), out.size(4)};
   const int64_t batch = x.size(0), out_channels = weight.size(0);
   const int64_t patches_per_item = s.pt * s.ph * s.pw, patch_size = s.channels * s.kt * s.kh * s.kw;
   const Tensor w = weight.dtype() == x.dtype() ? weight : weight.to(x.dtype());
@@ -81,13 +81,20 @@ void conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
     case DType::BFloat16: launch_gather<__nv_bfloat16>(x, patches, s, stream); break;
     default: launch_gather<__half>(x, patches, s, stream); break;
   }
-  const int64_t item_elements = patches_per_item * patch_size, out_elements = out_channels * patches_per_item;
+  const int64_t item_elements = patches_per_item * patch_size,
+                out_elements = out_channels * patches_per_item;
   for (int64_t b = 0; b < batch; ++b) {
     const GemmOperands operands{
         w.data_ptr(),
         static_cast<const char*>(patches.data_ptr()) + b * item_elements * patches.element_size(),
         static_cast<char*>(out.data_ptr()) + b * out_elements * out.element_size(),
-        nullptr, x.dtype(), x.dtype(), out_channels, patches_per_item, patch_size, x.device().index};
+        nullptr,
+        x.dtype(),
+        x.dtype(),
+        out_channels,
+        patches_per_item,
+        patch_size,
+        x.device().index};
     gemm_xwt(operands, GemmEpilogue::None);
   }
   if (bias.defined()) {

@@ -9,6 +9,8 @@
 // cuBLASLt assumes 256-byte-aligned pointers unless told otherwise and then fails with a
 // silent NOT_SUPPORTED; we tell it the real ones. Each device has one handle and a
 // 32 MiB workspace (the Hopper recommendation), both kept for the process lifetime.
+#include "backends/cuda/gemm.h"
+
 #include <cublasLt.h>
 
 #include <bit>
@@ -18,7 +20,6 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
-#include "backends/cuda/gemm.h"
 
 namespace fastdit::cuda {
 namespace {
@@ -30,7 +31,8 @@ cudaDataType_t cuda_data_type(DType dtype) {
     case DType::Float32: return CUDA_R_32F;
     case DType::BFloat16: return CUDA_R_16BF;
     case DType::Float16: return CUDA_R_16F;
-    default: FASTDIT_FAIL("cuBLASLt GEMM takes float32, bfloat16 or float16, not ", dtype_name(dtype));
+    default:
+      FASTDIT_FAIL("cuBLASLt GEMM takes float32, bfloat16 or float16, not ", dtype_name(dtype));
   }
 }
 
@@ -101,9 +103,12 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
                          static_cast<int32_t>(cuda_data_type(key.bias_dtype)));
   }
   const auto rows = [](int64_t v) { return static_cast<uint64_t>(v); };
-  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_w, type, rows(key.k), rows(key.n), key.k));
-  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_x, type, rows(key.k), rows(key.m), key.k));
-  FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.layout_y, type, rows(key.n), rows(key.m), key.n));
+  FASTDIT_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&plan.layout_w, type, rows(key.k), rows(key.n), key.k));
+  FASTDIT_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&plan.layout_x, type, rows(key.k), rows(key.m), key.k));
+  FASTDIT_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&plan.layout_y, type, rows(key.n), rows(key.m), key.n));
 
   cublasLtMatmulPreference_t preference = nullptr;
   FASTDIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -115,8 +120,8 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, plan.layout_x, plan.layout_y,
-                                     plan.layout_y, preference, 1, &result, &found);
+      cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, plan.layout_x,
+                                     plan.layout_y, plan.layout_y, preference, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   // A heuristic that fails (NOT_SUPPORTED, or INVALID_VALUE for a bias type the epilogue
   // does not take) means a plan that cannot run; the caller falls back or says why.
@@ -148,18 +153,25 @@ class GemmRunner {
       set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
     }
     const float alpha = 1.0f, beta = 0.0f;
-    FASTDIT_CUBLAS_CHECK(cublasLtMatmul(context.handle, plan->matmul, &alpha, g.weight,
-                                        plan->layout_w, g.x, plan->layout_x, &beta, g.y,
-                                        plan->layout_y, g.y, plan->layout_y, &plan->algo,
-                                        context.workspace, kWorkspaceBytes,
-                                        current_stream(g.device)));
+    FASTDIT_CUBLAS_CHECK(
+        cublasLtMatmul(context.handle, plan->matmul, &alpha, g.weight, plan->layout_w, g.x,
+                       plan->layout_x, &beta, g.y, plan->layout_y, g.y, plan->layout_y, &plan->algo,
+                       context.workspace, kWorkspaceBytes, current_stream(g.device)));
     return wanted;
   }
 
  private:
   const Plan& plan_for(const GemmOperands& g, GemmEpilogue epilogue, cublasLtHandle_t handle) {
-    const PlanKey key{g.device,   g.m,      g.n, g.k, g.dtype, has_bias(epilogue) ? g.bias_dtype : g.dtype,
-                      epilogue,   alignment_of(g.x), alignment_of(g.weight), alignment_of(g.y)};
+    const PlanKey key{g.device,
+                      g.m,
+                      g.n,
+                      g.k,
+                      g.dtype,
+                      has_bias(epilogue) ? g.bias_dtype : g.dtype,
+                      epilogue,
+                      alignment_of(g.x),
+                      alignment_of(g.weight),
+                      alignment_of(g.y)};
     auto found = plans_.find(key);
     if (found == plans_.end()) found = plans_.emplace(key, build_plan(key, handle)).first;
     return found->second;

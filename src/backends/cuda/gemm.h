@@ -12,11 +12,11 @@ namespace fastdit::cuda {
 enum class GemmEpilogue { None, Bias, GeluTanh, GeluTanhBias };
 
 struct GemmOperands {
-  const void* x;        // [m, k]
-  const void* weight;   // [n, k]
-  void* y;              // [m, n]
-  const void* bias;     // [n], or null
-  DType dtype;          // of x, weight and y
+  const void* x;       // [m, k]
+  const void* weight;  // [n, k]
+  void* y;             // [m, n]
+  const void* bias;    // [n], or null
+  DType dtype;         // of x, weight and y
   DType bias_dtype;
   int64_t m, n, k;
   int device;

@@ -24,7 +24,8 @@ inline FloatCode float_code(DType dtype) {
     case DType::Float32: return FloatCode::F32;
     case DType::BFloat16: return FloatCode::BF16;
     case DType::Float16: return FloatCode::F16;
-    default: FASTDIT_FAIL("CUDA kernels take float32, bfloat16 or float16, not ", dtype_name(dtype));
+    default:
+      FASTDIT_FAIL("CUDA kernels take float32, bfloat16 or float16, not ", dtype_name(dtype));
   }
 }
 
@@ -35,13 +36,17 @@ __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 template <class T>
 __device__ __forceinline__ T from_float(float v);
 template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
 
 __device__ __forceinline__ float load_float(const void* base, FloatCode code, int64_t i) {
   switch (code) {
@@ -54,7 +59,9 @@ __device__ __forceinline__ float load_float(const void* base, FloatCode code, in
 __device__ __forceinline__ void store_float(void* base, FloatCode code, int64_t i, float v) {
   switch (code) {
     case FloatCode::F32: static_cast<float*>(base)[i] = v; return;
-    case FloatCode::BF16: static_cast<__nv_bfloat16*>(base)[i] = from_float<__nv_bfloat16>(v); return;
+    case FloatCode::BF16:
+      static_cast<__nv_bfloat16*>(base)[i] = from_float<__nv_bfloat16>(v);
+      return;
     default: static_cast<__half*>(base)[i] = from_float<__half>(v); return;
   }
 }
@@ -142,7 +149,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = 16; offset > 0; offset >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
 

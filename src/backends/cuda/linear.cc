@@ -15,16 +15,23 @@ void linear_with_epilogue(const Tensor& x, const Tensor& weight, const Tensor& b
   const int64_t m = n == 0 ? 0 : out.numel() / n;
   if (m == 0 || n == 0) return;
   const Tensor w = weight.dtype() == out.dtype() ? weight : weight.to(out.dtype());
-  const GemmEpilogue wanted = bias.defined() ? (gelu_tanh ? GemmEpilogue::GeluTanhBias : GemmEpilogue::Bias)
-                                             : (gelu_tanh ? GemmEpilogue::GeluTanh : GemmEpilogue::None);
+  const GemmEpilogue wanted = bias.defined()
+                                  ? (gelu_tanh ? GemmEpilogue::GeluTanhBias : GemmEpilogue::Bias)
+                                  : (gelu_tanh ? GemmEpilogue::GeluTanh : GemmEpilogue::None);
   GemmEpilogue fused = GemmEpilogue::None;
   if (k == 0) {
     device_hooks(DeviceType::CUDA).fill_zero(out.data_ptr(), out.nbytes(), out.device().index);
   } else {
-    const GemmOperands operands{x.data_ptr(), w.data_ptr(), out.data_ptr(),
+    const GemmOperands operands{x.data_ptr(),
+                                w.data_ptr(),
+                                out.data_ptr(),
                                 bias.defined() ? bias.data_ptr() : nullptr,
-                                out.dtype(), bias.defined() ? bias.dtype() : out.dtype(),
-                                m, n, k, out.device().index};
+                                out.dtype(),
+                                bias.defined() ? bias.dtype() : out.dtype(),
+                                m,
+                                n,
+                                k,
+                                out.device().index};
     fused = gemm_xwt(operands, wanted);
   }
   if (fused == wanted) return;

@@ -132,8 +132,8 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
 
 void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                          Tensor& out) {
-  FASTDIT_CHECK(x.dim() == 3 && x.is_contiguous(), "layer_norm_modulate: x ",
-                shape_str(x.shape()), " must be a contiguous [B, L, D]");
+  FASTDIT_CHECK(x.dim() == 3 && x.is_contiguous(), "layer_norm_modulate: x ", shape_str(x.shape()),
+                " must be a contiguous [B, L, D]");
   FASTDIT_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(),
                 "layer_norm_modulate: out ", out.str(), " must be a contiguous ", x.str());
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);

@@ -50,7 +50,8 @@ void launch(const Tensor& x, Tensor& out, const RopeParams& p, cudaStream_t stre
 
 }  // namespace
 
-void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle style, Tensor& out) {
+void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle style,
+          Tensor& out) {
   if (x.numel() == 0) return;
   const bool interleaved = style == ops::RopeStyle::Interleaved;
   RopeParams p{};

@@ -52,7 +52,8 @@ void launch(const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inne
   if (inner == 1) {
     softmax_rows<T><<<outer, threads_for_row(n), 0, stream>>>(in, y, n);
   } else {
-    softmax_columns<T><<<grid_for(outer * inner), kThreadsPerBlock, 0, stream>>>(in, y, outer, n, inner);
+    softmax_columns<T>
+        <<<grid_for(outer * inner), kThreadsPerBlock, 0, stream>>>(in, y, outer, n, inner);
   }
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
