@@ -73,12 +73,12 @@ unit_status=$?
 
 echo "== gpu test output (numbers)"
 # Throughputs, then the errors of the larger cases (every case is in gpu-tests.log).
-grep -E "^[0-9]+: (attention|linear) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
-  grep -E "TFLOP|refused|Sq333|Sq37 Sk100|linear (float32|bfloat16) +x\[3, 77" | head -60
+grep -E "^[0-9]+: (attention|linear|cuDNN runtime) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
+  grep -E "TFLOP|refused|runtime|Sq333|Sq37 Sk100|linear (float32|bfloat16) +x\[3, 77" | head -60
 echo "== gpu tests: exit $gpu_status"
 grep -E "tests passed|tests failed|\(Failed\)|\(Subprocess|Timeout|\*\*\*" "$logs/gpu-tests.log" | head -30
 echo "== attention on PyTorch's cuDNN ($torch_cudnn): exit $cudnn_status"
-grep -E "PASSED|FAILED|SKIPPED" "$logs/cudnn-torch.log" 2>/dev/null | head -10
+grep -E "PASSED|FAILED|SKIPPED|cuDNN runtime" "$logs/cudnn-torch.log" 2>/dev/null | head -10
 echo "== unit tests: exit $unit_status"
 grep -E "tests passed|tests failed|\(Failed\)" "$logs/unit-tests.log" | head -20
 exit $(( build_status || gpu_status || unit_status ))

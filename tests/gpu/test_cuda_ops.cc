@@ -3,6 +3,7 @@
 // NaN first, so an element a kernel forgets to write fails the comparison.
 // Tolerances: float32 max |gpu − cpu| <= 1e-5 · max(1, max |cpu|) (TF32 is never used);
 // bfloat16 / float16 rel_l2 <= 1e-2 and max |gpu − cpu| <= 2e-2 · max |cpu|.
+#include <cudnn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -493,6 +494,7 @@ TEST(CudaAttention, CudnnMatchesCpu) {
                                Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu),
                                Tensor::empty({1, 1, 1, 64}, DType::BFloat16, kGpu), {});
   if (why.find("library loaded is") != std::string::npos) GTEST_SKIP() << why;
+  std::printf("cuDNN runtime %zu\n", cudnnGetVersion());
   uint64_t seed = 2000;
   for (DType dtype : {DType::BFloat16, DType::Float16}) {
     for (const auto& s : attention_shapes())

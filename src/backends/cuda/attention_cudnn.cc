@@ -224,13 +224,20 @@ class SdpaRunner {
     auto found = plans_.find(key);
     if (found == plans_.end()) {
       DeviceGuard guard(key.device);
-      found = plans_.emplace(key, build_plan(key, handle(key.device))).first;
+      found = plans_.emplace(key, build_plan(key, handle_locked(key.device))).first;
     }
     if (refusal != nullptr) *refusal = found->second.refusal;
     return found->second.plan.get();
   }
 
+  // The device's handle, bound to its stream.
   cudnnHandle_t handle(int device) {
+    std::lock_guard lock(mutex_);
+    return handle_locked(device);
+  }
+
+ private:
+  cudnnHandle_t handle_locked(int device) {
     cudnnHandle_t& h = handles_[device];
     if (h == nullptr) {
       DeviceGuard guard(device);
@@ -240,7 +247,6 @@ class SdpaRunner {
     return h;
   }
 
- private:
   std::mutex mutex_;
   std::map<int, cudnnHandle_t> handles_;
   std::map<PlanKey, CachedPlan> plans_;
