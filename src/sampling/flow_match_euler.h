@@ -1,0 +1,29 @@
+// diffusers FlowMatchEulerDiscreteScheduler: x_{i+1} = x_i + (σ_{i+1} − σ_i)·v, with static
+// or dynamic (resolution-dependent) shifting and an optional terminal stretch.
+#pragma once
+
+#include "sampling/scheduler.h"
+
+namespace fastdit::sampling {
+
+class FlowMatchEulerScheduler : public Scheduler {
+ public:
+  // Reads the config's keys (the caller finishes the reader); `shift` replaces "shift".
+  FlowMatchEulerScheduler(ConfigReader& config, std::optional<double> shift);
+  const char* class_name() const override { return "FlowMatchEulerDiscreteScheduler"; }
+  void set_timesteps(int64_t steps, std::optional<double> mu = std::nullopt) override;
+  // Upcasts the sample to float32, as the reference does, and returns the next sample in
+  // the model output's dtype (the reference casts it back).
+  Tensor step(const Tensor& model_output, const Tensor& sample) override;
+  std::optional<double> mu_for_tokens(int64_t tokens) const override;
+
+ private:
+  // The training schedule's first and last sigma (float32 values): set_timesteps spaces
+  // its timesteps between them, before shifting them again.
+  double sigma_max_ = 1.0;
+  double sigma_min_ = 0.0;
+  double base_shift_ = 0.5, max_shift_ = 1.15;
+  int64_t base_image_seq_len_ = 256, max_image_seq_len_ = 4096;
+};
+
+}  // namespace fastdit::sampling

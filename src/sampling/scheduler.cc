@@ -1,0 +1,98 @@
+#include "sampling/scheduler.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "core/error.h"
+#include "sampling/flow_match_euler.h"
+#include "sampling/unipc.h"
+
+namespace fastdit::sampling {
+
+std::vector<double> linspace(double start, double stop, int64_t num) {
+  FASTDIT_CHECK(num >= 1, "linspace: need at least one value, got ", num);
+  std::vector<double> values(static_cast<size_t>(num), start);
+  if (num == 1) return values;
+  const double step = (stop - start) / static_cast<double>(num - 1);
+  for (int64_t i = 0; i < num; ++i) values[static_cast<size_t>(i)] = static_cast<double>(i) * step + start;
+  values.back() = stop;
+  return values;
+}
+
+SigmaShift SigmaShift::from_config(ConfigReader& config, const std::string& shift_key) {
+  SigmaShift s;
+  s.shift = config.get_float(shift_key, 1.0);
+  s.dynamic = config.get_bool("use_dynamic_shifting", false);
+  const std::string type = config.get_string("time_shift_type", "exponential");
+  FASTDIT_CHECK(type == "exponential" || type == "linear", config.source(), ": time_shift_type '", type,
+                "' must be exponential or linear");
+  s.linear_time_shift = type == "linear";
+  const double terminal = config.get_float("shift_terminal", 0.0);
+  if (terminal != 0.0) s.terminal = terminal;  // diffusers tests it for truth: 0 means off
+  return s;
+}
+
+std::vector<double> SigmaShift::apply(std::vector<double> sigmas, std::optional<double> mu) const {
+  FASTDIT_CHECK(!dynamic || mu.has_value(), "this scheduler uses dynamic shifting: set_timesteps needs mu");
+  for (double& sigma : sigmas) {
+    if (dynamic) {
+      const double stretch = 1.0 / sigma - 1.0;
+      const double e = linear_time_shift ? *mu : std::exp(*mu);
+      sigma = e / (e + stretch);
+    } else {
+      sigma = shift * sigma / (1.0 + (shift - 1.0) * sigma);
+    }
+  }
+  if (terminal) {
+    const double scale = (1.0 - sigmas.back()) / (1.0 - *terminal);
+    for (double& sigma : sigmas) sigma = 1.0 - (1.0 - sigma) / scale;
+  }
+  return sigmas;
+}
+
+std::optional<double> Scheduler::mu_for_tokens(int64_t) const { return std::nullopt; }
+
+int64_t Scheduler::begin_step() const {
+  FASTDIT_CHECK(!timesteps_.empty(), class_name(), ": step() before set_timesteps()");
+  FASTDIT_CHECK(step_index_ < num_steps(), class_name(), ": all ", num_steps(), " steps are done");
+  return step_index_;
+}
+
+std::unique_ptr<Scheduler> make_scheduler(const nlohmann::json& config, const std::string& source,
+                                          std::optional<double> shift) {
+  ConfigReader reader(config, source);
+  const std::string name = reader.get_string("_class_name");
+  reader.ignore("_diffusers_version", "bookkeeping");
+  std::unique_ptr<Scheduler> scheduler;
+  if (name == "UniPCMultistepScheduler") {
+    scheduler = std::make_unique<UniPCFlowScheduler>(reader, shift);
+  } else if (name == "FlowMatchEulerDiscreteScheduler") {
+    scheduler = std::make_unique<FlowMatchEulerScheduler>(reader, shift);
+  } else {
+    FASTDIT_FAIL(source, ": scheduler '", name,
+                 "' is not supported (known: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler)");
+  }
+  reader.finish();
+  return scheduler;
+}
+
+std::unique_ptr<Scheduler> load_scheduler(const std::filesystem::path& config_json, std::optional<double> shift) {
+  std::ifstream in(config_json);
+  FASTDIT_CHECK(in.good(), config_json.string(), ": cannot open scheduler config");
+  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  FASTDIT_CHECK(!json.is_discarded(), config_json.string(), ": not valid JSON");
+  return make_scheduler(json, config_json.string(), shift);
+}
+
+nlohmann::json default_scheduler_config(const std::string& class_name) {
+  if (class_name == "UniPCMultistepScheduler")
+    return {{"_class_name", class_name}, {"num_train_timesteps", 1000}, {"prediction_type", "flow_prediction"},
+            {"use_flow_sigmas", true}, {"flow_shift", 3.0}, {"solver_order", 2}, {"solver_type", "bh2"},
+            {"lower_order_final", true}};
+  if (class_name == "FlowMatchEulerDiscreteScheduler")
+    return {{"_class_name", class_name}, {"num_train_timesteps", 1000}, {"shift", 3.0}};
+  FASTDIT_FAIL("scheduler '", class_name,
+               "' is not supported (known: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler)");
+}
+
+}  // namespace fastdit::sampling
