@@ -39,9 +39,7 @@ if compgen -G ".debs/*.deb" >/dev/null; then
   echo "== using the Debian packages of .debs/ from $prefix"
 fi
 
-# Ubuntu's g++ 13 no longer pulls <cstdint> in through other standard headers, and
-# src/core/device.h relies on that; until it includes it itself, every file gets it.
-flags=(-DCMAKE_CXX_FLAGS="-include cstdint" -DCMAKE_CUDA_FLAGS="-include cstdint")
+flags=()
 generator=() keep_going=(-- -k)
 if command -v ninja >/dev/null; then generator=(-G Ninja) keep_going=(-- -k 0); fi
 if ! cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >"$logs/configure.log" 2>&1; then
@@ -71,6 +69,14 @@ fi
 (cd build-gpu && ctest -LE gpu -j"$jobs" --output-on-failure --timeout 300) >"$logs/unit-tests.log" 2>&1
 unit_status=$?
 
+# The benchmark: fastdit and, when the reference source is carried (.ref), diffusers on
+# the same shapes in the same run. GPU_CHECK_BENCH=0 skips it; GPU_CHECK_14B=1 adds 14B.
+bench_status=skipped
+if [[ ${GPU_CHECK_BENCH:-1} != 0 && -x build-gpu/fastdit ]]; then
+  bash scripts/gpu-bench.sh build-gpu/fastdit "$logs" >"$logs/bench.log" 2>&1
+  bench_status=$?
+fi
+
 echo "== gpu test output (numbers)"
 # Throughputs, then the errors of the larger cases (every case is in gpu-tests.log).
 grep -E "^[0-9]+: (attention|linear|cuDNN runtime) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
@@ -81,4 +87,6 @@ echo "== attention on PyTorch's cuDNN ($torch_cudnn): exit $cudnn_status"
 grep -E "PASSED|FAILED|SKIPPED|cuDNN runtime" "$logs/cudnn-torch.log" 2>/dev/null | head -10
 echo "== unit tests: exit $unit_status"
 grep -E "tests passed|tests failed|\(Failed\)" "$logs/unit-tests.log" | head -20
+echo "== benchmark: exit $bench_status"
+grep -E "^(==|median|throughput|peak|diffusers|load)" "$logs/bench.log" 2>/dev/null | head -40
 exit $(( build_status || gpu_status || unit_status ))
