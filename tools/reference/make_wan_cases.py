@@ -24,7 +24,6 @@ transformer dtype (bfloat16); the timestep is passed as float32.
 
 import argparse
 import json
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,26 +121,6 @@ CASES = [
 ]
 
 
-def init_value(name, shape, rng):
-    leaf = name.rsplit(".", 2)
-    is_norm_weight = len(shape) == 1 and name.endswith(".weight") and leaf[-2].startswith("norm")
-    noise = rng.standard_normal(shape, dtype=np.float32)
-    if is_norm_weight:
-        return 1.0 + 0.1 * noise
-    if name.endswith(".bias"):
-        return 0.1 * noise
-    return 0.2 * noise
-
-
-def fill_parameters(model, seed):
-    import torch
-
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(torch.from_numpy(init_value(name, tuple(param.shape), rng)))
-
-
 def make_inputs(case, config):
     import torch
 
@@ -166,24 +145,12 @@ def make_inputs(case, config):
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
 
 
-def shard_size_for(state_dict, shards):
-    """The smallest max_shard_size (bytes) for which diffusers' save_pretrained writes `shards` files."""
-    from huggingface_hub import split_torch_state_dict_into_shards
-
-    total = sum(t.numel() * t.element_size() for t in state_dict.values())
-    for size in range(total // shards, total + 1, 64):
-        split = split_torch_state_dict_into_shards(state_dict, max_shard_size=size)
-        if len(split.filename_to_tensors) == shards:
-            return size
-    raise ValueError(f"no shard size gives {shards} shards")
-
-
 def save_transformer(case, model, transformer_dir, info, checks):
     from safetensors.torch import save_file
 
     state_dict = {k: v.contiguous() for k, v in model.state_dict().items()}
     if case.layout == "diffusers":
-        max_shard = shard_size_for(state_dict, case.shards) if case.shards > 1 else "10GB"
+        max_shard = rc.shard_size_for(state_dict, case.shards) if case.shards > 1 else "10GB"
         model.save_pretrained(str(transformer_dir), safe_serialization=True, max_shard_size=max_shard)
         return
     original = wan_layout.original_config(dict(model.config), info["diffusers_version"])
@@ -230,47 +197,6 @@ def check_original_layout(case, model, transformer_dir, args, checks):
     )
 
 
-def check_bf16_dtypes(model, keep):
-    for name, param in model.named_parameters():
-        expected = rc.load_dtype(name, keep, "bfloat16")
-        if rc.dtype_name(param.dtype) != expected:
-            raise AssertionError(f"bf16 load left {name} in {param.dtype}, expected {expected}")
-
-
-def reference_outputs(case_dir, in_memory_model, inputs, checks, keep):
-    import torch
-
-    model = rc.load_case_model(case_dir, "float32", "cpu")
-    if in_memory_model is not None:
-        reloaded = model.state_dict()
-        for name, tensor in in_memory_model.state_dict().items():
-            if not torch.equal(reloaded[name], tensor):
-                raise AssertionError(f"{name} changed through save/load")
-        checks.append("weights reload bit-exactly through from_pretrained")
-    sample = rc.run_model(model, inputs).float()
-    if not torch.isfinite(sample).all():
-        raise AssertionError("float32 output is not finite")
-    result = {"sample": sample.contiguous()}
-    stats = {"sample_abs_mean": float(sample.abs().mean()), "sample_std": float(sample.std())}
-    if torch.cuda.is_available():
-        rc.disable_tf32()
-        cuda_fp32 = rc.run_model(model.to("cuda"), rc.pipeline_inputs(inputs, "float32", "cuda")).float()
-        stats["fp32_cuda_vs_cpu_rel_l2"] = rc.rel_l2(cuda_fp32, sample)
-        bf16_model = rc.load_case_model(case_dir, "bfloat16", "cuda")
-        bf16_device = "cuda"
-    else:
-        bf16_model = rc.load_case_model(case_dir, "bfloat16", "cpu")
-        bf16_device = "cpu"
-    check_bf16_dtypes(bf16_model, keep)
-    checks.append("bf16 load keeps exactly the _keep_in_fp32_modules parameters in float32")
-    sample_bf16 = rc.run_model(bf16_model, rc.pipeline_inputs(inputs, "bfloat16", bf16_device)).float().cpu()
-    result["sample_bf16"] = sample_bf16.contiguous()
-    stats["bf16_device"] = bf16_device
-    stats["bf16_vs_fp32_rel_l2"] = rc.rel_l2(sample_bf16, sample)
-    stats["bf16_vs_fp32_max_abs"] = rc.max_abs(sample_bf16, sample)
-    return result, stats
-
-
 def write_case(case, out, args, info, built):
     import torch
     from safetensors.torch import save_file
@@ -286,7 +212,7 @@ def write_case(case, out, args, info, built):
     else:
         config = {**TINY_CONFIG, **case.config}
         model = WanTransformer3DModel(**config).eval()
-        fill_parameters(model, case.seed)
+        rc.fill_parameters(model, case.seed)
         inputs = make_inputs(case, config)
         built[case.name] = (model, inputs)
     save_transformer(case, model, transformer_dir, info, checks)
@@ -294,7 +220,7 @@ def write_case(case, out, args, info, built):
         check_original_layout(case, model, transformer_dir, args, checks)
     save_file(inputs, str(case_dir / "inputs.safetensors"), metadata={"format": "pt"})
 
-    outputs, stats = reference_outputs(case_dir, model, inputs, checks, keep)
+    outputs, stats = rc.reference_outputs(case_dir, model, inputs, checks, keep)
     if case.weights_from:
         twin = built[case.weights_from + ":sample"]
         stats["sample_vs_" + case.weights_from + "_rel_l2"] = rc.rel_l2(outputs["sample"], twin)
@@ -302,45 +228,8 @@ def write_case(case, out, args, info, built):
             raise AssertionError(f"{case.name} and {case.weights_from} should give the same float32 sample")
         checks.append(f"float32 sample bit-identical to {case.weights_from}'s")
     built[case.name + ":sample"] = outputs["sample"]
-    metadata = {
-        "reference": f"{info['repository']}@{info['commit']}",
-        "diffusers_version": info["diffusers_version"],
-        "torch_version": info["torch_version"],
-        "sample": "float32 forward on the CPU, weights loaded with from_pretrained",
-        "sample_bf16": (
-            f"from_pretrained(torch_dtype=bfloat16) on {stats['bf16_device']}; hidden_states, "
-            "encoder_hidden_states(_image) cast to bfloat16, timestep float32; output cast to float32"
-        ),
-        "bf16_vs_fp32_rel_l2": repr(stats["bf16_vs_fp32_rel_l2"]),
-    }
-    save_file(outputs, str(case_dir / "outputs.safetensors"), metadata=metadata)
-
-    files = {str(p.relative_to(case_dir)): p.stat().st_size for p in sorted(case_dir.rglob("*")) if p.is_file()}
-    return {
-        "about": case.about,
-        "layout": case.layout,
-        "config": rc.read_config(transformer_dir),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "inputs": {k: [list(v.shape), rc.dtype_name(v.dtype)] for k, v in inputs.items()},
-        "output_shape": list(outputs["sample"].shape),
-        "stats": stats,
-        "checks": checks,
-        "files": files,
-        "bytes": sum(files.values()),
-    }
-
-
-def replace_entries(tmp, out, names):
-    """Moves the freshly written entries into `out`, replacing only those entries."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        (tmp / name).rename(target)
-    tmp.rmdir()
+    save_file(outputs, str(case_dir / "outputs.safetensors"), metadata=rc.outputs_metadata(info, stats))
+    return rc.case_entry(case.about, case_dir, model, inputs, outputs, stats, checks, layout=case.layout)
 
 
 def main():
@@ -363,27 +252,15 @@ def main():
     wanted = set(args.cases.split(",")) if args.cases else None
     cases = [c for c in CASES if wanted is None or c.name in wanted or any(
         d.weights_from == c.name and d.name in wanted for d in CASES)]
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    built, manifest = {}, {"reference": info, "generator": "tools/reference/make_wan_cases.py", "cases": {}}
-    for case in cases:
-        entry = write_case(case, tmp, args, info, built)
-        manifest["cases"][case.name] = entry
-        s = entry["stats"]
-        print(f"{case.name:22s} {entry['bytes']:>8d} B  params {entry['num_parameters']:>6d}  "
-              f"out {entry['output_shape']}  |out| {s['sample_abs_mean']:.4f}  "
-              f"bf16 rel_l2 {s['bf16_vs_fp32_rel_l2']:.3e}  "
-              f"fp32 cuda/cpu {s.get('fp32_cuda_vs_cpu_rel_l2', float('nan')):.2e}", flush=True)
-        for check in entry["checks"]:
-            print(f"    ok: {check}", flush=True)
-    manifest["total_bytes"] = sum(e["bytes"] for e in manifest["cases"].values())
-    with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    replace_entries(tmp, out, [*manifest["cases"], "manifest.json"])
-    print(f"wrote {len(manifest['cases'])} cases, {manifest['total_bytes']} bytes, to {out}")
+    by_name = {c.name: c for c in cases}
+    built = {}
+    rc.write_case_set(
+        args.out,
+        [c.name for c in cases],
+        lambda name, folder: write_case(by_name[name], folder, args, info, built),
+        info,
+        "tools/reference/make_wan_cases.py",
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The reference implementation is imported from a source folder given on the command line
 (never installed, never committed). This module knows how to put it on the path, which
-commit it came from, how diffusers decides parameter dtypes at a bf16 load, how the
-pipelines cast the transformer's inputs, and how a parity case folder is read back.
+commit it came from, how diffusers decides parameter dtypes at a bf16 load, how each
+family's pipelines cast the transformer's inputs, how a parity case folder is written
+(seeded weights, float32 and bf16 reference runs, manifest) and how it is read back.
 """
 
 import json
@@ -91,18 +92,25 @@ def max_abs(out, ref):
     return float((out.detach().double().cpu() - ref.detach().double().cpu()).abs().max())
 
 
-# Inputs that the pipelines hand to the transformer in its own dtype. The Wan pipelines do
-# `latents.to(transformer_dtype)`, `prompt_embeds.to(transformer_dtype)` and
-# `image_embeds.to(transformer_dtype)`; the timestep is passed as the scheduler makes it
-# (float32 here) and the model turns it into float32 sinusoids itself.
-CAST_TO_MODEL_DTYPE = ("hidden_states", "encoder_hidden_states", "encoder_hidden_states_image")
+# What each family's pipelines hand the transformer in the transformer's own dtype; every
+# other input (the timestep) is passed as the scheduler makes it, float32, and the model
+# turns it into float32 sinusoids itself.
+PIPELINE_CASTS = {
+    # WanPipeline and its I2V / FLF2V / TI2V siblings: latents.to(transformer_dtype),
+    # prompt_embeds.to(transformer_dtype), image_embeds.to(transformer_dtype).
+    "WanTransformer3DModel": ("hidden_states", "encoder_hidden_states", "encoder_hidden_states_image"),
+    # StableDiffusion3Pipeline: prompt and pooled embeddings leave the text encoders in the
+    # pipeline's dtype, and prepare_latents makes the latents in prompt_embeds.dtype.
+    "SD3Transformer2DModel": ("hidden_states", "encoder_hidden_states", "pooled_projections"),
+}
 
 
-def pipeline_inputs(inputs, dtype, device):
-    """The case's float32 inputs as the pipeline feeds them to a model run in `dtype`."""
+def pipeline_inputs(model, inputs, dtype, device):
+    """The case's float32 inputs as the family's pipeline feeds them to `model` run in `dtype`."""
+    casts = PIPELINE_CASTS[type(model).__name__]
     fed = {}
     for name, tensor in inputs.items():
-        if name in CAST_TO_MODEL_DTYPE:
+        if name in casts:
             tensor = tensor.to(torch_dtype(dtype))
         fed[name] = tensor.to(device)
     return fed
@@ -159,3 +167,170 @@ def disable_tf32():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+
+
+# ---- writing parity cases (DESIGN.md, "Parity cases") ---------------------------------
+
+
+def init_value(name, shape, rng):
+    """Seeded, non-degenerate weights, so zero- or identity-initialised paths matter too:
+    norm weights 1 + 0.1*N(0,1), biases 0.1*N(0,1), everything else 0.2*N(0,1)."""
+    import numpy as np
+
+    leaf = name.rsplit(".", 2)
+    is_norm_weight = len(shape) == 1 and name.endswith(".weight") and leaf[-2].startswith("norm")
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    if is_norm_weight:
+        return 1.0 + 0.1 * noise
+    if name.endswith(".bias"):
+        return 0.1 * noise
+    return 0.2 * noise
+
+
+def fill_parameters(model, seed):
+    """Overwrites every parameter from a numpy PCG64 generator (buffers keep their values)."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(torch.from_numpy(init_value(name, tuple(param.shape), rng)))
+
+
+def shard_size_for(state_dict, shards):
+    """The smallest max_shard_size (bytes) for which diffusers' save_pretrained writes `shards` files."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    total = sum(t.numel() * t.element_size() for t in state_dict.values())
+    for size in range(total // shards, total + 1, 64):
+        split = split_torch_state_dict_into_shards(state_dict, max_shard_size=size)
+        if len(split.filename_to_tensors) == shards:
+            return size
+    raise ValueError(f"no shard size gives {shards} shards")
+
+
+def check_bf16_dtypes(model, keep):
+    """Every state-dict tensor (parameters and persistent buffers) of a bf16 load is bfloat16,
+    except those `_keep_in_fp32_modules` keeps in float32."""
+    for name, tensor in model.state_dict().items():
+        expected = load_dtype(name, keep, "bfloat16")
+        if dtype_name(tensor.dtype) != expected:
+            raise AssertionError(f"bf16 load left {name} in {tensor.dtype}, expected {expected}")
+
+
+def reference_outputs(case_dir, in_memory_model, inputs, checks, keep):
+    """`sample`: the case reloaded with from_pretrained and run in float32 on the CPU;
+    `sample_bf16`: loaded with torch_dtype=bfloat16 and run on CUDA (CPU without a GPU),
+    inputs cast as the family's pipeline casts them; both float32. Also returns stats."""
+    import torch
+
+    model = load_case_model(case_dir, "float32", "cpu")
+    if in_memory_model is not None:
+        reloaded = model.state_dict()
+        for name, tensor in in_memory_model.state_dict().items():
+            if not torch.equal(reloaded[name], tensor):
+                raise AssertionError(f"{name} changed through save/load")
+        checks.append("weights reload bit-exactly through from_pretrained")
+    sample = run_model(model, inputs).float()
+    if not torch.isfinite(sample).all():
+        raise AssertionError("float32 output is not finite")
+    result = {"sample": sample.contiguous()}
+    stats = {"sample_abs_mean": float(sample.abs().mean()), "sample_std": float(sample.std())}
+    if torch.cuda.is_available():
+        disable_tf32()
+        cuda_fp32 = run_model(model.to("cuda"), pipeline_inputs(model, inputs, "float32", "cuda")).float()
+        stats["fp32_cuda_vs_cpu_rel_l2"] = rel_l2(cuda_fp32, sample)
+        bf16_model = load_case_model(case_dir, "bfloat16", "cuda")
+        bf16_device = "cuda"
+    else:
+        bf16_model = load_case_model(case_dir, "bfloat16", "cpu")
+        bf16_device = "cpu"
+    check_bf16_dtypes(bf16_model, keep)
+    checks.append("bf16 load keeps exactly the _keep_in_fp32_modules tensors in float32")
+    fed = pipeline_inputs(bf16_model, inputs, "bfloat16", bf16_device)
+    sample_bf16 = run_model(bf16_model, fed).float().cpu()
+    result["sample_bf16"] = sample_bf16.contiguous()
+    stats["bf16_device"] = bf16_device
+    stats["bf16_inputs"] = {k: dtype_name(v.dtype) for k, v in fed.items()}
+    stats["bf16_vs_fp32_rel_l2"] = rel_l2(sample_bf16, sample)
+    stats["bf16_vs_fp32_max_abs"] = max_abs(sample_bf16, sample)
+    return result, stats
+
+
+def outputs_metadata(info, stats):
+    """The safetensors metadata of outputs.safetensors: where each output came from."""
+    bf16 = [k for k, v in stats["bf16_inputs"].items() if v == "bfloat16"]
+    kept = [k for k, v in stats["bf16_inputs"].items() if v != "bfloat16"]
+    return {
+        "reference": f"{info['repository']}@{info['commit']}",
+        "diffusers_version": info["diffusers_version"],
+        "torch_version": info["torch_version"],
+        "sample": "float32 forward on the CPU, weights loaded with from_pretrained",
+        "sample_bf16": (
+            f"from_pretrained(torch_dtype=bfloat16) on {stats['bf16_device']}; {', '.join(bf16)} cast to "
+            f"bfloat16, {', '.join(kept) or 'nothing'} left float32; output cast to float32"
+        ),
+        "bf16_vs_fp32_rel_l2": repr(stats["bf16_vs_fp32_rel_l2"]),
+    }
+
+
+def case_entry(about, case_dir, model, inputs, outputs, stats, checks, **extra):
+    """The manifest.json entry of a written case."""
+    case_dir = Path(case_dir)
+    files = {str(p.relative_to(case_dir)): p.stat().st_size for p in sorted(case_dir.rglob("*")) if p.is_file()}
+    return {
+        "about": about,
+        **extra,
+        "config": read_config(case_dir / "transformer"),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "inputs": {k: [list(v.shape), dtype_name(v.dtype)] for k, v in inputs.items()},
+        "output_shape": list(outputs["sample"].shape),
+        "stats": stats,
+        "checks": checks,
+        "files": files,
+        "bytes": sum(files.values()),
+    }
+
+
+def replace_entries(tmp, out, names):
+    """Moves the freshly written entries into `out`, replacing only those entries."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        (tmp / name).rename(target)
+    tmp.rmdir()
+
+
+def write_case_set(out, names, write_case, info, generator):
+    """Writes the named cases with `write_case(name, folder) -> manifest entry` into a
+    scratch folder, then replaces only those case folders and manifest.json in `out`."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    manifest = {"reference": info, "generator": generator, "cases": {}}
+    for name in names:
+        entry = write_case(name, tmp)
+        manifest["cases"][name] = entry
+        s = entry["stats"]
+        print(f"{name:22s} {entry['bytes']:>8d} B  params {entry['num_parameters']:>6d}  "
+              f"out {entry['output_shape']}  |out| {s['sample_abs_mean']:.4f}  "
+              f"bf16 rel_l2 {s['bf16_vs_fp32_rel_l2']:.3e}  "
+              f"fp32 cuda/cpu {s.get('fp32_cuda_vs_cpu_rel_l2', float('nan')):.2e}", flush=True)
+        for check in entry["checks"]:
+            print(f"    ok: {check}", flush=True)
+    manifest["total_bytes"] = sum(e["bytes"] for e in manifest["cases"].values())
+    with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    replace_entries(tmp, out, [*manifest["cases"], "manifest.json"])
+    print(f"wrote {len(manifest['cases'])} cases, {manifest['total_bytes']} bytes, to {out}")

@@ -124,7 +124,7 @@ def main():
     rc.disable_tf32()
 
     model = rc.load_case_model(args.case, args.dtype, device)
-    inputs = rc.pipeline_inputs(rc.load_case_inputs(args.case), args.dtype, device)
+    inputs = rc.pipeline_inputs(model, rc.load_case_inputs(args.case), args.dtype, device)
     records = trace(model, inputs, layers, stats) if steps is None or 0 in steps else []
 
     out = Path(args.out)
