@@ -129,6 +129,18 @@ Tensor Timesteps::forward(const Tensor& t) const {
   return emit(ops::timestep_embedding(t, dim_, flip_, shift_, scale_));
 }
 
+PatchEmbed2d::PatchEmbed2d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 2> patch)
+    : Module("Conv2d") {
+  weight = add_parameter("weight", {out_channels, in_channels, patch[0], patch[1]});
+  bias = add_parameter("bias", {out_channels});
+}
+
+Tensor PatchEmbed2d::forward(const Tensor& x) const {
+  // A 2-D patch is a 3-D patch one frame deep.
+  FASTDIT_CHECK(x.dim() == 4, "Conv2d patch embedding: expected [B, C, H, W], got ", x.str());
+  return emit(ops::conv3d_patch(x.unsqueeze(2), value_of(weight).unsqueeze(2), value_of(bias)).squeeze(2));
+}
+
 PatchEmbed3d::PatchEmbed3d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> patch)
     : Module("Conv3d") {
   weight = add_parameter("weight", {out_channels, in_channels, patch[0], patch[1], patch[2]});

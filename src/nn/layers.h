@@ -127,6 +127,16 @@ class Timesteps : public Module {
   float shift_, scale_;
 };
 
+// Conv2d whose stride equals its kernel: [B, C, H, W] -> [B, O, H/kh, W/kw] (weight
+// [O, C, kh, kw], diffusers' image patch projection).
+class PatchEmbed2d : public Module {
+ public:
+  PatchEmbed2d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 2> patch);
+  Tensor forward(const Tensor& x) const;
+  Parameter* weight;
+  Parameter* bias;
+};
+
 // Conv3d whose stride equals its kernel: [B, C, T, H, W] -> [B, O, T/kt, H/kh, W/kw].
 class PatchEmbed3d : public Module {
  public:

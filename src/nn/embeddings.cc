@@ -1,0 +1,43 @@
+#include "nn/embeddings.h"
+
+namespace fastdit::nn {
+
+CroppedPatchEmbed::CroppedPatchEmbed(int64_t in_channels, int64_t dim, int64_t patch, int64_t pos_embed_max_size)
+    : Module("PatchEmbed"), patch_(patch), max_size_(pos_embed_max_size) {
+  pos_embed = add_parameter("pos_embed", {1, pos_embed_max_size * pos_embed_max_size, dim});
+  proj_ = add_module<PatchEmbed2d>("proj", in_channels, dim, std::array<int64_t, 2>{patch, patch});
+}
+
+Tensor CroppedPatchEmbed::forward(const Tensor& latent) const {
+  FASTDIT_CHECK(latent.dim() == 4 && latent.size(2) % patch_ == 0 && latent.size(3) % patch_ == 0,
+                "PatchEmbed: latent must be [B, C, H, W] with H and W multiples of the patch size ",
+                patch_, ", got ", latent.str());
+  const int64_t h = latent.size(2) / patch_, w = latent.size(3) / patch_;
+  FASTDIT_CHECK(h <= max_size_ && w <= max_size_, "PatchEmbed: a ", h, " x ", w,
+                " token grid does not fit the ", max_size_, " x ", max_size_, " position table (latent ",
+                latent.str(), ")");
+  FASTDIT_CHECK(pos_embed->value.defined(), "parameter used before it was loaded");
+  const Tensor patches = proj_->forward(latent);  // [B, D, h, w]
+  const int64_t batch = patches.size(0), dim = patches.size(1);
+  const Tensor crop = pos_embed->value.reshape({1, max_size_, max_size_, dim})
+                          .narrow(1, (max_size_ - h) / 2, h)
+                          .narrow(2, (max_size_ - w) / 2, w);
+  // The channels-last view of the patches plus the crop is the token layout already.
+  const Tensor tokens = ops::add(patches.permute({0, 2, 3, 1}), crop);
+  return emit(ops::cast(tokens, patches.dtype()).reshape({batch, h * w, dim}));
+}
+
+CombinedTimestepTextProjEmbeddings::CombinedTimestepTextProjEmbeddings(int64_t dim, int64_t pooled_projection_dim)
+    : Module("CombinedTimestepTextProjEmbeddings") {
+  constexpr int64_t kFrequencies = 256;
+  time_proj_ = add_module<Timesteps>("time_proj", kFrequencies, true, 0.0f);
+  timestep_embedder_ = add_module<TimestepEmbedding>("timestep_embedder", kFrequencies, dim);
+  text_embedder_ = add_module<PixArtAlphaTextProjection>("text_embedder", pooled_projection_dim, dim, Activation::SiLU);
+}
+
+Tensor CombinedTimestepTextProjEmbeddings::forward(const Tensor& timestep, const Tensor& pooled) const {
+  const Tensor time = timestep_embedder_->forward(ops::cast(time_proj_->forward(timestep), pooled.dtype()));
+  return emit(ops::add(time, text_embedder_->forward(pooled)));
+}
+
+}  // namespace fastdit::nn
