@@ -18,7 +18,8 @@ struct LoadOptions {
   bool progress = false;         // progress lines on stderr
   // Fused projections (BuildOptions); unset = on for CUDA, off for the CPU oracle.
   std::optional<bool> fuse_projections;
-  BuildOptions build_options() const { return {fuse_projections.value_or(device.is_cuda())}; }
+  const nn::SequenceParallel* sequence_parallel = nullptr;  // BuildOptions
+  BuildOptions build_options() const { return {fuse_projections.value_or(device.is_cuda()), sequence_parallel}; }
 };
 
 struct LoadedTransformer {

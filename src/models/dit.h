@@ -15,6 +15,10 @@
 
 namespace fastdit {
 
+namespace nn {
+class SequenceParallel;
+}
+
 // Inputs named as the reference forward's keyword arguments.
 using TensorMap = std::map<std::string, Tensor>;
 
@@ -46,6 +50,10 @@ struct BuildOptions {
   // Merge projections that read the same input into one GEMM (Wan: q|k|v of self-
   // attention, k|v of cross-attention) through the loader's merge mapping.
   bool fuse_projections = false;
+  // The sequence-parallel group the model's tokens are sharded over (null: one process).
+  // The model shards its tokens after the patch embedding, its attention takes part in
+  // the exchange, and it gathers the tokens before unpatchifying; it must outlive the model.
+  const nn::SequenceParallel* sequence_parallel = nullptr;
 };
 
 using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config, const BuildOptions& options)>;

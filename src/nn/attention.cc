@@ -1,64 +1,92 @@
 #include "nn/attention.h"
 
+#include <array>
+
 namespace fastdit::nn {
 
-namespace {
-class SingleProcess final : public SequenceParallel {
- public:
-  int world_size() const override { return 1; }
-  int rank() const override { return 0; }
-  std::vector<Tensor> sequence_to_heads(const std::vector<Tensor>& shards, int64_t full_length) const override {
-    std::vector<Tensor> out;
-    for (const auto& t : shards) out.push_back(t.size(1) == full_length ? t : t.narrow(1, 0, full_length));
-    return out;
-  }
-  Tensor heads_to_sequence(const Tensor& full, int64_t local_length) const override {
-    FASTDIT_CHECK(local_length >= full.size(1), "heads_to_sequence: local length ", local_length,
-                  " shorter than the sequence ", full.size(1));
-    if (local_length == full.size(1)) return full;
-    Shape pad = full.shape();
-    pad[1] = local_length - full.size(1);
-    const Tensor parts[] = {full, Tensor::zeros(pad, full.dtype(), full.device())};
-    return ops::concat(parts, 1);
-  }
-  Tensor gather_heads(const Tensor& part) const override { return part; }
+struct DistributedAttention::Inputs {
+  const Tensor &q, &k, &v;
+  int64_t full_length;
+  const RotaryTable* rope;
+  ops::RopeStyle style;
+  const Tensor &replicated_q, &replicated_k, &replicated_v;
+  bool joint() const { return replicated_q.defined(); }
 };
-}  // namespace
 
-const SequenceParallel& single_process() {
-  static const SingleProcess instance;
-  return instance;
+namespace {
+Tensor rope_rows(const Tensor& x, const RotaryTable& table, int64_t first, ops::RopeStyle style) {
+  const int64_t rows = x.size(1);
+  return ops::rope(x, table.cos.narrow(0, first, rows), table.sin.narrow(0, first, rows), style);
 }
+
+Tensor join(const Tensor& main, const Tensor& replicated) {
+  const Tensor parts[] = {main, replicated};
+  return ops::concat(parts, 1);
+}
+}  // namespace
 
 DistributedAttention::Output DistributedAttention::forward(
     const Tensor& q, const Tensor& k, const Tensor& v, int64_t full_length, const RotaryTable* rope,
     ops::RopeStyle style, const Tensor& replicated_q, const Tensor& replicated_k,
     const Tensor& replicated_v) const {
-  const int64_t local_length = q.size(1);
-  auto full = parallel_->sequence_to_heads({q, k, v}, full_length);
-  Tensor fq = full[0], fk = full[1], fv = full[2];
-  if (rope) {
-    fq = ops::rope(fq, rope->cos, rope->sin, style);
-    fk = ops::rope(fk, rope->cos, rope->sin, style);
+  FASTDIT_CHECK(q.dim() == 4 && q.size(1) == parallel_->shard_length(full_length), "DistributedAttention: q ",
+                q.str(), " is not a [B, S, H, D] shard of ", full_length, " tokens over ",
+                parallel_->world_size(), " ranks");
+  FASTDIT_CHECK(!rope || rope->cos.size(0) == full_length, "DistributedAttention: the rotary table has ",
+                rope ? rope->cos.size(0) : 0, " rows for a sequence of ", full_length);
+  const Inputs in{q, k, v, full_length, rope, style, replicated_q, replicated_k, replicated_v};
+  return parallel_->splits_heads(q.size(2)) ? split_heads(in) : gather_keys(in);
+}
+
+// Ulysses: the whole sequence for H / P heads, then back to this rank's shard.
+DistributedAttention::Output DistributedAttention::split_heads(const Inputs& in) const {
+  const std::array<Tensor, 3> shards{in.q, in.k, in.v};
+  auto full = parallel_->sequence_to_heads(shards, in.full_length);
+  Tensor q = full[0], k = full[1], v = full[2];
+  if (in.rope) {
+    q = rope_rows(q, *in.rope, 0, in.style);
+    k = rope_rows(k, *in.rope, 0, in.style);
   }
-  const bool joint = replicated_q.defined();
-  if (joint) {
+  if (in.joint()) {
     // This rank's heads of the replicated tokens, appended after the main tokens.
-    const int64_t heads = fq.size(2), first = parallel_->rank() * heads;
-    auto mine = [&](const Tensor& t) { return t.narrow(2, first, heads); };
-    const Tensor qs[] = {fq, mine(replicated_q)}, ks[] = {fk, mine(replicated_k)}, vs[] = {fv, mine(replicated_v)};
-    fq = ops::concat(qs, 1);
-    fk = ops::concat(ks, 1);
-    fv = ops::concat(vs, 1);
+    const int64_t heads = q.size(2), first = parallel_->rank() * heads;
+    q = join(q, in.replicated_q.narrow(2, first, heads));
+    k = join(k, in.replicated_k.narrow(2, first, heads));
+    v = join(v, in.replicated_v.narrow(2, first, heads));
   }
-  Tensor attended = ops::attention(fq, fk, fv);
+  Tensor attended = ops::attention(q, k, v);
   Output output;
-  if (joint) {
-    const int64_t rep = replicated_q.size(1);
-    output.replicated_out = parallel_->gather_heads(attended.narrow(1, full_length, rep).contiguous());
-    attended = attended.narrow(1, 0, full_length).contiguous();
+  if (in.joint()) {
+    const int64_t replicated = in.replicated_q.size(1);
+    output.replicated_out = parallel_->gather_heads(attended.narrow(1, in.full_length, replicated));
+    attended = attended.narrow(1, 0, in.full_length);
   }
-  output.out = parallel_->heads_to_sequence(attended, local_length);
+  output.out = parallel_->heads_to_sequence(attended);
+  return output;
+}
+
+// Any head count: every rank gathers all keys and values and attends with its own
+// queries (and, redundantly on every rank, the replicated tokens' queries).
+DistributedAttention::Output DistributedAttention::gather_keys(const Inputs& in) const {
+  const std::array<Tensor, 2> shards{in.k, in.v};
+  auto full = parallel_->gather_sequence(shards, 1, in.full_length);
+  const int64_t shard = in.q.size(1), valid = parallel_->valid_length(in.full_length);
+  Tensor q = in.q.narrow(1, 0, valid), k = full[0], v = full[1];
+  if (in.rope) {
+    q = rope_rows(q, *in.rope, parallel_->rank() * shard, in.style);
+    k = rope_rows(k, *in.rope, 0, in.style);
+  }
+  if (in.joint()) {
+    q = join(q, in.replicated_q);
+    k = join(k, in.replicated_k);
+    v = join(v, in.replicated_v);
+  }
+  Output output;
+  // A rank whose shard is all padding (a sequence shorter than the world) may have no queries.
+  const Tensor attended = q.size(1) > 0 ? ops::attention(q, k, v)
+                                         : Tensor::zeros({q.size(0), 0, q.size(2), v.size(3)}, v.dtype(), v.device());
+  if (in.joint()) output.replicated_out = attended.narrow(1, valid, in.replicated_q.size(1));
+  output.out = pad_sequence(attended.narrow(1, 0, valid), 1, shard);
   return output;
 }
 

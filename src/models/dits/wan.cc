@@ -67,9 +67,10 @@ class WanImageEmbedding : public nn::Module {
 
 // ---- attention -----------------------------------------------------------------------
 
-WanAttention::WanAttention(const WanArchConfig& c, bool cross_attention, bool fuse)
-    : Module("WanAttention"), num_heads_(c.num_attention_heads) {
+WanAttention::WanAttention(const WanArchConfig& c, bool cross_attention, const BuildOptions& options)
+    : Module("WanAttention"), num_heads_(c.num_attention_heads), self_attention_(options.sequence_parallel) {
   const int64_t d = c.hidden_size;
+  const bool fuse = options.fuse_projections;
   if (fuse && !cross_attention) {
     to_qkv_ = add_module<nn::ReplicatedLinear>("to_qkv", d, 3 * d);
   } else {
@@ -126,7 +127,8 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
   q = heads(q);
   Tensor out;
   if (rope) {  // self-attention: the full-sequence path that sequence parallelism shards
-    out = self_attention_.forward(q, heads(k), heads(v), q.size(1), rope, ops::RopeStyle::Interleaved).out;
+    const int64_t full_length = rope->cos.size(0);
+    out = self_attention_.forward(q, heads(k), heads(v), full_length, rope, ops::RopeStyle::Interleaved).out;
   } else {
     out = cross_attention_.forward(q, heads(k), heads(v));
   }
@@ -141,13 +143,13 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
 
 // ---- block ---------------------------------------------------------------------------
 
-WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, bool fuse_projections)
+WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, const BuildOptions& options)
     : Module("WanTransformerBlock") {
   const auto eps = static_cast<float>(c.eps);
   const int64_t d = c.hidden_size;
   norm1_ = add_module<nn::LayerNorm>("norm1", d, eps, false, kFp32);
-  attn1_ = add_module<WanAttention>("attn1", c, false, fuse_projections);
-  attn2_ = add_module<WanAttention>("attn2", c, true, fuse_projections);
+  attn1_ = add_module<WanAttention>("attn1", c, false, options);
+  attn2_ = add_module<WanAttention>("attn2", c, true, options);
   if (c.cross_attn_norm) norm2_ = add_module<nn::LayerNorm>("norm2", d, eps, true, kFp32);
   ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
   norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
@@ -230,14 +232,16 @@ WanConditionEmbedder::Output WanConditionEmbedder::forward(const Tensor& timeste
 // ---- model ---------------------------------------------------------------------------
 
 WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config, const BuildOptions& options)
-    : DiTModel("WanTransformer3DModel"), config_(std::move(config)) {
+    : DiTModel("WanTransformer3DModel"),
+      config_(std::move(config)),
+      parallel_(options.sequence_parallel ? *options.sequence_parallel : nn::single_process()) {
   const auto& c = config_;
   const int64_t d = c.hidden_size;
   rope_ = add_module<WanRotaryPosEmbed>("rope", c.attention_head_dim);
   patch_embedding_ = add_module<nn::PatchEmbed3d>("patch_embedding", c.in_channels, d, c.patch_size);
   condition_embedder_ = add_module<WanConditionEmbedder>("condition_embedder", c);
   blocks_ = add_module<nn::ModuleList>("blocks");
-  for (int64_t i = 0; i < c.num_layers; ++i) blocks_->append<WanTransformerBlock>(c, options.fuse_projections);
+  for (int64_t i = 0; i < c.num_layers; ++i) blocks_->append<WanTransformerBlock>(c, options);
   norm_out_ = add_module<nn::LayerNorm>("norm_out", d, static_cast<float>(c.eps), false, kFp32);
   const int64_t patch_volume = c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
   proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d, c.out_channels * patch_volume);
@@ -303,7 +307,11 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid);
   Tensor x = patch_embedding_->forward(cast(latents, dtype));
   x = ops::transpose(x.reshape({batch, c.hidden_size, tokens}), 1, 2);
-  const auto cond = condition_embedder_->forward(cast(timestep, DType::Float32), cast(text, dtype),
+  // Sequence parallelism: from here to the gather every per-token tensor is this rank's
+  // shard (per-token timesteps too); the rotary table stays whole for the attention.
+  x = parallel_.shard_sequence(x, 1);
+  const Tensor t = timestep.dim() == 2 ? parallel_.shard_sequence(timestep, 1) : timestep;
+  const auto cond = condition_embedder_->forward(cast(t, DType::Float32), cast(text, dtype),
                                                  image.defined() ? cast(image, dtype) : Tensor{}, dtype);
   for (size_t i = 0; i < blocks_->size(); ++i)
     x = blocks_->at<WanTransformerBlock>(i)->forward(x, cond.context, cond.image_context,
@@ -320,6 +328,9 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   };
   x = norm_out_->forward_modulated(x, chunk(0), chunk(1), dtype);
   x = proj_out_->forward(x);
+  // proj_out is per token, so gathering its output equals FastVideo's gather before it
+  // and moves C·p_t·p_h·p_w channels per token instead of D.
+  x = parallel_.gather_sequence(x, 1, tokens);
   return {{"sample", unpatchify(x, latents.shape())}};
 }
 

@@ -13,8 +13,9 @@ namespace fastdit::wan {
 
 class WanAttention : public nn::Module {
  public:
-  // fuse: one GEMM for q|k|v (self-attention) or k|v (cross-attention).
-  WanAttention(const WanArchConfig& config, bool cross_attention, bool fuse);
+  // options.fuse_projections: one GEMM for q|k|v (self-attention) or k|v (cross-attention);
+  // options.sequence_parallel: the group self-attention exchanges tokens with.
+  WanAttention(const WanArchConfig& config, bool cross_attention, const BuildOptions& options);
   // Self-attention when context is undefined (then rope applies); cross otherwise.
   // image_context (I2V) adds a second attention over image tokens.
   Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
@@ -40,7 +41,7 @@ struct Modulation {
 
 class WanTransformerBlock : public nn::Module {
  public:
-  WanTransformerBlock(const WanArchConfig& config, bool fuse_projections);
+  WanTransformerBlock(const WanArchConfig& config, const BuildOptions& options);
   Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
                  const Tensor& timestep_proj, const nn::RotaryTable& rope) const;
 
@@ -87,6 +88,7 @@ class WanTransformer3DModel : public DiTModel {
   Tensor unpatchify(const Tensor& tokens, const Shape& latent_shape) const;
   WanArchConfig config_;
   ParamNameMapping mapping_;
+  const nn::SequenceParallel& parallel_;
   nn::Module* rope_;
   nn::PatchEmbed3d* patch_embedding_;
   WanConditionEmbedder* condition_embedder_;

@@ -1,0 +1,68 @@
+// The transport of a sequence-parallel group: two collectives over tensors, and a way to
+// end the whole group when one rank fails. What the tensors mean (sequence shards, head
+// groups, padding) is nn::SequenceParallel's business; a communicator only moves bytes.
+//
+// Implementations: ThreadGroup (N ranks as N threads of one process, the CPU tests),
+// SocketCommunicator (CPU processes over the control channel) and NcclCommunicator (one
+// process per GPU).
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace fastdit::distributed {
+
+// Another rank failed, died or stopped answering; the message says which and why. Every
+// rank but the failing one ends with this error instead of waiting forever.
+class PeerFailure : public Error {
+ public:
+  using Error::Error;
+};
+
+// Time and bytes spent inside collectives since the last reset. Time includes waiting for
+// slower ranks, which is part of what sequence parallelism costs.
+struct CommStats {
+  int64_t collectives = 0;
+  double bytes_sent = 0;
+  double milliseconds = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int world_size() const = 0;
+  virtual int rank() const = 0;
+  // The device the collectives' tensors live on.
+  virtual Device device() const = 0;
+
+  // Every rank calls each collective in the same order with the same shapes. All tensors
+  // are contiguous and on device(); the n pairs of one call move as one collective.
+  //
+  // sends[i] [P, ...] -> recvs[i] [P, ...] (same shape): recvs[i][j] = rank j's sends[i][rank()].
+  virtual void all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) = 0;
+  // sends[i] [...] -> recvs[i] [P, ...]: recvs[i][j] = rank j's sends[i].
+  virtual void all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) = 0;
+
+  // Called on a rank that failed: the other ranks' current and later collectives throw
+  // PeerFailure carrying `reason` instead of waiting. Never throws.
+  virtual void abort(const std::string& reason) noexcept = 0;
+
+  const CommStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = {}; }
+
+ protected:
+  CommStats stats_;
+};
+
+// Throws when this rank's tensors break the contract of all_to_all (gather = false) or
+// all_gather (gather = true) for a group of world_size ranks on `device`.
+void check_collective(const char* name, std::span<const Tensor> sends, std::span<const Tensor> recvs,
+                      int world_size, Device device, bool gather);
+
+// Seconds a collective (or the rendezvous) may wait for the other ranks before the group
+// is aborted: FASTDIT_NCCL_TIMEOUT_S, default 300.
+double collective_timeout_seconds();
+
+}  // namespace fastdit::distributed
