@@ -20,9 +20,11 @@ class WanRotaryPosEmbed : public nn::Module {
     const int64_t hw = 2 * (head_dim / 6);
     axis_dims_ = {head_dim - 2 * hw, hw, hw};
   }
-  nn::RotaryTable forward(std::span<const int64_t> grid) const {
+  nn::RotaryTable forward(std::span<const int64_t> grid, Device device) const {
     nn::RotaryTable table =
         nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
+    table.cos = table.cos.to(device);
+    table.sin = table.sin.to(device);
     if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
       emit(table.cos.unsqueeze(0).unsqueeze(2), "out.0");
       emit(table.sin.unsqueeze(0).unsqueeze(2), "out.1");
@@ -304,7 +306,7 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   }
 
   const DType dtype = patch_embedding_->weight->value.dtype();
-  const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid);
+  const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid, latents.device());
   Tensor x = patch_embedding_->forward(cast(latents, dtype));
   x = ops::transpose(x.reshape({batch, c.hidden_size, tokens}), 1, 2);
   // Sequence parallelism: from here to the gather every per-token tensor is this rank's
