@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fastdit vs diffusers on one GPU, same shapes, same run: Wan2.1 1.3B (and 14B with
-# GPU_CHECK_14B=1) at 81x480x832 with 512 text tokens, bf16, random weights; plus the
-# load time of a saved 1.3B diffusers checkpoint. Usage: gpu-bench.sh <fastdit> <log dir>
+# GPU_CHECK_14B=1) at 81x480x832 with 512 text tokens, bf16, random weights; the load
+# time of a saved 1.3B diffusers checkpoint; torch.compile last (GPU_CHECK_COMPILE=1).
+# Usage: gpu-bench.sh <fastdit> <log dir>
 set -uo pipefail
 fastdit=$1
 logs=$2
@@ -11,21 +12,20 @@ shape=(--frames 81 --height 480 --width 832 --text-len 512)
 ref=.ref/diffusers/src
 export FASTDIT_COMMIT=${FASTDIT_COMMIT:-unknown}
 
-variants=(Wan2.1-T2V-1.3B)
-[[ ${GPU_CHECK_14B:-0} == 1 ]] && variants+=(Wan2.1-T2V-14B)
-for v in "${variants[@]}"; do
+bench_pair() {  # <variant> [reference extra args...]
+  local v=$1
+  shift
   echo "== $v fastdit"
   "$fastdit" bench --config "$keys/$v.config.json" --random-weights --device cuda --dtype bfloat16 \
     "${shape[@]}" --warmup 2 --iters 5 --json "$logs/fastdit-$v.json"
   if [[ -d $ref ]]; then
     echo "== $v diffusers"
-    extra=()
-    [[ $v == Wan2.1-T2V-1.3B ]] && extra=(--save-checkpoint /tmp/wan13b)
-    [[ $v == Wan2.1-T2V-1.3B && ${GPU_CHECK_COMPILE:-0} == 1 ]] && extra+=(--compile)
     python3 bench/reference_wan.py --ref "$ref" --config "$keys/$v.config.json" "${shape[@]}" \
-      --warmup 2 --iters 5 --json "$logs/diffusers-$v.json" "${extra[@]}"
+      --warmup 2 --iters 5 --json "$logs/diffusers-$v.json" "$@"
   fi
-done
+}
+
+bench_pair Wan2.1-T2V-1.3B --save-checkpoint /tmp/wan13b
 if [[ -d /tmp/wan13b ]]; then
   echo "== load: diffusers"
   python3 bench/reference_wan.py --ref "$ref" --config "$keys/Wan2.1-T2V-1.3B.config.json" \
@@ -34,4 +34,10 @@ if [[ -d /tmp/wan13b ]]; then
   echo "== load: fastdit"
   "$fastdit" bench /tmp/wan13b --device cuda --dtype bfloat16 --frames 1 --height 16 --width 16 \
     --text-len 8 --warmup 1 --iters 1 --json "$logs/fastdit-load.json" 2>&1 | grep -E "loaded|median"
+fi
+[[ ${GPU_CHECK_14B:-0} == 1 ]] && bench_pair Wan2.1-T2V-14B
+if [[ -d $ref && ${GPU_CHECK_COMPILE:-0} == 1 ]]; then
+  echo "== Wan2.1-T2V-1.3B diffusers torch.compile"
+  python3 bench/reference_wan.py --ref "$ref" --config "$keys/Wan2.1-T2V-1.3B.config.json" "${shape[@]}" \
+    --warmup 2 --iters 5 --compile --json "$logs/diffusers-compile-Wan2.1-T2V-1.3B.json"
 fi

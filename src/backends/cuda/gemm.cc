@@ -53,7 +53,9 @@ bool has_bias(GemmEpilogue epilogue) {
 // The largest power of two (up to 256) dividing the address.
 uint32_t alignment_of(const void* ptr) {
   const auto address = reinterpret_cast<uintptr_t>(ptr);
-  return address == 0 ? 256u : std::min<uint32_t>(256u, uint32_t{1} << std::countr_zero(address));
+  // Capped before shifting: an address aligned to 2^32 or more must not shift a
+  // 32-bit one out of range.
+  return address == 0 ? 256u : uint32_t{1} << std::min(std::countr_zero(address), 8);
 }
 
 struct PlanKey {
