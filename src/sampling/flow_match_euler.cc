@@ -10,12 +10,12 @@ FlowMatchEulerScheduler::FlowMatchEulerScheduler(ConfigReader& config, std::opti
   FASTDIT_CHECK(num_train_timesteps_ >= 2, config.source(), ": num_train_timesteps must be at least 2");
   shift_ = SigmaShift::from_config(config, "shift");
   if (shift) shift_.shift = *shift;
-  base_shift_ = config.get_float("base_shift", 0.5);
-  max_shift_ = config.get_float("max_shift", 1.15);
-  base_image_seq_len_ = config.get_int("base_image_seq_len", 256);
-  max_image_seq_len_ = config.get_int("max_image_seq_len", 4096);
-  for (const char* key : {"invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
-                          "stochastic_sampling"})
+  // The anchors of a pipeline's resolution-dependent mu (diffusers' calculate_shift lives in
+  // the pipelines, which pass mu to set_timesteps).
+  for (const char* key : {"base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len"})
+    config.ignore(key, "used by pipelines to compute mu");
+  for (const char* key :
+       {"invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "stochastic_sampling"})
     FASTDIT_CHECK(!config.get_bool(key, false), config.source(), ": ", key, " is not supported");
 
   // The training table, in float32 as the reference builds it: σ = t / N for t = N … 1,
@@ -49,14 +49,6 @@ Tensor FlowMatchEulerScheduler::step(const Tensor& model_output, const Tensor& s
   const Tensor next = ops::add(ops::cast(sample, DType::Float32), ops::scale(model_output, dt));
   ++step_index_;
   return ops::cast(next, model_output.dtype());
-}
-
-std::optional<double> FlowMatchEulerScheduler::mu_for_tokens(int64_t tokens) const {
-  if (!shift_.dynamic) return std::nullopt;
-  // diffusers' calculate_shift: linear in the sequence length between the two anchors.
-  const double slope = (max_shift_ - base_shift_) / static_cast<double>(max_image_seq_len_ - base_image_seq_len_);
-  const double intercept = base_shift_ - slope * static_cast<double>(base_image_seq_len_);
-  return static_cast<double>(tokens) * slope + intercept;
 }
 
 }  // namespace fastdit::sampling

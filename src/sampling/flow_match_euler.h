@@ -15,15 +15,12 @@ class FlowMatchEulerScheduler : public Scheduler {
   // Upcasts the sample to float32, as the reference does, and returns the next sample in
   // the model output's dtype (the reference casts it back).
   Tensor step(const Tensor& model_output, const Tensor& sample) override;
-  std::optional<double> mu_for_tokens(int64_t tokens) const override;
 
  private:
   // The training schedule's first and last sigma (float32 values): set_timesteps spaces
   // its timesteps between them, before shifting them again.
   double sigma_max_ = 1.0;
   double sigma_min_ = 0.0;
-  double base_shift_ = 0.5, max_shift_ = 1.15;
-  int64_t base_image_seq_len_ = 256, max_image_seq_len_ = 4096;
 };
 
 }  // namespace fastdit::sampling

@@ -33,7 +33,9 @@ SigmaShift SigmaShift::from_config(ConfigReader& config, const std::string& shif
 }
 
 std::vector<double> SigmaShift::apply(std::vector<double> sigmas, std::optional<double> mu) const {
-  FASTDIT_CHECK(!dynamic || mu.has_value(), "this scheduler uses dynamic shifting: set_timesteps needs mu");
+  FASTDIT_CHECK(!dynamic || mu.has_value(),
+                "use_dynamic_shifting needs a resolution-dependent mu and none "
+                "was given (the Wan pipelines never shift dynamically)");
   for (double& sigma : sigmas) {
     if (dynamic) {
       const double stretch = 1.0 / sigma - 1.0;
@@ -49,8 +51,6 @@ std::vector<double> SigmaShift::apply(std::vector<double> sigmas, std::optional<
   }
   return sigmas;
 }
-
-std::optional<double> Scheduler::mu_for_tokens(int64_t) const { return std::nullopt; }
 
 int64_t Scheduler::begin_step() const {
   FASTDIT_CHECK(!timesteps_.empty(), class_name(), ": step() before set_timesteps()");
@@ -87,8 +87,8 @@ std::unique_ptr<Scheduler> load_scheduler(const std::filesystem::path& config_js
 nlohmann::json default_scheduler_config(const std::string& class_name) {
   if (class_name == "UniPCMultistepScheduler")
     return {{"_class_name", class_name}, {"num_train_timesteps", 1000}, {"prediction_type", "flow_prediction"},
-            {"use_flow_sigmas", true}, {"flow_shift", 3.0}, {"solver_order", 2}, {"solver_type", "bh2"},
-            {"lower_order_final", true}};
+            {"use_flow_sigmas", true},   {"flow_shift", 3.0},           {"solver_order", 2},
+            {"solver_type", "bh2"},      {"lower_order_final", true}};
   if (class_name == "FlowMatchEulerDiscreteScheduler")
     return {{"_class_name", class_name}, {"num_train_timesteps", 1000}, {"shift", 3.0}};
   FASTDIT_FAIL("scheduler '", class_name,

@@ -51,9 +51,6 @@ class Scheduler {
   // One denoising step at step_index(): model_output is the (guided) flow prediction for
   // `sample`. Returns the next sample on the same device; the step index advances.
   virtual Tensor step(const Tensor& model_output, const Tensor& sample) = 0;
-  // The mu a pipeline would pass for an image of `tokens` latent tokens (diffusers'
-  // calculate_shift), for configs that carry base/max shift; nullopt otherwise.
-  virtual std::optional<double> mu_for_tokens(int64_t tokens) const;
 
   bool dynamic_shifting() const { return shift_.dynamic; }
   int64_t num_train_timesteps() const { return num_train_timesteps_; }

@@ -61,8 +61,10 @@ UniPCFlowScheduler::UniPCFlowScheduler(ConfigReader& config, std::optional<doubl
   const std::string prediction = config.get_string("prediction_type", "epsilon");
   FASTDIT_CHECK(prediction == "flow_prediction", src, ": prediction_type '", prediction,
                 "' is not supported (flow-matching DiTs use flow_prediction)");
-  FASTDIT_CHECK(config.get_bool("use_flow_sigmas", false), src, ": use_flow_sigmas must be true for flow_prediction");
-  FASTDIT_CHECK(config.get_bool("predict_x0", true), src, ": predict_x0 false is not supported with flow_prediction");
+  FASTDIT_CHECK(config.get_bool("use_flow_sigmas", false), src,
+                ": use_flow_sigmas must be true for flow_prediction");
+  FASTDIT_CHECK(config.get_bool("predict_x0", true), src,
+                ": predict_x0 false is not supported with flow_prediction");
   FASTDIT_CHECK(!config.get_bool("thresholding", false), src, ": thresholding is not supported");
   FASTDIT_CHECK(!config.has("solver_p"), src, ": solver_p is not supported");
   config.ignore("solver_p", "must be null (checked above)");
@@ -70,8 +72,9 @@ UniPCFlowScheduler::UniPCFlowScheduler(ConfigReader& config, std::optional<doubl
     FASTDIT_CHECK(!config.get_bool(key, false), src, ": ", key, " is not supported");
   const std::string solver = config.get_string("solver_type", "bh2");
   // diffusers maps the DPM-Solver names onto bh2 the same way.
-  FASTDIT_CHECK(solver == "bh1" || solver == "bh2" || solver == "midpoint" || solver == "heun" || solver == "logrho",
-                src, ": solver_type '", solver, "' must be bh1 or bh2");
+  FASTDIT_CHECK(
+      solver == "bh1" || solver == "bh2" || solver == "midpoint" || solver == "heun" || solver == "logrho", src,
+      ": solver_type '", solver, "' must be bh1 or bh2");
   bh2_ = solver != "bh1";
   lower_order_final_ = config.get_bool("lower_order_final", true);
   const auto disabled = config.get_int_list("disable_corrector", std::vector<int64_t>{});
@@ -86,8 +89,10 @@ UniPCFlowScheduler::UniPCFlowScheduler(ConfigReader& config, std::optional<doubl
     config.ignore(key, "the VP beta schedule; flow sigmas replace it");
   for (const char* key : {"timestep_spacing", "steps_offset"})
     config.ignore(key, "integer spacing of the VP schedule; flow sigmas replace it");
-  for (const char* key : {"sigma_min", "sigma_max"}) config.ignore(key, "used by Karras/exponential/beta sigmas only");
-  for (const char* key : {"dynamic_thresholding_ratio", "sample_max_value"}) config.ignore(key, "thresholding is off");
+  for (const char* key : {"sigma_min", "sigma_max"})
+    config.ignore(key, "used by Karras/exponential/beta sigmas only");
+  for (const char* key : {"dynamic_thresholding_ratio", "sample_max_value"})
+    config.ignore(key, "thresholding is off");
 }
 
 void UniPCFlowScheduler::set_timesteps(int64_t steps, std::optional<double> mu) {

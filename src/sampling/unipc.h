@@ -24,9 +24,9 @@ class UniPCFlowScheduler : public Scheduler {
   // previous one (s0) and the earlier ones of the history (D1 ratios rk).
   struct Update {
     float alpha_t = 0, sigma_ratio = 0, h_phi_1 = 0, b_h = 0;
-    std::vector<float> rks;       // one per history term, then 1
-    std::vector<float> b;         // right-hand side of the order conditions
-    std::vector<Tensor> d1s;      // (m_k − m0) / r_k per history term
+    std::vector<float> rks;   // one per history term, then 1
+    std::vector<float> b;     // right-hand side of the order conditions
+    std::vector<Tensor> d1s;  // (m_k − m0) / r_k per history term
   };
   // sigma_t / sigma_s0 are indices into sigmas_; history k uses sigmas_[s0 − k].
   Update update(int64_t t, int64_t s0, int64_t order) const;

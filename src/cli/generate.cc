@@ -1,0 +1,378 @@
+// fastdit generate: text-to-video latents from prompt embeddings. The model is a diffusers
+// Wan pipeline folder (model_index.json: transformer, transformer_2, scheduler,
+// boundary_ratio), a transformer folder, or a config with random weights; the sampling
+// settings come from built-in defaults < the model folder < a preset < flags.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "cli/common.h"
+#include "loader/safetensors.h"
+#include "ops/ops.h"
+#include "sampling/denoise.h"
+#include "sampling/noise.h"
+#include "sampling/pipeline_folder.h"
+#include "sampling/sampling_config.h"
+#include "sampling/scheduler.h"
+
+namespace fastdit::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using sampling::SamplingConfig;
+
+struct GenerateArgs {
+  std::string model, config, preset, prompt_embeds, negative_embeds, noise, output;
+  bool random_weights = false;
+  uint64_t weights_seed = 0;
+  int64_t steps = 0, height = 0, width = 0, frames = 0, fps = 0;
+  double guidance = 0, guidance_2 = 0, shift = 0, boundary_ratio = 0;
+  uint64_t seed = 0;
+  std::string cfg_batching = "batched";
+  RunOptions run;
+  const CLI::App* cmd = nullptr;  // tells given flags from defaults
+  bool given(const char* flag) const { return cmd->count(flag) > 0; }
+};
+
+// WanPipeline.__call__'s defaults (UniPC flow shift 3 as its Wan2.1 scheduler configs).
+SamplingConfig builtin_defaults() {
+  SamplingConfig s;
+  s.scheduler = "UniPCMultistepScheduler";
+  s.steps = 50;
+  s.guidance_scale = 5.0;
+  s.height = 480;
+  s.width = 832;
+  s.frames = 81;
+  s.fps = 16;
+  s.seed = 0;
+  s.vae_stride = std::array<int64_t, 3>{4, 8, 8};
+  return s;
+}
+
+SamplingConfig flag_settings(const GenerateArgs& a) {
+  SamplingConfig c;
+  if (a.given("--steps")) c.steps = a.steps;
+  if (a.given("--guidance")) c.guidance_scale = a.guidance;
+  if (a.given("--guidance-2")) c.guidance_scale_2 = a.guidance_2;
+  if (a.given("--shift")) c.flow_shift = a.shift;
+  if (a.given("--boundary-ratio")) c.boundary_ratio = a.boundary_ratio;
+  if (a.given("--height")) c.height = a.height;
+  if (a.given("--width")) c.width = a.width;
+  if (a.given("--frames")) c.frames = a.frames;
+  if (a.given("--fps")) c.fps = a.fps;
+  if (a.given("--seed")) c.seed = a.seed;
+  c.validate("command line");
+  return c;
+}
+
+// A preset by path (ends in .json or has a slash) or by name: <name>.json in
+// $FASTDIT_PRESETS_DIR, or in presets/ next to the binary or one level up (the source tree
+// for a build folder inside it).
+fs::path find_preset(const std::string& preset) {
+  if (preset.ends_with(".json") || preset.find('/') != std::string::npos) {
+    FASTDIT_CHECK(fs::is_regular_file(preset), "--preset ", preset, ": no such file");
+    return preset;
+  }
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("FASTDIT_PRESETS_DIR")) dirs.emplace_back(env);
+  const fs::path exe_dir = fs::read_symlink("/proc/self/exe").parent_path();
+  dirs.push_back(exe_dir / "presets");
+  dirs.push_back(exe_dir.parent_path() / "presets");
+  std::set<std::string> known;
+  std::string searched;
+  for (const fs::path& dir : dirs) {
+    if (fs::is_regular_file(dir / (preset + ".json"))) return dir / (preset + ".json");
+    searched += (searched.empty() ? "" : ", ") + dir.string();
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".json") known.insert(entry.path().stem().string());
+  }
+  std::string names;
+  for (const auto& name : known) names += (names.empty() ? "" : ", ") + name;
+  FASTDIT_FAIL("--preset ", preset, ": not found in ", searched, " (known: ", names.empty() ? "none" : names, ")");
+}
+
+// The file's only tensor, or the one called `name`.
+Tensor read_named_tensor(const std::string& path, const std::string& name) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  if (file.names().size() == 1) return file.tensor(file.names().front());
+  FASTDIT_CHECK(file.contains(name), path, ": expected one tensor or one named '", name, "', found ",
+                file.names().size());
+  return file.tensor(name);
+}
+
+struct LoadedModels {
+  PreparedModel transformer;  // the activation trace (when on) covers transformer_2 too
+  std::optional<LoadedTransformer> transformer_2;
+};
+
+LoadedModels load_models(const GenerateArgs& a, const sampling::PipelineFolder& folder, bool two_experts,
+                         const LoadOptions& options) {
+  LoadedModels m;
+  if (!a.config.empty()) {
+    trace::trace_config_from_env();  // a bad trace setting fails before the build
+    m.transformer.loaded.model = build_transformer(a.config, options.build_options());
+    randomize_parameters(*m.transformer.loaded.model, options, a.weights_seed);
+    m.transformer.trace = trace::attach_from_env(*m.transformer.loaded.model);
+    return m;
+  }
+  m.transformer = prepare_model(folder.transformer, options);
+  if (two_experts) {
+    m.transformer_2 = load_transformer(*folder.transformer_2, options);
+    if (m.transformer.trace) m.transformer.trace->attach(*m.transformer_2->model);
+  }
+  return m;
+}
+
+// generate makes text-to-video latents only: image-conditioned models need inputs it does not take.
+void check_text_to_video(const DiTModel& model) {
+  for (const auto& name : model.input_names(true))
+    FASTDIT_CHECK(name == "hidden_states" || name == "timestep" || name == "encoder_hidden_states",
+                  model.type_name(), " needs input '", name,
+                  "' (image conditioning), which generate does not take");
+  const DiTArchConfig& arch = model.arch_config();
+  FASTDIT_CHECK(arch.in_channels == arch.out_channels, model.type_name(), " takes ", arch.in_channels,
+                " input channels for ", arch.out_channels,
+                " latent channels (image conditioning), which generate "
+                "does not take");
+}
+
+Shape latent_shape(const SamplingConfig& s, int64_t batch, int64_t channels) {
+  const auto [stride_t, stride_h, stride_w] = *s.vae_stride;
+  FASTDIT_CHECK((*s.frames - 1) % stride_t == 0, "frames ", *s.frames, ": must be 1 + a multiple of the VAE's ",
+                "temporal stride ", stride_t);
+  FASTDIT_CHECK(*s.height % stride_h == 0 && *s.width % stride_w == 0, "height x width ", *s.height, "x", *s.width,
+                ": must be multiples of the VAE's spatial stride ", stride_h);
+  return {batch, channels, (*s.frames - 1) / stride_t + 1, *s.height / stride_h, *s.width / stride_w};
+}
+
+// The initial latents: the --noise file, or seeded noise of the settings' video size.
+Tensor initial_noise(const GenerateArgs& a, const SamplingConfig& s, int64_t batch, int64_t channels) {
+  if (a.noise.empty()) return sampling::gaussian_noise(latent_shape(s, batch, channels), *s.seed);
+  Tensor noise = read_named_tensor(a.noise, "latents");
+  FASTDIT_CHECK(noise.dim() == 5 && noise.size(0) == batch && noise.size(1) == channels, a.noise,
+                ": latents must be [", batch, ", ", channels, ", F, H, W], got ", noise.str());
+  if (a.given("--height") || a.given("--width") || a.given("--frames"))
+    FASTDIT_CHECK(noise.shape() == latent_shape(s, batch, channels), a.noise, ": latents ", noise.str(),
+                  " do not match --frames/--height/--width (latents ", shape_str(latent_shape(s, batch, channels)),
+                  ")");
+  return noise;
+}
+
+// Stand-in prompt embeddings of 512 tokens for a random-weights model (a benchmark needs no meaning).
+Tensor random_text(const DiTModel& model, uint64_t seed) {
+  return model.example_inputs(ExampleShape{1, 1, 2, 2, 512}, seed).at("encoder_hidden_states");
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// "m:ss", or "h:mm:ss" from an hour.
+std::string clock_time(double seconds) {
+  const auto total = static_cast<int64_t>(seconds + 0.5);
+  char text[32];
+  if (total >= 3600)
+    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(total / 3600),
+                  static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
+  else
+    std::snprintf(text, sizeof text, "%lld:%02lld", static_cast<long long>(total / 60),
+                  static_cast<long long>(total % 60));
+  return text;
+}
+
+// Per-step timing and progress on stderr: a bar redrawn in place on a terminal, one line
+// per step otherwise. Marks the activation trace's step index before each step.
+class StepReporter {
+ public:
+  StepReporter(Device device, std::shared_ptr<trace::ActivationTrace> trace)
+      : device_(device), trace_(std::move(trace)), terminal_(isatty(STDERR_FILENO) == 1) {}
+
+  sampling::DenoiseCallbacks callbacks() {
+    return {[this](const sampling::StepEvent& e) { before(e); },
+            [this](const sampling::StepEvent& e) { after(e); }};
+  }
+  const std::vector<double>& step_seconds() const { return seconds_; }
+
+ private:
+  void before(const sampling::StepEvent& e) {
+    if (trace_) trace_->set_step(e.index);
+    start_ = now_seconds();
+  }
+  void after(const sampling::StepEvent& e) {
+    synchronize(device_);  // a step's time includes its device work
+    seconds_.push_back(now_seconds() - start_);
+    double total = 0;
+    for (double s : seconds_) total += s;
+    const double rate = static_cast<double>(seconds_.size()) / total;
+    const double eta = static_cast<double>(e.count - e.index - 1) / rate;
+    std::ostringstream line;
+    line << std::fixed << std::setprecision(2) << "step " << e.index + 1 << "/" << e.count;
+    if (terminal_) {
+      const int64_t width = 30, done = (e.index + 1) * width / e.count;
+      line << " [" << std::string(static_cast<size_t>(done), '#')
+           << std::string(static_cast<size_t>(width - done), '.') << "] " << rate << " it/s  ETA "
+           << clock_time(eta) << "  ";
+      std::cerr << "\r" << line.str() << (e.index + 1 == e.count ? "\n" : "") << std::flush;
+    } else {
+      line << "  t=" << e.timestep << (e.second_expert ? " transformer_2" : " transformer") << "  "
+           << seconds_.back() << " s  " << rate << " it/s  ETA " << clock_time(eta);
+      std::cerr << line.str() << "\n";
+    }
+  }
+
+  Device device_;
+  std::shared_ptr<trace::ActivationTrace> trace_;
+  bool terminal_;
+  double start_ = 0;
+  std::vector<double> seconds_;
+};
+
+std::string describe(const SamplingConfig& s, const sampling::Scheduler& scheduler, const GenerateArgs& a) {
+  nlohmann::ordered_json j;
+  j["model"] = a.config.empty() ? a.model : a.config + " (random weights)";
+  j["scheduler"] = scheduler.class_name();
+  j["steps"] = *s.steps;
+  j["timesteps"] = scheduler.timesteps();
+  j["guidance_scale"] = *s.guidance_scale;
+  if (s.boundary_ratio) {
+    j["boundary_ratio"] = *s.boundary_ratio;
+    j["guidance_scale_2"] = s.guidance_scale_2.value_or(*s.guidance_scale);
+  }
+  if (s.flow_shift) j["flow_shift"] = *s.flow_shift;
+  j["noise"] = a.noise.empty() ? "seed " + std::to_string(*s.seed) + " (fastdit's generator)" : a.noise;
+  j["fps"] = *s.fps;
+  j["preset"] = a.preset;
+  return j.dump();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+SamplingConfig resolve_settings(const GenerateArgs& a, const sampling::PipelineFolder& folder) {
+  const SamplingConfig flags = flag_settings(a);
+  SamplingConfig s = builtin_defaults();
+  s.override_with(folder.settings);
+  if (!a.preset.empty()) s.override_with(sampling::read_sampling_preset(find_preset(a.preset)));
+  s.override_with(flags);
+  FASTDIT_CHECK(!s.boundary_ratio || folder.transformer_2, "boundary_ratio ", s.boundary_ratio.value_or(0),
+                " switches to a transformer_2, which ", a.config.empty() ? a.model : a.config,
+                " does not have (a Wan2.2 A14B pipeline folder has)");
+  FASTDIT_CHECK(!s.guidance_scale_2 || s.boundary_ratio,
+                "guidance_scale_2 is transformer_2's and needs boundary_ratio");
+  return s;
+}
+
+std::unique_ptr<sampling::Scheduler> make_scheduler(const sampling::PipelineFolder& folder,
+                                                    const SamplingConfig& s) {
+  if (folder.scheduler_config) return sampling::load_scheduler(*folder.scheduler_config, s.flow_shift);
+  return sampling::make_scheduler(sampling::default_scheduler_config(*s.scheduler), "scheduler " + *s.scheduler,
+                                  s.flow_shift);
+}
+
+void run_generate(const GenerateArgs& a) {
+  FASTDIT_CHECK(a.model.empty() != a.config.empty(), "generate: give --model or --config (not both)");
+  FASTDIT_CHECK(a.config.empty() || a.random_weights, "generate: --config needs --random-weights (no checkpoint)");
+  FASTDIT_CHECK(a.random_weights || !a.prompt_embeds.empty(),
+                "generate: --prompt-embeds is required (random stand-ins only with --random-weights)");
+  FASTDIT_CHECK(a.cfg_batching == "batched" || a.cfg_batching == "sequential", "--cfg-batching ", a.cfg_batching,
+                ": expected batched or sequential");
+  // Everything that can be checked without the model is, before the (slow) load.
+  const sampling::PipelineFolder folder =
+      a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
+  const SamplingConfig s = resolve_settings(a, folder);
+  const auto scheduler = make_scheduler(folder, s);
+  Tensor prompt = a.prompt_embeds.empty() ? Tensor{} : read_named_tensor(a.prompt_embeds, "prompt_embeds");
+  Tensor negative =
+      a.negative_embeds.empty() ? Tensor{} : read_named_tensor(a.negative_embeds, "negative_prompt_embeds");
+  const bool guided = *s.guidance_scale > 1.0;
+  FASTDIT_CHECK(!guided || negative.defined() || a.random_weights, "guidance_scale ", *s.guidance_scale,
+                " > 1 applies classifier-free guidance and needs --negative-embeds (--guidance 1 for none)");
+
+  const LoadOptions options = a.run.load_options(true);
+  LoadedModels models = load_models(a, folder, s.boundary_ratio.has_value(), options);
+  DiTModel& model = models.transformer.model();
+  check_text_to_video(model);
+  if (!prompt.defined()) prompt = random_text(model, a.weights_seed + 1);
+  if (!negative.defined() && guided) negative = random_text(model, a.weights_seed + 2);
+
+  sampling::DenoiseRequest request;
+  request.expert = {&model, *s.guidance_scale};
+  if (s.boundary_ratio) {
+    request.expert_2 =
+        sampling::Expert{models.transformer_2->model.get(), s.guidance_scale_2.value_or(*s.guidance_scale)};
+    request.boundary_ratio = s.boundary_ratio;
+  }
+  request.steps = *s.steps;
+  request.latents =
+      initial_noise(a, s, prompt.size(0), model.arch_config().in_channels).to(options.device, DType::Float32);
+  request.prompt_embeds = prompt.to(options.device, DType::Float32);
+  if (guided) request.negative_prompt_embeds = negative.to(options.device, DType::Float32);
+  request.cfg_batching =
+      a.cfg_batching == "batched" ? sampling::CfgBatching::Batched : sampling::CfgBatching::Sequential;
+
+  StepReporter reporter(options.device, models.transformer.trace);
+  const double start = now_seconds();
+  const Tensor latents =
+      sampling::denoise(*scheduler, request, reporter.callbacks()).to(Device::cpu(), DType::Float32);
+  const double seconds = now_seconds() - start;
+  write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}});
+  const auto& steps = reporter.step_seconds();
+  std::cout << "wrote " << a.output << ": latents " << latents.str() << "\n"
+            << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "
+            << seconds / static_cast<double>(steps.size()) << " s/step, median " << median(steps) << " s/step ("
+            << std::defaultfloat << scheduler->class_name() << ", guidance " << *s.guidance_scale
+            << (guided ? ", CFG " + a.cfg_batching : ", no CFG") << ", " << model.type_name() << " on "
+            << describe_device(options.device) << " in " << dtype_name(options.dtype) << ")\n";
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand("generate", "denoise text-to-video latents from prompt embeddings");
+  a->cmd = cmd;
+  cmd->add_option("--model", a->model, "diffusers pipeline folder (model_index.json) or transformer folder");
+  cmd->add_option("--config", a->config, "config.json or model dir to build with --random-weights instead");
+  cmd->add_flag("--random-weights", a->random_weights,
+                "seeded random weights (with --config); without --prompt-embeds, random stand-in embeddings");
+  cmd->add_option("--weights-seed", a->weights_seed, "seed of the random weights and stand-in embeddings")
+      ->capture_default_str();
+  cmd->add_option("--prompt-embeds", a->prompt_embeds,
+                  "safetensors with the text encoder's output [B, L, D]: its only tensor, or 'prompt_embeds'");
+  cmd->add_option("--negative-embeds", a->negative_embeds,
+                  "the negative prompt's, its only tensor or 'negative_prompt_embeds'; needed when guidance > 1");
+  cmd->add_option("--preset", a->preset, "sampling preset: a name in presets/ (wan2.1-t2v-1.3b, ...) or a .json");
+  cmd->add_option("--steps", a->steps, "denoising steps");
+  cmd->add_option("--guidance", a->guidance, "guidance scale (> 1: classifier-free guidance)");
+  cmd->add_option("--guidance-2", a->guidance_2, "transformer_2's guidance scale (Wan2.2 A14B)");
+  cmd->add_option("--shift", a->shift, "flow shift (replaces the scheduler config's)");
+  cmd->add_option("--boundary-ratio", a->boundary_ratio, "switch to transformer_2 below this fraction of 1000");
+  cmd->add_option("--height", a->height, "video height (pixels)");
+  cmd->add_option("--width", a->width, "video width (pixels)");
+  cmd->add_option("--frames", a->frames, "video frames");
+  cmd->add_option("--fps", a->fps, "frames per second (recorded with the latents)");
+  cmd->add_option("--seed", a->seed,
+                  "seed of the initial noise (fastdit's generator, not torch's: use --noise "
+                  "to reproduce a PyTorch run)");
+  cmd->add_option("--noise", a->noise,
+                  "safetensors with the initial latents [B, C, F, H, W] (only tensor or 'latents')");
+  cmd->add_option("--cfg-batching", a->cfg_batching,
+                  "batched: cond and uncond in one forward; sequential: two forwards, less memory")
+      ->capture_default_str();
+  cmd->add_option("--output", a->output, "safetensors to write ('latents', float32)")->required();
+  add_run_options(*cmd, a->run);
+  cmd->callback([a] { run_generate(*a); });
+}
+
+}  // namespace fastdit::cli

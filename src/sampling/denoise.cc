@@ -1,0 +1,84 @@
+#include "sampling/denoise.h"
+
+#include <array>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+namespace fastdit::sampling {
+
+namespace {
+
+void check_request(const DenoiseRequest& r) {
+  FASTDIT_CHECK(r.expert.model, "denoise: no model");
+  FASTDIT_CHECK(!r.boundary_ratio || (r.expert_2 && r.expert_2->model),
+                "denoise: boundary_ratio is set but there is no transformer_2 to take the low-noise steps");
+  FASTDIT_CHECK(r.latents.defined() && r.latents.dim() == 5, "denoise: latents must be [B, C, F, H, W]",
+                r.latents.defined() ? ", got " + r.latents.str() : std::string());
+  const int64_t batch = r.latents.size(0);
+  const auto check_embeds = [&](const Tensor& embeds, const char* name) {
+    FASTDIT_CHECK(embeds.defined() && embeds.dim() == 3 && embeds.size(0) == batch, "denoise: ", name, " must be [",
+                  batch, ", L, D]", embeds.defined() ? ", got " + embeds.str() : std::string());
+  };
+  check_embeds(r.prompt_embeds, "prompt embeddings");
+  if (!uses_guidance(r)) return;
+  check_embeds(r.negative_prompt_embeds, "negative prompt embeddings (guidance scale > 1)");
+  FASTDIT_CHECK(r.negative_prompt_embeds.size(2) == r.prompt_embeds.size(2),
+                "denoise: prompt and negative prompt embeddings differ in width: ", r.prompt_embeds.str(), " vs ",
+                r.negative_prompt_embeds.str());
+}
+
+Tensor forward(DiTModel& model, const Tensor& latents, float t, const Tensor& text) {
+  const int64_t batch = latents.size(0);
+  const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), t), {batch});
+  TensorMap inputs{
+      {"hidden_states", latents}, {"timestep", timestep.to(latents.device())}, {"encoder_hidden_states", text}};
+  return model.forward(inputs).at("sample");
+}
+
+// The expert's flow prediction at timestep t, guided when the request asks for guidance.
+Tensor prediction(const Expert& expert, const Tensor& latents, float t, const DenoiseRequest& r) {
+  if (!uses_guidance(r)) return forward(*expert.model, latents, t, r.prompt_embeds);
+  Tensor cond, uncond;
+  const bool batched =
+      r.cfg_batching == CfgBatching::Batched && r.prompt_embeds.shape() == r.negative_prompt_embeds.shape();
+  if (batched) {
+    const std::array<Tensor, 2> both_latents{latents, latents};
+    const std::array<Tensor, 2> both_texts{r.prompt_embeds, r.negative_prompt_embeds};
+    const Tensor out = forward(*expert.model, ops::concat(both_latents, 0), t, ops::concat(both_texts, 0));
+    const int64_t batch = latents.size(0);
+    cond = out.narrow(0, 0, batch);
+    uncond = out.narrow(0, batch, batch);
+  } else {
+    cond = forward(*expert.model, latents, t, r.prompt_embeds);
+    uncond = forward(*expert.model, latents, t, r.negative_prompt_embeds);
+  }
+  const auto scale = static_cast<float>(expert.guidance_scale);
+  return ops::add(uncond, ops::scale(ops::sub(cond, uncond), scale));
+}
+
+}  // namespace
+
+bool uses_guidance(const DenoiseRequest& request) { return request.expert.guidance_scale > 1.0; }
+
+Tensor denoise(Scheduler& scheduler, const DenoiseRequest& request, const DenoiseCallbacks& callbacks) {
+  check_request(request);
+  scheduler.set_timesteps(request.steps);
+  // WanPipeline compares the scheduler's timestep (float32 or int64) with a Python float.
+  const std::optional<float> boundary =
+      request.boundary_ratio ? std::optional<float>(static_cast<float>(
+                                   *request.boundary_ratio * static_cast<double>(scheduler.num_train_timesteps())))
+                             : std::nullopt;
+  Tensor latents = request.latents;
+  for (int64_t i = 0; i < scheduler.num_steps(); ++i) {
+    const float t = scheduler.timesteps()[static_cast<size_t>(i)];
+    const StepEvent event{i, scheduler.num_steps(), t, boundary && t < *boundary};
+    if (callbacks.before_step) callbacks.before_step(event);
+    const Expert& expert = event.second_expert ? *request.expert_2 : request.expert;
+    latents = scheduler.step(prediction(expert, latents, t, request), latents);
+    if (callbacks.after_step) callbacks.after_step(event);
+  }
+  return latents;
+}
+
+}  // namespace fastdit::sampling
