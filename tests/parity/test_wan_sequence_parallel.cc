@@ -8,56 +8,17 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "distributed/thread_group.h"
-#include "loader/transformer_loader.h"
-#include "nn/sequence_parallel.h"
-#include "support/test_support.h"
+#include "support/sequence_parallel_check.h"
 
 namespace fastdit {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
+using testing::from_checkpoint;
+using testing::with_random_weights;
+using testing::worst_rank_error;
 
 fs::path case_dir(const std::string& name) { return testing::source_path("tests/fixtures/wan/" + name); }
-
-// Builds the model of one rank: from the case's checkpoint, or from a config with
-// seeded random weights (the same on every rank).
-using ModelFactory = std::function<std::unique_ptr<DiTModel>(const nn::SequenceParallel*)>;
-
-ModelFactory from_checkpoint(const fs::path& dir) {
-  return [dir](const nn::SequenceParallel* sp) {
-    LoadOptions options;
-    options.sequence_parallel = sp;
-    return load_transformer(dir, options).model;
-  };
-}
-
-ModelFactory with_random_weights(const fs::path& config) {
-  return [config](const nn::SequenceParallel* sp) {
-    auto model = build_transformer(config, BuildOptions{false, sp});
-    randomize_parameters(*model, LoadOptions{}, 7);
-    return model;
-  };
-}
-
-// rel_l2 of every rank's output against the single-process output (the largest of them).
-double worst_rank_error(const ModelFactory& make, const fs::path& inputs_path, int world) {
-  auto reference_model = make(nullptr);
-  const TensorMap inputs = read_model_inputs(inputs_path, *reference_model, Device::cpu());
-  const Tensor reference = reference_model->forward(inputs).at("sample");
-  std::vector<double> errors(world, 0.0);
-  distributed::ThreadGroup group(world, 60s);
-  const auto failures = group.run([&](distributed::Communicator& comm) {
-    const nn::SequenceParallel sp(comm);
-    const Tensor out = make(&sp)->forward(inputs).at("sample");
-    EXPECT_EQ(out.shape(), reference.shape());
-    errors[comm.rank()] = testing::rel_l2(out, reference);
-  });
-  for (const auto& failure : failures)
-    if (failure) std::rethrow_exception(failure);
-  return *std::max_element(errors.begin(), errors.end());
-}
 
 class WanSequenceParallel : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 

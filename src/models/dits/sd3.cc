@@ -6,9 +6,10 @@ using ops::cast;
 
 // ---- attention -----------------------------------------------------------------------
 
-SD3Attention::SD3Attention(const SD3ArchConfig& c, bool joint, bool context_pre_only, bool fuse)
-    : Module("Attention"), num_heads_(c.num_attention_heads) {
+SD3Attention::SD3Attention(const SD3ArchConfig& c, bool joint, bool context_pre_only, const BuildOptions& options)
+    : Module("Attention"), num_heads_(c.num_attention_heads), attention_(options.sequence_parallel) {
   const int64_t d = c.hidden_size, dh = c.attention_head_dim;
+  const bool fuse = options.fuse_projections;
   constexpr float kEps = 1e-6f;
   // Declared in the reference's order, so the parameter list matches its state dict.
   if (c.qk_norm) {
@@ -78,7 +79,7 @@ SD3Attention::Output SD3Attention::forward(const Tensor& x, const Tensor& contex
 // ---- block ---------------------------------------------------------------------------
 
 JointTransformerBlock::JointTransformerBlock(const SD3ArchConfig& c, bool context_pre_only, bool dual_attention,
-                                             bool fuse)
+                                             const BuildOptions& options)
     : Module("JointTransformerBlock") {
   const int64_t d = c.hidden_size;
   norm1_ = add_module<nn::AdaLayerNormZero>("norm1", d, dual_attention);
@@ -87,8 +88,8 @@ JointTransformerBlock::JointTransformerBlock(const SD3ArchConfig& c, bool contex
   } else {
     norm1_context_ = add_module<nn::AdaLayerNormZero>("norm1_context", d);
   }
-  attn_ = add_module<SD3Attention>("attn", c, true, context_pre_only, fuse);
-  if (dual_attention) attn2_ = add_module<SD3Attention>("attn2", c, false, false, fuse);
+  attn_ = add_module<SD3Attention>("attn", c, true, context_pre_only, options);
+  if (dual_attention) attn2_ = add_module<SD3Attention>("attn2", c, false, false, options);
   norm2_ = add_module<nn::LayerNorm>("norm2", d, 1e-6f, false);
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, nn::Activation::GELUTanh);
   if (!context_pre_only) {
@@ -131,7 +132,9 @@ JointTransformerBlock::Output JointTransformerBlock::forward(const Tensor& x_in,
 // ---- model ---------------------------------------------------------------------------
 
 SD3Transformer2DModel::SD3Transformer2DModel(SD3ArchConfig config, const BuildOptions& options)
-    : DiTModel("SD3Transformer2DModel"), config_(std::move(config)) {
+    : DiTModel("SD3Transformer2DModel"),
+      config_(std::move(config)),
+      parallel_(options.sequence_parallel ? *options.sequence_parallel : nn::single_process()) {
   const auto& c = config_;
   const int64_t d = c.hidden_size;
   pos_embed_ = add_module<nn::CroppedPatchEmbed>("pos_embed", c.in_channels, d, c.patch_size, c.pos_embed_max_size);
@@ -139,8 +142,7 @@ SD3Transformer2DModel::SD3Transformer2DModel(SD3ArchConfig config, const BuildOp
   context_embedder_ = add_module<nn::ReplicatedLinear>("context_embedder", c.joint_attention_dim, c.caption_projection_dim);
   transformer_blocks_ = add_module<nn::ModuleList>("transformer_blocks");
   for (int64_t i = 0; i < c.num_layers; ++i)
-    transformer_blocks_->append<JointTransformerBlock>(c, i == c.num_layers - 1, c.dual_attention(i),
-                                                       options.fuse_projections);
+    transformer_blocks_->append<JointTransformerBlock>(c, i == c.num_layers - 1, c.dual_attention(i), options);
   norm_out_ = add_module<nn::AdaLayerNormContinuous>("norm_out", d, d, 1e-6f);
   proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d, c.patch_size * c.patch_size * c.out_channels);
   if (options.fuse_projections) mapping_ = fused_projection_mapping();
@@ -186,6 +188,9 @@ TensorMap SD3Transformer2DModel::forward(const TensorMap& inputs) {
   const DType dtype = context_embedder_->weight->value.dtype();
   Tensor x = pos_embed_->forward(cast(latents, dtype));
   const int64_t image_tokens = x.size(1);
+  // Sequence parallelism: from here to the gather the image tokens are this rank's shard;
+  // the text stream stays whole on every rank (replicated tokens of the joint attention).
+  x = parallel_.shard_sequence(x, 1);
   const Tensor temb = time_text_embed_->forward(timestep, cast(pooled, dtype));
   Tensor context = context_embedder_->forward(cast(text, dtype));
   for (size_t i = 0; i < transformer_blocks_->size(); ++i) {
@@ -194,6 +199,7 @@ TensorMap SD3Transformer2DModel::forward(const TensorMap& inputs) {
     context = std::move(out.context);
   }
   x = proj_out_->forward(norm_out_->forward(x, temb));
+  x = parallel_.gather_sequence(x, 1, image_tokens);  // proj_out is per token: gather its narrower output
   return {{"sample", unpatchify(x, latents.size(2), latents.size(3))}};
 }
 

@@ -18,8 +18,10 @@ namespace fastdit::sd3 {
 // context_pre_only), image tokens first. Otherwise (SD3.5's attn2) image-only self-attention.
 class SD3Attention : public nn::Module {
  public:
-  // fuse: one GEMM per stream for q|k|v (to_qkv, to_added_qkv, diffusers' fused names).
-  SD3Attention(const SD3ArchConfig& config, bool joint, bool context_pre_only, bool fuse);
+  // options.fuse_projections: one GEMM per stream for q|k|v (to_qkv, to_added_qkv,
+  // diffusers' fused names); options.sequence_parallel: the group the image tokens are
+  // sharded over.
+  SD3Attention(const SD3ArchConfig& config, bool joint, bool context_pre_only, const BuildOptions& options);
   struct Output {
     Tensor x;        // [B, N, D]
     Tensor context;  // [B, L, D]; without to_add_out (last block) the raw attention rows
@@ -51,7 +53,8 @@ class SD3Attention : public nn::Module {
 // only feeds the attention (AdaLayerNormContinuous, no to_add_out, no ff_context).
 class JointTransformerBlock : public nn::Module {
  public:
-  JointTransformerBlock(const SD3ArchConfig& config, bool context_pre_only, bool dual_attention, bool fuse);
+  JointTransformerBlock(const SD3ArchConfig& config, bool context_pre_only, bool dual_attention,
+                        const BuildOptions& options);
   struct Output {
     Tensor context;  // undefined after a context_pre_only block
     Tensor x;
@@ -84,6 +87,7 @@ class SD3Transformer2DModel : public DiTModel {
   Tensor unpatchify(const Tensor& tokens, int64_t height, int64_t width) const;
   SD3ArchConfig config_;
   ParamNameMapping mapping_;
+  const nn::SequenceParallel& parallel_;
   nn::CroppedPatchEmbed* pos_embed_;
   nn::CombinedTimestepTextProjEmbeddings* time_text_embed_;
   nn::ReplicatedLinear* context_embedder_;

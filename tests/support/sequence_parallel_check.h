@@ -1,0 +1,56 @@
+// Runs a model under sequence parallelism on the CPU (ranks as threads of one process, the
+// NCCL code path's layout) and measures every rank's output against one process's.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "distributed/thread_group.h"
+#include "loader/transformer_loader.h"
+#include "nn/sequence_parallel.h"
+#include "support/test_support.h"
+
+namespace fastdit::testing {
+
+// Builds the model of one rank (null: one process).
+using ModelFactory = std::function<std::unique_ptr<DiTModel>(const nn::SequenceParallel*)>;
+
+// From a checkpoint folder.
+inline ModelFactory from_checkpoint(const std::filesystem::path& dir) {
+  return [dir](const nn::SequenceParallel* sp) {
+    LoadOptions options;
+    options.sequence_parallel = sp;
+    return load_transformer(dir, options).model;
+  };
+}
+
+// From a config with seeded random weights (the same on every rank).
+inline ModelFactory with_random_weights(const std::filesystem::path& config) {
+  return [config](const nn::SequenceParallel* sp) {
+    auto model = build_transformer(config, BuildOptions{false, sp});
+    randomize_parameters(*model, LoadOptions{}, 7);
+    return model;
+  };
+}
+
+// rel_l2 of every rank's output against the single-process output (the largest of them).
+inline double worst_rank_error(const ModelFactory& make, const std::filesystem::path& inputs_path, int world) {
+  auto reference_model = make(nullptr);
+  const TensorMap inputs = read_model_inputs(inputs_path, *reference_model, Device::cpu());
+  const Tensor reference = reference_model->forward(inputs).at("sample");
+  std::vector<double> errors(world, 0.0);
+  distributed::ThreadGroup group(world, std::chrono::seconds(60));
+  const auto failures = group.run([&](distributed::Communicator& comm) {
+    const nn::SequenceParallel sp(comm);
+    const Tensor out = make(&sp)->forward(inputs).at("sample");
+    EXPECT_EQ(out.shape(), reference.shape());
+    errors[comm.rank()] = rel_l2(out, reference);
+  });
+  for (const auto& failure : failures)
+    if (failure) std::rethrow_exception(failure);
+  return *std::max_element(errors.begin(), errors.end());
+}
+
+}  // namespace fastdit::testing
