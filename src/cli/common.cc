@@ -1,5 +1,9 @@
 #include "cli/common.h"
 
+#include <iostream>
+#include <streambuf>
+
+#include "distributed/process_group.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::cli {
@@ -28,6 +32,9 @@ void add_run_options(CLI::App& cmd, RunOptions& options) {
   cmd.add_option("--dtype", options.dtype, "float32, bfloat16 or float16")->capture_default_str();
   cmd.add_option("--fuse", options.fuse, "fused q|k|v projections: auto (on for cuda), on, off")
       ->capture_default_str();
+  cmd.add_option("--sp", options.sp,
+                 "sequence-parallel ranks, one process per GPU (default: as many as a launcher such as "
+                 "mpirun or torchrun started, else 1)");
 }
 
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options) {
@@ -35,6 +42,90 @@ PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions
   PreparedModel prepared{load_transformer(path, options), nullptr};
   prepared.trace = trace::attach_from_env(*prepared.loaded.model);
   return prepared;
+}
+
+PreparedModel prepare_random_model(const std::filesystem::path& path, const LoadOptions& options, uint64_t seed) {
+  trace::trace_config_from_env();
+  PreparedModel prepared;
+  prepared.loaded.model = build_transformer(path, options.build_options());
+  randomize_parameters(*prepared.loaded.model, options, seed);
+  prepared.trace = trace::attach_from_env(*prepared.loaded.model);
+  return prepared;
+}
+
+ParallelRun::ParallelRun(const distributed::LaunchEnv& env, const RunOptions& options) {
+  Device device = options.parsed_device();
+  if (device.is_cuda()) {
+    FASTDIT_CHECK(options.device == "cuda", "--device ", options.device,
+                  ": with sequence parallelism each rank drives cuda:<LOCAL_RANK>; give --device cuda");
+    device = Device::cuda(env.local_rank);
+  }
+  communicator_ = distributed::join_process_group(env, device);
+  parallel_ = nn::SequenceParallel(*communicator_);
+  device_ = device;
+}
+
+LoadOptions ParallelRun::load_options(const RunOptions& options, bool progress) const {
+  LoadOptions load = options.load_options(progress && is_main());
+  if (device_) load.device = *device_;
+  load.sequence_parallel = &parallel_;
+  return load;
+}
+
+namespace {
+
+// Silences std::cout and std::cerr while it lives (the ranks other than 0).
+class QuietOutput {
+ public:
+  explicit QuietOutput(bool quiet) {
+    if (!quiet) return;
+    out_ = std::cout.rdbuf(&discard_);
+    err_ = std::cerr.rdbuf(&discard_);
+  }
+  ~QuietOutput() {
+    if (!out_) return;
+    std::cout.rdbuf(out_);
+    std::cerr.rdbuf(err_);
+  }
+  QuietOutput(const QuietOutput&) = delete;
+  QuietOutput& operator=(const QuietOutput&) = delete;
+
+ private:
+  struct Discard : std::streambuf {
+    int overflow(int c) override { return traits_type::not_eof(c); }
+  } discard_;
+  std::streambuf *out_ = nullptr, *err_ = nullptr;
+};
+
+}  // namespace
+
+int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&)>& body) {
+  FASTDIT_CHECK(options.sp >= 0, "--sp ", options.sp, ": expected a number of ranks");
+  const auto env = distributed::launch_env_from_environment();
+  if (!env && options.sp > 1) return distributed::launch_local_ranks(options.sp);
+  FASTDIT_CHECK(!env || options.sp == 0 || options.sp == env->world_size, "--sp ", options.sp,
+                " but the launcher started ", env ? env->world_size : 1, " rank(s) (WORLD_SIZE)");
+  if (!env || env->world_size == 1) {
+    ParallelRun single;
+    return body(single);
+  }
+  std::unique_ptr<ParallelRun> run;
+  const auto fail = [&](const std::exception& e, const std::string& where) -> Error {
+    if (run) run->communicator()->abort(e.what());
+    return Error(detail::concat("rank ", env->rank, ": ", e.what()), where);
+  };
+  try {
+    run = std::make_unique<ParallelRun>(*env, options);
+    const QuietOutput quiet(!run->is_main());
+    return body(*run);
+  } catch (const distributed::PeerFailure&) {
+    if (env->rank != 0) return 2;  // rank 0 reports it
+    throw;
+  } catch (const Error& e) {
+    throw fail(e, e.where());
+  } catch (const std::exception& e) {
+    throw fail(e, "");
+  }
 }
 
 }  // namespace fastdit::cli

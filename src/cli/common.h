@@ -3,11 +3,16 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "cli/commands.h"
+#include "distributed/communicator.h"
+#include "distributed/launch.h"
 #include "loader/transformer_loader.h"
 #include "models/dit.h"
+#include "nn/sequence_parallel.h"
 #include "trace/activation_trace.h"
 
 namespace fastdit::cli {
@@ -16,6 +21,7 @@ struct RunOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
   std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
+  int sp = 0;  // sequence-parallel ranks; 0 = as many as a launcher started (else one)
   Device parsed_device() const { return Device::parse(device); }
   DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
   std::optional<bool> parsed_fuse() const;
@@ -30,5 +36,36 @@ struct PreparedModel {
   DiTModel& model() { return *loaded.model; }
 };
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options);
+// The same from config.json alone (a model dir or the file), with seeded random weights.
+PreparedModel prepare_random_model(const std::filesystem::path& path, const LoadOptions& options, uint64_t seed);
+
+// This process's place in a sequence-parallel run: one rank of the group a launcher
+// started (its GPU is cuda:LOCAL_RANK), or the only one.
+class ParallelRun {
+ public:
+  ParallelRun() = default;  // one process
+  ParallelRun(const distributed::LaunchEnv& env, const RunOptions& options);
+  ParallelRun(const ParallelRun&) = delete;  // models point at its layout
+  ParallelRun& operator=(const ParallelRun&) = delete;
+  int rank() const { return parallel_.rank(); }
+  int world_size() const { return parallel_.world_size(); }
+  bool is_main() const { return rank() == 0; }  // the rank that prints and writes
+  // options.load_options with this rank's device and the group the model shards over;
+  // progress lines on the main rank only.
+  LoadOptions load_options(const RunOptions& options, bool progress) const;
+  const nn::SequenceParallel& sequence_parallel() const { return parallel_; }
+  distributed::Communicator* communicator() const { return communicator_.get(); }
+
+ private:
+  std::unique_ptr<distributed::Communicator> communicator_;
+  nn::SequenceParallel parallel_;
+  std::optional<Device> device_;  // this rank's device; unset: the one the options name
+};
+
+// Runs body as this process's rank and returns its exit code. With --sp N (N > 1) and no
+// launcher environment it starts N copies of this program as the ranks instead and
+// returns the run's exit code. Ranks other than 0 print nothing but their own errors; a
+// rank that fails aborts the group, so every other rank ends with its error.
+int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&)>& body);
 
 }  // namespace fastdit::cli

@@ -17,12 +17,14 @@ std::string scientific(double v) {
   return buf;
 }
 
-int run_parity(const std::string& case_dir, const RunOptions& run) {
-  const Device device = run.parsed_device();
-  const DType dtype = run.parsed_dtype();
-  const ParityResult r = run_parity_case(case_dir, device, dtype, run.parsed_fuse());
+int run_parity(const std::string& case_dir, const RunOptions& run, const ParallelRun& parallel) {
+  const LoadOptions load = parallel.load_options(run, false);
+  const ParityResult r =
+      run_parity_case(case_dir, load.device, load.dtype, load.fuse_projections, load.sequence_parallel);
+  const std::string ranks = parallel.world_size() > 1 ? " x " + std::to_string(parallel.world_size()) + " ranks" : "";
   std::cout << "case      " << case_dir << "\n"
-            << "model     " << r.model_type << " on " << device.str() << " in " << dtype_name(dtype) << "\n"
+            << "model     " << r.model_type << " on " << load.device.str() << ranks << " in " << dtype_name(load.dtype)
+            << "\n"
             << "output    " << shape_str(r.output_shape) << "\n"
             << "bound     rel_l2 <= " << scientific(r.bound) << " (" << r.bound_note << ")\n";
   if (!r.divergence_report.empty()) std::cout << r.divergence_report;
@@ -41,7 +43,9 @@ void add_parity_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("parity", "run a parity case and compare with the reference output");
   cmd->add_option("case", *case_dir, "parity case directory")->required();
   add_run_options(*cmd, *run);
-  cmd->callback([case_dir, run] { exit_code() = run_parity(*case_dir, *run); });
+  cmd->callback([case_dir, run] {
+    exit_code() = run_parallel(*run, [&](ParallelRun& parallel) { return run_parity(*case_dir, *run, parallel); });
+  });
 }
 
 }  // namespace fastdit::cli

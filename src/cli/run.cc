@@ -1,38 +1,89 @@
 // fastdit run <model> --inputs in.safetensors --output out.safetensors: one forward.
+// --random-weights builds the model from its config with seeded weights, --example makes
+// synthetic inputs of a video size, and --compare judges the output against a reference
+// (what scripts/sp-check.sh uses to prove sequence-parallel runs equal one GPU's).
+#include <chrono>
+#include <iomanip>
 #include <iostream>
 
 #include "cli/common.h"
 #include "loader/safetensors.h"
 #include "loader/transformer_loader.h"
+#include "parity/parity_case.h"
 
 namespace fastdit::cli {
 
 namespace {
 struct RunArgs {
-  std::string model_dir, inputs, output;
+  std::string model_dir, inputs, output, compare;
+  std::vector<int64_t> example;  // video frames, height, width (pixels)
+  bool random_weights = false;
+  uint64_t seed = 0;
+  double max_rel_l2 = 1e-2;
   RunOptions run;
 };
 
-void run_model(const RunArgs& args) {
-  const Device device = args.run.parsed_device();
-  PreparedModel prepared = prepare_model(args.model_dir, args.run.load_options(true));
-  const TensorMap inputs = read_model_inputs(args.inputs, prepared.model(), device);
+TensorMap make_inputs(const RunArgs& args, const DiTModel& model, Device device) {
+  if (!args.inputs.empty()) return read_model_inputs(args.inputs, model, device);
+  FASTDIT_CHECK(args.example.size() == 3 && args.example[0] > 0 && args.example[1] > 0 && args.example[2] > 0,
+                "run: --example takes the video's frames,height,width in pixels");
+  // Latent sizes through the Wan VAE's compression (4 frames, 8 x 8 pixels).
+  const ExampleShape shape{1, (args.example[0] - 1) / 4 + 1, args.example[1] / 8, args.example[2] / 8, 512};
+  TensorMap inputs = model.example_inputs(shape, args.seed + 1);
+  for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
+  return inputs;
+}
+
+// PASS/FAIL line against the reference's 'sample'; returns the exit code.
+int compare_with(const std::string& reference_path, const Tensor& sample, double bound) {
+  const Tensor reference = SafetensorsFile::open(reference_path).tensor("sample").to(DType::Float32);
+  const Comparison c = compare_tensors(sample, reference);
+  const bool pass = c.rel_l2 <= bound;  // NaN fails
+  std::cout << (pass ? "PASS" : "FAIL") << " rel_l2=" << std::scientific << std::setprecision(3) << c.rel_l2
+            << " max_abs=" << c.max_abs << " bound=" << bound << " vs " << reference_path << std::endl;
+  return pass ? 0 : 1;
+}
+
+int run_model(const RunArgs& args, ParallelRun& parallel) {
+  FASTDIT_CHECK(args.inputs.empty() != args.example.empty(), "run: give --inputs or --example (one of them)");
+  FASTDIT_CHECK(!args.output.empty() || !args.compare.empty(), "run: give --output, --compare or both");
+  const LoadOptions options = parallel.load_options(args.run, true);
+  PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
+                                               : prepare_model(args.model_dir, options);
+  const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
+  const auto start = std::chrono::steady_clock::now();
   const TensorMap outputs = prepared.model().forward(inputs);
+  synchronize(options.device);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [name, tensor] : outputs) named.emplace_back(name, tensor.to(Device::cpu()));
-  write_safetensors(args.output, named);
-  for (const auto& [name, tensor] : named) std::cerr << "wrote " << name << " " << tensor.str() << "\n";
+  std::cerr << "forward " << std::fixed << std::setprecision(1) << ms << " ms on " << parallel.world_size()
+            << " rank(s)\n";
+  if (!args.output.empty() && parallel.is_main()) {
+    write_safetensors(args.output, named);
+    for (const auto& [name, tensor] : named) std::cerr << "wrote " << name << " " << tensor.str() << "\n";
+  }
+  return args.compare.empty() ? 0 : compare_with(args.compare, outputs.at("sample").to(Device::cpu()), args.max_rel_l2);
 }
 }  // namespace
 
 void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run", "run one forward of a model on named inputs");
-  cmd->add_option("model", args->model_dir, "model or transformer directory")->required();
-  cmd->add_option("--inputs", args->inputs, "safetensors with the forward's inputs")->required();
-  cmd->add_option("--output", args->output, "safetensors to write ('sample')")->required();
+  cmd->add_option("model", args->model_dir, "model or transformer directory (with --random-weights: or config.json)")
+      ->required();
+  cmd->add_option("--inputs", args->inputs, "safetensors with the forward's inputs");
+  cmd->add_option("--example", args->example, "synthetic inputs for a video of frames,height,width pixels")
+      ->delimiter(',');
+  cmd->add_flag("--random-weights", args->random_weights, "seeded random weights instead of the checkpoint");
+  cmd->add_option("--seed", args->seed, "seed for random weights (inputs use seed + 1)")->capture_default_str();
+  cmd->add_option("--output", args->output, "safetensors to write ('sample')");
+  cmd->add_option("--compare", args->compare, "reference safetensors: PASS/FAIL on the rel_l2 of 'sample'");
+  cmd->add_option("--max-rel-l2", args->max_rel_l2, "bound for --compare")->capture_default_str();
   add_run_options(*cmd, args->run);
-  cmd->callback([args] { run_model(*args); });
+  cmd->callback([args] {
+    exit_code() = run_parallel(args->run, [&](ParallelRun& parallel) { return run_model(*args, parallel); });
+  });
 }
 
 }  // namespace fastdit::cli

@@ -68,7 +68,7 @@ void locate_divergence(const fs::path& reference_trace, DiTModel& model, const T
 }  // namespace
 
 ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
-                             std::optional<bool> fuse_projections) {
+                             std::optional<bool> fuse_projections, const nn::SequenceParallel* sequence_parallel) {
   FASTDIT_CHECK(fs::is_directory(dir), dir.string(), ": not a parity case directory");
   for (const char* f : {"inputs.safetensors", "outputs.safetensors"})
     FASTDIT_CHECK(fs::exists(dir / f), dir.string(), ": missing ", f);
@@ -80,6 +80,7 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   trace::trace_config_from_env();  // a bad trace setting fails before the load
   LoadOptions options{device, dtype};
   options.fuse_projections = fuse_projections;
+  options.sequence_parallel = sequence_parallel;
   LoadedTransformer loaded = load_transformer(dir / "transformer", options);
   DiTModel& model = *loaded.model;
   auto env_trace = trace::attach_from_env(model);
@@ -104,7 +105,9 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   result.rel_l2 = c.rel_l2;
   result.max_abs = c.max_abs;
   result.pass = c.rel_l2 <= result.bound;  // NaN fails
-  if (!result.pass && fs::exists(dir / "trace.jsonl")) {
+  const bool one_process = !sequence_parallel || sequence_parallel->world_size() == 1;
+  if (!result.pass && !one_process) result.divergence_report = "(run without --sp to name the first divergent module)\n";
+  if (!result.pass && one_process && fs::exists(dir / "trace.jsonl")) {
     if (env_trace)
       for (auto& [name, module] : model.named_modules()) module->clear_forward_hooks();
     locate_divergence(dir / "trace.jsonl", model, inputs, dtype, result);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "nn/sequence_parallel.h"
 #include "trace/trace_diff.h"
 
 namespace fastdit {
@@ -31,8 +32,11 @@ struct Comparison {
 // rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
 Comparison compare_tensors(const Tensor& out, const Tensor& ref);
 
-// fuse_projections unset: the loader's default for the device.
+// fuse_projections unset: the loader's default for the device. sequence_parallel: the
+// group this process is one rank of (null: one process); a failing case is then not
+// traced (a rank's trace holds its shard only).
 ParityResult run_parity_case(const std::filesystem::path& case_dir, Device device, DType dtype,
-                             std::optional<bool> fuse_projections = std::nullopt);
+                             std::optional<bool> fuse_projections = std::nullopt,
+                             const nn::SequenceParallel* sequence_parallel = nullptr);
 
 }  // namespace fastdit

@@ -1,0 +1,74 @@
+// The TCP connections between rank 0 and every other rank (a star), open for the whole
+// run; no MPI is linked.
+//  - Rendezvous: rank 0 listens on MASTER_ADDR:MASTER_PORT, every other rank connects
+//    (retrying until the timeout) and says who it is, and rank 0 hands every rank the
+//    same bytes (the NCCL unique id).
+//  - Failures: a rank that fails sends its error to rank 0, which passes it on; a rank
+//    that dies is seen by its socket closing without the goodbye a finishing rank sends.
+//    Every rank looks at the channel while it waits for a collective, so a failure
+//    anywhere ends the whole group with that error instead of a hang.
+//  - Data: the CPU transport (SocketCommunicator) sends its collectives through rank 0.
+// Messages are frames {kind, length, bytes}; sockets are non-blocking and every wait has
+// a deadline.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distributed/launch.h"
+
+namespace fastdit::distributed {
+
+class Channel {
+ public:
+  // make_shared_bytes runs on rank 0 once every rank has joined; its result reaches all.
+  static std::unique_ptr<Channel> connect(const LaunchEnv& env, double timeout_seconds,
+                                          const std::function<std::string()>& make_shared_bytes);
+  ~Channel();  // says goodbye and closes
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  int rank() const { return rank_; }
+  int world_size() const { return static_cast<int>(peers_.size()); }
+  double timeout_seconds() const { return timeout_seconds_; }
+  const std::string& shared_bytes() const { return shared_bytes_; }
+
+  // Throws PeerFailure when a peer reported a failure or closed its connection without a
+  // goodbye; returns at once otherwise.
+  void check_peers();
+  // Tells the other ranks that this one failed with `reason`. Best effort; never throws.
+  void send_failure(const std::string& reason) noexcept;
+  // Every rank's bytes in rank order, relayed by rank 0 (the CPU transport's collective).
+  std::vector<std::string> all_gather(const std::string& mine);
+
+ private:
+  struct Peer {
+    int fd = -1;
+    bool said_goodbye = false;
+    std::deque<std::string> data;  // data frames that arrived before they were asked for
+  };
+  Channel(const LaunchEnv& env, double timeout_seconds);
+  void accept_ranks(int listener);
+  void join_rank_zero();
+  void send(int peer, uint32_t kind, const std::string& payload);
+  // Reads one frame from the peer and acts on it; throws PeerFailure for failures.
+  void receive_from(int peer);
+  // Waits (up to the timeout) for a data frame from the peer.
+  std::string wait_for_data(int peer);
+  // Waits until some peer's socket is readable, up to `milliseconds`, and reads it.
+  void poll_peers(int milliseconds);
+  [[noreturn]] void fail(int from, const std::string& reason);
+
+  int rank_;
+  double timeout_seconds_;
+  std::string address_;  // "MASTER_ADDR:MASTER_PORT", for messages
+  LaunchEnv env_;
+  std::vector<Peer> peers_;  // by rank; rank 0 holds one per other rank, the others hold rank 0's
+  std::string shared_bytes_;
+  std::string failure_;      // the failure already seen, thrown again by every later call
+};
+
+}  // namespace fastdit::distributed
