@@ -7,7 +7,7 @@ Each case is a diffusers pipeline folder plus the run's inputs and result:
     <case>/model_index.json                 WanPipeline's config as save_config writes it
     <case>/scheduler/scheduler_config.json
     <case>/transformer/                     the tiny random-weight DiT of tests/fixtures/wan/t2v
-    <case>/transformer_2/                   (A14B case) a second tiny DiT, other weights
+    <case>/transformer_2/                   (A14B case) the same DiT, weights + 0.1*N(0,1) each
     <case>/prompt_embeds.safetensors        'prompt_embeds'          [1, 7, 24]
     <case>/negative_prompt_embeds.safetensors 'negative_prompt_embeds' [1, 7, 24] (rows 3.. zero)
     <case>/noise.safetensors                'latents' [1, 4, 3, 6, 10]: the initial latents
