@@ -144,6 +144,7 @@ def main():
         except Exception:  # noqa: BLE001 - report it, write the other cases, fail at the end
             traceback.print_exc()
             failed.append(case.name)
+            shutil.rmtree(tmp / case.name, ignore_errors=True)
             continue
         manifest["cases"][case.name] = entry
         print(f"{case.name:44s} {case.steps:3d} steps  t[0..2] {entry['timesteps'][:3]}  "
@@ -151,8 +152,7 @@ def main():
     with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    rc.replace_entries(tmp, out, [*manifest["cases"], "manifest.json"])  # keeps README.md
     print(f"wrote {len(manifest['cases'])} cases to {out}")
     if failed:
         sys.exit(f"error: failed cases: {failed}")
