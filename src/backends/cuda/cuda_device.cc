@@ -79,6 +79,12 @@ class CachingAllocator {
     return pools_[device].stats;
   }
 
+  void reset_peak(int device) {
+    std::lock_guard lock(mutex_);
+    MemoryStats& stats = pools_[device].stats;
+    stats.peak_allocated_bytes = stats.allocated_bytes;
+  }
+
   void empty_cache() {
     std::lock_guard lock(mutex_);
     for (auto& [device, pool] : pools_) release_free_blocks(pool, device);
@@ -166,8 +172,14 @@ void hook_fill_zero(void* ptr, size_t nbytes, int device) {
   FASTDIT_CUDA_CHECK(cudaMemsetAsync(ptr, 0, nbytes, current_stream(device)));
 }
 
-const DeviceHooks kCudaHooks{hook_allocate, hook_deallocate, hook_copy_bytes, hook_fill_zero,
-                             copy_convert};
+void hook_synchronize(int device);
+void hook_memory_stats(int device, size_t* in_use, size_t* peak);
+void hook_reset_peak_memory(int device);
+std::string hook_describe(int device);
+
+const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,  hook_copy_bytes,
+                             hook_fill_zero,    copy_convert,     hook_synchronize,
+                             hook_memory_stats, hook_reset_peak_memory, hook_describe};
 
 const bool kRegistered = [] {
   register_device_hooks(DeviceType::CUDA, &kCudaHooks);
@@ -214,6 +226,20 @@ int device_count() {
 const cudaDeviceProp& device_properties(int device) { return device_state(device).properties; }
 
 MemoryStats cuda_memory_stats(int device) { return allocator().stats(device); }
+
+namespace {
+void hook_synchronize(int device) { synchronize(device); }
+
+void hook_memory_stats(int device, size_t* in_use, size_t* peak) {
+  const MemoryStats stats = allocator().stats(device);
+  *in_use = stats.allocated_bytes;
+  *peak = stats.peak_allocated_bytes;
+}
+
+void hook_reset_peak_memory(int device) { allocator().reset_peak(device); }
+
+std::string hook_describe(int device) { return device_properties(device).name; }
+}  // namespace
 
 void empty_cache() { allocator().empty_cache(); }
 
