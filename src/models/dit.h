@@ -25,7 +25,7 @@ using TensorMap = std::map<std::string, Tensor>;
 // Latent-space sizes for synthetic inputs (benchmarks, smoke runs).
 struct ExampleShape {
   int64_t batch = 1;
-  int64_t frames = 1;  // latent frames
+  int64_t frames = 1;  // latent frames (image models accept only 1)
   int64_t height = 64;  // latent height
   int64_t width = 64;   // latent width
   int64_t text_len = 512;
@@ -48,7 +48,8 @@ class DiTModel : public nn::Module {
 // Choices made when a model is built that change its parameter surface.
 struct BuildOptions {
   // Merge projections that read the same input into one GEMM (Wan: q|k|v of self-
-  // attention, k|v of cross-attention) through the loader's merge mapping.
+  // attention, k|v of cross-attention; SD3: q|k|v of each stream) through the loader's
+  // merge mapping.
   bool fuse_projections = false;
   // The sequence-parallel group the model's tokens are sharded over (null: one process).
   // The model shards its tokens after the patch embedding, its attention takes part in
