@@ -1,23 +1,19 @@
-// fastdit bench: times full forwards of a model (its checkpoint, or random weights from
-// a config) on synthetic inputs of a video size; prints median ms, TFLOP/s and peak
-// memory, and writes a JSON record.
-#include <algorithm>
-#include <chrono>
-#include <cstdlib>
-#include <ctime>
+// fastdit bench: times full forwards of a model on synthetic inputs of a video size.
+// Two forms share one timing loop (perf::run_forward_bench):
+//   bench <model dir> | --config <model config.json> --random-weights   ad-hoc: flags give
+//       the shape; prints median ms, TFLOP/s and peak memory and writes a JSON record
+//   bench --config bench/configs/<id>.json   a benchmark definition fixes everything and
+//       the record written is the normalized one `fastdit perf` gates and stores
+// --config tells them apart by content: a definition has "benchmark_id", a model config
+// "_class_name".
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <numeric>
-#include <sstream>
 
 #include "cli/common.h"
-#include "ops/ops.h"
-
-#ifndef FASTDIT_GIT_COMMIT
-#define FASTDIT_GIT_COMMIT "unknown"
-#endif
+#include "perf/environment.h"
+#include "perf/record.h"
 
 namespace fastdit::cli {
 
@@ -27,107 +23,117 @@ struct BenchArgs {
   std::string model;
   std::string config;
   bool random_weights = false;
-  int64_t frames = 81, height = 480, width = 832, text_len = 512, batch = 1;
+  perf::VideoShape video;
   std::vector<int64_t> vae_stride{4, 8, 8};
   int warmup = 2, iters = 5;
   uint64_t seed = 0;
+  bool components = false;
   std::string json = "bench_record.json";
   RunOptions run{"cuda", "bfloat16"};
+  std::vector<CLI::Option*> workload_flags;  // what a benchmark definition fixes itself
 };
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+bool names_benchmark_definition(const std::string& config) {
+  if (config.empty() || std::filesystem::is_directory(config)) return false;
+  std::ifstream in(config);
+  FASTDIT_CHECK(in.good(), config, ": cannot open");
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  FASTDIT_CHECK(!json.is_discarded() && json.is_object(), config, ": not a JSON object");
+  FASTDIT_CHECK(perf::is_benchmark_definition(json) || json.contains("_class_name"), config,
+                ": neither a benchmark definition (no \"benchmark_id\") nor a model config (no \"_class_name\")");
+  return perf::is_benchmark_definition(json);
 }
 
-std::string utc_timestamp() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
+void print_summary(const perf::ForwardBenchResult& r, const std::string& dtype, int64_t batch, int iters) {
+  const double median_ms = r.median_ms();
+  const double tflops = r.flops.total() / (median_ms * 1e-3) / 1e12;
+  std::cout << std::fixed << std::setprecision(2) << r.model_type << " on " << r.device_name << " (" << dtype
+            << "), latent " << r.latent.frames << "x" << r.latent.height << "x" << r.latent.width << ", batch "
+            << batch << "\n"
+            << "median " << median_ms << " ms  min " << r.min_ms() << " ms  over " << iters << " iters\n"
+            << "throughput " << tflops << " TFLOP/s (" << r.flops.total() / 1e12 << " TFLOP per forward)\n"
+            << "peak memory " << static_cast<double>(r.peak_memory_bytes) / (1 << 20) << " MiB\n";
+  if (r.components)
+    std::cout << "components attention " << r.components->attention_s * 1e3 << " ms  gemm "
+              << r.components->gemm_s * 1e3 << " ms  other " << r.components->other_s * 1e3 << " ms\n";
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+void write_json(const std::string& path, const nlohmann::ordered_json& record) {
+  perf::write_file_atomically(path, record.dump(2) + "\n");
 }
 
-void run_bench(const BenchArgs& a) {
+// The ad-hoc form: the record keeps the fields it always had.
+void run_model_bench(const BenchArgs& a) {
   FASTDIT_CHECK(a.model.empty() != a.config.empty(), "bench: give a model directory or --config (not both)");
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "bench: --config needs --random-weights (no checkpoint)");
-  FASTDIT_CHECK(a.vae_stride.size() == 3 && a.frames > 0 && a.height > 0 && a.width > 0 && a.iters > 0,
-                "bench: frames/height/width/iters must be positive and --vae-stride has 3 entries");
-  const LoadOptions options = a.run.load_options(true);
-  const double load_start = now_ms();
-  PreparedModel prepared;
-  if (a.config.empty()) {
-    prepared = prepare_model(a.model, options);
-  } else {
-    trace::trace_config_from_env();
-    prepared.loaded.model = build_transformer(a.config, options.build_options());
-    randomize_parameters(*prepared.loaded.model, options, a.seed);
-    prepared.trace = trace::attach_from_env(*prepared.loaded.model);
-  }
-  const double load_ms = now_ms() - load_start;
-  DiTModel& model = prepared.model();
-  const ExampleShape shape{a.batch, (a.frames - 1) / a.vae_stride[0] + 1, a.height / a.vae_stride[1],
-                           a.width / a.vae_stride[2], a.text_len};
-  TensorMap inputs = model.example_inputs(shape, a.seed + 1);
-  for (auto& [name, tensor] : inputs) tensor = tensor.to(options.device);
-
-  auto forward = [&] {
-    const TensorMap out = model.forward(inputs);
-    synchronize(options.device);
-    return out;
-  };
-  reset_peak_memory(options.device);
-  ops::start_flop_count();
-  forward();
-  const ops::FlopCount flops = ops::stop_flop_count();
-  for (int i = 1; i < a.warmup; ++i) forward();
-  std::vector<double> times;
-  for (int i = 0; i < a.iters; ++i) {
-    const double start = now_ms();
-    forward();
-    times.push_back(now_ms() - start);
-    std::cerr << "iteration " << i + 1 << "/" << a.iters << ": " << std::fixed << std::setprecision(1)
-              << times.back() << " ms\n";
-  }
-  const MemoryStats memory = memory_stats(options.device);
-  const double median_ms = median(times);
-  const double tflops = flops.total() / (median_ms * 1e-3) / 1e12;
-  const char* commit = std::getenv("FASTDIT_COMMIT");
+  FASTDIT_CHECK(a.vae_stride.size() == 3, "bench: --vae-stride has 3 entries");
+  perf::ForwardBenchSpec spec;
+  spec.model = a.model.empty() ? a.config : a.model;
+  spec.random_weights = !a.config.empty();
+  spec.load = a.run.load_options(true);
+  spec.video = a.video;
+  std::copy(a.vae_stride.begin(), a.vae_stride.end(), spec.video.vae_stride.begin());
+  spec.warmups = a.warmup;
+  spec.iterations = a.iters;
+  spec.seed = a.seed;
+  spec.components = a.components;
+  const perf::ForwardBenchResult r = perf::run_forward_bench(spec);
+  const perf::VideoShape& v = spec.video;
 
   nlohmann::ordered_json record;
   record["benchmark"] = "forward";
-  record["model"] = model.type_name();
-  record["source"] = a.model.empty() ? a.config : a.model;
-  record["random_weights"] = !a.config.empty();
-  record["device"] = options.device.str();
-  record["device_name"] = describe_device(options.device);
-  record["dtype"] = dtype_name(options.dtype);
-  record["shape"] = {{"batch", a.batch}, {"frames", a.frames}, {"height", a.height}, {"width", a.width},
-                     {"latent", {shape.frames, shape.height, shape.width}}, {"text_len", a.text_len}};
-  record["trace_enabled"] = prepared.trace != nullptr;
+  record["model"] = r.model_type;
+  record["source"] = spec.model.string();
+  record["random_weights"] = spec.random_weights;
+  record["device"] = spec.load.device.str();
+  record["device_name"] = r.device_name;
+  record["dtype"] = dtype_name(spec.load.dtype);
+  record["shape"] = {{"batch", v.batch}, {"frames", v.frames}, {"height", v.height}, {"width", v.width},
+                     {"latent", {r.latent.frames, r.latent.height, r.latent.width}}, {"text_len", v.text_len}};
+  record["trace_enabled"] = r.trace_enabled;
   record["warmup"] = a.warmup;
   record["iters"] = a.iters;
-  record["times_ms"] = times;
-  record["median_ms"] = median_ms;
-  record["min_ms"] = *std::min_element(times.begin(), times.end());
-  record["flops"] = {{"linear", flops.linear}, {"attention", flops.attention}, {"total", flops.total()}};
-  record["tflops"] = tflops;
-  record["peak_memory_bytes"] = memory.peak;
-  record["load_ms"] = load_ms;
-  record["commit"] = commit ? commit : FASTDIT_GIT_COMMIT;
-  record["timestamp"] = utc_timestamp();
-  std::ofstream(a.json) << record.dump(2) << "\n";
+  record["times_ms"] = r.times_ms;
+  record["median_ms"] = r.median_ms();
+  record["min_ms"] = r.min_ms();
+  record["flops"] = {{"linear", r.flops.linear}, {"attention", r.flops.attention}, {"total", r.flops.total()}};
+  record["tflops"] = r.flops.total() / (r.median_ms() * 1e-3) / 1e12;
+  record["peak_memory_bytes"] = r.peak_memory_bytes;
+  record["load_ms"] = r.load_ms;
+  if (r.components)
+    record["components_s"] = {{"attention", r.components->attention_s}, {"gemm", r.components->gemm_s},
+                              {"other", r.components->other_s}};
+  record["commit"] = perf::source_commit(".");
+  record["timestamp"] = perf::utc_timestamp();
+  write_json(a.json, record);
+  print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters);
+  std::cout << "record " << a.json << "\n";
+}
 
-  std::cout << std::fixed << std::setprecision(2) << model.type_name() << " on " << record["device_name"].get<std::string>()
-            << " (" << dtype_name(options.dtype) << "), latent " << shape.frames << "x" << shape.height << "x"
-            << shape.width << ", batch " << a.batch << "\n"
-            << "median " << median_ms << " ms  min " << record["min_ms"].get<double>() << " ms  over " << a.iters
-            << " iters\n"
-            << "throughput " << tflops << " TFLOP/s (" << flops.total() / 1e12 << " TFLOP per forward)\n"
-            << "peak memory " << static_cast<double>(memory.peak) / (1 << 20) << " MiB\n"
+// The definition form. A run that fails still leaves a record (success = false), which
+// `perf check` reports as RUN_FAILED; the error then ends the command as usual.
+void run_definition_bench(const BenchArgs& a) {
+  for (const CLI::Option* flag : a.workload_flags)
+    FASTDIT_CHECK(flag->count() == 0, "bench: ", a.config, " is a benchmark definition, which fixes ",
+                  flag->get_name(), "; edit the definition (and bump its benchmark_version) instead");
+  const perf::BenchmarkDefinition def = perf::read_benchmark_definition(a.config);
+  const perf::ForwardBenchSpec spec = def.forward_bench_spec(a.components);
+  const perf::RunContext context = perf::describe_run(def, spec);
+  std::cout << "benchmark " << def.benchmark_id << " v" << def.benchmark_version << " on " << context.device_name
+            << " (" << context.gpu_type << ")\n";
+  perf::ForwardBenchResult result;
+  try {
+    result = perf::run_forward_bench(spec);
+  } catch (const std::exception& e) {
+    write_json(a.json, perf::make_record(def, spec, context, nullptr, e.what()));
+    std::cout << "record " << a.json << " (failed run)\n";
+    throw;
+  }
+  const nlohmann::ordered_json record = perf::make_record(def, spec, context, &result);
+  write_json(a.json, record);
+  print_summary(result, def.dtype, def.video.batch, def.iterations);
+  std::cout << "recipe " << context.recipe_fingerprint << "  hardware " << context.hardware_id << "  software "
+            << context.software_id << "\n"
             << "record " << a.json << "\n";
 }
 
@@ -136,21 +142,30 @@ void run_bench(const BenchArgs& a) {
 void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "time full forwards on synthetic inputs");
-  cmd->add_option("model", a->model, "model or transformer directory (its checkpoint is loaded)");
-  cmd->add_option("--config", a->config, "config.json or model dir to build without a checkpoint");
-  cmd->add_flag("--random-weights", a->random_weights, "seeded random weights (with --config)");
-  cmd->add_option("--frames", a->frames, "video frames (pixels)")->capture_default_str();
-  cmd->add_option("--height", a->height, "height (pixels)")->capture_default_str();
-  cmd->add_option("--width", a->width, "width (pixels)")->capture_default_str();
-  cmd->add_option("--text-len", a->text_len, "text tokens")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "batch size")->capture_default_str();
-  cmd->add_option("--vae-stride", a->vae_stride, "VAE compression t h w")->delimiter(',')->capture_default_str();
-  cmd->add_option("--warmup", a->warmup, "untimed forwards (the first also counts FLOPs)")->capture_default_str();
-  cmd->add_option("--iters", a->iters, "timed forwards")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "seed for weights and inputs")->capture_default_str();
+  auto& flags = a->workload_flags;
+  flags.push_back(cmd->add_option("model", a->model, "model or transformer directory (its checkpoint is loaded)"));
+  cmd->add_option("--config", a->config,
+                  "benchmark definition (bench/configs/<id>.json), or a config.json / model dir to build "
+                  "without a checkpoint (with --random-weights)");
+  cmd->add_flag("--random-weights", a->random_weights, "seeded random weights (with a model --config)");
+  flags.push_back(cmd->add_option("--frames", a->video.frames, "video frames (pixels)")->capture_default_str());
+  flags.push_back(cmd->add_option("--height", a->video.height, "height (pixels)")->capture_default_str());
+  flags.push_back(cmd->add_option("--width", a->video.width, "width (pixels)")->capture_default_str());
+  flags.push_back(cmd->add_option("--text-len", a->video.text_len, "text tokens")->capture_default_str());
+  flags.push_back(cmd->add_option("--batch", a->video.batch, "batch size")->capture_default_str());
+  flags.push_back(cmd->add_option("--vae-stride", a->vae_stride, "VAE compression t h w")
+                      ->delimiter(',')
+                      ->capture_default_str());
+  flags.push_back(cmd->add_option("--warmup", a->warmup, "untimed forwards (the first also counts FLOPs)")
+                      ->capture_default_str());
+  flags.push_back(cmd->add_option("--iters", a->iters, "timed forwards")->capture_default_str());
+  flags.push_back(cmd->add_option("--seed", a->seed, "seed for weights and inputs")->capture_default_str());
+  cmd->add_flag("--components", a->components,
+                "also time one more forward split into attention / GEMM / other (device synchronized per kernel)");
   cmd->add_option("--json", a->json, "where to write the JSON record")->capture_default_str();
   add_run_options(*cmd, a->run);
-  cmd->callback([a] { run_bench(*a); });
+  for (const char* name : {"--device", "--dtype", "--fuse"}) flags.push_back(cmd->get_option(name));
+  cmd->callback([a] { names_benchmark_definition(a->config) ? run_definition_bench(*a) : run_model_bench(*a); });
 }
 
 }  // namespace fastdit::cli

@@ -18,5 +18,6 @@ void add_run_command(CLI::App& app);
 void add_trace_diff_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_perf_command(CLI::App& app);
 
 }  // namespace fastdit::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   fastdit::cli::add_trace_diff_command(app);
   fastdit::cli::add_bench_command(app);
   fastdit::cli::add_generate_command(app);
+  fastdit::cli::add_perf_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

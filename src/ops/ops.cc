@@ -25,14 +25,23 @@
 namespace fastdit::ops {
 namespace {
 
-FlopCount* g_flops = nullptr;  // non-null while counting
+FlopCount* g_flops = nullptr;                  // non-null while counting
+KernelObserver* g_kernel_observer = nullptr;  // non-null while a benchmark splits time
+
+template <class Launch>
+void observed(const char* op, Device device, Launch&& launch) {
+  if (!g_kernel_observer) [[likely]]
+    return launch();
+  g_kernel_observer->before_kernel(op, device);
+  launch();
+  g_kernel_observer->after_kernel(op, device);
+}
 
 template <class... Params, class... Args>
 void run_kernel(const char* op, Device device, void (*cpu_kernel)(Params...),
                 std::type_identity_t<void (*)(Params...)> cuda_kernel, Args&&... args) {
-  if (device.is_cpu()) return cpu_kernel(std::forward<Args>(args)...);
-  FASTDIT_CHECK(cuda_kernel != nullptr, op, ": no CUDA kernel yet");
-  cuda_kernel(std::forward<Args>(args)...);
+  FASTDIT_CHECK(device.is_cpu() || cuda_kernel != nullptr, op, ": no CUDA kernel yet");
+  observed(op, device, [&] { (device.is_cpu() ? cpu_kernel : cuda_kernel)(std::forward<Args>(args)...); });
 }
 
 // A tensor argument and the name the op's error messages give it.
@@ -176,7 +185,8 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, Ge
 #ifdef FASTDIT_CUDA_KERNELS
   if (x.device().is_cuda() && approx == GeluApprox::Tanh) {
     Tensor out = linear_output("linear_gelu", x, weight, bias);
-    cuda::linear_gelu_tanh(contiguous(x), contiguous(weight), contiguous(bias), out);
+    observed("linear_gelu", x.device(),
+             [&] { cuda::linear_gelu_tanh(contiguous(x), contiguous(weight), contiguous(bias), out); });
     return out;
   }
 #endif
@@ -228,7 +238,8 @@ Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& s
   };
   if (x.device().is_cuda() && x.dim() == 3 && fits(shift) && fits(scale)) {
     Tensor out = Tensor::empty(x.shape(), out_dtype, x.device());
-    cuda::layer_norm_modulate(contiguous(x), contiguous(shift), contiguous(scale), eps, out);
+    observed(op, x.device(),
+             [&] { cuda::layer_norm_modulate(contiguous(x), contiguous(shift), contiguous(scale), eps, out); });
     return out;
   }
 #endif
@@ -470,6 +481,8 @@ FlopCount stop_flop_count() {
   g_flops = nullptr;
   return count;
 }
+
+void set_kernel_observer(KernelObserver* observer) { g_kernel_observer = observer; }
 
 Tensor random_uniform(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi) {
   Tensor values = Tensor::empty(shape, DType::Float32);

@@ -113,6 +113,18 @@ struct FlopCount {
 void start_flop_count();
 FlopCount stop_flop_count();
 
+// Sees every kernel launch of the op layer, named by its op ("linear", "attention", …):
+// benchmarks split a forward's time into components with it. At most one at a time;
+// with none set a launch pays one pointer test. Copies and casts done by Tensor itself
+// (to, contiguous) are not kernels of this layer and are not seen.
+class KernelObserver {
+ public:
+  virtual ~KernelObserver() = default;
+  virtual void before_kernel(const char* op, Device device) = 0;
+  virtual void after_kernel(const char* op, Device device) = 0;
+};
+void set_kernel_observer(KernelObserver* observer);  // null detaches
+
 // A CPU tensor of uniform values in [lo, hi), the same for a given seed whatever the
 // thread count (counter-based generator).
 Tensor random_uniform(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi);

@@ -1,0 +1,20 @@
+// Versions of the libraries a backend runs on (GPU driver, CUDA runtime, cuDNN, NCCL, …),
+// for the software fingerprint of benchmark records. Core knows none of them: a backend
+// registers a provider at static initialisation, as it registers its DeviceHooks, and a
+// build without that backend reports nothing for those names.
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace fastdit {
+
+using LibraryVersions = std::map<std::string, std::string>;  // name -> version text
+// Adds (or overwrites) entries, e.g. versions["cudnn"] = "9.14.0".
+using LibraryVersionProvider = void (*)(LibraryVersions& versions);
+
+void register_library_version_provider(LibraryVersionProvider provider);
+// Every registered provider's entries, in registration order (a later one wins).
+LibraryVersions library_versions();
+
+}  // namespace fastdit

@@ -1,0 +1,25 @@
+// Splits the time of some work (a benchmark iteration) into attention, GEMM and the
+// rest, by timing each kernel the op layer launches with the device synchronized on
+// both sides of it: an asynchronous device's queue would otherwise charge one kernel's
+// time to whichever launch happens to wait. The synchronization slows the work down, so
+// a benchmark times its latency without it and runs this as a separate pass.
+// A device with event timers (CUDA events) can give a finer split through the same
+// ops::KernelObserver seam without the synchronization.
+#pragma once
+
+#include <functional>
+
+#include "core/device.h"
+
+namespace fastdit::perf {
+
+struct ComponentTimes {
+  double attention_s = 0;  // ops::attention
+  double gemm_s = 0;       // ops::linear and ops::linear_gelu
+  double other_s = 0;      // the rest of the wall time: other kernels, copies, host work
+};
+
+// Runs `work` once on `device` with the kernel observer attached.
+ComponentTimes time_components(Device device, const std::function<void()>& work);
+
+}  // namespace fastdit::perf

@@ -1,0 +1,94 @@
+#include "perf/forward_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+
+#include "trace/activation_trace.h"
+
+namespace fastdit::perf {
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct BenchModel {
+  LoadedTransformer loaded;
+  std::shared_ptr<trace::ActivationTrace> trace;  // when the environment asks for one
+};
+
+BenchModel load_bench_model(const ForwardBenchSpec& spec) {
+  trace::trace_config_from_env();  // a bad trace setting fails before the (slow) load
+  BenchModel bench;
+  if (spec.random_weights) {
+    bench.loaded.model = build_transformer(spec.model, spec.load.build_options());
+    randomize_parameters(*bench.loaded.model, spec.load, spec.seed);
+  } else {
+    bench.loaded = load_transformer(spec.model, spec.load);
+  }
+  bench.trace = trace::attach_from_env(*bench.loaded.model);
+  return bench;
+}
+
+}  // namespace
+
+ExampleShape VideoShape::latent() const {
+  FASTDIT_CHECK(batch > 0 && frames > 0 && height > 0 && width > 0 && text_len > 0,
+                "bench: batch, frames, height, width and text length must be positive");
+  FASTDIT_CHECK(std::all_of(vae_stride.begin(), vae_stride.end(), [](int64_t s) { return s > 0; }),
+                "bench: the VAE stride must be positive");
+  return {batch, (frames - 1) / vae_stride[0] + 1, height / vae_stride[1], width / vae_stride[2], text_len};
+}
+
+double median(std::vector<double> values) {
+  FASTDIT_CHECK(!values.empty(), "median of no values");
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+double ForwardBenchResult::median_ms() const { return median(times_ms); }
+double ForwardBenchResult::min_ms() const { return *std::min_element(times_ms.begin(), times_ms.end()); }
+
+ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
+  FASTDIT_CHECK(spec.steps > 0 && spec.iterations > 0 && spec.warmups >= 0,
+                "bench: steps and iterations must be positive, warmups not negative");
+  ForwardBenchResult result;
+  result.latent = spec.video.latent();
+  const double load_start = now_ms();
+  BenchModel bench = load_bench_model(spec);
+  result.load_ms = now_ms() - load_start;
+  DiTModel& model = *bench.loaded.model;
+  const Device device = spec.load.device;
+  TensorMap inputs = model.example_inputs(result.latent, spec.seed + 1);
+  for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
+
+  const auto iteration = [&] {
+    for (int step = 0; step < spec.steps; ++step) {
+      model.forward(inputs);
+      synchronize(device);
+    }
+  };
+  reset_peak_memory(device);
+  ops::start_flop_count();
+  iteration();
+  result.flops = ops::stop_flop_count();
+  for (int i = 1; i < spec.warmups; ++i) iteration();
+  for (int i = 0; i < spec.iterations; ++i) {
+    const double start = now_ms();
+    iteration();
+    result.times_ms.push_back(now_ms() - start);
+    std::cerr << "iteration " << i + 1 << "/" << spec.iterations << ": " << std::fixed << std::setprecision(1)
+              << result.times_ms.back() << " ms\n";
+  }
+  result.peak_memory_bytes = memory_stats(device).peak;
+  if (spec.components) result.components = time_components(device, iteration);
+  result.model_type = model.type_name();
+  result.device_name = describe_device(device);
+  result.trace_enabled = bench.trace != nullptr;
+  return result;
+}
+
+}  // namespace fastdit::perf
