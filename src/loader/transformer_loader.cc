@@ -92,6 +92,7 @@ Tensor materialize(const nn::Parameter& param, const std::vector<PieceRecord>& r
 }  // namespace
 
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
+  synchronize(options.device);  // device initialisation (a CUDA context) is not part of the load
   const auto start = std::chrono::steady_clock::now();
   LoadedTransformer loaded;
   loaded.dir = resolve_transformer_dir(path);

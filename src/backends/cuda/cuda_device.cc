@@ -8,6 +8,8 @@
 // static objects may be freed after other statics are gone.
 #include "backends/cuda/cuda_device.h"
 
+#include <cstring>
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -145,6 +147,66 @@ void* hook_allocate(size_t nbytes, int device) { return allocator().allocate(nby
 
 void hook_deallocate(void* ptr, size_t, int device) { allocator().deallocate(ptr, device); }
 
+// Large host-to-device copies (checkpoint loads) go through two pinned buffers per
+// device: host threads fill one (parallel page faults and memcpy) while the DMA engine
+// drains the other, instead of the driver's single-threaded pageable staging.
+class PinnedStaging {
+ public:
+  static constexpr size_t kChunk = size_t{32} << 20;
+  static constexpr size_t kMinBytes = size_t{4} << 20;
+
+  void copy_to_device(void* dst, const void* src, size_t nbytes, int device) {
+    std::lock_guard lock(mutex_);
+    Buffers& b = buffers_for(device);
+    const cudaStream_t stream = current_stream(device);
+    for (size_t offset = 0, i = 0; offset < nbytes; offset += kChunk, ++i) {
+      const size_t n = std::min(kChunk, nbytes - offset);
+      const int slot = static_cast<int>(i % 2);
+      FASTDIT_CUDA_CHECK(cudaEventSynchronize(b.drained[slot]));
+      parallel_memcpy(b.host[slot], static_cast<const char*>(src) + offset, n);
+      FASTDIT_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + offset, b.host[slot], n,
+                                         cudaMemcpyHostToDevice, stream));
+      FASTDIT_CUDA_CHECK(cudaEventRecord(b.drained[slot], stream));
+    }
+  }
+
+ private:
+  struct Buffers {
+    char* host[2] = {nullptr, nullptr};
+    cudaEvent_t drained[2] = {nullptr, nullptr};
+  };
+
+  Buffers& buffers_for(int device) {
+    Buffers& b = buffers_[device];
+    if (!b.host[0]) {
+      for (int slot = 0; slot < 2; ++slot) {
+        FASTDIT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&b.host[slot]), kChunk, cudaHostAllocDefault));
+        FASTDIT_CUDA_CHECK(cudaEventCreateWithFlags(&b.drained[slot], cudaEventDisableTiming));
+        FASTDIT_CUDA_CHECK(cudaEventRecord(b.drained[slot], current_stream(device)));
+      }
+    }
+    return b;
+  }
+
+  static void parallel_memcpy(char* dst, const char* src, size_t n) {
+    constexpr size_t kPiece = size_t{1} << 20;
+    const int64_t pieces = static_cast<int64_t>((n + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < pieces; ++p) {
+      const size_t begin = static_cast<size_t>(p) * kPiece;
+      std::memcpy(dst + begin, src + begin, std::min(kPiece, n - begin));
+    }
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<int, Buffers> buffers_;
+};
+
+PinnedStaging& pinned_staging() {
+  static auto* staging = new PinnedStaging();  // lives past static destruction, like the CUDA context
+  return *staging;
+}
+
 // Host-to-device copies from pageable memory return once the source is staged, so the
 // caller may free it at once; device-to-host copies wait for the data.
 void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
@@ -163,6 +225,10 @@ void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   const cudaMemcpyKind kind = !src_device.is_cuda()   ? cudaMemcpyHostToDevice
                               : !dst_device.is_cuda() ? cudaMemcpyDeviceToHost
                                                       : cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyHostToDevice && nbytes >= PinnedStaging::kMinBytes) {
+    pinned_staging().copy_to_device(dst, src, nbytes, device.index);
+    return;
+  }
   FASTDIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, current_stream(device.index)));
   if (kind == cudaMemcpyDeviceToHost) synchronize(device.index);
 }
