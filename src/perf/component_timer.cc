@@ -25,6 +25,9 @@ class SynchronizedKernelTimer : public ops::KernelObserver {
     synchronize(device);
     const double elapsed = seconds_since(start_);
     const std::string_view name = op;
+    KernelTime& kernel = times_.by_op[op];
+    kernel.seconds += elapsed;
+    ++kernel.calls;
     if (name == "attention") times_.attention_s += elapsed;
     if (name == "linear" || name == "linear_gelu") times_.gemm_s += elapsed;
   }

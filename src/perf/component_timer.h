@@ -7,16 +7,25 @@
 // ops::KernelObserver seam without the synchronization.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 
 #include "core/device.h"
 
 namespace fastdit::perf {
 
+struct KernelTime {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+
 struct ComponentTimes {
   double attention_s = 0;  // ops::attention
   double gemm_s = 0;       // ops::linear and ops::linear_gelu
   double other_s = 0;      // the rest of the wall time: other kernels, copies, host work
+  std::map<std::string, KernelTime> by_op;  // every op-layer kernel, by op name
 };
 
 // Runs `work` once on `device` with the kernel observer attached.

@@ -84,7 +84,13 @@ ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
               << result.times_ms.back() << " ms\n";
   }
   result.peak_memory_bytes = memory_stats(device).peak;
-  if (spec.components) result.components = time_components(device, iteration);
+  if (spec.components) {
+    result.components = time_components(device, iteration);
+    std::cerr << "kernels of one synchronised iteration:\n";
+    for (const auto& [op, t] : result.components->by_op)
+      std::cerr << "  " << std::left << std::setw(22) << op << std::right << std::setw(10) << std::setprecision(2)
+                << t.seconds * 1e3 << " ms " << std::setw(6) << t.calls << " calls\n";
+  }
   result.model_type = model.type_name();
   result.device_name = describe_device(device);
   result.trace_enabled = bench.trace != nullptr;
