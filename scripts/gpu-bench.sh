@@ -17,7 +17,7 @@ bench_pair() {  # <variant> [reference extra args...]
   shift
   echo "== $v fastdit"
   "$fastdit" bench --config "$keys/$v.config.json" --random-weights --device cuda --dtype bfloat16 \
-    "${shape[@]}" --warmup 2 --iters 5 --json "$logs/fastdit-$v.json"
+    "${shape[@]}" --warmup 2 --iters 5 --components --json "$logs/fastdit-$v.json"
   if [[ -d $ref ]]; then
     echo "== $v diffusers"
     python3 bench/reference_wan.py --ref "$ref" --config "$keys/$v.config.json" "${shape[@]}" \
@@ -36,6 +36,21 @@ if [[ -d /tmp/wan13b ]]; then
     --text-len 8 --warmup 1 --iters 1 --json "$logs/fastdit-load.json" 2>&1 | grep -E "loaded|median"
 fi
 [[ ${GPU_CHECK_14B:-0} == 1 ]] && bench_pair Wan2.1-T2V-14B
+# The activation-trace hook point costs nothing when off: the same forward from a build
+# without it (FASTDIT_FORWARD_HOOKS=OFF), interleaved with the normal build, 3 rounds.
+if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
+  cmake -S . -B build-nohooks -G Ninja -DCMAKE_BUILD_TYPE=Release -DFASTDIT_TESTS=OFF \
+    -DFASTDIT_FORWARD_HOOKS=OFF >/dev/null && cmake --build build-nohooks -j"$(nproc)" --target fastdit_cli >/dev/null
+  for round in 1 2 3; do
+    for build in with-hooks no-hooks; do
+      bin=$fastdit
+      [[ $build == no-hooks ]] && bin=build-nohooks/fastdit
+      echo "== hooks round $round $build"
+      "$bin" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" --random-weights --device cuda --dtype bfloat16 \
+        "${shape[@]}" --warmup 1 --iters 5 --json "$logs/hooks-$build-$round.json" 2>/dev/null | grep median
+    done
+  done
+fi
 if [[ -d $ref && ${GPU_CHECK_COMPILE:-0} == 1 ]]; then
   echo "== Wan2.1-T2V-1.3B diffusers torch.compile"
   python3 bench/reference_wan.py --ref "$ref" --config "$keys/Wan2.1-T2V-1.3B.config.json" "${shape[@]}" \
