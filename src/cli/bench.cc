@@ -62,22 +62,41 @@ void write_json(const std::string& path, const nlohmann::ordered_json& record) {
   perf::write_file_atomically(path, record.dump(2) + "\n");
 }
 
+// Sequence parallelism: what this rank spent in collectives per forward (its waits for
+// slower ranks included), against the median forward time.
+nlohmann::ordered_json communication(const distributed::Communicator& comm, const perf::ForwardBenchSpec& spec,
+                                     double median_ms) {
+  const int forwards = (std::max(spec.warmups, 1) + spec.iterations + (spec.components ? 1 : 0)) * spec.steps;
+  const distributed::CommStats& stats = comm.stats();
+  const double ms = stats.milliseconds / forwards;
+  std::cout << std::fixed << std::setprecision(2) << "sequence parallel over " << comm.world_size()
+            << " ranks: communication " << ms << " ms per forward (" << 100 * ms / median_ms << "% of the median), "
+            << stats.bytes_sent / forwards / (1 << 20) << " MiB sent per rank\n";
+  return {{"world_size", comm.world_size()},
+          {"collectives_per_forward", static_cast<double>(stats.collectives) / forwards},
+          {"comm_ms_per_forward", ms},
+          {"comm_share", ms / median_ms},
+          {"bytes_sent_per_forward", stats.bytes_sent / forwards}};
+}
+
 // The ad-hoc form: the record keeps the fields it always had.
-void run_model_bench(const BenchArgs& a) {
+int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   FASTDIT_CHECK(a.model.empty() != a.config.empty(), "bench: give a model directory or --config (not both)");
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "bench: --config needs --random-weights (no checkpoint)");
   FASTDIT_CHECK(a.vae_stride.size() == 3, "bench: --vae-stride has 3 entries");
   perf::ForwardBenchSpec spec;
   spec.model = a.model.empty() ? a.config : a.model;
   spec.random_weights = !a.config.empty();
-  spec.load = a.run.load_options(true);
+  spec.load = parallel.load_options(a.run, true);
   spec.video = a.video;
   std::copy(a.vae_stride.begin(), a.vae_stride.end(), spec.video.vae_stride.begin());
   spec.warmups = a.warmup;
   spec.iterations = a.iters;
   spec.seed = a.seed;
   spec.components = a.components;
+  if (parallel.communicator()) parallel.communicator()->reset_stats();
   const perf::ForwardBenchResult r = perf::run_forward_bench(spec);
+  if (!parallel.is_main()) return 0;
   const perf::VideoShape& v = spec.video;
 
   nlohmann::ordered_json record;
@@ -105,9 +124,11 @@ void run_model_bench(const BenchArgs& a) {
                               {"other", r.components->other_s}};
   record["commit"] = perf::source_commit(".");
   record["timestamp"] = perf::utc_timestamp();
-  write_json(a.json, record);
   print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters);
+  if (parallel.communicator()) record["sequence_parallel"] = communication(*parallel.communicator(), spec, r.median_ms());
+  write_json(a.json, record);
   std::cout << "record " << a.json << "\n";
+  return 0;
 }
 
 // The definition form. A run that fails still leaves a record (success = false), which
@@ -164,8 +185,11 @@ void add_bench_command(CLI::App& app) {
                 "also time one more forward split into attention / GEMM / other (device synchronized per kernel)");
   cmd->add_option("--json", a->json, "where to write the JSON record")->capture_default_str();
   add_run_options(*cmd, a->run);
-  for (const char* name : {"--device", "--dtype", "--fuse"}) flags.push_back(cmd->get_option(name));
-  cmd->callback([a] { names_benchmark_definition(a->config) ? run_definition_bench(*a) : run_model_bench(*a); });
+  for (const char* name : {"--device", "--dtype", "--fuse", "--sp"}) flags.push_back(cmd->get_option(name));
+  cmd->callback([a] {
+    if (names_benchmark_definition(a->config)) return run_definition_bench(*a);
+    exit_code() = run_parallel(a->run, [&](ParallelRun& parallel) { return run_model_bench(*a, parallel); });
+  });
 }
 
 }  // namespace fastdit::cli

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,6 +73,7 @@ pid_t start_rank(int rank, int world_size, int port, const std::vector<std::stri
   const pid_t pid = ::fork();
   FASTDIT_CHECK(pid >= 0, "launcher: fork: ", std::strerror(errno));
   if (pid > 0) return pid;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a rank never outlives its launcher (killed by a timeout, say)
   const std::string r = std::to_string(rank), w = std::to_string(world_size), p = std::to_string(port);
   ::setenv("RANK", r.c_str(), 1);
   ::setenv("LOCAL_RANK", r.c_str(), 1);
@@ -110,7 +112,9 @@ std::optional<LaunchEnv> launch_env_from_environment() {
   launch.rank = env_int(rank_name, 0, 0, launch.world_size - 1);
   launch.local_rank = env_int(local_name, launch.rank, 0, 1 << 16);
   launch.master_addr = env("MASTER_ADDR").value_or(launch.master_addr);
-  launch.master_port = env_int("MASTER_PORT", launch.master_port, 1, 65535);
+  // torchrun's agent already listens on MASTER_PORT (its TCPStore), so its workers meet one port up.
+  const int master_port = env_int("MASTER_PORT", launch.master_port, 1, 65534) + (env("TORCHELASTIC_RUN_ID") ? 1 : 0);
+  launch.master_port = env_int("FASTDIT_MASTER_PORT", master_port, 1, 65535);
   return launch;
 }
 

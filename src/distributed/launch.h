@@ -18,8 +18,10 @@ struct LaunchEnv {
 
 // RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (torchrun and most launchers),
 // else OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK (mpirun; MASTER_ADDR and MASTER_PORT
-// still apply, default 127.0.0.1:29500). nullopt when the process was not started as a
-// rank. Malformed or inconsistent values are errors.
+// still apply, default 127.0.0.1:29500). Under torchrun (TORCHELASTIC_RUN_ID), whose agent
+// listens on MASTER_PORT itself, the rendezvous uses MASTER_PORT + 1; FASTDIT_MASTER_PORT
+// overrides the port. nullopt when the process was not started as a rank. Malformed or
+// inconsistent values are errors.
 std::optional<LaunchEnv> launch_env_from_environment();
 
 // Runs world_size copies of this program, with its arguments, as the ranks of one host

@@ -172,10 +172,14 @@ TEST(LaunchEnv, ReadsTorchrunAndMpirunVariables) {
   EXPECT_EQ(env->rank, 1);
   EXPECT_EQ(env->local_rank, 1);  // LOCAL_RANK unset: the rank
   EXPECT_EQ(env->master_port, 1234);
+  ::setenv("TORCHELASTIC_RUN_ID", "x", 1);  // torchrun's agent holds MASTER_PORT
+  EXPECT_EQ(distributed::launch_env_from_environment()->master_port, 1235);
+  ::setenv("FASTDIT_MASTER_PORT", "4321", 1);
+  EXPECT_EQ(distributed::launch_env_from_environment()->master_port, 4321);
   ::setenv("RANK", "2", 1);  // not below WORLD_SIZE
   EXPECT_THROW(distributed::launch_env_from_environment(), Error);
   for (const char* name : {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "RANK",
-                           "WORLD_SIZE", "MASTER_PORT"})
+                           "WORLD_SIZE", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FASTDIT_MASTER_PORT"})
     ::unsetenv(name);
   EXPECT_FALSE(distributed::launch_env_from_environment());
 }
