@@ -65,14 +65,23 @@ class NcclCommunicator final : public Communicator {
 
 NcclCommunicator::NcclCommunicator(const LaunchEnv& env, Device device)
     : device_(device), timeout_seconds_(collective_timeout_seconds()) {
-  FASTDIT_CHECK(device.is_cuda() && device.index < cuda::device_count(), "rank ", env.rank, " drives ", device.str(),
-                " (LOCAL_RANK ", env.local_rank, ") but this host has ", cuda::device_count(), " GPU(s)");
   channel_ = Channel::connect(env, timeout_seconds_, [] {
     ncclUniqueId id;
     const ncclResult_t result = ncclGetUniqueId(&id);
     FASTDIT_CHECK(result == ncclSuccess, "ncclGetUniqueId: ", ncclGetErrorString(result));
     return std::string(reinterpret_cast<const char*>(&id), sizeof id);
   });
+  // Checked once joined, so that the other ranks learn of it at once.
+  if (!device.is_cuda() || device.index >= cuda::device_count()) {
+    const std::string reason = detail::concat("rank ", env.rank, " drives ", device.str(), " (LOCAL_RANK ",
+                                              env.local_rank, ") but this host has ", cuda::device_count(), " GPU(s)");
+    channel_->send_failure(reason);
+    FASTDIT_FAIL(reason);
+  }
+  // This process drives one GPU: make it the current device for good, so that anything
+  // created without a device guard lands on it too.
+  FASTDIT_CHECK(cudaSetDevice(device.index) == cudaSuccess, "rank ", env.rank, ": cudaSetDevice(", device.index,
+                ") failed");
   FASTDIT_CHECK(channel_->shared_bytes().size() == sizeof(ncclUniqueId), "rank ", env.rank,
                 ": the rendezvous handed out ", channel_->shared_bytes().size(), " bytes, not an NCCL unique id");
   ncclUniqueId id;
