@@ -47,6 +47,7 @@ class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dim, float eps, bool elementwise_affine = true);
   Tensor forward(const Tensor& x) const;
+  float eps() const { return eps_; }
   Parameter* weight = nullptr;
 
  private:

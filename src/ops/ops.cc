@@ -365,6 +365,40 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle sty
   return out;
 }
 
+QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, int64_t heads,
+                  const Tensor& cos, const Tensor& sin, RopeStyle style) {
+  constexpr const char* op = "qkv_norm_rope";
+  check_float_args(op, {{"qkv", qkv}, {"norm_q", norm_q}, {"norm_k", norm_k}, {"cos", cos}, {"sin", sin}});
+  for (const Arg& arg : {Arg{"norm_q", norm_q}, Arg{"norm_k", norm_k}, Arg{"cos", cos}, Arg{"sin", sin}})
+    require(op, arg);
+  check_rank(op, {"qkv", qkv}, 3);
+  const int64_t d = qkv.size(2) / 3;
+  FASTDIT_CHECK(qkv.size(2) == 3 * d && heads > 0 && d % heads == 0 && (d / heads) % 2 == 0, op, ": qkv ",
+                shape_str(qkv.shape()), " does not split into 3 x ", heads, " heads of an even size");
+  const int64_t head_dim = d / heads;
+  check_vector(op, {"norm_q", norm_q}, d);
+  check_vector(op, {"norm_k", norm_k}, d);
+  const Shape table{qkv.size(1), head_dim};
+  FASTDIT_CHECK(cos.shape() == table && sin.shape() == table, op, ": cos/sin must be ", shape_str(table),
+                ", got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
+  const Shape shape{qkv.size(0), qkv.size(1), heads, head_dim};
+#ifdef FASTDIT_CUDA_KERNELS
+  if (qkv.device().is_cuda() && cos.dtype() == DType::Float32 && sin.dtype() == DType::Float32 &&
+      norm_q.dtype() == norm_k.dtype()) {
+    QKV out{Tensor::empty(shape, qkv.dtype(), qkv.device()), Tensor::empty(shape, qkv.dtype(), qkv.device()),
+            Tensor::empty(shape, qkv.dtype(), qkv.device())};
+    observed(op, qkv.device(), [&] {
+      cuda::qkv_norm_rope(contiguous(qkv), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
+                          contiguous(sin), style, out.q, out.k, out.v);
+    });
+    return out;
+  }
+#endif
+  const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d); };
+  return {rope(rms_norm(part(0), norm_q, eps).reshape(shape), cos, sin, style),
+          rope(rms_norm(part(1), norm_k, eps).reshape(shape), cos, sin, style), part(2).contiguous().reshape(shape)};
+}
+
 // ---- layout --------------------------------------------------------------------------
 // Views plus a copy: core's device hooks already copy strided tensors on every device.
 

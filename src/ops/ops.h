@@ -75,6 +75,17 @@ enum class RopeStyle {
 // out = x·cos + rotate(x)·sin, in float32, returned in x's dtype.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style);
 
+// Self-attention inputs from a fused q|k|v projection: qkv [B, S, 3D] -> q, k, v
+// [B, S, H, D/H] with q = rope(rms_norm(qkv[..., :D], norm_q)), k likewise with norm_k,
+// v = qkv[..., 2D:]. The norms run across all heads with float32 statistics and are
+// rounded to qkv's dtype before the rotation, exactly as the separate ops give; the CUDA
+// backend does it in one pass.
+struct QKV {
+  Tensor q, k, v;
+};
+QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, int64_t heads,
+                  const Tensor& cos, const Tensor& sin, RopeStyle style);
+
 // ---- layout --------------------------------------------------------------------------
 // Any dtype. Each returns new storage, even where a view would do (an identity
 // permute), except cast. concat needs one dtype and device for all inputs.

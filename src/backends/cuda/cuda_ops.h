@@ -60,6 +60,15 @@ void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
 void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                          Tensor& out);
 
+// Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D] contiguous;
+// q, k, v [B, S, H, dh] contiguous outputs; cos/sin [S, dh] float32.
+void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
+                   const Tensor& sin, ops::RopeStyle style, Tensor& q, Tensor& k, Tensor& v);
+
+// residual + x · gate when residual, x and out are [B, L, D] (contiguous) and gate is
+// [B, 1, D] or [B, L, D]; returns false (nothing done) for other shapes.
+bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out);
+
 enum class AttentionBackend {
   Cudnn,      // cuDNN fused SDPA: bf16/fp16, head dims multiples of 8 up to 256, no mask
   Flash,      // our flash kernel (mma.sync): bf16/fp16, head dims multiples of 8 up to 256, no mask

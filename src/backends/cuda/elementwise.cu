@@ -177,6 +177,7 @@ void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor&
 }
 
 void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {
+  if (gated_add_by_rows(residual, x, gate, out)) return;
   elementwise<3>(GatedAdd{}, {&residual, &x, &gate}, out);
 }
 

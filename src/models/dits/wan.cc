@@ -106,6 +106,15 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
                              const nn::RotaryTable* rope) const {
   const Tensor& kv = context.defined() ? context : x;
   const int64_t d = to_out_->in_features();
+  if (to_qkv_ && norm_q_ && rope && self_attention_.parallel().world_size() == 1 &&
+      !norm_q_->has_forward_hooks() && !norm_k_->has_forward_hooks()) {
+    // One pass from the fused projection to normalised, rotated heads (same numbers).
+    const auto [q, k, v] = ops::qkv_norm_rope(to_qkv_->forward(x), param(norm_q_->weight), param(norm_k_->weight),
+                                              norm_q_->eps(), num_heads_, rope->cos, rope->sin,
+                                              ops::RopeStyle::Interleaved);
+    const Tensor out = self_attention_.forward(q, k, v, q.size(1), nullptr, ops::RopeStyle::Interleaved).out;
+    return emit(out_dropout_->forward(to_out_->forward(out.reshape({x.size(0), x.size(1), -1}))));
+  }
   Tensor q, k, v;
   if (to_qkv_) {
     const Tensor qkv = to_qkv_->forward(x);
