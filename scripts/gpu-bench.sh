@@ -25,7 +25,25 @@ bench_pair() {  # <variant> [reference extra args...]
   fi
 }
 
+# Benchmark records for the baseline store (bench/baselines): each definition N times.
+bench_records() {  # <definition id>
+  for i in $(seq 1 "${GPU_CHECK_RECORDS:-0}"); do
+    echo "== record $1 run $i"
+    "$fastdit" bench --config "bench/configs/$1.json" --json "$logs/record-$1-$i.json" 2>/dev/null | grep -E "median|peak"
+  done
+}
+
 bench_pair Wan2.1-T2V-1.3B --save-checkpoint /tmp/wan13b
+bench_records wan2.1-t2v-1.3b-480p-forward
+[[ ${GPU_CHECK_14B:-0} == 1 ]] && bench_pair Wan2.1-T2V-14B
+[[ ${GPU_CHECK_14B:-0} == 1 ]] && bench_records wan2.1-t2v-14b-480p-forward
+# The denoising loop: 50 steps with CFG at 480x832x81 (issue "Denoising runtime").
+if [[ ${GPU_CHECK_GENERATE:-0} == 1 ]]; then
+  echo "== generate Wan2.1-T2V-1.3B 50 steps CFG"
+  "$fastdit" generate --config "$keys/Wan2.1-T2V-1.3B.config.json" --random-weights --preset wan2.1-t2v-1.3b \
+    --height 480 --width 832 --frames 81 --steps 50 --device cuda --dtype bfloat16 \
+    --output /tmp/wan13b_latents.safetensors 2>&1 | tail -3
+fi
 if [[ -d /tmp/wan13b ]]; then
   echo "== load: diffusers"
   python3 bench/reference_wan.py --ref "$ref" --config "$keys/Wan2.1-T2V-1.3B.config.json" \
@@ -35,7 +53,6 @@ if [[ -d /tmp/wan13b ]]; then
   "$fastdit" bench /tmp/wan13b --device cuda --dtype bfloat16 --frames 1 --height 16 --width 16 \
     --text-len 8 --warmup 1 --iters 1 --json "$logs/fastdit-load.json" 2>&1 | grep -E "loaded|median"
 fi
-[[ ${GPU_CHECK_14B:-0} == 1 ]] && bench_pair Wan2.1-T2V-14B
 # The activation-trace hook point costs nothing when off: the same forward from a build
 # without it (FASTDIT_FORWARD_HOOKS=OFF), interleaved with the normal build, 3 rounds.
 if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
