@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sequence-parallel (--sp) checks on a machine with 2 or 4 GPUs (nvidia-h200-x2 / -x4).
-#   scripts/sp-check.sh [build] [parity] [equal] [time]      (no argument: all four)
-#   build   configure and build build-gpu/fastdit with CUDA and NCCL (incremental; the
-#           build folder scripts/gpu-check.sh uses)
+#   scripts/sp-check.sh [build] [nccl] [parity] [equal] [time]     (no argument: all)
+#   build   configure and build build-gpu/fastdit and the NCCL test with CUDA and NCCL
+#           (incremental; the build folder scripts/gpu-check.sh uses)
+#   nccl    tests/gpu/test_nccl_communicator: the collectives, and a rank that dies, fails
+#           or stalls inside a collective ending every rank with an error in seconds
 #   parity  every Wan parity case with --sp 2 in bfloat16, two of them in float32 and with
 #           --sp 4 (2 heads over 4 ranks: the gathered-keys path)
 #   equal   Wan2.1 1.3B and 14B, random weights, 81x480x832, bfloat16: the SP=2 and SP=4
@@ -27,7 +29,7 @@ results=$work/results.tsv  # stage, step, status, seconds, detail
 : >"$results"
 budget=${SP_CHECK_BUDGET_S:-540}
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(build parity equal time)
+[[ ${#stages[@]} -gt 0 ]] || stages=(build nccl parity equal time)
 export PATH=/usr/local/cuda/bin:$PATH
 # NVLink multicast stays off on these machines (KINDS.md); a hang ends in 2 minutes.
 export NCCL_NVLS_ENABLE=0 NCCL_DEBUG=${NCCL_DEBUG:-WARN} FASTDIT_NCCL_TIMEOUT_S=${FASTDIT_NCCL_TIMEOUT_S:-120}
@@ -52,7 +54,8 @@ step() {
   fi
   timeout -k 10 "$(left)" "$@" 2>&1 | tee "$work/last.out" | sed -u 's/^/   /' | tee -a "$log" || rc=$?
   local took=$((SECONDS - start)) detail
-  detail=$(grep -E "^(PASS|FAIL)|^median|^error" "$work/last.out" | head -2 | tr '\n\t' '  ' || true)
+  detail=$(grep -E "^(PASS|FAIL)|^median|^sequence parallel|^error|^\[  (PASSED|FAILED|SKIPPED) " "$work/last.out" |
+    head -3 | tr '\n\t' '  ' || true)
   say "== $stage/$name: $([[ $rc -eq 0 ]] && echo ok || echo "FAILED (exit $rc)") in ${took} s  $detail"
   printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$name" "$rc" "$took" "$detail" >>"$results"
 }
@@ -89,7 +92,11 @@ stage_build() {
   command -v ninja >/dev/null && generator=(-G Ninja)
   step build configure cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
   grep -q "fastdit: NCCL /" "$log" || say "== build: NCCL was not found; --sp on cuda will refuse to run"
-  step build fastdit cmake --build build-gpu -j"$(nproc)" --target fastdit_cli
+  step build fastdit cmake --build build-gpu -j"$(nproc)" --target fastdit_cli test_nccl_communicator
+}
+
+stage_nccl() {
+  step nccl test_nccl_communicator build-gpu/tests/test_nccl_communicator
 }
 
 stage_parity() {
@@ -138,10 +145,10 @@ say "sp-check: stages ${stages[*]}; $gpus GPU(s); budget $budget s; $(date -u +%
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>&1 | tee -a "$log" || true
 nvidia-smi topo -m 2>&1 | tee -a "$log" || true
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$log" || true
-declare -A usual=([build]=120 [parity]=90 [equal]=150 [time]=150)
+declare -A usual=([build]=120 [nccl]=60 [parity]=90 [equal]=150 [time]=150)
 [[ -x $fastdit ]] || usual[build]=300
 for stage in "${stages[@]}"; do
-  [[ -n ${usual[$stage]:-} ]] || { say "unknown stage '$stage' (build, parity, equal, time)"; exit 2; }
+  [[ -n ${usual[$stage]:-} ]] || { say "unknown stage '$stage' (build, nccl, parity, equal, time)"; exit 2; }
   stage_start=$SECONDS
   if fits "$stage" "${usual[$stage]}"; then
     "stage_$stage"

@@ -139,6 +139,8 @@ int listen_on(const LaunchEnv& env, const std::string& address) {
 
 std::string hello(int world_size, int rank) { return detail::concat("fastdit-sp ", world_size, " ", rank); }
 
+std::string exited(int rank) { return detail::concat("rank ", rank, " exited without finishing (it crashed or was killed)"); }
+
 }  // namespace
 
 Channel::Channel(const LaunchEnv& env, double timeout_seconds)
@@ -248,7 +250,7 @@ void Channel::join_rank_zero() {
 
 void Channel::send(int peer, uint32_t kind, const std::string& payload) {
   const Io io = write_frame(peers_[peer].fd, kind, payload, after(timeout_seconds_));
-  if (io == Io::Closed) fail(peer, detail::concat("rank ", peer, " exited without finishing (it crashed or was killed)"));
+  if (io == Io::Closed) fail(peer, exited(peer));
   if (io == Io::TimedOut)
     fail(-1, detail::concat("rank ", rank_, ": sending to rank ", peer, " timed out after ", timeout_seconds_,
                             " s (FASTDIT_NCCL_TIMEOUT_S)"));
@@ -261,8 +263,7 @@ void Channel::receive_from(int peer) {
   if (io != Io::Done) {
     ::close(p.fd);
     p.fd = -1;
-    if (!p.said_goodbye)
-      fail(peer, detail::concat("rank ", peer, " exited without finishing (it crashed or was killed)"));
+    if (!p.said_goodbye) fail(peer, exited(peer));
     return;
   }
   if (frame.kind == kData) p.data.push_back(std::move(frame.payload));

@@ -53,6 +53,8 @@ class NcclCommunicator final : public Communicator {
   void run_collective(const char* name, double bytes, const std::function<ncclResult_t(cudaStream_t)>& issue);
   // One step of every wait: NCCL's asynchronous error, the peers, the deadline.
   void check_progress(const char* what, Clock::time_point deadline);
+  // A failure a peer reported (or its death) aborts this rank's communicator too.
+  void check_peers();
   [[noreturn]] void fail(const std::string& reason);
   void abort_communicator() noexcept;
 
@@ -139,15 +141,19 @@ void NcclCommunicator::check_progress(const char* what, Clock::time_point deadli
   ncclCommGetAsyncError(comm_, &state);
   if (state != ncclSuccess && state != ncclInProgress)
     fail(detail::concat("rank ", rank(), ": NCCL ", what, " failed: ", nccl_error(state, comm_)));
+  check_peers();
+  if (Clock::now() > deadline)
+    fail(detail::concat("rank ", rank(), ": NCCL ", what, " timed out after ", timeout_seconds_,
+                        " s (FASTDIT_NCCL_TIMEOUT_S); a rank is stuck or gone"));
+}
+
+void NcclCommunicator::check_peers() {
   try {
     channel_->check_peers();
   } catch (const PeerFailure&) {
     abort_communicator();
     throw;
   }
-  if (Clock::now() > deadline)
-    fail(detail::concat("rank ", rank(), ": NCCL ", what, " timed out after ", timeout_seconds_,
-                        " s (FASTDIT_NCCL_TIMEOUT_S); a rank is stuck or gone"));
 }
 
 void NcclCommunicator::wait_for_communicator(const char* what) {
@@ -164,7 +170,7 @@ void NcclCommunicator::wait_for_communicator(const char* what) {
 void NcclCommunicator::run_collective(const char* name, double bytes,
                                       const std::function<ncclResult_t(cudaStream_t)>& issue) {
   if (!comm_) throw PeerFailure("the NCCL communicator was aborted after an earlier failure");
-  channel_->check_peers();
+  check_peers();
   cuda::DeviceGuard guard(device_);
   const cudaStream_t stream = cuda::current_stream(device_.index);
   FASTDIT_CHECK(cudaEventRecord(start_, stream) == cudaSuccess, name, ": cudaEventRecord failed");

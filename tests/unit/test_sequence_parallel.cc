@@ -57,7 +57,8 @@ TEST_P(Layout, ShardThenGatherGivesTheSequenceBack) {
 TEST_P(Layout, HeadExchangeMovesWholeSequencesOfThisRanksHeads) {
   const auto [world, length] = GetParam();
   const int64_t heads = 12, per_rank = heads / world;
-  const Tensor q = testing::random_tensor({2, length, heads, 3}, 2), k = testing::random_tensor({2, length, heads, 3}, 3);
+  const Tensor q = testing::random_tensor({2, length, heads, 3}, 2);
+  const Tensor k = testing::random_tensor({2, length, heads, 3}, 3);
   on_ranks(world, [&](const nn::SequenceParallel& sp) {
     const Tensor shards[] = {sp.shard_sequence(q, 1), sp.shard_sequence(k, 1)};
     const auto full = sp.sequence_to_heads(shards, length);
