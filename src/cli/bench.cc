@@ -62,21 +62,23 @@ void write_json(const std::string& path, const nlohmann::ordered_json& record) {
   perf::write_file_atomically(path, record.dump(2) + "\n");
 }
 
-// Sequence parallelism: what this rank spent in collectives per forward (its waits for
-// slower ranks included), against the median forward time.
+// Sequence parallelism: what this rank spent in the collectives of the timed forwards (its
+// waits for slower ranks included), per forward and against the median forward time.
 nlohmann::ordered_json communication(const distributed::Communicator& comm, const perf::ForwardBenchSpec& spec,
                                      double median_ms) {
-  const int forwards = (std::max(spec.warmups, 1) + spec.iterations + (spec.components ? 1 : 0)) * spec.steps;
-  const distributed::CommStats& stats = comm.stats();
-  const double ms = stats.milliseconds / forwards;
+  const size_t untimed = std::max(spec.warmups, 1) * spec.steps, timed = spec.iterations * spec.steps;
+  const auto& collectives = comm.stats().collectives;
+  const size_t per_forward = collectives.size() / (untimed + timed + (spec.components ? spec.steps : 0));
+  const auto sum = comm.stats().total(untimed * per_forward, (untimed + timed) * per_forward);
+  const double ms = sum.milliseconds / timed, bytes = sum.bytes_sent / timed;
   std::cout << std::fixed << std::setprecision(2) << "sequence parallel over " << comm.world_size()
             << " ranks: communication " << ms << " ms per forward (" << 100 * ms / median_ms << "% of the median), "
-            << stats.bytes_sent / forwards / (1 << 20) << " MiB sent per rank\n";
+            << per_forward << " collectives, " << bytes / (1 << 20) << " MiB sent per rank\n";
   return {{"world_size", comm.world_size()},
-          {"collectives_per_forward", static_cast<double>(stats.collectives) / forwards},
+          {"collectives_per_forward", per_forward},
           {"comm_ms_per_forward", ms},
           {"comm_share", ms / median_ms},
-          {"bytes_sent_per_forward", stats.bytes_sent / forwards}};
+          {"bytes_sent_per_forward", bytes}};
 }
 
 // The ad-hoc form: the record keeps the fields it always had.

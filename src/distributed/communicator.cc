@@ -1,5 +1,6 @@
 #include "distributed/communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -26,6 +27,15 @@ void check_collective(const char* name, std::span<const Tensor> sends, std::span
     FASTDIT_CHECK(recv.shape() == expected, name, ": tensor ", i, " receives into ", recv.str(),
                   ", expected shape ", shape_str(expected));
   }
+}
+
+CommStats::Collective CommStats::total(size_t first, size_t last) const {
+  Collective sum;
+  for (size_t i = first; i < std::min(last, collectives.size()); ++i) {
+    sum.milliseconds += collectives[i].milliseconds;
+    sum.bytes_sent += collectives[i].bytes_sent;
+  }
+  return sum;
 }
 
 double collective_timeout_seconds() {

@@ -7,8 +7,10 @@
 // process per GPU).
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -21,12 +23,16 @@ class PeerFailure : public Error {
   using Error::Error;
 };
 
-// Time and bytes spent inside collectives since the last reset. Time includes waiting for
-// slower ranks, which is part of what sequence parallelism costs.
+// Every collective since the last reset, in call order: its time, which includes waiting
+// for slower ranks (part of what sequence parallelism costs), and the bytes this rank sent.
 struct CommStats {
-  int64_t collectives = 0;
-  double bytes_sent = 0;
-  double milliseconds = 0;
+  struct Collective {
+    double milliseconds = 0;
+    double bytes_sent = 0;
+  };
+  std::vector<Collective> collectives;
+  // The sums over collectives [first, last).
+  Collective total(size_t first = 0, size_t last = SIZE_MAX) const;
 };
 
 class Communicator {

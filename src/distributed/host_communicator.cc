@@ -28,9 +28,8 @@ void HostCommunicator::exchange_tensors(std::span<const Tensor> sends,
                     rank(), " sent ", total, "; the ranks run different programs or shapes");
     read(all);
   });
-  ++stats_.collectives;
-  stats_.bytes_sent += static_cast<double>(total);
-  stats_.milliseconds += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  stats_.collectives.push_back({ms, static_cast<double>(total)});
 }
 
 void HostCommunicator::all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) {

@@ -190,9 +190,7 @@ void NcclCommunicator::run_collective(const char* name, double bytes,
   }
   float milliseconds = 0;
   cudaEventElapsedTime(&milliseconds, start_, stop_);
-  ++stats_.collectives;
-  stats_.bytes_sent += bytes;
-  stats_.milliseconds += milliseconds;
+  stats_.collectives.push_back({milliseconds, bytes});
 }
 
 void NcclCommunicator::all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) {

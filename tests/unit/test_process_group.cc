@@ -30,7 +30,8 @@ TEST(ProcessGroup, RanksExchangeThroughTheChannel) {
   auto comm = ranks.join_as_rank_zero();
   EXPECT_TRUE(gather_ranks(*comm));
   EXPECT_TRUE(gather_ranks(*comm));
-  EXPECT_EQ(comm->stats().collectives, 2);
+  EXPECT_EQ(comm->stats().collectives.size(), 2u);
+  EXPECT_EQ(comm->stats().total().bytes_sent, 2 * sizeof(float));
   comm.reset();
   EXPECT_EQ(ranks.exit_codes(), (std::vector<int>{0, 0}));
 }
