@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export OMP_NUM_THREADS=1 FASTDIT_NCCL_TIMEOUT_S=20
-port() { echo $((20000 + RANDOM % 20000)); }
+port() { echo $((20000 + RANDOM % 12000)); }  # below the ephemeral ports the OS hands out
 
 # --sp starts the ranks itself; rank 0 alone prints. 45 tokens: 2 and 4 ranks pad, and
 # the 2 heads split over 2 ranks only (3 and 4 gather keys instead).
