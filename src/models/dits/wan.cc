@@ -20,20 +20,28 @@ class WanRotaryPosEmbed : public nn::Module {
     const int64_t hw = 2 * (head_dim / 6);
     axis_dims_ = {head_dim - 2 * hw, hw, hw};
   }
+  // The table depends only on the grid: built once per grid and device (a denoising
+  // loop asks for the same one every step).
   nn::RotaryTable forward(std::span<const int64_t> grid, Device device) const {
-    nn::RotaryTable table =
-        nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
-    table.cos = table.cos.to(device);
-    table.sin = table.sin.to(device);
-    if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
-      emit(table.cos.unsqueeze(0).unsqueeze(2), "out.0");
-      emit(table.sin.unsqueeze(0).unsqueeze(2), "out.1");
+    const Shape key(grid.begin(), grid.end());
+    if (cached_grid_ != key || !(cached_device_ == device) || !cached_.cos.defined()) {
+      nn::RotaryTable table = nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
+      cached_ = {table.cos.to(device), table.sin.to(device)};
+      cached_grid_ = key;
+      cached_device_ = device;
     }
-    return table;
+    if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
+      emit(cached_.cos.unsqueeze(0).unsqueeze(2), "out.0");
+      emit(cached_.sin.unsqueeze(0).unsqueeze(2), "out.1");
+    }
+    return cached_;
   }
 
  private:
   std::array<int64_t, 3> axis_dims_{};
+  mutable nn::RotaryTable cached_;
+  mutable Shape cached_grid_;
+  mutable Device cached_device_;
 };
 }  // namespace
 
