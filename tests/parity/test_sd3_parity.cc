@@ -67,23 +67,8 @@ TEST(SD3Trace, MatchesTheReferenceTracerRecordForRecord) {
     EXPECT_TRUE(std::any_of(ours.begin(), ours.end(), [&](const auto& r) { return r.module == module; })) << module;
 }
 
-// A copy of the sd35_medium case with one weight of block 1's text stream perturbed.
-fs::path broken_case() {
-  const fs::path src = case_dir("sd35_medium");
-  const fs::path dir = testing::temp_dir("sd3_broken_case");
-  fs::create_directories(dir / "transformer");
-  for (const char* f : {"inputs.safetensors", "outputs.safetensors", "trace.jsonl", "transformer/config.json"})
-    fs::copy_file(src / f, dir / f);
-  const SafetensorsFile weights = SafetensorsFile::open(src / "transformer/diffusion_pytorch_model.safetensors");
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const auto& name : weights.names()) {
-    Tensor t = weights.tensor(name).clone();
-    if (name == "transformer_blocks.1.attn.add_v_proj.weight") t.data<float>()[5] += 0.5f;
-    tensors.emplace_back(name, t);
-  }
-  write_safetensors(dir / "transformer/diffusion_pytorch_model.safetensors", tensors);
-  return dir;
-}
+// A copy of the sd35_medium case with one weight perturbed.
+fs::path broken_case() { return testing::perturbed_case(case_dir("sd35_medium"), "transformer_blocks.1.attn.add_v_proj.weight", 5, 0.5f); }
 
 TEST(SD3Trace, ParityNamesTheBrokenProjection) {
   const ParityResult r = run_parity_case(broken_case(), Device::cpu(), DType::Float32);

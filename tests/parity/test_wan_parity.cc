@@ -38,23 +38,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, WanParity,
                          ::testing::Values("t2v", "t2v_batch2_sharded", "i2v", "flf2v", "ti2v_per_token",
                                            "t2v_original_layout"));
 
-// A copy of the t2v case with one weight of block 1 perturbed.
-fs::path broken_case() {
-  const fs::path src = case_dir("t2v");
-  const fs::path dir = testing::temp_dir("broken_case");
-  fs::create_directories(dir / "transformer");
-  for (const char* f : {"inputs.safetensors", "outputs.safetensors", "trace.jsonl", "transformer/config.json"})
-    fs::copy_file(src / f, dir / f);
-  const SafetensorsFile weights = SafetensorsFile::open(src / "transformer/diffusion_pytorch_model.safetensors");
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const auto& name : weights.names()) {
-    Tensor t = weights.tensor(name).clone();
-    if (name == "blocks.1.attn1.to_v.weight") t.data<float>()[3] += 0.5f;
-    tensors.emplace_back(name, t);
-  }
-  write_safetensors(dir / "transformer/diffusion_pytorch_model.safetensors", tensors);
-  return dir;
-}
+// A copy of the t2v case with one weight perturbed.
+fs::path broken_case() { return testing::perturbed_case(case_dir("t2v"), "blocks.1.attn1.to_v.weight", 3, 0.5f); }
 
 TEST(WanTrace, MatchesTheReferenceTracerRecordForRecord) {
   const fs::path out = testing::temp_dir("trace") / "ours.jsonl";

@@ -1,5 +1,7 @@
 #include "support/test_support.h"
 
+#include "loader/safetensors.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -45,6 +47,24 @@ double rel_l2(const Tensor& out, const Tensor& ref) {
     den += double(y[i]) * y[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+std::filesystem::path perturbed_case(const std::filesystem::path& src, const std::string& weight,
+                                     int64_t element, float delta) {
+  namespace fs = std::filesystem;
+  const fs::path dir = temp_dir("perturbed_case");
+  fs::create_directories(dir / "transformer");
+  for (const char* f : {"inputs.safetensors", "outputs.safetensors", "trace.jsonl", "transformer/config.json"})
+    if (fs::exists(src / f)) fs::copy_file(src / f, dir / f);
+  const SafetensorsFile weights = SafetensorsFile::open(src / "transformer/diffusion_pytorch_model.safetensors");
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& name : weights.names()) {
+    Tensor t = weights.tensor(name).clone();
+    if (name == weight) t.data<float>()[element] += delta;
+    tensors.emplace_back(name, t);
+  }
+  write_safetensors(dir / "transformer/diffusion_pytorch_model.safetensors", tensors);
+  return dir;
 }
 
 }  // namespace fastdit::testing

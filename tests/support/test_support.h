@@ -18,5 +18,9 @@ std::filesystem::path temp_dir(const std::string& tag);
 // max |a - b| and ||a - b|| / ||b|| over float views.
 double max_abs_diff(const Tensor& a, const Tensor& b);
 double rel_l2(const Tensor& out, const Tensor& ref);
+// A copy of a parity case (single-file weights) in a fresh temp dir, with element
+// `element` of checkpoint tensor `weight` (float32) increased by `delta`.
+std::filesystem::path perturbed_case(const std::filesystem::path& case_dir, const std::string& weight,
+                                     int64_t element, float delta);
 
 }  // namespace fastdit::testing
