@@ -60,7 +60,9 @@ TEST(TransformerLoader, WrongShapeNamesBothShapes) {
 }
 
 TEST(TransformerLoader, KeepsFloat32ModulesInFloat32) {
-  auto loaded = load_transformer(testing::source_path(kCase.string()), {Device::cpu(), DType::BFloat16});
+  LoadOptions options;
+  options.dtype = DType::BFloat16;
+  auto loaded = load_transformer(testing::source_path(kCase.string()), options);
   EXPECT_EQ(loaded.model->find_parameter("blocks.0.scale_shift_table")->value.dtype(), DType::Float32);
   EXPECT_EQ(loaded.model->find_parameter("condition_embedder.time_embedder.linear_1.weight")->value.dtype(), DType::Float32);
   EXPECT_EQ(loaded.model->find_parameter("blocks.0.norm2.weight")->value.dtype(), DType::Float32);
