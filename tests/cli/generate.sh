@@ -61,7 +61,9 @@ PY
 "$fastdit" generate --config "$case_dir/transformer/config.json" --random-weights --height 32 --width 32 \
   --frames 5 --steps 2 --output "$work/random.safetensors" >/dev/null 2>"$work/stderr" \
   || fail "random-weights run exited $?: $(cat "$work/stderr")"
-header "$work/random.safetensors" | grep -q "^latents F32 \[1, 4, 2, 4, 4\]$" || fail "random-weights latents"
+# (Through a file: grep -q would close the pipe early and pipefail would see python's broken pipe.)
+header "$work/random.safetensors" >"$work/random_header" || fail "unreadable random-weights output"
+grep -q "^latents F32 \[1, 4, 2, 4, 4\]$" "$work/random_header" || fail "random-weights latents: $(cat "$work/random_header")"
 
 # A preset found through FASTDIT_PRESETS_DIR.
 mkdir "$work/presets"
