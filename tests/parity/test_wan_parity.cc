@@ -72,6 +72,30 @@ TEST(WanTrace, ParityNamesTheBrokenBlock) {
   EXPECT_EQ(*r.first_divergence, "blocks.1.attn1.to_v") << r.divergence_report;
 }
 
+TEST(WanTrace, TraceDiffNamesTheBrokenBlock) {
+  // The broken model traced by the env-gated path, then `fastdit trace-diff`'s comparison
+  // against the reference tracer's records.
+  const fs::path dir = broken_case();
+  const fs::path out = testing::temp_dir("broken_trace") / "ours.jsonl";
+  ::setenv("FASTDIT_TRACE_ACTIVATIONS", "1", 1);
+  ::setenv("FASTDIT_TRACE_STATS", "abs_mean,sum,min,max,mean,std,shape,dtype", 1);
+  ::setenv("FASTDIT_TRACE_OUTPUT", out.c_str(), 1);
+  {
+    auto loaded = load_transformer(dir / "transformer", {});
+    auto tracer = trace::attach_from_env(*loaded.model);
+    ASSERT_TRUE(tracer);
+    loaded.model->forward(read_model_inputs(dir / "inputs.safetensors", *loaded.model, Device::cpu()));
+  }
+  for (const char* name : {"FASTDIT_TRACE_ACTIVATIONS", "FASTDIT_TRACE_STATS", "FASTDIT_TRACE_OUTPUT"}) ::unsetenv(name);
+  const auto ours = trace::read_trace(out.string());
+  const auto reference = trace::read_trace((dir / "trace.jsonl").string());
+  const auto report = trace::diff_traces(ours, reference, {1e-4, 0.0});
+  ASSERT_TRUE(report.first.has_value());
+  EXPECT_EQ(report.first->a->module, "blocks.1.attn1.to_v");
+  // Everything before the broken projection still matches.
+  EXPECT_GT(report.pairs, report.diverged);
+}
+
 }  // namespace
 }  // namespace fastdit
 
