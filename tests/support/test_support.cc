@@ -1,6 +1,12 @@
 #include "support/test_support.h"
 
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "loader/safetensors.h"
+#include "loader/transformer_loader.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -47,6 +53,26 @@ double rel_l2(const Tensor& out, const Tensor& ref) {
     den += double(y[i]) * y[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+void expect_parameters_match_dump(const std::filesystem::path& keys_dir, const std::string& variant) {
+  std::ifstream in(keys_dir / (variant + ".keys.json"));
+  ASSERT_TRUE(in.good()) << variant;
+  const auto dump = nlohmann::json::parse(in);
+  auto model = build_transformer(keys_dir / (variant + ".config.json"));
+  const auto params = model->named_parameters();
+  ASSERT_EQ(params.size(), dump["parameters"].size());
+  int64_t total = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, param] = params[i];
+    const auto& expected = dump["parameters"][i];
+    EXPECT_EQ(name, expected[0].get<std::string>()) << "parameter " << i;
+    EXPECT_EQ(param->shape, expected[1].get<Shape>()) << name;
+    const bool keep_fp32 = param->policy == nn::DTypePolicy::KeepFloat32;
+    EXPECT_EQ(keep_fp32 ? "float32" : "bfloat16", expected[2].get<std::string>()) << name;
+    total += shape_numel(param->shape);
+  }
+  EXPECT_EQ(total, dump["num_parameters"].get<int64_t>());
 }
 
 std::filesystem::path perturbed_case(const std::filesystem::path& src, const std::string& weight,

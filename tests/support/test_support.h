@@ -18,6 +18,10 @@ std::filesystem::path temp_dir(const std::string& tag);
 // max |a - b| and ||a - b|| / ||b|| over float views.
 double max_abs_diff(const Tensor& a, const Tensor& b);
 double rel_l2(const Tensor& out, const Tensor& ref);
+// Builds the model of `<keys_dir>/<variant>.config.json` (no weights) and checks its
+// parameters — names in order, shapes, load dtype policy, total count — against the
+// reference dump `<variant>.keys.json` (tools/reference/dump_*_keys.py).
+void expect_parameters_match_dump(const std::filesystem::path& keys_dir, const std::string& variant);
 // A copy of a parity case (single-file weights) in a fresh temp dir, with element
 // `element` of checkpoint tensor `weight` (float32) increased by `delta`.
 std::filesystem::path perturbed_case(const std::filesystem::path& case_dir, const std::string& weight,

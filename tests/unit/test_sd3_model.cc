@@ -21,23 +21,7 @@ fs::path tiny_case() { return testing::source_path("tests/fixtures/sd3/sd35_medi
 class SD3RealConfig : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SD3RealConfig, ParametersMatchTheReferenceDump) {
-  std::ifstream in(keys_dir() / (GetParam() + ".keys.json"));
-  ASSERT_TRUE(in.good());
-  const auto dump = nlohmann::json::parse(in);
-  auto model = build_transformer(keys_dir() / (GetParam() + ".config.json"));
-  const auto params = model->named_parameters();
-  ASSERT_EQ(params.size(), dump["parameters"].size());
-  int64_t total = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& [name, param] = params[i];
-    const auto& expected = dump["parameters"][i];
-    EXPECT_EQ(name, expected[0].get<std::string>()) << "parameter " << i;
-    EXPECT_EQ(param->shape, expected[1].get<Shape>()) << name;
-    const bool keep_fp32 = param->policy == nn::DTypePolicy::KeepFloat32;
-    EXPECT_EQ(keep_fp32 ? "float32" : "bfloat16", expected[2].get<std::string>()) << name;
-    total += shape_numel(param->shape);
-  }
-  EXPECT_EQ(total, dump["num_parameters"].get<int64_t>());
+  testing::expect_parameters_match_dump(keys_dir(), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, SD3RealConfig, ::testing::Values("SD3-medium", "SD3.5-medium", "SD3.5-large"),

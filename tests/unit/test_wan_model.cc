@@ -14,33 +14,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<DiTModel> build_from(const fs::path& config_path) {
-  const fs::path dir = testing::temp_dir("wan_config");
-  fs::copy_file(config_path, dir / "config.json");
-  return build_transformer(dir);
-}
-
 class WanRealConfig : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(WanRealConfig, ParametersMatchTheReferenceDump) {
-  const fs::path keys = testing::source_path("tests/fixtures/wan/keys");
-  std::ifstream in(keys / (GetParam() + ".keys.json"));
-  ASSERT_TRUE(in.good());
-  const auto dump = nlohmann::json::parse(in);
-  auto model = build_from(keys / (GetParam() + ".config.json"));
-  const auto params = model->named_parameters();
-  ASSERT_EQ(params.size(), dump["parameters"].size());
-  int64_t total = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& [name, param] = params[i];
-    const auto& expected = dump["parameters"][i];
-    EXPECT_EQ(name, expected[0].get<std::string>()) << "parameter " << i;
-    EXPECT_EQ(param->shape, expected[1].get<Shape>()) << name;
-    const bool keep_fp32 = param->policy == nn::DTypePolicy::KeepFloat32;
-    EXPECT_EQ(keep_fp32 ? "float32" : "bfloat16", expected[2].get<std::string>()) << name;
-    total += shape_numel(param->shape);
-  }
-  EXPECT_EQ(total, dump["num_parameters"].get<int64_t>());
+  testing::expect_parameters_match_dump(testing::source_path("tests/fixtures/wan/keys"), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, WanRealConfig,
