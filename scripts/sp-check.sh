@@ -107,6 +107,24 @@ stage_parity() {
     step parity "$name-sp2-fp32" "$fastdit" parity "$cases/$name" --device cuda --dtype float32 --sp 2
     ((gpus >= 4)) && step parity "$name-sp4-bf16" "$fastdit" parity "$cases/$name" --device cuda --dtype bfloat16 --sp 4
   done
+  # The same ranks started by the usual launchers instead of --sp: mpirun (Open MPI or a
+  # Hydra-based MPICH) and torchrun, each rank reading its rank and world from their variables.
+  if command -v mpirun >/dev/null; then
+    local mpi=(mpirun -np 2)
+    if mpirun --version 2>&1 | grep -q "Open MPI"; then
+      mpi+=(--allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x FASTDIT_NCCL_TIMEOUT_S -x LD_LIBRARY_PATH)
+    else
+      mpi+=(-genv NCCL_NVLS_ENABLE 0)
+    fi
+    say "mpirun: $(mpirun --version 2>&1 | head -1)"
+    step parity "t2v-mpirun2-bf16" "${mpi[@]}" "$fastdit" parity "$cases/t2v" --device cuda --dtype bfloat16
+  else
+    say "== parity: no mpirun on this machine"
+  fi
+  if command -v torchrun >/dev/null; then
+    step parity "t2v-torchrun2-bf16" torchrun --nproc-per-node 2 --no-python "$fastdit" parity "$cases/t2v" \
+      --device cuda --dtype bfloat16
+  fi
   return 0
 }
 
@@ -145,7 +163,7 @@ say "sp-check: stages ${stages[*]}; $gpus GPU(s); budget $budget s; $(date -u +%
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>&1 | tee -a "$log" || true
 nvidia-smi topo -m 2>&1 | tee -a "$log" || true
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$log" || true
-declare -A usual=([build]=120 [nccl]=60 [parity]=90 [equal]=150 [time]=150)
+declare -A usual=([build]=120 [nccl]=60 [parity]=120 [equal]=150 [time]=150)
 [[ -x $fastdit ]] || usual[build]=300
 for stage in "${stages[@]}"; do
   [[ -n ${usual[$stage]:-} ]] || { say "unknown stage '$stage' (build, nccl, parity, equal, time)"; exit 2; }

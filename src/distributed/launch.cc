@@ -99,12 +99,26 @@ void remember_signal(int signal) { g_stop_signal = signal; }
 }  // namespace
 
 std::optional<LaunchEnv> launch_env_from_environment() {
-  const bool torchrun = env("RANK") || env("WORLD_SIZE");
-  const bool mpirun = env("OMPI_COMM_WORLD_RANK") || env("OMPI_COMM_WORLD_SIZE");
-  if (!torchrun && !mpirun) return std::nullopt;
-  const char* rank_name = torchrun ? "RANK" : "OMPI_COMM_WORLD_RANK";
-  const char* size_name = torchrun ? "WORLD_SIZE" : "OMPI_COMM_WORLD_SIZE";
-  const char* local_name = torchrun ? "LOCAL_RANK" : "OMPI_COMM_WORLD_LOCAL_RANK";
+  // The launchers' own names for rank, world size and local rank: torchrun-style, Open MPI's
+  // mpirun, and MPICH / Intel MPI (Hydra's PMI).
+  struct Names {
+    const char* rank;
+    const char* size;
+    const char* local;
+  };
+  static constexpr Names kLaunchers[] = {{"RANK", "WORLD_SIZE", "LOCAL_RANK"},
+                                         {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+                                         {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"}};
+  const Names* found = nullptr;
+  for (const Names& names : kLaunchers)
+    if (env(names.rank) || env(names.size)) {
+      found = &names;
+      break;
+    }
+  if (!found) return std::nullopt;
+  const char* rank_name = found->rank;
+  const char* size_name = found->size;
+  const char* local_name = found->local;
   FASTDIT_CHECK(env(rank_name) && env(size_name), "launcher environment: ", rank_name, " and ", size_name,
                 " must both be set");
   LaunchEnv launch;

@@ -117,5 +117,20 @@ TEST(LaunchEnv, ReadsTorchrunAndMpirunVariables) {
   EXPECT_FALSE(distributed::launch_env_from_environment());
 }
 
+TEST(LaunchEnv, ReadsHydraPmiVariables) {  // MPICH / Intel MPI mpirun
+  ::setenv("PMI_RANK", "3", 1);
+  ::setenv("PMI_SIZE", "4", 1);
+  ::setenv("MPI_LOCALRANKID", "0", 1);
+  auto env = distributed::launch_env_from_environment();
+  ASSERT_TRUE(env);
+  EXPECT_EQ(env->rank, 3);
+  EXPECT_EQ(env->world_size, 4);
+  EXPECT_EQ(env->local_rank, 0);
+  ::unsetenv("PMI_SIZE");  // a rank without a world size is an error, not a guess
+  EXPECT_THROW(distributed::launch_env_from_environment(), Error);
+  for (const char* name : {"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"}) ::unsetenv(name);
+  EXPECT_FALSE(distributed::launch_env_from_environment());
+}
+
 }  // namespace
 }  // namespace fastdit
