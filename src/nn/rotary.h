@@ -11,6 +11,11 @@ namespace fastdit::nn {
 struct RotaryTable {
   Tensor cos;  // [L, sum(axis_dims)] float32
   Tensor sin;
+  // Under sequence parallelism, this rank's rows of cos and sin (zero on the padding past
+  // the sequence's end), for kernels that rotate a shard before the all-to-all; undefined
+  // otherwise.
+  Tensor shard_cos;
+  Tensor shard_sin;
 };
 
 // Tokens enumerate the grid with the first axis slowest (t-major, then h, then w);

@@ -1,7 +1,9 @@
 // The NCCL communicator on 2 to 4 GPUs (skipped with fewer, or without NCCL): ranks forked
 // from the test, one GPU each, run both collectives, and a rank that dies, fails or
 // stalls inside a collective ends the others with an error in seconds, with the CUDA
-// context still usable. scripts/sp-check.sh runs these on the multi-GPU machines.
+// context still usable. scripts/sp-check.sh runs these on the multi-GPU machines. Each test
+// needs a process of its own (CTest and sp-check run them so): rank 0 runs in the test
+// process, and once it has initialised CUDA, ranks forked from it could not use the GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,7 +1,8 @@
 // The Wan parity cases under sequence parallelism on the CPU: 2, 3 and 4 ranks (threads
 // of one process, the NCCL code path's layout) give the single-process output. The
 // fixtures have 45 tokens (2 and 4 ranks pad) and 2 heads (3 and 4 ranks take the
-// gathered-keys path); a 12-head variant with random weights runs Ulysses on every world.
+// gathered-keys path); a 12-head variant with random weights and fused projections runs
+// Ulysses on every world, each rank rotating its shard before the exchange.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -46,7 +47,7 @@ fs::path twelve_head_config(const std::string& name) {
 TEST_P(WanSequenceParallel, UlyssesWithTwelveHeadsEqualsOneProcess) {
   const auto& [name, world] = GetParam();
   const double error =
-      worst_rank_error(with_random_weights(twelve_head_config(name)), case_dir(name) / "inputs.safetensors", world);
+      worst_rank_error(with_random_weights(twelve_head_config(name), true), case_dir(name) / "inputs.safetensors", world);
   std::cout << "SP=" << world << " " << name << " (12 heads, Ulysses) rel_l2 vs SP=1: " << error << "\n";
   EXPECT_LE(error, 1e-6);
 }

@@ -26,10 +26,11 @@ inline ModelFactory from_checkpoint(const std::filesystem::path& dir) {
   };
 }
 
-// From a config with seeded random weights (the same on every rank).
-inline ModelFactory with_random_weights(const std::filesystem::path& config) {
-  return [config](const nn::SequenceParallel* sp) {
-    auto model = build_transformer(config, BuildOptions{false, sp});
+// From a config with seeded random weights (the same on every rank); fused: q|k|v (and
+// cross k|v) as one projection, the layout CUDA loads use.
+inline ModelFactory with_random_weights(const std::filesystem::path& config, bool fused = false) {
+  return [config, fused](const nn::SequenceParallel* sp) {
+    auto model = build_transformer(config, BuildOptions{fused, sp});
     randomize_parameters(*model, LoadOptions{}, 7);
     return model;
   };

@@ -9,6 +9,13 @@
 // cuBLASLt assumes 256-byte-aligned pointers unless told otherwise and then fails with a
 // silent NOT_SUPPORTED; we tell it the real ones. Each device has one handle and a
 // 32 MiB workspace (the Hopper recommendation), both kept for the process lifetime.
+//
+// Rows that do not depend on how many rows there are: from kRowInvariantRows rows on, the
+// algorithm is the one the heuristic picks for kCanonicalRows rows with the same n, k and
+// operands (checked to accept the real m). One algorithm means one tiling and one order of
+// accumulation for every row, so a token's projection is bit-for-bit the same whether its
+// sequence runs whole on one GPU or sharded over several: sequence parallelism then changes
+// the numbers only where the math itself is split, not through GEMM shapes.
 #include "backends/cuda/gemm.h"
 
 #include <cublasLt.h>
@@ -25,6 +32,8 @@ namespace fastdit::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+constexpr int64_t kRowInvariantRows = 2048;
+constexpr int64_t kCanonicalRows = 65536;
 
 cudaDataType_t cuda_data_type(DType dtype) {
   switch (dtype) {
@@ -121,6 +130,27 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
   set_preference(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_y);
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
+  if (key.m >= kRowInvariantRows && key.m != kCanonicalRows) {
+    cublasLtMatrixLayout_t canonical_x = nullptr, canonical_y = nullptr;
+    FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&canonical_x, type, rows(key.k), rows(kCanonicalRows), key.k));
+    FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&canonical_y, type, rows(key.n), rows(kCanonicalRows), key.n));
+    cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, canonical_x,
+                                                           canonical_y, canonical_y, preference, 1, &result, &found);
+    cublasLtMatrixLayoutDestroy(canonical_x);
+    cublasLtMatrixLayoutDestroy(canonical_y);
+    if (status == CUBLAS_STATUS_SUCCESS && found > 0) {
+      cublasLtMatmulHeuristicResult_t checked{};
+      status = cublasLtMatmulAlgoCheck(handle, plan.matmul, plan.layout_w, plan.layout_x, plan.layout_y,
+                                       plan.layout_y, &result.algo, &checked);
+      if (status == CUBLAS_STATUS_SUCCESS && checked.workspaceSize <= kWorkspaceBytes) {
+        cublasLtMatmulPreferenceDestroy(preference);
+        plan.runnable = true;
+        plan.algo = result.algo;
+        return plan;
+      }
+    }
+    found = 0;  // the canonical choice does not fit this m: the heuristic's own for it
+  }
   const cublasStatus_t status =
       cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, plan.layout_x,
                                      plan.layout_y, plan.layout_y, preference, 1, &result, &found);

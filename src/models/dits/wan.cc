@@ -114,13 +114,17 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
                              const nn::RotaryTable* rope) const {
   const Tensor& kv = context.defined() ? context : x;
   const int64_t d = to_out_->in_features();
-  if (to_qkv_ && norm_q_ && rope && self_attention_.parallel().world_size() == 1 &&
-      !norm_q_->has_forward_hooks() && !norm_k_->has_forward_hooks()) {
-    // One pass from the fused projection to normalised, rotated heads (same numbers).
+  const bool sharded = self_attention_.parallel().world_size() > 1;
+  if (to_qkv_ && norm_q_ && rope && (!sharded || rope->shard_cos.defined()) && !norm_q_->has_forward_hooks() &&
+      !norm_k_->has_forward_hooks()) {
+    // One pass from the fused projection to normalised, rotated heads (same numbers). A
+    // shard is rotated with its own rows of the table before the exchange, which is the
+    // same per-token math as rotating after it, so every SP size computes what SP=1 does.
     const auto [q, k, v] = ops::qkv_norm_rope(to_qkv_->forward(x), param(norm_q_->weight), param(norm_k_->weight),
-                                              norm_q_->eps(), num_heads_, rope->cos, rope->sin,
-                                              ops::RopeStyle::Interleaved);
-    const Tensor out = self_attention_.forward(q, k, v, q.size(1), nullptr, ops::RopeStyle::Interleaved).out;
+                                              norm_q_->eps(), num_heads_, sharded ? rope->shard_cos : rope->cos,
+                                              sharded ? rope->shard_sin : rope->sin, ops::RopeStyle::Interleaved);
+    const Tensor out =
+        self_attention_.forward(q, k, v, rope->cos.size(0), nullptr, ops::RopeStyle::Interleaved).out;
     return emit(out_dropout_->forward(to_out_->forward(out.reshape({x.size(0), x.size(1), -1}))));
   }
   Tensor q, k, v;
@@ -323,7 +327,11 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   }
 
   const DType dtype = patch_embedding_->weight->value.dtype();
-  const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid, latents.device());
+  auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid, latents.device());
+  if (parallel_.world_size() > 1) {
+    rope.shard_cos = parallel_.shard_sequence(rope.cos, 0);
+    rope.shard_sin = parallel_.shard_sequence(rope.sin, 0);
+  }
   Tensor x = patch_embedding_->forward(cast(latents, dtype));
   x = ops::transpose(x.reshape({batch, c.hidden_size, tokens}), 1, 2);
   // Sequence parallelism: from here to the gather every per-token tensor is this rank's
