@@ -11,8 +11,7 @@
 #           outputs equal SP=1 within rel_l2 2e-3 (after test_cuda_shard_invariance: a
 #           rank's kernels give the whole sequence's numbers for its rows and heads)
 #   time    Wan2.1 14B at 81x720x1280: forward time at SP=1, 2, 4 (1 warmup, 2 timed), the
-#           speedups (goal: SP=2 >= 1.9x, SP=4 >= 3.5x) and the communication share; SP=2
-#           once more without overlapping the exchanges (what the overlap hides)
+#           speedups (goal: SP=2 >= 1.9x, SP=4 >= 3.5x) and the communication share
 # A stage that would not fit in SP_CHECK_BUDGET_S (default 540 s, the device tool's
 # command limit less margin) is skipped with a note: run it in a second call on the warm
 # machine. Every command runs under a timeout inside that budget.
@@ -160,13 +159,12 @@ stage_time() {
       --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 --device cuda --dtype bfloat16 --sp $sp \
       --json "$work/time-sp$sp.json"
   done
-  # The same SP=2 forward with the exchanges not overlapped (FASTDIT_SP_OVERLAP_GROUPS=1):
-  # its communication share is the exchanges' whole cost, and its time against the
-  # overlapped run's is what the overlap hides.
-  if ((gpus >= 2)); then
-    step time "14B-720p-sp2-no-overlap" env FASTDIT_SP_OVERLAP_GROUPS=1 "$fastdit" bench \
-      --config "$configs/Wan2.1-T2V-14B.config.json" --random-weights --frames 81 --height 720 --width 1280 \
-      --warmup 1 --iters 2 --device cuda --dtype bfloat16 --sp 2 --json "$work/time-sp2-no-overlap.json"
+  # SP_CHECK_NCCL_CHANNELS=N: SP=2 once more with NCCL held to at least N channels, to see
+  # whether the all-to-all is bandwidth-bound by NCCL's own channel choice.
+  if [[ -n ${SP_CHECK_NCCL_CHANNELS:-} ]]; then
+    step time "14B-720p-sp2-channels$SP_CHECK_NCCL_CHANNELS" env NCCL_MIN_NCHANNELS="$SP_CHECK_NCCL_CHANNELS" \
+      NCCL_MIN_P2P_NCHANNELS="$SP_CHECK_NCCL_CHANNELS" "$fastdit" bench --config "$configs/Wan2.1-T2V-14B.config.json" \
+      --random-weights --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 --device cuda --dtype bfloat16 --sp 2
   fi
 }
 
@@ -195,18 +193,18 @@ for line in open(results):
     steps.append({"stage": stage, "step": name, "status": "ok" if status == "0" else status if status == "skipped" else f"exit {status}",
                   "seconds": int(seconds or 0), "detail": detail.strip()})
 timing = {}
-for name in ("1", "2", "4", "2-no-overlap"):
-    path = os.path.join(work, f"time-sp{name}.json")
+for sp in (1, 2, 4):
+    path = os.path.join(work, f"time-sp{sp}.json")
     if os.path.exists(path):
         record = json.load(open(path))
-        timing[name] = {"median_ms": record["median_ms"], "times_ms": record["times_ms"],
-                        "sequence_parallel": record.get("sequence_parallel"), "peak_memory_bytes": record["peak_memory_bytes"]}
-goals = {"2": 1.9, "4": 3.5, "2-no-overlap": 1.9}
-for name, entry in timing.items():
-    if "1" in timing and name != "1":
-        entry["speedup"] = timing["1"]["median_ms"] / entry["median_ms"]
-        entry["speedup_goal"] = goals[name]
-        entry["meets_goal"] = entry["speedup"] >= goals[name]
+        timing[sp] = {"median_ms": record["median_ms"], "times_ms": record["times_ms"],
+                      "sequence_parallel": record.get("sequence_parallel"), "peak_memory_bytes": record["peak_memory_bytes"]}
+goals = {2: 1.9, 4: 3.5}
+for sp, entry in timing.items():
+    if 1 in timing and sp != 1:
+        entry["speedup"] = timing[1]["median_ms"] / entry["median_ms"]
+        entry["speedup_goal"] = goals[sp]
+        entry["meets_goal"] = entry["speedup"] >= goals[sp]
 for s in steps:  # run --compare and parity lines: PASS/FAIL rel_l2=... max_abs=... [bound=...]
     for key in ("rel_l2", "max_abs", "bound"):
         match = re.search(key + r"=([-+0-9.eEnaif]+)", s["detail"])
@@ -217,7 +215,7 @@ summary = {"steps": steps, "timing_14b_720p": timing, "failed_steps": len(failed
 json.dump(summary, open(target, "w"), indent=2)
 for s in steps:
     print(f"{s['stage']:7} {s['step']:32} {s['status']:9} {s['seconds']:4d} s  {s['detail']}")
-for sp, entry in timing.items():
+for sp, entry in sorted(timing.items()):
     share = (entry.get("sequence_parallel") or {}).get("comm_share")
     print(f"time    SP={sp}: median {entry['median_ms']:.0f} ms" +
           (f", speedup {entry['speedup']:.2f}x (goal {entry['speedup_goal']}x)" if "speedup" in entry else "") +
