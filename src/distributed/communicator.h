@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -51,20 +50,6 @@ class Communicator {
   virtual void all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) = 0;
   // sends[i] [...] -> recvs[i] [P, ...]: recvs[i][j] = rank j's sends[i].
   virtual void all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) = 0;
-
-  // Overlap of communication with computation, on devices that queue work (elsewhere a
-  // mark is empty and all_to_all_after is all_to_all). mark() notes the current end of
-  // this rank's queue of device work; all_to_all_after waits for the work queued before
-  // that mark only, so what was queued between the mark and the call (another head
-  // group's attention, say) runs while the bytes move. The sends must be complete at the
-  // mark; everything queued after the call sees the received data. Like every
-  // collective, it returns once the exchange has finished.
-  using Mark = std::shared_ptr<void>;
-  virtual Mark mark() { return nullptr; }
-  virtual void all_to_all_after(const Mark& after, std::span<const Tensor> sends, std::span<Tensor> recvs) {
-    (void)after;
-    all_to_all(sends, recvs);
-  }
 
   // Called on a rank that failed: the other ranks' current and later collectives throw
   // PeerFailure carrying `reason` instead of waiting. Never throws.

@@ -44,18 +44,13 @@ class NcclCommunicator final : public Communicator {
   Device device() const override { return device_; }
   void all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
-  Mark mark() override;
-  void all_to_all_after(const Mark& after, std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void abort(const std::string& reason) noexcept override;
 
  private:
   // Polls until the communicator has nothing in progress (initialisation, a group's enqueue).
   void wait_for_communicator(const char* what);
-  // Enqueues `issue` between two events on the communication stream, after the compute
-  // stream's work up to `after` (null: all of it), makes the compute stream wait for it,
-  // and waits for it to run.
-  void run_collective(const char* name, double bytes, const std::function<ncclResult_t(cudaStream_t)>& issue,
-                      cudaEvent_t after = nullptr);
+  // Enqueues `issue` between two events on the backend's stream and waits for it to run.
+  void run_collective(const char* name, double bytes, const std::function<ncclResult_t(cudaStream_t)>& issue);
   // One step of every wait: NCCL's asynchronous error, the peers, the deadline.
   void check_progress(const char* what, Clock::time_point deadline);
   // A failure a peer reported (or its death) aborts this rank's communicator too.
@@ -67,10 +62,7 @@ class NcclCommunicator final : public Communicator {
   Device device_;
   double timeout_seconds_;
   ncclComm_t comm_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr, queued_ = nullptr;
-  // NCCL's kernels run on a stream of their own (of high priority, so that their blocks
-  // are scheduled ahead of a long attention kernel's) so that they can overlap compute.
-  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
 NcclCommunicator::NcclCommunicator(const LaunchEnv& env, Device device)
@@ -103,13 +95,8 @@ NcclCommunicator::NcclCommunicator(const LaunchEnv& env, Device device)
   if (result != ncclSuccess && result != ncclInProgress)
     fail(detail::concat("rank ", env.rank, ": ncclCommInitRankConfig: ", nccl_error(result, comm_)));
   wait_for_communicator("initialisation");
-  FASTDIT_CHECK(cudaEventCreate(&start_) == cudaSuccess && cudaEventCreate(&stop_) == cudaSuccess &&
-                    cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming) == cudaSuccess,
+  FASTDIT_CHECK(cudaEventCreate(&start_) == cudaSuccess && cudaEventCreate(&stop_) == cudaSuccess,
                 "rank ", env.rank, ": cudaEventCreate failed");
-  int least = 0, greatest = 0;
-  FASTDIT_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest) == cudaSuccess &&
-                    cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest) == cudaSuccess,
-                "rank ", env.rank, ": creating the communication stream failed");
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -130,8 +117,6 @@ NcclCommunicator::~NcclCommunicator() {
   }
   if (start_) cudaEventDestroy(start_);
   if (stop_) cudaEventDestroy(stop_);
-  if (queued_) cudaEventDestroy(queued_);
-  if (stream_) cudaStreamDestroy(stream_);
 }
 
 void NcclCommunicator::abort_communicator() noexcept {
@@ -183,23 +168,17 @@ void NcclCommunicator::wait_for_communicator(const char* what) {
 }
 
 void NcclCommunicator::run_collective(const char* name, double bytes,
-                                      const std::function<ncclResult_t(cudaStream_t)>& issue, cudaEvent_t after) {
+                                      const std::function<ncclResult_t(cudaStream_t)>& issue) {
   if (!comm_) throw PeerFailure("the NCCL communicator was aborted after an earlier failure");
   check_peers();
   cuda::DeviceGuard guard(device_);
-  const cudaStream_t compute = cuda::current_stream(device_.index);
-  if (!after) {
-    FASTDIT_CHECK(cudaEventRecord(queued_, compute) == cudaSuccess, name, ": cudaEventRecord failed");
-    after = queued_;
-  }
-  FASTDIT_CHECK(cudaStreamWaitEvent(stream_, after, 0) == cudaSuccess, name, ": cudaStreamWaitEvent failed");
-  FASTDIT_CHECK(cudaEventRecord(start_, stream_) == cudaSuccess, name, ": cudaEventRecord failed");
-  const ncclResult_t result = issue(stream_);
+  const cudaStream_t stream = cuda::current_stream(device_.index);
+  FASTDIT_CHECK(cudaEventRecord(start_, stream) == cudaSuccess, name, ": cudaEventRecord failed");
+  const ncclResult_t result = issue(stream);
   if (result != ncclSuccess && result != ncclInProgress)
     fail(detail::concat("rank ", rank(), ": NCCL ", name, " failed: ", nccl_error(result, comm_)));
   wait_for_communicator(name);
-  FASTDIT_CHECK(cudaEventRecord(stop_, stream_) == cudaSuccess, name, ": cudaEventRecord failed");
-  FASTDIT_CHECK(cudaStreamWaitEvent(compute, stop_, 0) == cudaSuccess, name, ": cudaStreamWaitEvent failed");
+  FASTDIT_CHECK(cudaEventRecord(stop_, stream) == cudaSuccess, name, ": cudaEventRecord failed");
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_seconds_));
   int polls = 0;
@@ -214,20 +193,7 @@ void NcclCommunicator::run_collective(const char* name, double bytes,
   stats_.collectives.push_back({milliseconds, bytes});
 }
 
-Communicator::Mark NcclCommunicator::mark() {
-  cuda::DeviceGuard guard(device_);
-  cudaEvent_t event = nullptr;
-  FASTDIT_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming) == cudaSuccess &&
-                    cudaEventRecord(event, cuda::current_stream(device_.index)) == cudaSuccess,
-                "rank ", rank(), ": recording a mark for an overlapped collective failed");
-  return Mark(event, [](void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); });
-}
-
 void NcclCommunicator::all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) {
-  all_to_all_after(nullptr, sends, recvs);
-}
-
-void NcclCommunicator::all_to_all_after(const Mark& after, std::span<const Tensor> sends, std::span<Tensor> recvs) {
   check_collective("all_to_all", sends, recvs, world_size(), device_, false);
   double bytes = 0;
   for (const Tensor& t : sends) bytes += static_cast<double>(t.nbytes()) * (world_size() - 1) / world_size();
@@ -244,7 +210,7 @@ void NcclCommunicator::all_to_all_after(const Mark& after, std::span<const Tenso
     }
     const ncclResult_t end = ncclGroupEnd();
     return result == ncclSuccess ? end : result;
-  }, static_cast<cudaEvent_t>(after.get()));
+  });
 }
 
 void NcclCommunicator::all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) {

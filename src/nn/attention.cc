@@ -40,14 +40,6 @@ DistributedAttention::Output DistributedAttention::forward(
 
 // Ulysses: the whole sequence for H / P heads, then back to this rank's shard.
 DistributedAttention::Output DistributedAttention::split_heads(const Inputs& in) const {
-  const int groups = in.joint() ? 1 : parallel_->overlap_groups(in.q.size(2));
-  if (groups > 1) {  // the exchanges of one head group hidden behind another's attention
-    const auto attend = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
-      if (!in.rope) return ops::attention(q, k, v);
-      return ops::attention(rope_rows(q, *in.rope, 0, in.style), rope_rows(k, *in.rope, 0, in.style), v);
-    };
-    return {parallel_->attend_heads_overlapped(in.q, in.k, in.v, in.full_length, groups, attend), {}};
-  }
   const std::array<Tensor, 3> shards{in.q, in.k, in.v};
   auto full = parallel_->sequence_to_heads(shards, in.full_length);
   Tensor q = full[0], k = full[1], v = full[2];

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
 #include <numeric>
 
 #include "ops/ops.h"
@@ -131,78 +130,6 @@ Tensor SequenceParallel::gather_heads(const Tensor& part) const {
   Tensor recv = Tensor::empty(shape, send.dtype(), send.device());
   comm_->all_gather(std::span<const Tensor>(&send, 1), std::span<Tensor>(&recv, 1));
   return recv.permute({1, 2, 0, 3, 4}).reshape({part.size(0), part.size(1), p * part.size(2), part.size(3)});
-}
-
-int SequenceParallel::overlap_groups(int64_t heads) const {
-  static const int wanted = [] {
-    const char* text = std::getenv("FASTDIT_SP_OVERLAP_GROUPS");
-    if (!text || !*text) return 4;
-    char* end = nullptr;
-    const long value = std::strtol(text, &end, 10);
-    FASTDIT_CHECK(*end == '\0' && value >= 1 && value <= 64, "FASTDIT_SP_OVERLAP_GROUPS must be a whole number in ",
-                  "1..64, got '", text, "'");
-    return static_cast<int>(value);
-  }();
-  if (world_size() == 1) return 1;  // nothing to exchange, nothing to hide
-  const int64_t local = heads / world_size();
-  int groups = 1;
-  for (int g = 1; g <= wanted; ++g)
-    if (local % g == 0) groups = g;
-  return groups;
-}
-
-Tensor SequenceParallel::attend_heads_overlapped(const Tensor& q, const Tensor& k, const Tensor& v,
-                                                 int64_t full_length, int groups, const AttendFn& attend) const {
-  const int p = world_size();
-  FASTDIT_CHECK(q.dim() == 4 && q.size(1) == shard_length(full_length) && k.shape() == q.shape() &&
-                    v.shape() == q.shape(),
-                "attend_heads_overlapped: q ", q.str(), ", k ", k.str(), ", v ", v.str(),
-                " are not [B, S, H, D] shards of ", full_length, " tokens over ", p, " ranks");
-  FASTDIT_CHECK(splits_heads(q.size(2)), head_split_error(q.size(2), p));
-  const int64_t b = q.size(0), s = q.size(1), h = q.size(2) / p, d = q.size(3);
-  FASTDIT_CHECK(groups >= 1 && h % groups == 0, "attend_heads_overlapped: ", groups,
-                " groups do not divide this rank's ", h, " heads");
-  FASTDIT_CHECK(p > 1, "attend_heads_overlapped needs a group of several ranks");
-  const int64_t hg = h / groups;
-  // Group-major, then peer-major: send[g][j] holds this shard's tokens for the heads of
-  // group g that rank j will own (heads j·h + g·hg + [0, hg)). All packed before the
-  // first exchange, so every incoming exchange waits for this point only.
-  std::array<Tensor, 3> packed;
-  const Tensor inputs[] = {q, k, v};
-  for (int i = 0; i < 3; ++i)
-    packed[i] = inputs[i].reshape({b, s, p, groups, hg, d}).permute({3, 2, 0, 1, 4, 5}).contiguous();
-  const distributed::Communicator::Mark inputs_ready = comm_->mark();
-  const Shape chunk{p, b, s, hg, d};
-  auto bring_in = [&](int64_t g) {  // group g's heads of the whole sequence, [B, L, hg, D] x 3
-    std::vector<Tensor> sends, recvs, out;
-    for (const Tensor& t : packed) {
-      sends.push_back(t.narrow(0, g, 1).reshape(chunk));
-      recvs.push_back(Tensor::empty(chunk, t.dtype(), t.device()));
-    }
-    comm_->all_to_all_after(inputs_ready, sends, recvs);
-    for (const Tensor& recv : recvs) out.push_back(merge_rank_axis(recv, 1).narrow(1, 0, full_length));
-    return out;
-  };
-  // returned[g][j]: head group g of rank j, for this rank's tokens.
-  Tensor returned = Tensor::empty({groups, p, b, s, hg, d}, q.dtype(), q.device());
-  std::vector<Tensor> leaving(groups);
-  std::vector<distributed::Communicator::Mark> left_ready(groups);
-  auto send_back = [&](int64_t g) {
-    Tensor recv = returned.narrow(0, g, 1).reshape(chunk);
-    comm_->all_to_all_after(left_ready[g], std::span<const Tensor>(&leaving[g], 1), std::span<Tensor>(&recv, 1));
-    leaving[g] = Tensor();
-  };
-  for (int64_t g = 0; g < groups; ++g) {
-    const auto in = bring_in(g);  // runs while group g - 1 attends
-    const Tensor attended = attend(in[0], in[1], in[2]);
-    // Sequence-block-major for the way back: chunk j goes to rank j.
-    leaving[g] = pad_sequence(attended, 1, p * s).reshape({b, p, s, hg, d}).permute({1, 0, 2, 3, 4}).contiguous();
-    left_ready[g] = comm_->mark();
-    if (g > 0) send_back(g - 1);  // runs while group g attends
-  }
-  send_back(groups - 1);
-  // [G, P, B, S, hg, D] -> [B, S, P, G, hg, D]: head j·h + g·hg + i, as the model numbers them.
-  return returned.permute({2, 3, 1, 0, 4, 5}).reshape({b, s, p * h, d});
 }
 
 }  // namespace fastdit::nn

@@ -11,7 +11,6 @@
 // gather_sequence before unpatchifying; DistributedAttention does the rest.
 #pragma once
 
-#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,19 +49,6 @@ class SequenceParallel {
   Tensor heads_to_sequence(const Tensor& heads) const;
   // [B, L, H/P, D] on every rank -> [B, L, H, D], heads in rank order.
   Tensor gather_heads(const Tensor& part) const;
-
-  // Ulysses attention with the exchanges hidden behind the attention: this rank's H/P
-  // heads go in `groups` groups (a divisor of H/P; see overlap_groups); while one group
-  // attends, the next group's q, k, v arrive and the previous group's output leaves.
-  // q, k, v [B, S, H, D] shards -> [B, S, H, D], the same numbers as sequence_to_heads,
-  // attend and heads_to_sequence in turn. attend: one group's whole-sequence q, k, v
-  // [B, full_length, H/(P·groups), D] -> its output of the same shape.
-  using AttendFn = std::function<Tensor(const Tensor& q, const Tensor& k, const Tensor& v)>;
-  Tensor attend_heads_overlapped(const Tensor& q, const Tensor& k, const Tensor& v, int64_t full_length, int groups,
-                                 const AttendFn& attend) const;
-  // How many head groups attend_heads_overlapped uses for `heads` heads: the largest
-  // divisor of H/P up to FASTDIT_SP_OVERLAP_GROUPS (default 4; 1 turns overlap off).
-  int overlap_groups(int64_t heads) const;
 
  private:
   distributed::Communicator* comm_ = nullptr;

@@ -73,43 +73,6 @@ TEST_P(Layout, HeadExchangeMovesWholeSequencesOfThisRanksHeads) {
   });
 }
 
-// The overlapped exchange (head groups attending while the next group arrives) computes
-// exactly what exchange, attend, exchange back does, for every grouping of this rank's
-// heads; each group sees whole sequences of its own heads only.
-TEST_P(Layout, OverlappedHeadGroupsEqualTheWholeExchange) {
-  const auto [world, length] = GetParam();
-  const int64_t heads = 12, per_rank = heads / world;
-  if (world == 1) {  // nothing to exchange, so nothing to overlap
-    const nn::SequenceParallel& one = nn::single_process();
-    EXPECT_EQ(one.overlap_groups(heads), 1);
-    const Tensor x = testing::random_tensor({1, length, heads, 8}, 4);
-    EXPECT_THROW(one.attend_heads_overlapped(x, x, x, length, 1, {}), Error);
-    return;
-  }
-  const Tensor q = testing::random_tensor({2, length, heads, 8}, 4);
-  const Tensor k = testing::random_tensor({2, length, heads, 8}, 5);
-  const Tensor v = testing::random_tensor({2, length, heads, 8}, 6);
-  on_ranks(world, [&](const nn::SequenceParallel& sp) {
-    const Tensor shards[] = {sp.shard_sequence(q, 1), sp.shard_sequence(k, 1), sp.shard_sequence(v, 1)};
-    const auto full = sp.sequence_to_heads(shards, length);
-    const Tensor whole = sp.heads_to_sequence(ops::attention(full[0], full[1], full[2]));
-    for (int groups = 1; groups <= per_rank; ++groups) {
-      if (per_rank % groups) continue;
-      int calls = 0;
-      const Tensor out = sp.attend_heads_overlapped(
-          shards[0], shards[1], shards[2], length, groups, [&](const Tensor& gq, const Tensor& gk, const Tensor& gv) {
-            EXPECT_EQ(gq.shape(), (Shape{2, length, per_rank / groups, 8}));
-            ++calls;
-            return ops::attention(gq, gk, gv);
-          });
-      EXPECT_EQ(calls, groups);
-      EXPECT_EQ(out.shape(), whole.shape());
-      EXPECT_EQ(testing::max_abs_diff(out, whole), 0.0) << groups << " groups";
-    }
-    EXPECT_THROW(sp.attend_heads_overlapped(shards[0], shards[1], shards[2], length, 5, {}), Error);
-  });
-}
-
 // 45 tokens (the Wan fixtures) pad for 2 and 4 ranks; 2 tokens leave ranks all padding.
 INSTANTIATE_TEST_SUITE_P(WorldsAndLengths, Layout,
                          ::testing::Combine(::testing::Values(1, 2, 3, 4), ::testing::Values<int64_t>(45, 12, 2)));
