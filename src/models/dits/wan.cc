@@ -26,7 +26,7 @@ class WanRotaryPosEmbed : public nn::Module {
     const Shape key(grid.begin(), grid.end());
     if (cached_grid_ != key || !(cached_device_ == device) || !cached_.cos.defined()) {
       nn::RotaryTable table = nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
-      cached_ = {table.cos.to(device), table.sin.to(device)};
+      cached_ = {table.cos.to(device), table.sin.to(device), {}, {}};
       cached_grid_ = key;
       cached_device_ = device;
     }
