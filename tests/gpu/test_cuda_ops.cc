@@ -553,7 +553,8 @@ TEST(CudaAttention, FlashMatchesReferenceOnLongSequences) {
       seed += 3;
       const Tensor q =
           random_in(dtype, {s.batch, s.q_len, s.heads, s.head_dim}, seed, -4.0f, 4.0f).to(kGpu);
-      const Tensor k = random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1).to(kGpu);
+      const Tensor k =
+          random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1).to(kGpu);
       const Tensor v =
           random_in(dtype, {s.batch, s.kv_len, s.heads, s.value_dim}, seed + 2).to(kGpu);
       const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));

@@ -163,9 +163,11 @@ __device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
 #define FASTDIT_ACC8(d, i)                                                              \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
       "+f"(d[i + 6]), "+f"(d[i + 7])
-#define FASTDIT_ACC32(d) FASTDIT_ACC8(d, 0), FASTDIT_ACC8(d, 8), FASTDIT_ACC8(d, 16), FASTDIT_ACC8(d, 24)
-#define FASTDIT_ACC64(d) \
-  FASTDIT_ACC32(d), FASTDIT_ACC8(d, 32), FASTDIT_ACC8(d, 40), FASTDIT_ACC8(d, 48), FASTDIT_ACC8(d, 56)
+#define FASTDIT_ACC32(d) \
+  FASTDIT_ACC8(d, 0), FASTDIT_ACC8(d, 8), FASTDIT_ACC8(d, 16), FASTDIT_ACC8(d, 24)
+#define FASTDIT_ACC64(d)                                                         \
+  FASTDIT_ACC32(d), FASTDIT_ACC8(d, 32), FASTDIT_ACC8(d, 40), FASTDIT_ACC8(d, 48), \
+      FASTDIT_ACC8(d, 56)
 #define FASTDIT_REGS32                                                                         \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
   "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
