@@ -460,20 +460,22 @@ std::string describe(const AttentionShape& s) {
                         s.head_dim, " Dv", s.value_dim);
 }
 
-// Queries in [-4, 4] make the softmax peaked, so a wrong key or a wrong scale shows.
+// Queries in [-4, 4] make the softmax peaked, so a wrong key or a wrong scale shows. The
+// scale is 1/sqrt(D) times `scale_factor`.
 void check_attention(cuda::AttentionBackend backend, DType dtype, const AttentionShape& s,
-                     uint64_t seed, const Tensor& mask = {}) {
+                     uint64_t seed, const Tensor& mask = {}, float scale_factor = 1.0f) {
   const Tensor q = random_in(dtype, {s.batch, s.q_len, s.heads, s.head_dim}, seed, -4.0f, 4.0f);
   const Tensor k = random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1);
   const Tensor v = random_in(dtype, {s.batch, s.kv_len, s.heads, s.value_dim}, seed + 2);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const float scale = scale_factor / std::sqrt(static_cast<float>(s.head_dim));
   const Shape out_shape{s.batch, s.q_len, s.heads, s.value_dim};
   Tensor cpu_out = Tensor::empty(out_shape, dtype), gpu_out = poisoned(out_shape, dtype);
   cpu::attention(q, k, v, mask, scale, cpu_out);
   cuda::attention_with(backend, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(mask), scale, gpu_out);
   const std::string what = std::string(cuda::attention_backend_name(backend)) + " " +
                            dtype_name(dtype) + " " + describe(s) +
-                           (mask.defined() ? " masked" : "");
+                           (mask.defined() ? " masked" : "") +
+                           (scale_factor != 1.0f ? " scale x" + std::to_string(scale_factor) : "");
   const Comparison c = expect_matches(gpu_out, cpu_out, what);
   std::printf("attention %-34s max_abs %.2e rel_l2 %.2e (max |ref| %.2f)\n", what.c_str(),
               c.max_abs, c.rel_l2, c.max_ref);
@@ -511,6 +513,60 @@ TEST(CudaAttention, FlashMatchesCpu) {
          {AttentionShape{1, 2, 70, 65, 8, 8}, AttentionShape{1, 2, 129, 200, 256, 256},
           AttentionShape{2, 2, 50, 80, 64, 128}, AttentionShape{1, 1, 64, 64, 192, 40}}) {
       check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+    }
+  }
+}
+
+// The shapes the Hopper kernel takes (D = Dv = 64 or 128; 128-row query tiles, 128-key
+// tiles, two ring slots): lengths off the tiles by one and by more, exact multiples, one key,
+// cross-attention to 512 keys, many key tiles (so every ring slot is reused), batch > 1.
+TEST(CudaAttention, FlashHeadDims64And128MatchCpu) {
+  uint64_t seed = 3500;
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    for (int64_t d : {64, 128}) {
+      for (const AttentionShape& s :
+           {AttentionShape{2, 3, 1000, 1000, d, d}, AttentionShape{1, 4, 777, 512, d, d},
+            AttentionShape{2, 2, 300, 512, d, d}, AttentionShape{1, 2, 256, 384, d, d},
+            AttentionShape{1, 3, 129, 1, d, d}, AttentionShape{1, 2, 130, 129, d, d},
+            AttentionShape{1, 1, 5, 1700, d, d}}) {
+        check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+      }
+    }
+  }
+}
+
+// A scale <= 0 is outside the Hopper kernel; the generic kernel serves it at every head dim.
+TEST(CudaAttention, FlashNonPositiveScaleMatchesCpu) {
+  uint64_t seed = 3700;
+  for (int64_t d : {64, 128}) {
+    check_attention(cuda::AttentionBackend::Flash, DType::BFloat16, {2, 2, 200, 333, d, d},
+                    seed += 3, {}, -1.0f);
+  }
+}
+
+// Long sequences against the reference kernel on the GPU (the CPU would take minutes).
+TEST(CudaAttention, FlashMatchesReferenceOnLongSequences) {
+  const AttentionShape shapes[] = {{1, 4, 4100, 4100, 128, 128}, {2, 2, 3000, 2500, 64, 64}};
+  uint64_t seed = 3900;
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    for (const AttentionShape& s : shapes) {
+      seed += 3;
+      const Tensor q =
+          random_in(dtype, {s.batch, s.q_len, s.heads, s.head_dim}, seed, -4.0f, 4.0f).to(kGpu);
+      const Tensor k =
+          random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1).to(kGpu);
+      const Tensor v =
+          random_in(dtype, {s.batch, s.kv_len, s.heads, s.value_dim}, seed + 2).to(kGpu);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+      const Shape out_shape{s.batch, s.q_len, s.heads, s.value_dim};
+      Tensor flash = poisoned(out_shape, dtype), reference = poisoned(out_shape, dtype);
+      cuda::attention_with(cuda::AttentionBackend::Flash, q, k, v, {}, scale, flash);
+      cuda::attention_with(cuda::AttentionBackend::Reference, q, k, v, {}, scale, reference);
+      const std::string what = std::string("flash vs reference ") + dtype_name(dtype) + " " +
+                               describe(s);
+      const Comparison c = expect_matches(flash, reference, what);
+      std::printf("attention %-34s max_abs %.2e rel_l2 %.2e (max |ref| %.2f)\n", what.c_str(),
+                  c.max_abs, c.rel_l2, c.max_ref);
     }
   }
 }

@@ -16,6 +16,11 @@ void cudnn_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, float scale, 
 std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& mask);
 void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out);
+// The Hopper kernel flash_attention runs where it can (attention_flash_sm90.cu): head dims 64
+// and 128 (D = Dv), a positive scale, an sm_90 device; the mma.sync kernel serves the rest.
+bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor& v, float scale);
+void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                          Tensor& out);
 
 // Serves every call the op allows, masks included.
 void reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,

@@ -1,5 +1,6 @@
 // Flash attention forward (the FlashAttention-2 structure) for bfloat16 / float16 on
-// mma.sync m16n8k16 tensor-core instructions with float32 accumulation.
+// mma.sync m16n8k16 tensor-core instructions with float32 accumulation: the generic kernel,
+// for every call the Hopper kernel (attention_flash_sm90.cu) does not take.
 //
 // Grid (ceil(Sq / kQueryRows), H, B). A CTA of 4 warps owns a Q tile; each warp owns
 // kRowBlocks 16-row blocks of it, so softmax statistics never cross warps. Head dims are
@@ -385,6 +386,7 @@ std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tens
 }
 
 void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out) {
+  if (flash_attention_sm90_serves(q, k, v, scale)) return flash_attention_sm90(q, k, v, scale, out);
   FlashParams p{};
   p.q = q.data_ptr();
   p.k = k.data_ptr();

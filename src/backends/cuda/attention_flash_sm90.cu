@@ -1,0 +1,602 @@
+// Flash attention forward for Hopper (sm_90a) at head dim 64 or 128, bfloat16 / float16, on
+// warpgroup MMAs (wgmma) whose shared-memory operands arrive through the tensor-copy engine
+// (TMA). The generic mma.sync kernel (attention_flash.cu) serves every other call.
+//
+// Grid (ceil(Sq / 128), H, B); a CTA of 3 warpgroups owns 128 query rows of one head:
+//   warpgroup 0 is the producer, one lane of which issues every copy; it gives most of its
+//   registers to
+//   warpgroups 1 and 2, the consumers, 64 query rows each (setmaxnreg: 24 and 240 registers
+//   a thread instead of the 168 that 384 threads get at launch).
+// Shared memory, every tile in the 128-byte swizzle that TMA writes and wgmma reads (a row of
+// 64 elements is 128 bytes, its eight 16-byte chunks permuted by the row index mod 8, so
+// 1024-byte aligned tiles); a tile of head dim 128 is two such 64-column panels:
+//   Q [128 rows][D] once, K [kKeys][D] and V [kKeys][D] in kStages ring slots, mbarriers.
+// Each slot has a "full" barrier (armed by the producer with the tile's byte count, completed
+// by the copy) and an "empty" barrier (one arrival per consumer warp once its MMAs have read
+// the slot), for K and V apart so that Q·Kᵀ starts before V lands. Copies outside Sq / Sk
+// are zero-filled by the copy engine, so any sequence length works.
+// Per key tile j each consumer warpgroup waits for K_j and V_{j-1}, then issues back to back
+//   S_j = Q·K_jᵀ           wgmma, both operands from shared memory (K row-major is what
+//                          wgmma calls K-major);
+//   O += P_{j-1}·V_{j-1}   wgmma, P from registers, V read transposed (MN-major);
+// waits for S_j alone and runs its softmax (fp32, the scale folded into one exp2 argument per
+// element) while P·V_{j-1} is still on the tensor cores; O is rescaled once that MMA retires.
+// (Softmax after both MMAs instead measured 580 against 661 TFLOP/s at [1, 12, 32760, 128].)
+// The accumulator layout of S is the A-operand layout of P, so P is S rounded in place. At
+// the end O is divided by the row sums and stored from registers.
+// Registers per consumer thread: O 64, S 64, P 32 floats / words at head dim 128.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "backends/cuda/attention.h"
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/kernel_common.cuh"
+
+namespace fastdit::cuda {
+namespace {
+
+constexpr int kConsumerWarps = 8;
+constexpr int kThreads = 128 + kConsumerWarps * 32;
+constexpr int kProducerRegisters = 24, kConsumerRegisters = 240;
+
+template <int kHeadDim>
+struct Sm90Tile {
+  static constexpr int kQueryRows = 128;  // 64 per consumer warpgroup
+  static constexpr int kKeys = 128;       // per K / V tile
+  static constexpr int kStages = 2;
+  static constexpr int kPanels = kHeadDim / 64;
+  static constexpr uint32_t kQPanelBytes = kQueryRows * 128;
+  static constexpr uint32_t kKvPanelBytes = kKeys * 128;
+  static constexpr uint32_t kQBytes = kPanels * kQPanelBytes;
+  static constexpr uint32_t kKvBytes = kPanels * kKvPanelBytes;  // one K or V tile
+  static constexpr uint32_t kKOffset = kQBytes;
+  static constexpr uint32_t kVOffset = kKOffset + kStages * kKvBytes;
+  static constexpr uint32_t kBarrierOffset = kVOffset + kStages * kKvBytes;
+  static constexpr int kBarriers = 1 + 4 * kStages;
+  // The dynamic shared window is aligned up to 1024 bytes in the kernel, hence the slack.
+  static constexpr size_t kSharedBytes = kBarrierOffset + kBarriers * 8 + 1024;
+};
+
+struct Sm90Params {
+  CUtensorMap q_map, k_map, v_map;  // [B, S, H, D] seen as 4-D {D, H, S, B}
+  void* out;
+  int q_len, kv_len, heads;
+  float scale_log2;  // softmax scale · log2(e), > 0
+};
+
+// ---- PTX wrappers ----------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void barrier_init(uint32_t barrier, int arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(barrier), "r"(arrivals));
+}
+// Makes the initialised barriers visible to the copy engine.
+__device__ __forceinline__ void barrier_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void barrier_arrive(uint32_t barrier) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(barrier) : "memory");
+}
+// The producer's arrival, announcing the bytes the copies will complete on the barrier.
+__device__ __forceinline__ void barrier_arrive_expect_bytes(uint32_t barrier, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(barrier),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void barrier_wait(uint32_t barrier, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(barrier), "r"(parity)
+        : "memory");
+  }
+}
+
+// One box of a 4-D tensor map, {column, head, row, batch}, into shared memory; completes on
+// `barrier`.
+__device__ __forceinline__ void copy_tile(uint32_t shared, const CUtensorMap& map, int column,
+                                          int head, int row, int batch, uint32_t barrier) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(shared),
+      "l"(reinterpret_cast<uint64_t>(&map)), "r"(column), "r"(head), "r"(row), "r"(batch),
+      "r"(barrier)
+      : "memory");
+}
+
+// A wgmma shared-memory matrix descriptor for the 128-byte swizzle: start address, leading
+// and stride byte offsets, each in 16-byte units. For a K-major operand the stride is the
+// distance between 8-row groups and the leading offset is unused; for an MN-major one the
+// leading offset is the distance between 64-element panels along MN.
+__device__ __forceinline__ uint64_t matrix_descriptor(uint32_t address, uint32_t leading,
+                                                      uint32_t stride) {
+  return uint64_t{(address & 0x3FFFF) >> 4} | uint64_t{leading >> 4} << 16 |
+         uint64_t{stride >> 4} << 32 | uint64_t{1} << 62;
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// Moves the executing warpgroup's register budget down or up (the CTA's total must stay
+// within what it was launched with).
+template <int kRegisters>
+__device__ __forceinline__ void registers_release() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void registers_claim() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses to registers an in-flight wgmma owns across the
+// issue / wait points.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+#define FASTDIT_ACC8(d, i)                                                              \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+      "+f"(d[i + 6]), "+f"(d[i + 7])
+#define FASTDIT_ACC32(d) \
+  FASTDIT_ACC8(d, 0), FASTDIT_ACC8(d, 8), FASTDIT_ACC8(d, 16), FASTDIT_ACC8(d, 24)
+#define FASTDIT_ACC64(d)                                                         \
+  FASTDIT_ACC32(d), FASTDIT_ACC8(d, 32), FASTDIT_ACC8(d, 40), FASTDIT_ACC8(d, 48), \
+      FASTDIT_ACC8(d, 56)
+#define FASTDIT_REGS32                                                                         \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define FASTDIT_REGS64                                                                         \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
+  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+  "%56, %57, %58, %59, %60, %61, %62, %63}"
+
+// d (64×128 fp32) = a (64×16, K-major in shared memory) · b (16×128, K-major), plus d when
+// `accumulate`.
+#define FASTDIT_WGMMA_SS_N128(TYPE)                                                           \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                   \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " FASTDIT_REGS64 \
+               ", %64, %65, p, 1, 1, 0, 0;\n}\n"                                              \
+               : FASTDIT_ACC64(d)                                                             \
+               : "l"(a), "l"(b), "r"(accumulate))
+template <class T>
+__device__ __forceinline__ void wgmma_ss_n128(float (&d)[64], uint64_t a, uint64_t b,
+                                              int accumulate) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    FASTDIT_WGMMA_SS_N128("bf16");
+  } else {
+    FASTDIT_WGMMA_SS_N128("f16");
+  }
+}
+
+// d (64×N fp32) += a (64×16 in registers) · b (16×N, MN-major in shared memory).
+#define FASTDIT_WGMMA_RS_N128(TYPE)                                                           \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                   \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " FASTDIT_REGS64 \
+               ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                \
+               : FASTDIT_ACC64(d)                                                             \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
+#define FASTDIT_WGMMA_RS_N64(TYPE)                                                           \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                  \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " FASTDIT_REGS32 \
+               ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                               \
+               : FASTDIT_ACC32(d)                                                            \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1))
+template <class T, int N>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t* a, uint64_t b) {
+  static_assert(N == 64 || N == 128);
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  if constexpr (N == 128 && kBf16) {
+    FASTDIT_WGMMA_RS_N128("bf16");
+  } else if constexpr (N == 128) {
+    FASTDIT_WGMMA_RS_N128("f16");
+  } else if constexpr (kBf16) {
+    FASTDIT_WGMMA_RS_N64("bf16");
+  } else {
+    FASTDIT_WGMMA_RS_N64("f16");
+  }
+}
+#undef FASTDIT_WGMMA_SS_N128
+#undef FASTDIT_WGMMA_RS_N128
+#undef FASTDIT_WGMMA_RS_N64
+#undef FASTDIT_REGS32
+#undef FASTDIT_REGS64
+#undef FASTDIT_ACC64
+#undef FASTDIT_ACC32
+#undef FASTDIT_ACC8
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Two floats rounded into one register, `low` in the lower half (the lower column).
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float low, float high) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(low, high);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(low, high);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+}
+
+// ---- softmax ---------------------------------------------------------------------------
+
+// A thread's share of a 64×kKeys accumulator tile: element 4n + e sits in row g (e < 2) or
+// g + 8 (e >= 2) of its warp's 16 rows, column 8n + 2·(lane % 4) + (e & 1).
+//
+// Folds one tile of raw scores into the running softmax of the thread's two rows: the row
+// max (of raw scores; the scale is positive) and sum are updated, S becomes
+// exp2(S·scale − max·scale), and `correction` says by how much O must shrink. With kMask,
+// keys at or past kv_len count as −inf.
+template <bool kMask, int kKeys>
+__device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_max)[2],
+                                             float (&row_sum)[2], float (&correction)[2],
+                                             int first_key, int kv_len, float scale_log2) {
+  const int lane = threadIdx.x % 32;
+  if constexpr (kMask) {
+#pragma unroll
+    for (int i = 0; i < kKeys / 2; ++i) {
+      const int key = first_key + (i / 4) * 8 + (lane % 4) * 2 + (i & 1);
+      if (key >= kv_len) s[i] = -INFINITY;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float tile_max = row_max[r];
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+      tile_max = fmaxf(tile_max, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+    // Finite: every tile holds at least one key < kv_len. The first tile's old max is −inf,
+    // and exp2(−inf) = 0 scales the empty O and sum.
+    const float scaled_max = tile_max * scale_log2;
+    correction[r] = exp2_approx((row_max[r] - tile_max) * scale_log2);
+    row_max[r] = tile_max;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = s[4 * n + 2 * r + e];
+        x = exp2_approx(fmaf(x, scale_log2, -scaled_max));
+        sum += x;
+      }
+    }
+    row_sum[r] = row_sum[r] * correction[r] + sum;
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void rescale(float (&o)[N], const float (&correction)[2]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) o[i] *= correction[(i / 2) % 2];
+}
+
+// P as the A operand of the next wgmma: the k-th 16-key slice is registers 4k..4k+3, pairs
+// of adjacent accumulator elements.
+template <class T, int N>
+__device__ __forceinline__ void round_probabilities(const float (&s)[N], uint32_t (&p)[N / 2]) {
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) p[i] = pack2<T>(s[2 * i], s[2 * i + 1]);
+}
+
+// ---- the kernel ------------------------------------------------------------------------
+
+// Shared-memory addresses of one CTA (the dynamic window aligned up to 1024 bytes).
+template <int kHeadDim>
+struct SharedLayout {
+  using Tiles = Sm90Tile<kHeadDim>;
+  uint32_t base;
+  __device__ uint32_t q_tile() const { return base; }
+  __device__ uint32_t k_tile(int stage) const {
+    return base + Tiles::kKOffset + stage * Tiles::kKvBytes;
+  }
+  __device__ uint32_t v_tile(int stage) const {
+    return base + Tiles::kVOffset + stage * Tiles::kKvBytes;
+  }
+  __device__ uint32_t barrier(int i) const { return base + Tiles::kBarrierOffset + 8 * i; }
+  __device__ uint32_t q_full() const { return barrier(0); }
+  __device__ uint32_t k_full(int stage) const { return barrier(1 + stage); }
+  __device__ uint32_t v_full(int stage) const { return barrier(1 + Tiles::kStages + stage); }
+  __device__ uint32_t k_empty(int stage) const { return barrier(1 + 2 * Tiles::kStages + stage); }
+  __device__ uint32_t v_empty(int stage) const { return barrier(1 + 3 * Tiles::kStages + stage); }
+};
+
+// One thread: Q once, then K_j and V_j for every key tile into ring slot j mod kStages, each
+// after the consumers have released that slot's previous tile.
+template <int kHeadDim>
+__device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<kHeadDim>& smem,
+                                        int first_query, int head, int batch, int tiles) {
+  using Tiles = Sm90Tile<kHeadDim>;
+  constexpr int kStages = Tiles::kStages;
+  barrier_arrive_expect_bytes(smem.q_full(), Tiles::kQBytes);
+  for (int c = 0; c < Tiles::kPanels; ++c) {
+    copy_tile(smem.q_tile() + c * Tiles::kQPanelBytes, p.q_map, c * 64, head, first_query, batch,
+              smem.q_full());
+  }
+  for (int j = 0; j < tiles; ++j) {
+    const int stage = j % kStages, first_key = j * Tiles::kKeys;
+    const uint32_t previous_use_parity = (j / kStages - 1) & 1;
+    if (j >= kStages) barrier_wait(smem.k_empty(stage), previous_use_parity);
+    barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes);
+    for (int c = 0; c < Tiles::kPanels; ++c) {
+      copy_tile(smem.k_tile(stage) + c * Tiles::kKvPanelBytes, p.k_map, c * 64, head, first_key,
+                batch, smem.k_full(stage));
+    }
+    if (j >= kStages) barrier_wait(smem.v_empty(stage), previous_use_parity);
+    barrier_arrive_expect_bytes(smem.v_full(stage), Tiles::kKvBytes);
+    for (int c = 0; c < Tiles::kPanels; ++c) {
+      copy_tile(smem.v_tile(stage) + c * Tiles::kKvPanelBytes, p.v_map, c * 64, head, first_key,
+                batch, smem.v_full(stage));
+    }
+  }
+}
+
+// A consumer warpgroup (`group` 0 or 1): query rows 64·group .. 64·group + 63 of the tile.
+template <class T, int kHeadDim>
+__device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<kHeadDim>& smem,
+                                        int group, int first_query, int head, int batch,
+                                        int tiles) {
+  using Tiles = Sm90Tile<kHeadDim>;
+  constexpr int kKeys = Tiles::kKeys, kStages = Tiles::kStages;
+  const int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;  // warp within the group
+  const uint64_t q_desc = matrix_descriptor(smem.q_tile() + group * 64 * 128, 16, 1024);
+  const uint64_t k_desc = matrix_descriptor(smem.k_tile(0), 16, 1024);
+  const uint64_t v_desc = matrix_descriptor(smem.v_tile(0), Tiles::kKvPanelBytes, 1024);
+
+  float o[kHeadDim / 2];
+  float s[kKeys / 2];
+  uint32_t probabilities[kKeys / 4];
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, correction[2];
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) o[i] = 0.0f;
+
+  // S = Q·K_jᵀ over the head dim, 16 columns a step: a step inside a 64-column panel moves
+  // the start address 32 bytes (the swizzle is a function of the address bits, so the
+  // panel's layout still holds), a new panel starts at its own base.
+  auto issue_scores = [&](int stage) {
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      const uint32_t q_offset = (kk / 4) * Tiles::kQPanelBytes + (kk % 4) * 32;
+      const uint32_t k_offset =
+          stage * Tiles::kKvBytes + (kk / 4) * Tiles::kKvPanelBytes + (kk % 4) * 32;
+      wgmma_ss_n128<T>(s, q_desc + (q_offset >> 4), k_desc + (k_offset >> 4), kk > 0);
+    }
+  };
+  // O += P·V_j over the tile's keys, 16 keys (2048 bytes of V rows) a step.
+  auto issue_values = [&](int stage) {
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      const uint32_t v_offset = stage * Tiles::kKvBytes + kk * 16 * 128;
+      wgmma_rs<T, kHeadDim>(o, probabilities + 4 * kk, v_desc + (v_offset >> 4));
+    }
+  };
+  const bool ragged = p.kv_len % kKeys != 0;
+  auto softmax = [&](int j) {
+    if (ragged && j == tiles - 1) {
+      softmax_tile<true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len,
+                                p.scale_log2);
+    } else {
+      softmax_tile<false, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len,
+                                 p.scale_log2);
+    }
+  };
+  auto parity = [](int j) { return static_cast<uint32_t>(j / kStages) & 1; };
+
+  barrier_wait(smem.q_full(), 0);
+  barrier_wait(smem.k_full(0), 0);
+  wgmma_fence();
+  issue_scores(0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(s);
+  if (lane == 0) barrier_arrive(smem.k_empty(0));
+  softmax(0);  // O is still zero: no rescale
+  round_probabilities<T>(s, probabilities);
+
+  for (int j = 1; j < tiles; ++j) {
+    const int stage = j % kStages, previous = (j - 1) % kStages;
+    barrier_wait(smem.k_full(stage), parity(j));
+    barrier_wait(smem.v_full(previous), parity(j - 1));
+    fence_registers(s);
+    fence_registers(o);
+    fence_registers(probabilities);
+    wgmma_fence();
+    issue_scores(stage);
+    wgmma_commit();
+    issue_values(previous);
+    wgmma_commit();
+    wgmma_wait<1>();  // S_j is in; P·V_{j-1} may still run
+    fence_registers(s);
+    if (lane == 0) barrier_arrive(smem.k_empty(stage));
+    softmax(j);
+    wgmma_wait<0>();
+    fence_registers(o);
+    fence_registers(probabilities);
+    if (lane == 0) barrier_arrive(smem.v_empty(previous));
+    rescale(o, correction);
+    round_probabilities<T>(s, probabilities);
+  }
+  const int last = (tiles - 1) % kStages;
+  barrier_wait(smem.v_full(last), parity(tiles - 1));
+  fence_registers(o);
+  fence_registers(probabilities);
+  wgmma_fence();
+  issue_values(last);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(o);
+
+  // O / row sum, rounded, 2 elements per store.
+  T* out = static_cast<T*>(p.out);
+  const int64_t row_stride = int64_t{p.heads} * kHeadDim;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv_sum = 1.0f / sum;
+    const int row = first_query + group * 64 + warp * 16 + lane / 4 + 8 * r;
+    if (row >= p.q_len) continue;
+    T* out_row = out + (int64_t{batch} * p.q_len + row) * row_stride + int64_t{head} * kHeadDim;
+#pragma unroll
+    for (int n = 0; n < kHeadDim / 8; ++n) {
+      *reinterpret_cast<uint32_t*>(out_row + n * 8 + (lane % 4) * 2) =
+          pack2<T>(o[4 * n + 2 * r] * inv_sum, o[4 * n + 2 * r + 1] * inv_sum);
+    }
+  }
+}
+
+template <class T, int kHeadDim>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_forward_sm90(const __grid_constant__ Sm90Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Tiles = Sm90Tile<kHeadDim>;
+  extern __shared__ unsigned char shared_raw[];
+  const SharedLayout<kHeadDim> smem{(shared_address(shared_raw) + 1023u) & ~1023u};
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int first_query = blockIdx.x * Tiles::kQueryRows;
+  const int tiles = (p.kv_len + Tiles::kKeys - 1) / Tiles::kKeys;
+
+  if (threadIdx.x == 0) {
+    barrier_init(smem.q_full(), 1);
+    for (int stage = 0; stage < Tiles::kStages; ++stage) {
+      barrier_init(smem.k_full(stage), 1);
+      barrier_init(smem.v_full(stage), 1);
+      barrier_init(smem.k_empty(stage), kConsumerWarps);
+      barrier_init(smem.v_empty(stage), kConsumerWarps);
+    }
+    barrier_init_fence();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    registers_release<kProducerRegisters>();
+    if (threadIdx.x == 0) produce(p, smem, first_query, head, batch, tiles);
+  } else {
+    registers_claim<kConsumerRegisters>();
+    consume<T, kHeadDim>(p, smem, warpgroup - 1, first_query, head, batch, tiles);
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built without sm_90a; flash_attention_sm90_serves never picks this kernel then
+#endif
+}
+
+// ---- host side ---------------------------------------------------------------------------
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    FASTDIT_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function,
+                                                        12000, cudaEnableDefault, &found));
+    FASTDIT_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
+                  "the CUDA driver offers no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
+  }();
+  return encode;
+}
+
+// t is [B, S, H, D] contiguous; a box is `rows` sequence rows of one head and 64 columns,
+// written into shared memory in the 128-byte swizzle.
+CUtensorMap head_tile_map(const Tensor& t, int rows) {
+  const cuuint64_t batch = t.size(0), seq = t.size(1), heads = t.size(2), dim = t.size(3);
+  const cuuint64_t dims[4] = {dim, heads, seq, batch};
+  const cuuint64_t strides[3] = {dim * 2, heads * dim * 2, seq * heads * dim * 2};  // bytes
+  const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult status = tensor_map_encoder()(
+      &map,
+      t.dtype() == DType::BFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                   : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+      4, t.data_ptr(), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  FASTDIT_CHECK(status == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (CUresult ",
+                static_cast<int>(status), ") for ", t.str());
+  return map;
+}
+
+template <class T, int kHeadDim>
+void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out,
+                 cudaStream_t stream) {
+  using Tiles = Sm90Tile<kHeadDim>;
+  Sm90Params p{};
+  p.q_map = head_tile_map(q, Tiles::kQueryRows);
+  p.k_map = head_tile_map(k, Tiles::kKeys);
+  p.v_map = head_tile_map(v, Tiles::kKeys);
+  p.out = out.data_ptr();
+  p.q_len = static_cast<int>(q.size(1));
+  p.kv_len = static_cast<int>(k.size(1));
+  p.heads = static_cast<int>(q.size(2));
+  p.scale_log2 = scale * 1.4426950408889634f;
+  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_sm90<T, kHeadDim>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          Tiles::kSharedBytes));
+  const dim3 grid(static_cast<unsigned>((q.size(1) + Tiles::kQueryRows - 1) / Tiles::kQueryRows),
+                  static_cast<unsigned>(q.size(2)), static_cast<unsigned>(q.size(0)));
+  flash_forward_sm90<T, kHeadDim><<<grid, kThreads, Tiles::kSharedBytes, stream>>>(p);
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+// Sequence positions are 32-bit in the kernel (and TMA coordinates are), with room for a tile.
+constexpr int64_t kMaxSequence = int64_t{1} << 30;
+
+bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 float scale) {
+  const int64_t d = q.size(3);
+  return device_properties(q.device().index).major == 9 && (d == 64 || d == 128) &&
+         v.size(3) == d && scale > 0.0f && std::isfinite(scale) && q.size(1) < kMaxSequence &&
+         k.size(1) < kMaxSequence;
+}
+
+void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                          Tensor& out) {
+  DeviceGuard guard(out.device());
+  const cudaStream_t stream = current_stream(out.device().index);
+  const bool bf16 = q.dtype() == DType::BFloat16;
+  if (q.size(3) == 64) {
+    return bf16 ? launch_sm90<__nv_bfloat16, 64>(q, k, v, scale, out, stream)
+                : launch_sm90<__half, 64>(q, k, v, scale, out, stream);
+  }
+  bf16 ? launch_sm90<__nv_bfloat16, 128>(q, k, v, scale, out, stream)
+       : launch_sm90<__half, 128>(q, k, v, scale, out, stream);
+}
+
+}  // namespace fastdit::cuda
