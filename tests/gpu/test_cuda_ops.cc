@@ -630,6 +630,17 @@ TEST(CudaAttention, BackendChoiceAndRefusals) {
   EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, mask), AttentionBackend::Reference);
   EXPECT_EQ(cuda::select_attention_backend(odd, odd, odd, {}), AttentionBackend::Reference);
   EXPECT_NE(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Reference);
+  // Long sequences at head dim 128: our Hopper kernel, where it is measured faster than cuDNN.
+  const Tensor wan = Tensor::zeros({1, 8192, 2, 128}, DType::BFloat16, kGpu);
+  const Tensor flux = Tensor::zeros({1, 4608, 2, 128}, DType::BFloat16, kGpu);
+  if (cuda::flash_attention_sm90_serves(wan, wan, wan, 1.0f)) {
+    EXPECT_EQ(cuda::select_attention_backend(wan, wan, wan, {}), AttentionBackend::Flash);
+    EXPECT_EQ(cuda::select_attention_backend(flux, flux, flux, {}),
+              cuda::cudnn_sdpa_refusal(flux, flux, flux, {}).empty() ? AttentionBackend::Cudnn
+                                                                      : AttentionBackend::Flash);
+  } else {
+    EXPECT_NE(cuda::select_attention_backend(wan, wan, wan, {}), AttentionBackend::Reference);
+  }
   ::setenv("FASTDIT_ATTENTION_BACKEND", "flash", 1);
   EXPECT_EQ(cuda::select_attention_backend(q16, q16, q16, {}), AttentionBackend::Flash);
   expect_error([&] { cuda::attention(q32, q32, q32, {}, 1.0f, out32); },

@@ -1,6 +1,9 @@
 // Which attention backend serves a call. FASTDIT_ATTENTION_BACKEND names one explicitly,
 // and then it serves or the call is an error (never a silent fallback); otherwise the
-// fastest that can serve wins: cuDNN, then our flash kernel, then the reference kernel.
+// fastest that can serve wins: cuDNN, then our flash kernel, then the reference kernel —
+// except where our Hopper kernel is measured faster than cuDNN (head dim 128 over at least
+// kOwnKernelKeys keys: 661 vs 599 TFLOP/s at Wan 480p's 32,760 tokens, 667 vs 626 at
+// 8,190, while at 4,608 cuDNN leads 649 to 627; H100, bench/notes/flash.md).
 #include "backends/cuda/attention.h"
 
 #include <cstdlib>
@@ -12,6 +15,12 @@
 
 namespace fastdit::cuda {
 namespace {
+
+constexpr int64_t kOwnKernelKeys = 8192;
+
+bool own_kernel_is_faster(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  return q.size(3) == 128 && k.size(1) >= kOwnKernelKeys && flash_attention_sm90_serves(q, k, v, scale);
+}
 
 std::optional<AttentionBackend> backend_from_env() {
   const char* value = std::getenv("FASTDIT_ATTENTION_BACKEND");
@@ -51,13 +60,16 @@ const char* attention_backend_name(AttentionBackend backend) {
 }
 
 AttentionBackend select_attention_backend(const Tensor& q, const Tensor& k, const Tensor& v,
-                                          const Tensor& mask) {
+                                          const Tensor& mask, float scale) {
   if (const auto requested = backend_from_env()) {
     const std::string why = refusal(*requested, q, k, v, mask);
     FASTDIT_CHECK(why.empty(), "FASTDIT_ATTENTION_BACKEND=", attention_backend_name(*requested),
                   " cannot serve attention on ", describe(q, k, v, mask), ": ", why);
     return *requested;
   }
+  if (!mask.defined() && own_kernel_is_faster(q, k, v, scale) &&
+      refusal(AttentionBackend::Flash, q, k, v, mask).empty())
+    return AttentionBackend::Flash;
   for (AttentionBackend backend : {AttentionBackend::Cudnn, AttentionBackend::Flash}) {
     if (refusal(backend, q, k, v, mask).empty()) return backend;
   }
@@ -83,7 +95,7 @@ void attention_with(AttentionBackend backend, const Tensor& q, const Tensor& k, 
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, float scale,
                Tensor& out) {
-  attention_with(select_attention_backend(q, k, v, mask), q, k, v, mask, scale, out);
+  attention_with(select_attention_backend(q, k, v, mask, scale), q, k, v, mask, scale, out);
 }
 
 }  // namespace fastdit::cuda
