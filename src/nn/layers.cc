@@ -1,5 +1,7 @@
 #include "nn/layers.h"
 
+#include <algorithm>
+
 namespace fastdit::nn {
 
 namespace {
@@ -42,6 +44,18 @@ Tensor LayerNorm::forward_modulated(const Tensor& x, const Tensor& shift, const 
   if (has_forward_hooks())
     return ops::modulate(forward(ops::cast(x, DType::Float32)), shift, scale, out_dtype);
   return ops::layer_norm_modulate(x, shift, scale, eps_, out_dtype);
+}
+
+ops::AddNorm LayerNorm::add_and_forward(const Tensor& residual, const Tensor& x, const Tensor& gate,
+                                        const Tensor& shift, const Tensor& scale) const {
+  const DType dtype = residual.dtype();
+  if (has_forward_hooks()) {
+    Tensor sum = gate.defined() ? ops::gated_add(residual, x, gate, dtype) : ops::cast(ops::add(residual, x), dtype);
+    Tensor normed = shift.defined() ? forward_modulated(sum, shift, scale, dtype) : forward(sum);
+    return {std::move(sum), std::move(normed)};
+  }
+  FASTDIT_CHECK(!shift.defined() || !weight, "add_and_forward modulates layer norms without affine parameters only");
+  return ops::add_layer_norm(residual, x, gate, optional_value(weight), optional_value(bias), shift, scale, eps_);
 }
 
 RMSNorm::RMSNorm(int64_t dim, float eps, bool elementwise_affine) : Module("RMSNorm"), eps_(eps) {
@@ -107,6 +121,33 @@ FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activa
 
 Tensor FeedForward::forward(const Tensor& x) const {
   return emit(out_->forward(dropout_->forward(in_->forward(x))));
+}
+
+void FeedForward::add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_tokens) const {
+  const bool hooked = has_forward_hooks() || in_->has_forward_hooks() || in_->proj->has_forward_hooks() ||
+                      dropout_->has_forward_hooks() || out_->has_forward_hooks();
+  const int64_t tokens = x.dim() == 3 ? x.size(1) : 0;
+  if (hooked || tokens <= max_tokens || residual.dim() != 3 || residual.size(0) != x.size(0) ||
+      residual.size(1) != tokens) {
+    ops::gated_add_(residual, forward(x), gate);
+    return;
+  }
+  const int64_t batch = x.size(0);
+  const int64_t pieces = (tokens + max_tokens - 1) / max_tokens, step = (tokens + pieces - 1) / pieces;
+  // The rows [start, start + length) of batch item b of a [B, L, ·] tensor; a gate that
+  // broadcasts along the batch or the tokens keeps that dim whole.
+  const auto rows = [&](const Tensor& t, int64_t b, int64_t start, int64_t length) {
+    if (t.dim() != 3) return t;
+    const Tensor item = t.size(0) == batch ? t.narrow(0, b, 1) : t;
+    return item.size(1) == tokens ? item.narrow(1, start, length) : item;
+  };
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t start = 0; start < tokens; start += step) {
+      const int64_t length = std::min(step, tokens - start);
+      Tensor target = rows(residual, b, start, length);
+      ops::gated_add_(target, forward(rows(x, b, start, length)), rows(gate, b, start, length));
+    }
+  }
 }
 
 ProjectionMLP::ProjectionMLP(std::string type_name, int64_t in_features, int64_t hidden,

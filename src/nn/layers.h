@@ -35,6 +35,12 @@ class LayerNorm : public Module {
   // fused op (the unfused path runs when a hook wants this norm's own output).
   Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale,
                            DType out_dtype) const;
+  // The residual add in front of this norm: sum = residual + x (· gate) rounded to
+  // residual's dtype, and normed = this norm of sum (modulated when shift and scale are
+  // given, for a norm without affine), in residual's dtype. One fused op
+  // (ops::add_layer_norm) unless a hook wants this norm's own output.
+  ops::AddNorm add_and_forward(const Tensor& residual, const Tensor& x, const Tensor& gate,
+                               const Tensor& shift = {}, const Tensor& scale = {}) const;
   Parameter* weight = nullptr;
   Parameter* bias = nullptr;
 
@@ -84,6 +90,12 @@ class FeedForward : public Module {
  public:
   FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act);
   Tensor forward(const Tensor& x) const;
+  // residual += forward(x) · gate (ops::gated_add_), residual a contiguous [B, L, D_out]
+  // and x [B, L, D]; gate broadcasts against residual. With no hook watching the FFN it
+  // runs over pieces of at most max_tokens tokens of one batch item, so the inner
+  // activation [tokens, inner_dim] never exists for the whole sequence: each token's row
+  // goes through the same math, only the GEMMs' M shrinks.
+  void add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_tokens) const;
 
  private:
   GELUProjection* in_;

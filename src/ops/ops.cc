@@ -282,6 +282,58 @@ Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, st
                          cpu::gated_add, CUDA_KERNEL(gated_add), residual, x, gate);
 }
 
+void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
+  constexpr const char* op = "gated_add_";
+  check_float_args(op, {{"residual", residual}, {"x", x}, {"gate", gate}});
+  require(op, {"x", x});
+  require(op, {"gate", gate});
+  const Shape shape = broadcast_shape(op, {{"residual", residual}, {"x", x}, {"gate", gate}});
+  FASTDIT_CHECK(shape == residual.shape(), op, ": x ", shape_str(x.shape()), " and gate ", shape_str(gate.shape()),
+                " must broadcast to residual ", shape_str(residual.shape()));
+  FASTDIT_CHECK(residual.is_contiguous(), op, ": residual ", residual.str(), " must be contiguous");
+  run_kernel(op, residual.device(), cpu::gated_add, CUDA_KERNEL(gated_add), residual, contiguous(x),
+             contiguous(gate), residual);
+}
+
+AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
+                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps) {
+  constexpr const char* op = "add_layer_norm";
+  check_float_args(op, {{"residual", residual}, {"x", x}, {"gate", gate}, {"weight", weight}, {"bias", bias},
+                        {"shift", shift}, {"scale", scale}});
+  require(op, {"x", x});
+  FASTDIT_CHECK(residual.dim() >= 1, op, ": residual must have rank >= 1, got ", shape_str(residual.shape()));
+  const bool modulated = shift.defined() || scale.defined();
+  FASTDIT_CHECK(!modulated || (shift.defined() && scale.defined() && !weight.defined() && !bias.defined()), op,
+                ": shift and scale come together, and not with weight or bias");
+  check_vector(op, {"weight", weight}, residual.size(-1));
+  check_vector(op, {"bias", bias}, residual.size(-1));
+  const Shape shape = broadcast_shape(op, {{"residual", residual}, {"x", x}, {"gate", gate}, {"shift", shift},
+                                           {"scale", scale}});
+  FASTDIT_CHECK(shape == residual.shape(), op, ": x ", shape_str(x.shape()), ", gate ", shape_str(gate.shape()),
+                ", shift ", shape_str(shift.shape()), " and scale ", shape_str(scale.shape()),
+                " must broadcast to residual ", shape_str(residual.shape()));
+  const DType dtype = residual.dtype();
+#ifdef FASTDIT_CUDA_KERNELS
+  // The fused kernel takes residual and x [B, L, D] with gate/shift/scale [B, 1, D] or [B, L, D].
+  const auto fits = [&](const Tensor& t) {
+    return !t.defined() ||
+           (t.dim() == 3 && t.size(0) == residual.size(0) && (t.size(1) == 1 || t.size(1) == residual.size(1)));
+  };
+  if (residual.device().is_cuda() && residual.dim() == 3 && x.shape() == shape && fits(gate) && fits(shift) &&
+      fits(scale)) {
+    AddNorm out{Tensor::empty(shape, dtype, residual.device()), Tensor::empty(shape, dtype, residual.device())};
+    observed(op, residual.device(), [&] {
+      cuda::add_layer_norm(contiguous(residual), contiguous(x), contiguous(gate), contiguous(weight),
+                           contiguous(bias), contiguous(shift), contiguous(scale), eps, out.sum, out.normed);
+    });
+    return out;
+  }
+#endif
+  Tensor sum = gate.defined() ? gated_add(residual, x, gate, dtype) : cast(add(residual, x), dtype);
+  Tensor normed = modulated ? layer_norm_modulate(sum, shift, scale, eps, dtype) : layer_norm(sum, weight, bias, eps);
+  return {std::move(sum), std::move(normed)};
+}
+
 // ---- reductions ----------------------------------------------------------------------
 
 Tensor softmax(const Tensor& x, int64_t dim) {

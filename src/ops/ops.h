@@ -54,6 +54,25 @@ Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
 Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate,
                  std::optional<DType> out_dtype = std::nullopt);
 
+// residual += x * gate in place (float32 math, rounded once to residual's dtype), x and
+// gate broadcast against residual, which must be contiguous: a residual stream updated
+// piece by piece (a view of some of its rows) without a new tensor per piece. The one op
+// that writes into an argument.
+void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate);
+
+// The residual stream's add-then-normalise in one pass over it:
+//   sum = residual + x · gate (gate optional), in float32, rounded once to residual's dtype;
+//   normed = layer_norm(sum, weight, bias, eps), weight and bias each optional, or, given
+//            shift and scale (and no weight or bias), layer_norm_modulate(sum, shift, scale,
+//            eps, residual's dtype).
+// The same numbers as those ops in sequence (the norm reads the rounded sum). x, gate,
+// shift and scale broadcast against residual, whose shape and dtype both outputs take.
+struct AddNorm {
+  Tensor sum, normed;
+};
+AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
+                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps);
+
 // ---- reductions ----------------------------------------------------------------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 

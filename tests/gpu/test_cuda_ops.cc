@@ -83,6 +83,11 @@ Comparison expect_matches(const Tensor& gpu, const Tensor& cpu, const std::strin
   return c;
 }
 
+// Equal values, every element written (NaN poison fails).
+void expect_identical(const Tensor& got, const Tensor& want, const std::string& what) {
+  EXPECT_EQ(compare(got, want, what).max_abs, 0.0) << what;
+}
+
 std::string label(const char* op, DType dtype, const Shape& shape) {
   return std::string(op) + " " + dtype_name(dtype) + shape_str(shape);
 }
@@ -164,6 +169,24 @@ TEST(CudaCopy, StridedGatherWithAndWithoutConversion) {
   const Tensor reversed = eight.permute({7, 6, 5, 4, 3, 2, 1, 0});
   EXPECT_EQ(eight.to(kGpu).permute({7, 6, 5, 4, 3, 2, 1, 0}).contiguous().to_float_vector(),
             reversed.contiguous().to_float_vector());
+}
+
+// Sources contiguous along the output's rows take the tiled transpose: sizes that are
+// not multiples of its 32x32 tile, a batch dim, with and without a conversion.
+TEST(CudaCopy, TransposesThroughTiles) {
+  for (const Shape& shape : {Shape{45, 70}, Shape{3, 70, 45}, Shape{1, 1536, 1000}}) {
+    const Tensor base = random_tensor(shape, 5);
+    const int64_t last = static_cast<int64_t>(shape.size()) - 1;
+    const Tensor expected = base.transpose(last - 1, last).contiguous();
+    const Tensor gpu = base.to(kGpu).transpose(last - 1, last);
+    EXPECT_EQ(gpu.contiguous().to_float_vector(), expected.to_float_vector()) << shape_str(shape);
+    EXPECT_EQ(gpu.to(DType::BFloat16).to_float_vector(), expected.to(DType::BFloat16).to_float_vector())
+        << shape_str(shape);
+    const Tensor half = base.to(DType::Float16);
+    EXPECT_EQ(half.to(kGpu).transpose(last - 1, last).contiguous().to_float_vector(),
+              half.transpose(last - 1, last).contiguous().to_float_vector())
+        << shape_str(shape);
+  }
 }
 
 TEST(CudaCopy, IntegersCopyAndConvert) {
@@ -251,7 +274,10 @@ TEST(CudaLinear, GeluTanhEpilogue) {
 
 TEST(CudaNorms, LayerNormAndRmsNorm) {
   uint64_t seed = 300;
-  const Shape shapes[] = {{3, 1}, {5, 33}, {2, 7, 1000}, {4097}, {2, 3, 3072}};
+  // Rows of whole 16-byte runs take the vectorised kernel (one to eight warps per row),
+  // the others and rows too long for registers ({2, 20000}) the generic one.
+  const Shape shapes[] = {{3, 1},         {5, 33},         {2, 7, 1000}, {4097},
+                          {2, 3, 3072},   {33, 1536},      {2, 9, 5120}, {2, 20000}};
   for (DType dtype : kFloatTypes) {
     for (const Shape& shape : shapes) {
       const int64_t d = shape.back();
@@ -269,24 +295,89 @@ TEST(CudaNorms, LayerNormAndRmsNorm) {
   }
 }
 
+// layer_norm(x) · (1 + scale) + shift in float32 on the CPU, rounded to `dtype`.
+Tensor modulated_norm_on_cpu(const Tensor& x, const Tensor& shift, const Tensor& scale, DType dtype) {
+  Tensor normalized = Tensor::empty(x.shape(), DType::Float32), expected = Tensor::empty(x.shape(), DType::Float32);
+  cpu::layer_norm(x.to(DType::Float32), {}, {}, 1e-6f, normalized);
+  cpu::modulate(normalized, shift.to(DType::Float32), scale.to(DType::Float32), expected);
+  return expected.to(dtype);
+}
+
 TEST(CudaNorms, LayerNormModulate) {
   uint64_t seed = 400;
   for (DType dtype : kFloatTypes) {
-    for (int64_t modulation_rows : {int64_t{1}, int64_t{37}}) {
-      const Shape shape{2, 37, 96};
-      const Tensor x = random_in(dtype, shape, seed++, -2.0f, 3.0f);
-      const Tensor shift = random_in(DType::Float32, {2, modulation_rows, 96}, seed++);
-      const Tensor scale = random_in(dtype, {2, modulation_rows, 96}, seed++);
-      Tensor normalized = Tensor::empty(shape, DType::Float32),
-             expected = Tensor::empty(shape, DType::Float32);
-      cpu::layer_norm(x.to(DType::Float32), {}, {}, 1e-6f, normalized);
-      cpu::modulate(normalized, shift, scale.to(DType::Float32), expected);
-      Tensor out = poisoned(shape, dtype);
-      cuda::layer_norm_modulate(on_gpu(x), on_gpu(shift), on_gpu(scale), 1e-6f, out);
-      expect_matches(out, expected.to(dtype),
-                     label("layer_norm_modulate", dtype, {2, modulation_rows, 96}));
+    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}}) {
+      for (int64_t modulation_rows : {int64_t{1}, int64_t{37}}) {
+        const Shape shape{2, 37, d};
+        const Tensor x = random_in(dtype, shape, seed++, -2.0f, 3.0f);
+        const Tensor shift = random_in(DType::Float32, {2, modulation_rows, d}, seed++);
+        const Tensor scale = random_in(dtype, {2, modulation_rows, d}, seed++);
+        Tensor out = poisoned(shape, dtype);
+        cuda::layer_norm_modulate(on_gpu(x), on_gpu(shift), on_gpu(scale), 1e-6f, out);
+        expect_matches(out, modulated_norm_on_cpu(x, shift, scale, dtype),
+                       label("layer_norm_modulate", dtype, {2, modulation_rows, d}));
+      }
     }
   }
+}
+
+// add_layer_norm against the CPU kernels in sequence, and bit for bit against the CUDA
+// norm of its own sum (the fused kernel must normalise the rounded sum it stores).
+TEST(CudaNorms, AddLayerNorm) {
+  uint64_t seed = 450;
+  for (DType dtype : kFloatTypes) {
+    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}}) {
+      const Shape shape{2, 37, d};
+      const Tensor residual = random_in(dtype, shape, seed++, -2.0f, 3.0f);
+      const Tensor same = random_in(dtype, shape, seed++), wide = random_in(DType::Float32, shape, seed++);
+      const Tensor w = random_in(DType::Float32, {d}, seed++), b = random_in(DType::Float32, {d}, seed++);
+      for (int64_t gate_rows : {int64_t{0}, int64_t{1}, int64_t{37}}) {  // 0: no gate
+        const int64_t rows = gate_rows == 0 ? 1 : gate_rows;
+        const Tensor gate = gate_rows ? random_in(DType::Float32, {2, rows, d}, seed++) : Tensor{};
+        const Tensor shift = random_in(DType::Float32, {2, rows, d}, seed++);
+        const Tensor scale = random_in(dtype, {2, rows, d}, seed++);
+        for (const Tensor* x : {&same, &wide}) {
+          const std::string what = label("add_layer_norm", dtype, shape) + " gate rows " + std::to_string(gate_rows) +
+                                   " x " + dtype_name(x->dtype());
+          Tensor sum = Tensor::empty(shape, dtype), affine = Tensor::empty(shape, dtype);
+          if (gate.defined()) {
+            cpu::gated_add(residual, *x, gate, sum);
+          } else {
+            cpu::add(residual, *x, sum);
+          }
+          cpu::layer_norm(sum, w, b, 1e-6f, affine);
+          Tensor got_sum = poisoned(shape, dtype), got_normed = poisoned(shape, dtype);
+          cuda::add_layer_norm(on_gpu(residual), on_gpu(*x), on_gpu(gate), on_gpu(w), on_gpu(b), {}, {}, 1e-6f,
+                               got_sum, got_normed);
+          expect_matches(got_sum, sum, what + " sum");
+          expect_matches(got_normed, affine, what + " affine");
+          Tensor again = poisoned(shape, dtype);
+          cuda::layer_norm(got_sum, on_gpu(w), on_gpu(b), 1e-6f, again);
+          expect_identical(again, got_normed, what + " affine, against its own sum");
+
+          cuda::add_layer_norm(on_gpu(residual), on_gpu(*x), on_gpu(gate), {}, {}, on_gpu(shift), on_gpu(scale),
+                               1e-6f, got_sum, got_normed);
+          expect_matches(got_normed, modulated_norm_on_cpu(sum, shift, scale, dtype), what + " modulated");
+          cuda::layer_norm_modulate(got_sum, on_gpu(shift), on_gpu(scale), 1e-6f, again);
+          expect_identical(again, got_normed, what + " modulated, against its own sum");
+        }
+      }
+    }
+  }
+  // Operands that are not 16-byte aligned take the unfused kernels: same results.
+  const Shape shape{2, 37, 1536};
+  const int64_t n = shape_numel(shape);
+  const Tensor residual = random_in(DType::BFloat16, {n + 1}, seed++), x = random_in(DType::BFloat16, shape, seed++);
+  const Tensor gate = random_in(DType::Float32, {2, 1, 1536}, seed++);
+  const Tensor w = random_in(DType::Float32, {1536}, seed++), b = random_in(DType::Float32, {1536}, seed++);
+  const Tensor unaligned = on_gpu(residual).narrow(0, 1, n).reshape(shape);
+  Tensor sum = Tensor::empty(shape, DType::BFloat16), affine = Tensor::empty(shape, DType::BFloat16);
+  cpu::gated_add(residual.narrow(0, 1, n).reshape(shape), x, gate, sum);
+  cpu::layer_norm(sum, w, b, 1e-6f, affine);
+  Tensor got_sum = poisoned(shape, DType::BFloat16), got_normed = poisoned(shape, DType::BFloat16);
+  cuda::add_layer_norm(unaligned, on_gpu(x), on_gpu(gate), on_gpu(w), on_gpu(b), {}, {}, 1e-6f, got_sum, got_normed);
+  expect_matches(got_sum, sum, "add_layer_norm unaligned sum");
+  expect_matches(got_normed, affine, "add_layer_norm unaligned affine");
 }
 
 // ---- elementwise ---------------------------------------------------------------------------
@@ -355,6 +446,62 @@ TEST(CudaElementwise, ModulateAndGatedAdd) {
                scale = random_in(DType::Float32, {2, 1, 16}, 3);
   expect_kernels_agree("modulate bf16 x, f32 shift/scale", cpu::modulate, cuda::modulate,
                        {2, 5, 16}, DType::Float32, x, shift, scale);
+}
+
+// The Wan block's gated residual: bfloat16 stream, float32 gate per batch item or per
+// token, written to a new tensor and in place.
+TEST(CudaElementwise, GatedAddResidualRows) {
+  uint64_t seed = 750;
+  for (DType dtype : kFloatTypes) {
+    const Shape shape{2, 300, 1536};
+    for (const Shape& gate_shape : {Shape{2, 1, 1536}, Shape{2, 300, 1536}}) {
+      const Tensor residual = random_in(dtype, shape, seed++), x = random_in(dtype, shape, seed++);
+      const Tensor gate = random_in(DType::Float32, gate_shape, seed++);
+      expect_kernels_agree(label("gated_add rows", dtype, gate_shape), cpu::gated_add, cuda::gated_add, shape,
+                           dtype, residual, x, gate);
+      Tensor expected = Tensor::empty(shape, dtype);
+      cpu::gated_add(residual, x, gate, expected);
+      Tensor in_place = on_gpu(residual);
+      cuda::gated_add(in_place, on_gpu(x), on_gpu(gate), in_place);
+      expect_matches(in_place, expected, label("gated_add in place", dtype, gate_shape));
+    }
+  }
+}
+
+// ---- fused row kernels ---------------------------------------------------------------------
+
+// The vectorised kernel serves interleaved pairs with head dims of whole 16-byte runs;
+// the others (head dim 20 in 16-bit types, split-half pairs) take the per-row kernel.
+TEST(CudaFused, QkvNormRope) {
+  struct Case {
+    int64_t heads, head_dim;
+    ops::RopeStyle style;
+  };
+  const Case cases[] = {{12, 128, ops::RopeStyle::Interleaved},
+                        {2, 48, ops::RopeStyle::Interleaved},
+                        {2, 20, ops::RopeStyle::Interleaved},
+                        {3, 16, ops::RopeStyle::SplitHalf}};
+  uint64_t seed = 800;
+  for (DType dtype : kFloatTypes) {
+    for (const Case& c : cases) {
+      const int64_t d = c.heads * c.head_dim, seq = 37;
+      const Tensor qkv = random_in(dtype, {2, seq, 3 * d}, seed++, -2.0f, 2.0f);
+      const Tensor norm_q = random_in(dtype, {d}, seed++, 0.5f, 1.5f);
+      const Tensor norm_k = random_in(dtype, {d}, seed++, 0.5f, 1.5f);
+      const Tensor cos = random_in(DType::Float32, {seq, c.head_dim}, seed++),
+                   sin = random_in(DType::Float32, {seq, c.head_dim}, seed++);
+      const ops::QKV expected = ops::qkv_norm_rope(qkv, norm_q, norm_k, 1e-6f, c.heads, cos, sin, c.style);
+      const Shape shape{2, seq, c.heads, c.head_dim};
+      Tensor q = poisoned(shape, dtype), k = poisoned(shape, dtype), v = poisoned(shape, dtype);
+      cuda::qkv_norm_rope(on_gpu(qkv), on_gpu(norm_q), on_gpu(norm_k), 1e-6f, on_gpu(cos), on_gpu(sin), c.style, q,
+                          k, v);
+      const std::string what = label("qkv_norm_rope", dtype, shape) +
+                               (c.style == ops::RopeStyle::Interleaved ? " interleaved" : " split-half");
+      expect_matches(q, expected.q, what + " q");
+      expect_matches(k, expected.k, what + " k");
+      expect_identical(v, expected.v, what + " v");
+    }
+  }
 }
 
 // ---- softmax, rope, concat -----------------------------------------------------------------

@@ -169,6 +169,44 @@ TEST(OpsNorm, RejectsBadArguments) {
                "rms_norm: x must have rank >= 1");
 }
 
+TEST(OpsNorm, AddLayerNormIsTheSeparateOps) {
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    const Tensor residual = random_in(dtype, {2, 9, 40}, 47, -2.0f, 2.0f), x = random_in(dtype, {2, 9, 40}, 48);
+    const Tensor gate = random_tensor({2, 1, 40}, 49), w = random_tensor({40}, 50), b = random_tensor({40}, 51);
+    const Tensor shift = random_tensor({2, 9, 40}, 52), scale = random_tensor({2, 1, 40}, 53);
+    // Gated, affine: the first residual add and cross-attention norm of a Wan block.
+    const ops::AddNorm gated = ops::add_layer_norm(residual, x, gate, w, b, {}, {}, 1e-6f);
+    const Tensor sum = ops::gated_add(residual, x, gate, dtype);
+    EXPECT_EQ(gated.sum.dtype(), dtype);
+    EXPECT_EQ(gated.normed.dtype(), dtype);
+    EXPECT_EQ(testing::max_abs_diff(gated.sum, sum), 0.0);
+    EXPECT_EQ(testing::max_abs_diff(gated.normed, ops::layer_norm(sum, w, b, 1e-6f)), 0.0);
+    // Ungated, modulated: the second residual add and the FFN's norm.
+    const ops::AddNorm modulated = ops::add_layer_norm(residual, x, {}, {}, {}, shift, scale, 1e-6f);
+    const Tensor plain = ops::add(residual, x);
+    EXPECT_EQ(testing::max_abs_diff(modulated.sum, plain), 0.0);
+    EXPECT_EQ(testing::max_abs_diff(modulated.normed, ops::layer_norm_modulate(plain, shift, scale, 1e-6f, dtype)),
+              0.0);
+  }
+  // The sum is rounded once into residual's dtype, whatever x's.
+  const Tensor residual = random_in(DType::BFloat16, {3, 16}, 54), x = random_tensor({3, 16}, 55);
+  const ops::AddNorm mixed = ops::add_layer_norm(residual, x, {}, {}, {}, {}, {}, 1e-6f);
+  EXPECT_EQ(mixed.sum.dtype(), DType::BFloat16);
+  EXPECT_EQ(testing::max_abs_diff(mixed.sum, ops::add(residual, x).to(DType::BFloat16)), 0.0);
+}
+
+TEST(OpsNorm, AddLayerNormRejectsBadArguments) {
+  const Tensor r = random_tensor({2, 8}, 56), s = random_tensor({2, 8}, 57), w = random_tensor({8}, 58);
+  expect_error([&] { ops::add_layer_norm(r, r, {}, {}, {}, s, {}, 1e-6f); },
+               "add_layer_norm: shift and scale come together, and not with weight or bias");
+  expect_error([&] { ops::add_layer_norm(r, r, {}, w, {}, s, s, 1e-6f); },
+               "add_layer_norm: shift and scale come together, and not with weight or bias");
+  expect_error([&] { ops::add_layer_norm(r, random_tensor({3, 2, 8}, 1), {}, {}, {}, {}, {}, 1e-6f); },
+               "must broadcast to residual [2, 8]");
+  expect_error([&] { ops::add_layer_norm(r, r, {}, random_tensor({7}, 1), {}, {}, {}, 1e-6f); },
+               "add_layer_norm: weight [7] must be [8]");
+}
+
 // ---- activations -------------------------------------------------------------------
 
 double gelu_exact(double v) { return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); }
@@ -276,6 +314,30 @@ TEST(OpsElementwise, ModulateAndGatedAdd) {
   // The residual itself may broadcast too: the output takes the joint shape.
   const Tensor y = ops::gated_add(random_tensor({16}, 76), x, gate);
   EXPECT_EQ(y.shape(), x.shape());
+}
+
+TEST(OpsElementwise, GatedAddInPlace) {
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    const Tensor residual = random_in(dtype, {2, 9, 16}, 77), x = random_in(dtype, {2, 9, 16}, 78);
+    const Tensor gate = random_tensor({2, 1, 16}, 79);
+    Tensor target = residual.clone();
+    ops::gated_add_(target, x, gate);
+    EXPECT_EQ(testing::max_abs_diff(target, ops::gated_add(residual, x, gate, dtype)), 0.0);
+    // A contiguous view of some rows: those rows change, the others keep their values.
+    Tensor whole = residual.clone();
+    Tensor second = whole.narrow(0, 1, 1);
+    ops::gated_add_(second, x.narrow(0, 1, 1), gate.narrow(0, 1, 1));
+    EXPECT_EQ(testing::max_abs_diff(whole.narrow(0, 0, 1).contiguous(), residual.narrow(0, 0, 1).contiguous()), 0.0);
+    EXPECT_EQ(testing::max_abs_diff(whole.narrow(0, 1, 1).contiguous(),
+                                    ops::gated_add(residual, x, gate, dtype).narrow(0, 1, 1).contiguous()),
+              0.0);
+  }
+  Tensor small = random_tensor({16}, 80);
+  const Tensor x = random_tensor({2, 16}, 81);
+  expect_error([&] { ops::gated_add_(small, x, x); },
+               "gated_add_: x [2, 16] and gate [2, 16] must broadcast to residual [16]");
+  Tensor strided = random_tensor({16, 2}, 82).transpose(0, 1);
+  expect_error([&] { ops::gated_add_(strided, x, x); }, "gated_add_: residual");
 }
 
 TEST(OpsElementwise, ResultDtypeRule) {

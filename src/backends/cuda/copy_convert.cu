@@ -1,8 +1,11 @@
 // copy_convert: a strided gather into a contiguous tensor of the same shape, converting
 // the dtype on the way. One thread per output element (grid-stride); the source offset
 // comes from a StridedIndexer whose dims are merged first, so contiguous sources walk
-// rank 1. Float conversions round to nearest even. Same-dtype copies of any type move
-// raw elements by size; the few remaining conversions (integers, float64, float8) go
+// rank 1. A (batched) transpose — the source contiguous along the output's rows rather
+// than its columns, e.g. a patch embedding's [D, L] turned into tokens [L, D] — goes
+// through 32x32 tiles in shared memory instead, so reads and writes both coalesce.
+// Float conversions round to nearest even. Same-dtype copies of any type move raw
+// elements by size; the few remaining conversions (integers, float64, float8) go
 // through the CPU, where core already implements them all.
 #include <cstdint>
 
@@ -32,9 +35,59 @@ __global__ void gather_convert(const Source* src, Target* dst, StridedIndexer<1>
   }
 }
 
+// dst [batches, rows, cols] contiguous from a source whose element (b, r, c) sits at
+// b·batch_stride + r + c·col_stride: a tile is read along r and written along c.
+struct TransposeShape {
+  int64_t batches, rows, cols, batch_stride, col_stride;
+};
+
+constexpr int kTile = 32, kTileRowsPerPass = 8;
+
+template <class Source, class Target>
+__global__ void transpose_convert(const Source* src, Target* dst, TransposeShape t) {
+  __shared__ Target tile[kTile][kTile + 1];  // [c][r]; the padding spreads a column over banks
+  const int64_t tiles_r = (t.rows + kTile - 1) / kTile, tiles_c = (t.cols + kTile - 1) / kTile;
+  const int64_t tiles = t.batches * tiles_r * tiles_c;
+  for (int64_t i = blockIdx.x; i < tiles; i += gridDim.x) {
+    const int64_t b = i / (tiles_r * tiles_c), r0 = i / tiles_c % tiles_r * kTile, c0 = i % tiles_c * kTile;
+    for (int k = threadIdx.y; k < kTile; k += kTileRowsPerPass) {
+      const int64_t r = r0 + threadIdx.x, c = c0 + k;
+      if (r < t.rows && c < t.cols)
+        tile[k][threadIdx.x] = convert<Source, Target>(src[b * t.batch_stride + r + c * t.col_stride]);
+    }
+    __syncthreads();
+    for (int k = threadIdx.y; k < kTile; k += kTileRowsPerPass) {
+      const int64_t r = r0 + k, c = c0 + threadIdx.x;
+      if (r < t.rows && c < t.cols) dst[(b * t.rows + r) * t.cols + c] = tile[threadIdx.x][k];
+    }
+    __syncthreads();
+  }
+}
+
+// The merged source walk is a batched transpose: its last dim strided, the one before it
+// contiguous (and a batch dim at most in front).
+bool as_transpose(const StridedIndexer<1>& indexer, TransposeShape& t) {
+  const int rank = indexer.rank;
+  if (rank < 2 || rank > 3 || indexer.strides[0][rank - 1] == 1 || indexer.strides[0][rank - 2] != 1) return false;
+  t.batches = rank == 3 ? indexer.sizes[0] : 1;
+  t.batch_stride = rank == 3 ? indexer.strides[0][0] : 0;
+  t.rows = indexer.sizes[rank - 2];
+  t.cols = indexer.sizes[rank - 1];
+  t.col_stride = indexer.strides[0][rank - 1];
+  return true;
+}
+
 template <class Source, class Target>
 void launch(const Tensor& src, Tensor& dst, const StridedIndexer<1>& indexer, cudaStream_t stream) {
   const int64_t n = dst.numel();
+  TransposeShape t;
+  if (as_transpose(indexer, t)) {
+    const int64_t tiles = t.batches * ((t.rows + kTile - 1) / kTile) * ((t.cols + kTile - 1) / kTile);
+    transpose_convert<<<static_cast<unsigned>(std::min<int64_t>(tiles, 132 * 32)), dim3(kTile, kTileRowsPerPass), 0,
+                        stream>>>(static_cast<const Source*>(src.data_ptr()), static_cast<Target*>(dst.data_ptr()), t);
+    FASTDIT_CUDA_CHECK_LAUNCH();
+    return;
+  }
   gather_convert<<<grid_for(n), kThreadsPerBlock, 0, stream>>>(
       static_cast<const Source*>(src.data_ptr()), static_cast<Target*>(dst.data_ptr()), indexer, n);
   FASTDIT_CUDA_CHECK_LAUNCH();

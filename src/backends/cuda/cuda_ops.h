@@ -60,6 +60,15 @@ void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
 void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                          Tensor& out);
 
+// The residual add and the norm after it in one pass: sum = residual + x (· gate), rounded
+// to residual's dtype, and normed = the layer norm of that rounded sum with the optional
+// affine weight/bias and modulation shift/scale. residual, x, sum and normed are
+// contiguous [B, L, D] (sum and normed of residual's dtype); gate, shift and scale
+// [B, 1, D] or [B, L, D]; weight and bias [D].
+void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, Tensor& sum,
+                    Tensor& normed);
+
 // Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D] contiguous;
 // q, k, v [B, S, H, dh] contiguous outputs; cos/sin [S, dh] float32.
 void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,

@@ -69,13 +69,6 @@ __device__ __forceinline__ float apply(const Op& op, const float (&v)[N],
   return op(v[I]...);
 }
 
-// 16 bytes of T.
-template <class T>
-struct alignas(16) Vector {
-  static constexpr int kSize = 16 / sizeof(T);
-  T values[kSize];
-};
-
 template <class Op, class T, int N>
 __global__ void elementwise_contiguous(Op op, Operands<N> operands, int64_t n, bool vectorized) {
   using V = Vector<T>;

@@ -1,11 +1,16 @@
-// Row kernels for the DiT block's memory-bound glue, one CTA (256 threads) per token row:
-//  - qkv_norm_rope: reads one row of a fused q|k|v projection [3·D] once per pass,
-//    RMS-normalises q and k across all heads (float32 statistics), rounds them to the
-//    storage dtype like the reference's separate norm modules, rotates the pairs in
-//    float32 and writes q, k, v as contiguous [H, dh] rows; the three strided copies, two
-//    norms and two rotations of the unfused path become one pass.
+// Row kernels for the DiT block's memory-bound glue:
+//  - qkv_norm_rope: reads one row of a fused q|k|v projection [3·D] once, RMS-normalises
+//    q and k across all heads (float32 statistics), rounds them to the storage dtype like
+//    the reference's separate norm modules, rotates the pairs in float32 and writes q, k,
+//    v as contiguous [H, dh] rows; the three strided copies, two norms and two rotations
+//    of the unfused path become one pass. Vectorised (a group of threads per row, the
+//    row's q then k held in registers as 16-byte runs, interleaved pairs inside a run)
+//    where the shapes allow; one CTA per row otherwise.
 //  - gated residual add with a per-batch or per-token gate row, any input dtypes: the
 //    broadcast the generic strided walker handles with index arithmetic per element.
+//    Vectorised (one 16-byte run per thread) when residual and out share a dtype.
+#include <initializer_list>
+
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_ops.h"
@@ -22,7 +27,7 @@ struct QkvParams {
   const void *norm_q, *norm_k;
   FloatCode norm_code;
   const float *cos, *sin;  // [S, dh]
-  int64_t dim, head_dim, seq;
+  int64_t dim, head_dim, seq, rows;
   float eps;
   bool interleaved;
 };
@@ -63,6 +68,106 @@ __global__ void qkv_norm_rope_rows(QkvParams p) {
   for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) v[j] = in[2 * p.dim + j];
 }
 
+constexpr int kMaxRuns = 8;  // runs of q (then k) per thread in registers
+
+// Interleaved pairs only: a pair (2i, 2i+1) never straddles a run, and with head_dim a
+// whole number of runs a run's cos/sin entries are contiguous in the table row.
+template <class T, int kRuns>
+__global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParams p, int group) {
+  constexpr int E = kRun<T>;
+  __shared__ float scratch[kRowThreads / 32];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kRowThreads / group) + threadIdx.x / group;
+  const int lane = threadIdx.x % group;
+  const int runs = static_cast<int>(p.dim / E);
+  const bool active = row < p.rows;  // inactive threads still join the reductions
+  const int64_t s = row % p.seq;
+  const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
+  if (active) {
+    const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
+    auto* to = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
+    for (int run = lane; run < runs; run += group) to[run] = from[run];
+  }
+#pragma unroll 1
+  for (int part = 0; part < 2; ++part) {
+    const T* x = in + part * p.dim;
+    float v[kRuns][E];
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kRuns; ++k) {
+      const int run = k * group + lane;
+#pragma unroll
+      for (int e = 0; e < E; ++e) v[k][e] = 0.0f;
+      if (active && run < runs) load_run<E>(x + static_cast<int64_t>(run) * E, v[k]);
+#pragma unroll
+      for (int e = 0; e < E; ++e) squares += v[k][e] * v[k][e];
+    }
+    const float inv_rms =
+        1.0f / sqrtf(group_sum(squares, group, scratch) / static_cast<float>(p.dim) + p.eps);
+    if (!active) continue;
+    const void* weight = part == 0 ? p.norm_q : p.norm_k;
+    T* out = static_cast<T*>(part == 0 ? p.q : p.k) + row * p.dim;
+#pragma unroll
+    for (int k = 0; k < kRuns; ++k) {
+      const int run = k * group + lane;
+      if (run >= runs) continue;
+      const int64_t j = static_cast<int64_t>(run) * E;
+      const int64_t table = s * p.head_dim + j % p.head_dim;
+      float w[E], cos[E], sin[E], y[E];
+      load_run<E>(weight, p.norm_code, j, w);
+      load_run<E>(p.cos + table, cos);
+      load_run<E>(p.sin + table, sin);
+#pragma unroll
+      for (int e = 0; e < E; e += 2) {
+        // Rounded to T first: the reference normalises in one module and rotates in another.
+        const float x1 = to_float(from_float<T>(v[k][e] * inv_rms * w[e]));
+        const float x2 = to_float(from_float<T>(v[k][e + 1] * inv_rms * w[e + 1]));
+        y[e] = x1 * cos[e] - x2 * sin[e];
+        y[e + 1] = x2 * cos[e + 1] + x1 * sin[e + 1];
+      }
+      store_run(out + j, y);
+    }
+  }
+}
+
+template <class T>
+void launch_qkv_vectorized(const QkvParams& p, int group, int runs_per_thread, cudaStream_t stream) {
+  const int rows_per_block = kRowThreads / group;
+  const auto blocks = static_cast<unsigned>((p.rows + rows_per_block - 1) / rows_per_block);
+  switch (runs_per_thread) {
+#define FASTDIT_QKV_RUNS(n) \
+  case n: qkv_norm_rope_vectorized<T, n><<<blocks, kRowThreads, 0, stream>>>(p, group); break;
+    FASTDIT_QKV_RUNS(1)
+    FASTDIT_QKV_RUNS(2)
+    FASTDIT_QKV_RUNS(3)
+    FASTDIT_QKV_RUNS(4)
+    FASTDIT_QKV_RUNS(5)
+    FASTDIT_QKV_RUNS(6)
+    FASTDIT_QKV_RUNS(7)
+    default: qkv_norm_rope_vectorized<T, kMaxRuns><<<blocks, kRowThreads, 0, stream>>>(p, group); break;
+#undef FASTDIT_QKV_RUNS
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+// Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
+bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
+  const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
+  if (!p.interleaved || p.head_dim % e != 0) return false;
+  for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
+    if (!aligned16(ptr)) return false;
+  }
+  const int64_t runs = p.dim / e;
+  const int group = row_group_for(runs, kMaxRuns, kRowThreads);
+  if (group == 0) return false;
+  const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
+  switch (code) {
+    case FloatCode::F32: launch_qkv_vectorized<float>(p, group, runs_per_thread, stream); break;
+    case FloatCode::BF16: launch_qkv_vectorized<__nv_bfloat16>(p, group, runs_per_thread, stream); break;
+    case FloatCode::F16: launch_qkv_vectorized<__half>(p, group, runs_per_thread, stream); break;
+  }
+  return true;
+}
+
 struct GatedRowParams {
   const void *residual, *x, *gate;
   void* out;
@@ -80,6 +185,47 @@ __global__ void gated_add_rows(GatedRowParams p) {
                         load_float(p.x, p.x_code, i) * load_float(p.gate, p.gate_code, gate_row + j);
     store_float(p.out, p.out_code, i, value);
   }
+}
+
+// One 16-byte run of residual and out (of T) per thread; x and gate of any float dtype.
+template <class T>
+__global__ void gated_add_vectorized(GatedRowParams p, uint32_t runs_per_row, uint32_t total_runs) {
+  constexpr int E = kRun<T>;
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total_runs) return;
+  const uint32_t row = i / runs_per_row, run = i - row * runs_per_row;
+  const int64_t column = static_cast<int64_t>(run) * E;
+  const int64_t offset = static_cast<int64_t>(row) * p.dim + column;
+  const int64_t gate_offset = (p.gate_per_token ? row : row / p.seq) * p.dim + column;
+  float r[E], x[E], g[E];
+  load_run<E>(static_cast<const T*>(p.residual) + offset, r);
+  load_run<E>(p.x, p.x_code, offset, x);
+  load_run<E>(p.gate, p.gate_code, gate_offset, g);
+#pragma unroll
+  for (int e = 0; e < E; ++e) r[e] = r[e] + x[e] * g[e];
+  store_run(static_cast<T*>(p.out) + offset, r);
+}
+
+bool try_gated_add_vectorized(const GatedRowParams& p, int64_t rows, cudaStream_t stream) {
+  if (p.residual_code != p.out_code) return false;
+  const int e = p.out_code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
+  if (p.dim % e != 0) return false;
+  for (const void* ptr : std::initializer_list<const void*>{p.residual, p.x, p.gate, p.out}) {
+    if (!aligned16(ptr)) return false;
+  }
+  const int64_t runs_per_row = p.dim / e, total = rows * runs_per_row;
+  if (total >= (int64_t{1} << 31)) return false;  // 32-bit thread indices, with room for the last block
+  const auto blocks = static_cast<unsigned>((total + kRowThreads - 1) / kRowThreads);
+  const auto runs = static_cast<uint32_t>(runs_per_row), count = static_cast<uint32_t>(total);
+  switch (p.out_code) {
+    case FloatCode::F32: gated_add_vectorized<float><<<blocks, kRowThreads, 0, stream>>>(p, runs, count); break;
+    case FloatCode::BF16:
+      gated_add_vectorized<__nv_bfloat16><<<blocks, kRowThreads, 0, stream>>>(p, runs, count);
+      break;
+    case FloatCode::F16: gated_add_vectorized<__half><<<blocks, kRowThreads, 0, stream>>>(p, runs, count); break;
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 }  // namespace
@@ -105,8 +251,10 @@ void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
   p.seq = q.size(1);
   p.eps = eps;
   p.interleaved = style == ops::RopeStyle::Interleaved;
+  p.rows = rows;
   DeviceGuard guard(qkv.device().index);
   const cudaStream_t stream = current_stream(qkv.device().index);
+  if (try_qkv_vectorized(p, float_code(qkv.dtype()), stream)) return;
   switch (float_code(qkv.dtype())) {
     case FloatCode::F32: qkv_norm_rope_rows<float><<<rows, kRowThreads, 0, stream>>>(p); break;
     case FloatCode::BF16: qkv_norm_rope_rows<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p); break;
@@ -127,7 +275,9 @@ bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& ga
                    float_code(residual.dtype()), float_code(x.dtype()), float_code(gate.dtype()),
                    float_code(out.dtype()), out.size(2), out.size(1), gate.size(1) != 1};
   DeviceGuard guard(out.device().index);
-  gated_add_rows<<<rows, kRowThreads, 0, current_stream(out.device().index)>>>(p);
+  const cudaStream_t stream = current_stream(out.device().index);
+  if (try_gated_add_vectorized(p, rows, stream)) return true;
+  gated_add_rows<<<rows, kRowThreads, 0, stream>>>(p);
   FASTDIT_CUDA_CHECK_LAUNCH();
   return true;
 }

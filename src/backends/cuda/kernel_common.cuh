@@ -171,6 +171,116 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return block_reduce<true>(v, scratch);
 }
 
+// ---- vectorised row kernels ------------------------------------------------------------
+// Memory-bound kernels move 16 bytes per load and store: E = 16 / sizeof(T) elements of
+// the row dtype T ("a run"). An operand of another float dtype is read E elements at a
+// time too (32 bytes of float32 against a bfloat16 row, 8 bytes of bfloat16 against a
+// float32 row). Launchers check that every base pointer is 16-byte aligned and that rows
+// are whole runs, so every run starts aligned.
+
+// 16 bytes of T.
+template <class T>
+struct alignas(16) Vector {
+  static constexpr int kSize = 16 / sizeof(T);
+  T values[kSize];
+};
+
+template <class T>
+constexpr int kRun = Vector<T>::kSize;
+
+inline int run_length(DType dtype) { return 16 / static_cast<int>(dtype_size(dtype)); }
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// E elements of T from p on, as float32.
+template <int E, class T>
+__device__ __forceinline__ void load_run(const T* p, float (&out)[E]) {
+  constexpr int kPer = Vector<T>::kSize;
+  if constexpr (E >= kPer) {
+    static_assert(E % kPer == 0, "a run is whole 16-byte vectors or half of one");
+#pragma unroll
+    for (int c = 0; c < E / kPer; ++c) {
+      const Vector<T> v = reinterpret_cast<const Vector<T>*>(p)[c];
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) out[c * kPer + e] = to_float(v.values[e]);
+    }
+  } else {
+    struct alignas(E * sizeof(T)) Part {
+      T values[E];
+    };
+    const Part v = *reinterpret_cast<const Part*>(p);
+#pragma unroll
+    for (int e = 0; e < E; ++e) out[e] = to_float(v.values[e]);
+  }
+}
+
+// E elements of an operand of any float dtype from element i on, as float32.
+template <int E>
+__device__ __forceinline__ void load_run(const void* base, FloatCode code, int64_t i, float (&out)[E]) {
+  switch (code) {
+    case FloatCode::F32: return load_run<E>(static_cast<const float*>(base) + i, out);
+    case FloatCode::BF16: return load_run<E>(static_cast<const __nv_bfloat16*>(base) + i, out);
+    default: return load_run<E>(static_cast<const __half*>(base) + i, out);
+  }
+}
+
+// One run of T, rounded to nearest even, to p.
+template <class T>
+__device__ __forceinline__ void store_run(T* p, const float (&v)[kRun<T>]) {
+  Vector<T> out;
+#pragma unroll
+  for (int e = 0; e < kRun<T>; ++e) out.values[e] = from_float<T>(v[e]);
+  *reinterpret_cast<Vector<T>*>(p) = out;
+}
+
+// A [B, L, D] or [B, 1, D] per-row operand (modulation shift / scale, a gate) of a
+// [B, L, D] row kernel: row r = b·L + l starts at b·batch_stride + l·seq_stride.
+struct RowOperand {
+  const void* data = nullptr;  // null: the operand is absent
+  FloatCode code = FloatCode::F32;
+  int64_t batch_stride = 0, seq_stride = 0;
+
+  __device__ int64_t row_offset(int64_t row, int64_t seq) const {
+    return row / seq * batch_stride + row % seq * seq_stride;
+  }
+};
+
+// `t` as a per-row operand of x [B, L, D]: [B, 1, D] or [B, L, D], contiguous.
+inline RowOperand row_operand(const char* op, const char* name, const Tensor& t, const Tensor& x) {
+  const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
+  FASTDIT_CHECK(t.dim() == 3 && t.size(0) == batch && (t.size(1) == 1 || t.size(1) == seq) &&
+                    t.size(2) == d && t.is_contiguous(),
+                op, ": ", name, " ", shape_str(t.shape()), " must be [", batch, ", 1, ", d, "] or [", batch,
+                ", ", seq, ", ", d, "] and contiguous");
+  return {t.data_ptr(), float_code(t.dtype()), t.size(1) * d, t.size(1) == 1 ? 0 : d};
+}
+
+// Sum over the `group` consecutive threads that share a row (a multiple of 32 dividing
+// blockDim.x, itself at most 1024); every thread of the group gets it. Every thread of
+// the block must call it (beyond one warp it synchronises the block); `scratch` holds
+// blockDim.x / 32 floats.
+__device__ __forceinline__ float group_sum(float v, int group, float* scratch) {
+  v = warp_sum(v);
+  if (group == 32) return v;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group_warps = group / 32;
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int first = warp - warp % group_warps;
+  float total = 0.0f;
+  for (int w = 0; w < group_warps; ++w) total += scratch[first + w];
+  return total;
+}
+
+// Threads per row for a row kernel holding up to max_runs runs per thread in registers:
+// the fewest (32, 64, ... up to block_threads) that cover `runs`; 0 when none do.
+inline int row_group_for(int64_t runs, int max_runs, int block_threads) {
+  for (int group = 32; group <= block_threads; group *= 2) {
+    if (static_cast<int64_t>(group) * max_runs >= runs) return group;
+  }
+  return 0;
+}
+
 // Threads for a one-block-per-row kernel: about one per 4 elements, 32 to 512.
 inline int threads_for_row(int64_t length) {
   int threads = 32;

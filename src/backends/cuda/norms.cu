@@ -1,10 +1,17 @@
-// layer_norm, rms_norm and layer_norm_modulate: one kernel, one CTA per row (32 to 512
-// threads, about one per 4 elements). The row is read three times from global memory —
-// sum for the mean, sum of squared deviations, then the normalised write — and after
-// the first pass it sits in L1/L2, so DRAM sees it about once. Statistics are float32
-// block reductions; the per-column affine (weight, bias) and the per-row modulation
+// layer_norm, rms_norm, layer_norm_modulate and add_layer_norm (the residual add fused
+// in front of the norm). Statistics are float32 and two-pass (mean, then the mean of
+// squared deviations); the per-column affine (weight, bias) and the per-row modulation
 // (x̂ · (1 + scale) + shift) are optional and may have any float dtype.
+//
+// Two kernels:
+//  - vectorised: a group of 32 to 256 threads per row (one warp for rows of up to 2,048
+//    bfloat16), each holding up to kMaxRuns 16-byte runs of the row in registers, so the
+//    row is read from memory once and written once; every operand moves 16 bytes per
+//    load. Serves rows that are whole runs with 16-byte aligned operands.
+//  - generic: one CTA per row, one element per thread per step, the row read three
+//    times (it stays in L1/L2 after the first). Serves whatever the first does not.
 #include <cstdint>
+#include <initializer_list>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
@@ -14,30 +21,28 @@
 namespace fastdit::cuda {
 namespace {
 
-// A [B, L, D] or [B, 1, D] per-row operand: row r = b·L + l starts at
-// b·batch_stride + l·seq_stride.
-struct RowOperand {
-  const void* data = nullptr;
-  FloatCode code = FloatCode::F32;
-  int64_t batch_stride = 0, seq_stride = 0;
-
-  __device__ int64_t row_offset(int64_t row, int64_t seq) const {
-    return row / seq * batch_stride + row % seq * seq_stride;
-  }
-};
+constexpr int kRowBlock = 256;  // threads per CTA of the vectorised kernel
+constexpr int kMaxRuns = 8;     // runs per thread: 64 bfloat16 or 32 float32 in registers
 
 struct NormalizeParams {
-  const void* x;
-  void* out;
-  int64_t length;  // D
+  const void* x;  // [rows, D] of the kernel's T
+  void* out;      // [rows, D] of T
+  int64_t rows, length;
   float eps;
   bool subtract_mean;
   const void* weight;  // [D] or null
   const void* bias;    // [D] or null
   FloatCode weight_code, bias_code;
   RowOperand shift, scale;  // null data: no modulation
-  int64_t seq;              // L, for the modulation rows
+  int64_t seq;              // L, for the per-row operands
+  // add_layer_norm: x + addend (· gate) is rounded to T, written to sum and normalised.
+  const void* addend;  // [rows, D] or null
+  FloatCode addend_code;
+  RowOperand gate;
+  void* sum;  // [rows, D] of T, or null
 };
+
+// ---- generic ---------------------------------------------------------------------------
 
 template <class T>
 __global__ void normalize_rows(NormalizeParams p) {
@@ -70,11 +75,165 @@ __global__ void normalize_rows(NormalizeParams p) {
   }
 }
 
+void launch_generic(const NormalizeParams& p, DType dtype, cudaStream_t stream) {
+  const int threads = threads_for_row(p.length);
+  const auto rows = static_cast<unsigned>(p.rows);
+  switch (dtype) {
+    case DType::Float32: normalize_rows<float><<<rows, threads, 0, stream>>>(p); break;
+    case DType::BFloat16: normalize_rows<__nv_bfloat16><<<rows, threads, 0, stream>>>(p); break;
+    default: normalize_rows<__half><<<rows, threads, 0, stream>>>(p); break;
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+// ---- vectorised ------------------------------------------------------------------------
+
+// kRuns: runs per thread (the fewest that cover the row with `group` threads).
+template <class T, int kRuns>
+__global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(NormalizeParams p, int group) {
+  constexpr int E = kRun<T>;
+  __shared__ float scratch[kRowBlock / 32];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kRowBlock / group) + threadIdx.x / group;
+  const int lane = threadIdx.x % group;
+  const int runs = static_cast<int>(p.length / E);
+  const bool active = row < p.rows;  // inactive threads still join the reductions
+  const int64_t base = row * p.length;
+  const int64_t gate_row = p.gate.data && active ? p.gate.row_offset(row, p.seq) : 0;
+
+  float v[kRuns][E];
+#pragma unroll
+  for (int k = 0; k < kRuns; ++k) {
+    const int run = k * group + lane;
+#pragma unroll
+    for (int e = 0; e < E; ++e) v[k][e] = 0.0f;
+    if (!active || run >= runs) continue;
+    const int64_t i = base + static_cast<int64_t>(run) * E;
+    load_run<E>(static_cast<const T*>(p.x) + i, v[k]);
+    if (!p.addend) continue;
+    float a[E];
+    load_run<E>(p.addend, p.addend_code, i, a);
+    if (p.gate.data) {
+      float g[E];
+      load_run<E>(p.gate.data, p.gate.code, gate_row + static_cast<int64_t>(run) * E, g);
+#pragma unroll
+      for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + a[e] * g[e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + a[e];
+    }
+    // The norm reads the sum as stored: rounded to T.
+#pragma unroll
+    for (int e = 0; e < E; ++e) v[k][e] = to_float(from_float<T>(v[k][e]));
+    if (p.sum) store_run(static_cast<T*>(p.sum) + i, v[k]);
+  }
+
+  float mean = 0.0f;
+  if (p.subtract_mean) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kRuns; ++k) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) sum += v[k][e];  // absent runs hold zeros
+    }
+    mean = group_sum(sum, group, scratch) / static_cast<float>(p.length);
+  }
+  float squares = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kRuns; ++k) {
+    if (k * group + lane >= runs) continue;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const float centered = v[k][e] - mean;
+      squares += centered * centered;
+    }
+  }
+  const float variance = group_sum(squares, group, scratch) / static_cast<float>(p.length);
+  const float inv_std = 1.0f / sqrtf(variance + p.eps);
+  if (!active) return;
+
+  const int64_t shift_row = p.shift.data ? p.shift.row_offset(row, p.seq) : 0;
+  const int64_t scale_row = p.scale.data ? p.scale.row_offset(row, p.seq) : 0;
+#pragma unroll
+  for (int k = 0; k < kRuns; ++k) {
+    const int run = k * group + lane;
+    if (run >= runs) continue;
+    const int64_t j = static_cast<int64_t>(run) * E;
+    float y[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) y[e] = (v[k][e] - mean) * inv_std;
+    float operand[E];
+    if (p.weight) {
+      load_run<E>(p.weight, p.weight_code, j, operand);
+#pragma unroll
+      for (int e = 0; e < E; ++e) y[e] *= operand[e];
+    }
+    if (p.bias) {
+      load_run<E>(p.bias, p.bias_code, j, operand);
+#pragma unroll
+      for (int e = 0; e < E; ++e) y[e] += operand[e];
+    }
+    if (p.scale.data) {
+      load_run<E>(p.scale.data, p.scale.code, scale_row + j, operand);
+#pragma unroll
+      for (int e = 0; e < E; ++e) y[e] *= 1.0f + operand[e];
+    }
+    if (p.shift.data) {
+      load_run<E>(p.shift.data, p.shift.code, shift_row + j, operand);
+#pragma unroll
+      for (int e = 0; e < E; ++e) y[e] += operand[e];
+    }
+    store_run(static_cast<T*>(p.out) + base + j, y);
+  }
+}
+
+template <class T>
+void launch_vectorized(const NormalizeParams& p, int group, int runs_per_thread, cudaStream_t stream) {
+  const int rows_per_block = kRowBlock / group;
+  const auto blocks = static_cast<unsigned>((p.rows + rows_per_block - 1) / rows_per_block);
+  switch (runs_per_thread) {
+#define FASTDIT_NORM_RUNS(n) \
+  case n: normalize_rows_vectorized<T, n><<<blocks, kRowBlock, 0, stream>>>(p, group); break;
+    FASTDIT_NORM_RUNS(1)
+    FASTDIT_NORM_RUNS(2)
+    FASTDIT_NORM_RUNS(3)
+    FASTDIT_NORM_RUNS(4)
+    FASTDIT_NORM_RUNS(5)
+    FASTDIT_NORM_RUNS(6)
+    FASTDIT_NORM_RUNS(7)
+    default: normalize_rows_vectorized<T, kMaxRuns><<<blocks, kRowBlock, 0, stream>>>(p, group); break;
+#undef FASTDIT_NORM_RUNS
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+// Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
+bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) {
+  const int e = run_length(dtype);
+  if (p.length % e != 0) return false;
+  for (const void* ptr : std::initializer_list<const void*>{p.x, p.out, p.weight, p.bias, p.shift.data,
+                                                              p.scale.data, p.addend, p.gate.data, p.sum}) {
+    if (ptr && !aligned16(ptr)) return false;
+  }
+  const int64_t runs = p.length / e;
+  const int group = row_group_for(runs, kMaxRuns, kRowBlock);
+  if (group == 0) return false;
+  const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
+  switch (dtype) {
+    case DType::Float32: launch_vectorized<float>(p, group, runs_per_thread, stream); break;
+    case DType::BFloat16: launch_vectorized<__nv_bfloat16>(p, group, runs_per_thread, stream); break;
+    default: launch_vectorized<__half>(p, group, runs_per_thread, stream); break;
+  }
+  return true;
+}
+
+// ---- shared entry ----------------------------------------------------------------------
+
 NormalizeParams params_for(const Tensor& x, Tensor& out, float eps, bool subtract_mean) {
   NormalizeParams p{};
   p.x = x.data_ptr();
   p.out = out.data_ptr();
   p.length = x.size(-1);
+  p.rows = p.length == 0 ? 0 : x.numel() / p.length;
   p.eps = eps;
   p.subtract_mean = subtract_mean;
   p.seq = 1;
@@ -92,28 +251,11 @@ void set_affine(NormalizeParams& p, const Tensor& weight, const Tensor& bias) {
   }
 }
 
-void launch(const NormalizeParams& p, const Tensor& x, DType dtype) {
-  const int64_t rows = p.length == 0 ? 0 : x.numel() / p.length;
-  if (rows == 0) return;
+void launch(const NormalizeParams& p, const Tensor& x) {
+  if (p.rows == 0) return;
   DeviceGuard guard(x.device());
   const cudaStream_t stream = current_stream(x.device().index);
-  const int threads = threads_for_row(p.length);
-  switch (dtype) {
-    case DType::Float32: normalize_rows<float><<<rows, threads, 0, stream>>>(p); break;
-    case DType::BFloat16: normalize_rows<__nv_bfloat16><<<rows, threads, 0, stream>>>(p); break;
-    default: normalize_rows<__half><<<rows, threads, 0, stream>>>(p); break;
-  }
-  FASTDIT_CUDA_CHECK_LAUNCH();
-}
-
-// shift / scale of shape [B, 1, D] or [B, L, D] against x [B, L, D].
-RowOperand row_operand(const char* name, const Tensor& t, const Tensor& x) {
-  const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
-  FASTDIT_CHECK(t.dim() == 3 && t.size(0) == batch && (t.size(1) == 1 || t.size(1) == seq) &&
-                    t.size(2) == d && t.is_contiguous(),
-                "layer_norm_modulate: ", name, " ", shape_str(t.shape()), " must be [", batch,
-                ", 1, ", d, "] or [", batch, ", ", seq, ", ", d, "] and contiguous");
-  return {t.data_ptr(), float_code(t.dtype()), t.size(1) * d, t.size(1) == 1 ? 0 : d};
+  if (!try_vectorized(p, x.dtype(), stream)) launch_generic(p, x.dtype(), stream);
 }
 
 }  // namespace
@@ -121,13 +263,13 @@ RowOperand row_operand(const char* name, const Tensor& t, const Tensor& x) {
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);
   set_affine(p, weight, bias);
-  launch(p, x, x.dtype());
+  launch(p, x);
 }
 
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/false);
   set_affine(p, weight, Tensor{});
-  launch(p, x, x.dtype());
+  launch(p, x);
 }
 
 void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
@@ -137,10 +279,46 @@ void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& sca
   FASTDIT_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(),
                 "layer_norm_modulate: out ", out.str(), " must be a contiguous ", x.str());
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);
-  p.shift = row_operand("shift", shift, x);
-  p.scale = row_operand("scale", scale, x);
+  p.shift = row_operand("layer_norm_modulate", "shift", shift, x);
+  p.scale = row_operand("layer_norm_modulate", "scale", scale, x);
   p.seq = x.size(1);
-  launch(p, x, x.dtype());
+  launch(p, x);
+}
+
+void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, Tensor& sum,
+                    Tensor& normed) {
+  constexpr const char* op = "add_layer_norm";
+  FASTDIT_CHECK(residual.dim() == 3 && residual.is_contiguous() && x.shape() == residual.shape() &&
+                    x.is_contiguous(),
+                op, ": residual ", residual.str(), " and x ", x.str(), " must be contiguous [B, L, D] of one shape");
+  for (const Tensor* t : {&sum, &normed}) {
+    FASTDIT_CHECK(t->shape() == residual.shape() && t->dtype() == residual.dtype() && t->is_contiguous(), op,
+                  ": outputs must be contiguous ", residual.str(), ", got ", t->str());
+  }
+  NormalizeParams p = params_for(residual, normed, eps, /*subtract_mean=*/true);
+  set_affine(p, weight, bias);
+  if (shift.defined()) p.shift = row_operand(op, "shift", shift, residual);
+  if (scale.defined()) p.scale = row_operand(op, "scale", scale, residual);
+  if (gate.defined()) p.gate = row_operand(op, "gate", gate, residual);
+  p.seq = residual.size(1);
+  p.addend = x.data_ptr();
+  p.addend_code = float_code(x.dtype());
+  p.sum = sum.data_ptr();
+  if (p.rows == 0) return;
+  DeviceGuard guard(residual.device());
+  if (try_vectorized(p, residual.dtype(), current_stream(residual.device().index))) return;
+  // Rows the vectorised kernel cannot hold: the sum first, then the norm reads it back.
+  if (gate.defined()) {
+    gated_add(residual, x, gate, sum);
+  } else {
+    add(residual, x, sum);
+  }
+  p.x = sum.data_ptr();
+  p.addend = nullptr;
+  p.gate = {};
+  p.sum = nullptr;
+  launch(p, residual);
 }
 
 }  // namespace fastdit::cuda

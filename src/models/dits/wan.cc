@@ -1,5 +1,7 @@
 #include "models/dits/wan.h"
 
+#include <algorithm>
+
 namespace fastdit::wan {
 
 using nn::DTypePolicy;
@@ -110,9 +112,8 @@ Tensor WanAttention::heads(const Tensor& t) const {
   return t.reshape({t.size(0), t.size(1), num_heads_, -1});
 }
 
-Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+Tensor WanAttention::forward(Tensor x, const Tensor& context, const Tensor& image_context,
                              const nn::RotaryTable* rope) const {
-  const Tensor& kv = context.defined() ? context : x;
   const int64_t d = to_out_->in_features();
   const bool sharded = self_attention_.parallel().world_size() > 1;
   if (to_qkv_ && norm_q_ && rope && (!sharded || rope->shard_cos.defined()) && !norm_q_->has_forward_hooks() &&
@@ -120,13 +121,21 @@ Tensor WanAttention::forward(const Tensor& x, const Tensor& context, const Tenso
     // One pass from the fused projection to normalised, rotated heads (same numbers). A
     // shard is rotated with its own rows of the table before the exchange, which is the
     // same per-token math as rotating after it, so every SP size computes what SP=1 does.
-    const auto [q, k, v] = ops::qkv_norm_rope(to_qkv_->forward(x), param(norm_q_->weight), param(norm_k_->weight),
-                                              norm_q_->eps(), num_heads_, sharded ? rope->shard_cos : rope->cos,
-                                              sharded ? rope->shard_sin : rope->sin, ops::RopeStyle::Interleaved);
-    const Tensor out =
-        self_attention_.forward(q, k, v, rope->cos.size(0), nullptr, ops::RopeStyle::Interleaved).out;
-    return emit(out_dropout_->forward(to_out_->forward(out.reshape({x.size(0), x.size(1), -1}))));
+    // Each input is dropped once used: at most the projection and q, k, v live together.
+    const int64_t batch = x.size(0), seq = x.size(1);
+    Tensor qkv = to_qkv_->forward(x);
+    x = {};
+    Tensor out;
+    {
+      const auto [q, k, v] = ops::qkv_norm_rope(qkv, param(norm_q_->weight), param(norm_k_->weight), norm_q_->eps(),
+                                                num_heads_, sharded ? rope->shard_cos : rope->cos,
+                                                sharded ? rope->shard_sin : rope->sin, ops::RopeStyle::Interleaved);
+      qkv = {};
+      out = self_attention_.forward(q, k, v, rope->cos.size(0), nullptr, ops::RopeStyle::Interleaved).out;
+    }
+    return emit(out_dropout_->forward(to_out_->forward(out.reshape({batch, seq, -1}))));
   }
+  const Tensor& kv = context.defined() ? context : x;
   Tensor q, k, v;
   if (to_qkv_) {
     const Tensor qkv = to_qkv_->forward(x);
@@ -175,6 +184,7 @@ WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, const BuildOpti
   attn2_ = add_module<WanAttention>("attn2", c, true, options);
   if (c.cross_attn_norm) norm2_ = add_module<nn::LayerNorm>("norm2", d, eps, true, kFp32);
   ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
+  ffn_dim_ = c.ffn_dim;
   norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
   scale_shift_table_ = add_parameter("scale_shift_table", {1, 6, d}, kFp32);
 }
@@ -195,23 +205,36 @@ Modulation WanTransformerBlock::modulation(const Tensor& timestep_proj) const {
   return {chunk(0), chunk(1), chunk(2), chunk(3), chunk(4), chunk(5)};
 }
 
-Tensor WanTransformerBlock::forward(const Tensor& x_in, const Tensor& context,
-                                    const Tensor& image_context, const Tensor& timestep_proj,
-                                    const nn::RotaryTable& rope) const {
-  const DType dtype = x_in.dtype();
+Tensor WanTransformerBlock::forward(Tensor x, const Tensor& context, const Tensor& image_context,
+                                    const Tensor& timestep_proj, const nn::RotaryTable& rope) const {
+  const DType dtype = x.dtype();
   const Modulation m = modulation(timestep_proj);
-  Tensor x = x_in;
+  // Every residual add runs fused with the norm that follows it (the same numbers), and
+  // each activation is dropped as soon as it is used, so at most the hidden state, the
+  // attention's q|k|v projection and q, k, v live at once.
   // 1. self-attention with gated residual (float32 norm, modulation and residual math,
   //    each rounded once to the run dtype, as the reference's .float() ... .type_as()).
   Tensor n = norm1_->forward_modulated(x, m.shift_msa, m.scale_msa, dtype);
-  x = ops::gated_add(x, attn1_->forward(n, {}, {}, &rope), m.gate_msa, dtype);
+  Tensor y = attn1_->forward(std::move(n), {}, {}, &rope);
   // 2. cross-attention, ungated residual in the run dtype. The affine norm computes in
   //    float32 whatever x's dtype and rounds once, like norm2(x.float()).type_as(x).
-  n = norm2_ ? norm2_->forward(x) : x;
-  x = ops::add(x, attn2_->forward(n, context, image_context, nullptr));
-  // 3. feed-forward with gated residual.
-  n = norm3_->forward_modulated(x, m.c_shift, m.c_scale, dtype);
-  x = ops::gated_add(x, ffn_->forward(n), m.c_gate, dtype);
+  if (norm2_) {
+    ops::AddNorm r = norm2_->add_and_forward(x, y, m.gate_msa);
+    x = std::move(r.sum);
+    n = std::move(r.normed);
+  } else {
+    x = ops::gated_add(x, y, m.gate_msa, dtype);
+    n = x;
+  }
+  y = {};
+  y = attn2_->forward(std::move(n), context, image_context, nullptr);
+  // 3. feed-forward with gated residual, added into x in place in pieces of tokens whose
+  //    inner activation is at most three hidden states' size (the q|k|v projection's), so
+  //    the FFN's 4-6x wider activation never sets the peak.
+  ops::AddNorm r = norm3_->add_and_forward(x, y, {}, m.c_shift, m.c_scale);
+  x = std::move(r.sum);
+  y = {};
+  ffn_->add_gated_to(x, r.normed, m.c_gate, std::max<int64_t>(1, 3 * x.numel() / ffn_dim_));
   return emit(x);
 }
 
@@ -341,7 +364,7 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   const auto cond = condition_embedder_->forward(cast(t, DType::Float32), cast(text, dtype),
                                                  image.defined() ? cast(image, dtype) : Tensor{}, dtype);
   for (size_t i = 0; i < blocks_->size(); ++i)
-    x = blocks_->at<WanTransformerBlock>(i)->forward(x, cond.context, cond.image_context,
+    x = blocks_->at<WanTransformerBlock>(i)->forward(std::move(x), cond.context, cond.image_context,
                                                      cond.timestep_proj, rope);
 
   // Output head: shift and scale from temb (not timestep_proj), shift first.

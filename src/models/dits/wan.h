@@ -17,8 +17,10 @@ class WanAttention : public nn::Module {
   // options.sequence_parallel: the group self-attention exchanges tokens with.
   WanAttention(const WanArchConfig& config, bool cross_attention, const BuildOptions& options);
   // Self-attention when context is undefined (then rope applies); cross otherwise.
-  // image_context (I2V) adds a second attention over image tokens.
-  Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+  // image_context (I2V) adds a second attention over image tokens. x by value: the fused
+  // self-attention path drops it once projected, so a caller that moves it in frees it
+  // before q, k and v exist.
+  Tensor forward(Tensor x, const Tensor& context, const Tensor& image_context,
                  const nn::RotaryTable* rope) const;
 
  private:
@@ -42,11 +44,14 @@ struct Modulation {
 class WanTransformerBlock : public nn::Module {
  public:
   WanTransformerBlock(const WanArchConfig& config, const BuildOptions& options);
-  Tensor forward(const Tensor& x, const Tensor& context, const Tensor& image_context,
+  // x by value: a caller that moves the hidden state in lets the block free it as soon
+  // as the first residual add has replaced it.
+  Tensor forward(Tensor x, const Tensor& context, const Tensor& image_context,
                  const Tensor& timestep_proj, const nn::RotaryTable& rope) const;
 
  private:
   Modulation modulation(const Tensor& timestep_proj) const;
+  int64_t ffn_dim_;
   nn::LayerNorm *norm1_, *norm2_ = nullptr, *norm3_;
   WanAttention *attn1_, *attn2_;
   nn::FeedForward* ffn_;
