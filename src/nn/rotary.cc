@@ -32,7 +32,7 @@ RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<cons
   }
   const int64_t tokens = shape_numel(grid);
   RotaryTable table{Tensor::empty({tokens, width}, DType::Float32),
-                    Tensor::empty({tokens, width}, DType::Float32)};
+                    Tensor::empty({tokens, width}, DType::Float32), {}, {}};
   float* cos_out = table.cos.data<float>();
   float* sin_out = table.sin.data<float>();
 #pragma omp parallel for if (tokens > 4096)
