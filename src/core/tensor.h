@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -41,6 +42,11 @@ struct DeviceHooks {
   void (*memory_stats)(int index, size_t* in_use, size_t* peak) = nullptr;
   void (*reset_peak_memory)(int index) = nullptr;
   std::string (*describe)(int index) = nullptr;  // e.g. "NVIDIA H100 80GB HBM3"
+  // Optional device graphs (core/device_graph.h): record the work `body` queues on the
+  // device into an opaque graph (nothing runs), queue one replay of it, free it.
+  void* (*capture_graph)(int index, const std::function<void()>& body) = nullptr;
+  void (*replay_graph)(void* graph) = nullptr;
+  void (*destroy_graph)(void* graph) = nullptr;
 };
 // Helpers over the optional hooks (no-ops / zeros where a device has none).
 void synchronize(Device device);

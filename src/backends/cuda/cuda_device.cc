@@ -4,12 +4,15 @@
 // freed blocks in free lists keyed by that rounded size, so a denoising loop that makes
 // the same tensors every step stops calling cudaMalloc after its first step. Blocks are
 // reused without events because all work of a device runs on its one stream, in order.
+// A CUDA graph capture is served from a pool of its own (cuda_device.h says how), so
+// memory a graph's replays write is never handed to anyone else.
 // The process-lifetime state (streams, pools) is deliberately leaked: tensors held by
 // static objects may be freed after other statics are gone.
 #include "backends/cuda/cuda_device.h"
 
 #include <cstring>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,6 +24,9 @@
 namespace fastdit::cuda {
 
 void copy_convert(Tensor& dst, const Tensor& src);  // copy_convert.cu
+void* capture_graph(int device, const std::function<void()>& body);  // cuda_graph.cc
+void replay_graph(void* graph);
+void destroy_graph(void* graph);
 
 namespace detail {
 
@@ -45,10 +51,26 @@ size_t rounded_size(size_t nbytes) {
   return (n + unit - 1) / unit * unit;
 }
 
+using FreeLists = std::unordered_map<size_t, std::vector<void*>>;  // rounded size -> blocks
+
+// The memory of one captured graph (see cuda_device.h).
+struct CapturePool {
+  FreeLists free_blocks;
+  std::vector<std::pair<void*, size_t>> held;  // shared blocks freed during the capture
+  size_t live = 0;                             // its blocks in tensors now
+  bool released = false;                       // the graph is gone
+};
+
+struct LiveBlock {
+  size_t size;    // rounded
+  uint64_t pool;  // the capture pool it came from; 0: the device's shared blocks
+};
+
 struct DevicePool {
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // rounded size -> blocks
-  std::unordered_map<void*, size_t> live_blocks;               // pointer -> rounded size
-  MemoryStats stats;
+  FreeLists free_blocks;
+  std::unordered_map<void*, LiveBlock> live_blocks;
+  uint64_t capturing = 0;  // the capture pool serving this device's allocations now
+  MemoryStats stats;       // over shared and capture blocks alike
 };
 
 class CachingAllocator {
@@ -57,9 +79,20 @@ class CachingAllocator {
     const size_t size = rounded_size(nbytes);
     std::lock_guard lock(mutex_);
     DevicePool& pool = pools_[device];
-    void* ptr = take_free_block(pool, size);
-    if (ptr == nullptr) ptr = malloc_block(pool, size, device);
-    pool.live_blocks.emplace(ptr, size);
+    void* ptr = nullptr;
+    if (pool.capturing != 0) {
+      // The graph's own free blocks, then a shared free one (the graph's for good: it
+      // writes it on every replay), then new memory.
+      CapturePool& capture = capture_pools_.at(pool.capturing);
+      ptr = take_free_block(capture.free_blocks, size);
+      if (ptr == nullptr) ptr = take_free_block(pool.free_blocks, size);
+      if (ptr == nullptr) ptr = malloc_while_capturing(pool, size, device);
+      ++capture.live;
+    } else {
+      ptr = take_free_block(pool.free_blocks, size);
+      if (ptr == nullptr) ptr = malloc_block(pool, size, device);
+    }
+    pool.live_blocks.emplace(ptr, LiveBlock{size, pool.capturing});
     pool.stats.allocated_bytes += size;
     pool.stats.peak_allocated_bytes =
         std::max(pool.stats.peak_allocated_bytes, pool.stats.allocated_bytes);
@@ -71,9 +104,43 @@ class CachingAllocator {
     DevicePool& pool = pools_[device];
     const auto live = pool.live_blocks.find(ptr);
     if (live == pool.live_blocks.end()) return;  // not ours: nothing sane to do in a deleter
-    pool.free_blocks[live->second].push_back(ptr);
-    pool.stats.allocated_bytes -= live->second;
+    const LiveBlock block = live->second;
     pool.live_blocks.erase(live);
+    pool.stats.allocated_bytes -= block.size;
+    if (block.pool != 0) {
+      CapturePool& capture = capture_pools_.at(block.pool);
+      capture.free_blocks[block.size].push_back(ptr);
+      --capture.live;
+      if (capture.released && capture.live == 0) return_capture_pool(pool, block.pool);
+    } else if (pool.capturing != 0) {
+      // The recorded work may read this block on every replay: no one, the graph
+      // included, may write it while the graph lives.
+      capture_pools_.at(pool.capturing).held.emplace_back(ptr, block.size);
+    } else {
+      pool.free_blocks[block.size].push_back(ptr);
+    }
+  }
+
+  uint64_t begin_capture(int device) {
+    std::lock_guard lock(mutex_);
+    DevicePool& pool = pools_[device];
+    FASTDIT_CHECK(pool.capturing == 0, "cuda:", device, " is already serving a CUDA graph capture");
+    pool.capturing = next_capture_pool_++;
+    capture_pools_.emplace(pool.capturing, CapturePool{});
+    return pool.capturing;
+  }
+
+  void end_capture(int device) {
+    std::lock_guard lock(mutex_);
+    pools_[device].capturing = 0;
+  }
+
+  void release_capture(uint64_t id, int device) {
+    std::lock_guard lock(mutex_);
+    const auto capture = capture_pools_.find(id);
+    if (capture == capture_pools_.end()) return;
+    capture->second.released = true;
+    if (capture->second.live == 0) return_capture_pool(pools_[device], id);
   }
 
   MemoryStats stats(int device) {
@@ -89,13 +156,17 @@ class CachingAllocator {
 
   void empty_cache() {
     std::lock_guard lock(mutex_);
-    for (auto& [device, pool] : pools_) release_free_blocks(pool, device);
+    for (auto& [device, pool] : pools_) {
+      FASTDIT_CHECK(pool.capturing == 0, "empty_cache during a CUDA graph capture on cuda:", device,
+                    " (cudaFree cannot be captured)");
+      release_free_blocks(pool, device);
+    }
   }
 
  private:
-  static void* take_free_block(DevicePool& pool, size_t size) {
-    const auto bucket = pool.free_blocks.find(size);
-    if (bucket == pool.free_blocks.end() || bucket->second.empty()) return nullptr;
+  static void* take_free_block(FreeLists& free_blocks, size_t size) {
+    const auto bucket = free_blocks.find(size);
+    if (bucket == free_blocks.end() || bucket->second.empty()) return nullptr;
     void* ptr = bucket->second.back();
     bucket->second.pop_back();
     return ptr;
@@ -123,6 +194,39 @@ class CachingAllocator {
     return ptr;
   }
 
+  // cudaMalloc queues no work, so the capture lets it through in relaxed mode; there is
+  // no retry after returning cached blocks, since cudaFree may not run while capturing.
+  static void* malloc_while_capturing(DevicePool& pool, size_t size, int device) {
+    DeviceGuard guard(device);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    FASTDIT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    void* ptr = nullptr;
+    const cudaError_t status = cudaMalloc(&ptr, size);
+    FASTDIT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      FASTDIT_FAIL("out of CUDA memory on cuda:", device, " allocating ", size,
+                   " bytes during a CUDA graph capture (", pool.stats.allocated_bytes,
+                   " bytes in tensors, ", pool.stats.reserved_bytes,
+                   " reserved; cached blocks cannot be freed while capturing)");
+    }
+    FASTDIT_CUDA_CHECK(status);
+    pool.stats.reserved_bytes += size;
+    return ptr;
+  }
+
+  // A released pool's blocks join the shared free lists. Work queued later on the
+  // device's one stream runs after any replay already queued, so no wait is needed.
+  void return_capture_pool(DevicePool& pool, uint64_t id) {
+    CapturePool& capture = capture_pools_.at(id);
+    for (auto& [size, blocks] : capture.free_blocks) {
+      auto& shared = pool.free_blocks[size];
+      shared.insert(shared.end(), blocks.begin(), blocks.end());
+    }
+    for (const auto& [ptr, size] : capture.held) pool.free_blocks[size].push_back(ptr);
+    capture_pools_.erase(id);
+  }
+
   static void release_free_blocks(DevicePool& pool, int device) {
     DeviceGuard guard(device);
     for (auto& [size, blocks] : pool.free_blocks) {
@@ -134,6 +238,8 @@ class CachingAllocator {
 
   std::mutex mutex_;
   std::map<int, DevicePool> pools_;
+  std::unordered_map<uint64_t, CapturePool> capture_pools_;
+  uint64_t next_capture_pool_ = 1;
 };
 
 CachingAllocator& allocator() {
@@ -213,6 +319,9 @@ void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
                      size_t nbytes) {
   if (nbytes == 0) return;
   if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
+    FASTDIT_CHECK(!is_capturing(src_device.index) && !is_capturing(dst_device.index),
+                  "a copy between cuda:", src_device.index, " and cuda:", dst_device.index,
+                  " during a CUDA graph capture: it waits for the source device");
     synchronize(src_device.index);
     DeviceGuard guard(dst_device);
     FASTDIT_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, nbytes,
@@ -225,6 +334,11 @@ void hook_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   const cudaMemcpyKind kind = !src_device.is_cuda()   ? cudaMemcpyHostToDevice
                               : !dst_device.is_cuda() ? cudaMemcpyDeviceToHost
                                                       : cudaMemcpyDeviceToDevice;
+  // A replay would re-read the host buffer as it is then (or write one long gone).
+  FASTDIT_CHECK(kind == cudaMemcpyDeviceToDevice || !is_capturing(device.index), "a ",
+                kind == cudaMemcpyHostToDevice ? "host-to-device" : "device-to-host", " copy of ",
+                nbytes, " bytes during a CUDA graph capture on ", device.str(),
+                ": a graph holds device work only; upload before the capture, read results after a replay");
   if (kind == cudaMemcpyHostToDevice && nbytes >= PinnedStaging::kMinBytes) {
     pinned_staging().copy_to_device(dst, src, nbytes, device.index);
     return;
@@ -243,9 +357,10 @@ void hook_memory_stats(int device, size_t* in_use, size_t* peak);
 void hook_reset_peak_memory(int device);
 std::string hook_describe(int device);
 
-const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,  hook_copy_bytes,
-                             hook_fill_zero,    copy_convert,     hook_synchronize,
-                             hook_memory_stats, hook_reset_peak_memory, hook_describe};
+const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_copy_bytes,
+                             hook_fill_zero,    copy_convert,           hook_synchronize,
+                             hook_memory_stats, hook_reset_peak_memory, hook_describe,
+                             capture_graph,     replay_graph,           destroy_graph};
 
 const bool kRegistered = [] {
   register_device_hooks(DeviceType::CUDA, &kCudaHooks);
@@ -280,8 +395,21 @@ cudaStream_t current_stream(int device) { return device_state(device).stream; }
 
 void synchronize(int device) {
   DeviceGuard guard(device);
+  FASTDIT_CHECK(!is_capturing(device), "synchronize(cuda:", device,
+                ") during a CUDA graph capture: the captured code waits for the device (to read a "
+                "result on the host?), which a graph cannot replay");
   FASTDIT_CUDA_CHECK(cudaStreamSynchronize(current_stream(device)));
 }
+
+bool is_capturing(int device) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  FASTDIT_CUDA_CHECK(cudaStreamIsCapturing(current_stream(device), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+uint64_t begin_capture_pool(int device) { return allocator().begin_capture(device); }
+void end_capture_pool(int device) { allocator().end_capture(device); }
+void release_capture_pool(uint64_t pool, int device) { allocator().release_capture(pool, device); }
 
 int device_count() {
   int count = 0;

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "core/tensor.h"
 
@@ -18,6 +19,20 @@ cudaStream_t current_stream(int device);
 
 // Waits for everything queued on the device's stream.
 void synchronize(int device);
+
+// Whether the device's stream is being captured into a CUDA graph (cuda_graph.cc). The
+// copy hooks and synchronize refuse host copies and waits then, naming them.
+bool is_capturing(int device);
+
+// The memory of a capture. From begin_capture_pool to end_capture_pool every allocation
+// on `device` comes from a new pool: its own free blocks, then shared free blocks (its
+// for good), then cudaMalloc. Its blocks stay its own while the graph lives, free or
+// not, since every replay writes them; a shared block freed during the capture is held
+// untouched, since the recorded work may read it. Once released, and as soon as no
+// tensor holds one of them, its blocks join the shared free lists.
+uint64_t begin_capture_pool(int device);
+void end_capture_pool(int device);
+void release_capture_pool(uint64_t pool, int device);
 
 int device_count();
 const cudaDeviceProp& device_properties(int device);

@@ -8,9 +8,14 @@
 // the epilogue's columns), so it is one broadcast add afterwards.
 //
 // timestep_embedding: one thread per (timestep, frequency), the float32 operation order
-// of diffusers' get_timestep_embedding (and of the CPU kernel), frequencies from the host.
+// of diffusers' get_timestep_embedding (and of the CPU kernel), frequencies from the host,
+// uploaded once per table: a forward then holds no host copy, so it can be captured into
+// a CUDA graph.
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
@@ -103,6 +108,32 @@ void conv3d_patch(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   }
 }
 
+namespace {
+
+// The frequencies exp(-ln(max_period) k / (half - shift)), k < half, on `device`: the
+// host's exp, as on the CPU (at t ~ 1000 one ulp of a frequency moves the angle by ~1e-4,
+// more than the tolerance). Kept for the process: a captured graph reads them on replay.
+const Tensor& timestep_frequencies_on(Device device, int64_t half, float max_period,
+                                      float downscale_freq_shift) {
+  using Key = std::tuple<int, int64_t, float, float>;
+  static auto* tables = new std::map<Key, Tensor>();  // leaked, like the other device state
+  static auto* mutex = new std::mutex();
+  std::lock_guard lock(*mutex);
+  Tensor& table = (*tables)[Key{device.index, half, max_period, downscale_freq_shift}];
+  if (!table.defined()) {
+    const float neg_log_max_period = static_cast<float>(-std::log(static_cast<double>(max_period)));
+    const float denominator = static_cast<float>(half) - downscale_freq_shift;
+    std::vector<float> frequencies(static_cast<size_t>(half));
+    for (int64_t k = 0; k < half; ++k) {
+      frequencies[k] = std::exp(neg_log_max_period * static_cast<float>(k) / denominator);
+    }
+    table = Tensor::from_vector(frequencies, {half}).to(device);
+  }
+  return table;
+}
+
+}  // namespace
+
 void timestep_embedding(const Tensor& t, bool flip_sin_to_cos, float downscale_freq_shift,
                         float scale, float max_period, Tensor& out) {
   const int64_t n = out.size(0), dim = out.size(1), half = dim / 2;
@@ -114,17 +145,9 @@ void timestep_embedding(const Tensor& t, bool flip_sin_to_cos, float downscale_f
     FASTDIT_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), stream));
   }
   if (half == 0) return;
-  // The frequencies come from the host's exp, as on the CPU: at t ~ 1000 one ulp of a
-  // frequency moves the angle by ~1e-4, more than the tolerance.
-  const float neg_log_max_period = static_cast<float>(-std::log(static_cast<double>(max_period)));
-  const float denominator = static_cast<float>(half) - downscale_freq_shift;
-  std::vector<float> frequencies(static_cast<size_t>(half));
-  for (int64_t k = 0; k < half; ++k) {
-    frequencies[k] = std::exp(neg_log_max_period * static_cast<float>(k) / denominator);
-  }
-  const Tensor frequencies_on_device = Tensor::from_vector(frequencies, {half}).to(out.device());
+  const Tensor& frequencies = timestep_frequencies_on(out.device(), half, max_period, downscale_freq_shift);
   timestep_frequencies<<<grid_for(n * half), kThreadsPerBlock, 0, stream>>>(
-      t32.data<float>(), frequencies_on_device.data<float>(), out.data<float>(), n, dim,
+      t32.data<float>(), frequencies.data<float>(), out.data<float>(), n, dim,
       flip_sin_to_cos ? half : 0, flip_sin_to_cos ? 0 : half, scale);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }

@@ -1,6 +1,8 @@
 #include "models/dits/wan.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 namespace fastdit::wan {
 
@@ -23,27 +25,29 @@ class WanRotaryPosEmbed : public nn::Module {
     axis_dims_ = {head_dim - 2 * hw, hw, hw};
   }
   // The table depends only on the grid: built once per grid and device (a denoising
-  // loop asks for the same one every step).
+  // loop asks for the same one every step) and kept, since a captured forward reads the
+  // table of its grid on every replay and must not find it freed.
   nn::RotaryTable forward(std::span<const int64_t> grid, Device device) const {
-    const Shape key(grid.begin(), grid.end());
-    if (cached_grid_ != key || !(cached_device_ == device) || !cached_.cos.defined()) {
+    const Key key{Shape(grid.begin(), grid.end()), device.type, device.index};
+    auto found = cached_.find(key);
+    if (found == cached_.end()) {
       nn::RotaryTable table = nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
-      cached_ = {table.cos.to(device), table.sin.to(device), {}, {}};
-      cached_grid_ = key;
-      cached_device_ = device;
+      table.cos = table.cos.to(device);
+      table.sin = table.sin.to(device);
+      found = cached_.emplace(key, std::move(table)).first;
     }
+    const nn::RotaryTable& table = found->second;
     if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
-      emit(cached_.cos.unsqueeze(0).unsqueeze(2), "out.0");
-      emit(cached_.sin.unsqueeze(0).unsqueeze(2), "out.1");
+      emit(table.cos.unsqueeze(0).unsqueeze(2), "out.0");
+      emit(table.sin.unsqueeze(0).unsqueeze(2), "out.1");
     }
-    return cached_;
+    return table;
   }
 
  private:
+  using Key = std::tuple<Shape, DeviceType, int>;
   std::array<int64_t, 3> axis_dims_{};
-  mutable nn::RotaryTable cached_;
-  mutable Shape cached_grid_;
-  mutable Device cached_device_;
+  mutable std::map<Key, nn::RotaryTable> cached_;
 };
 }  // namespace
 
