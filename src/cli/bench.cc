@@ -28,6 +28,7 @@ struct BenchArgs {
   int warmup = 2, iters = 5;
   uint64_t seed = 0;
   bool components = false;
+  bool cuda_graph = false;
   std::string json = "bench_record.json";
   RunOptions run{"cuda", "bfloat16"};
   std::vector<CLI::Option*> workload_flags;  // what a benchmark definition fixes itself
@@ -44,12 +45,13 @@ bool names_benchmark_definition(const std::string& config) {
   return perf::is_benchmark_definition(json);
 }
 
-void print_summary(const perf::ForwardBenchResult& r, const std::string& dtype, int64_t batch, int iters) {
+void print_summary(const perf::ForwardBenchResult& r, const std::string& dtype, int64_t batch, int iters,
+                   bool cuda_graph = false) {
   const double median_ms = r.median_ms();
   const double tflops = r.flops.total() / (median_ms * 1e-3) / 1e12;
   std::cout << std::fixed << std::setprecision(2) << r.model_type << " on " << r.device_name << " (" << dtype
             << "), latent " << r.latent.frames << "x" << r.latent.height << "x" << r.latent.width << ", batch "
-            << batch << "\n"
+            << batch << (cuda_graph ? ", CUDA graph replays" : "") << "\n"
             << "median " << median_ms << " ms  min " << r.min_ms() << " ms  over " << iters << " iters\n"
             << "throughput " << tflops << " TFLOP/s (" << r.flops.total() / 1e12 << " TFLOP per forward)\n"
             << "peak memory " << static_cast<double>(r.peak_memory_bytes) / (1 << 20) << " MiB\n";
@@ -96,6 +98,7 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   spec.iterations = a.iters;
   spec.seed = a.seed;
   spec.components = a.components;
+  spec.cuda_graph = a.cuda_graph;
   if (parallel.communicator()) parallel.communicator()->reset_stats();
   const perf::ForwardBenchResult r = perf::run_forward_bench(spec);
   if (!parallel.is_main()) return 0;
@@ -112,6 +115,7 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   record["shape"] = {{"batch", v.batch}, {"frames", v.frames}, {"height", v.height}, {"width", v.width},
                      {"latent", {r.latent.frames, r.latent.height, r.latent.width}}, {"text_len", v.text_len}};
   record["trace_enabled"] = r.trace_enabled;
+  record["cuda_graph"] = spec.cuda_graph;
   record["warmup"] = a.warmup;
   record["iters"] = a.iters;
   record["times_ms"] = r.times_ms;
@@ -126,7 +130,7 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
                               {"other", r.components->other_s}};
   record["commit"] = perf::source_commit(".");
   record["timestamp"] = perf::utc_timestamp();
-  print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters);
+  print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters, spec.cuda_graph);
   if (parallel.communicator()) record["sequence_parallel"] = communication(*parallel.communicator(), spec, r.median_ms());
   write_json(a.json, record);
   std::cout << "record " << a.json << "\n";
@@ -136,6 +140,8 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
 // The definition form. A run that fails still leaves a record (success = false), which
 // `perf check` reports as RUN_FAILED; the error then ends the command as usual.
 void run_definition_bench(const BenchArgs& a) {
+  FASTDIT_CHECK(!a.cuda_graph, "bench: --cuda-graph applies to the ad-hoc form; ", a.config,
+                " is a benchmark definition, which runs its forwards eagerly");
   for (const CLI::Option* flag : a.workload_flags)
     FASTDIT_CHECK(flag->count() == 0, "bench: ", a.config, " is a benchmark definition, which fixes ",
                   flag->get_name(), "; edit the definition (and bump its benchmark_version) instead");
@@ -185,11 +191,13 @@ void add_bench_command(CLI::App& app) {
   flags.push_back(cmd->add_option("--seed", a->seed, "seed for weights and inputs")->capture_default_str());
   cmd->add_flag("--components", a->components,
                 "also time one more forward split into attention / GEMM / other (device synchronized per kernel)");
+  add_cuda_graph_flag(*cmd, a->cuda_graph);
   cmd->add_option("--json", a->json, "where to write the JSON record")->capture_default_str();
   add_run_options(*cmd, a->run);
   for (const char* name : {"--device", "--dtype", "--fuse", "--sp"}) flags.push_back(cmd->get_option(name));
   cmd->callback([a] {
     if (names_benchmark_definition(a->config)) return run_definition_bench(*a);
+    if (a->cuda_graph) check_cuda_graph(a->run);
     exit_code() = run_parallel(a->run, [&](ParallelRun& parallel) { return run_model_bench(*a, parallel); });
   });
 }

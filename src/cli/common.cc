@@ -37,6 +37,24 @@ void add_run_options(CLI::App& cmd, RunOptions& options) {
                  "mpirun or torchrun started, else 1)");
 }
 
+void add_cuda_graph_flag(CLI::App& cmd, bool& cuda_graph) {
+  cmd.add_flag("--cuda-graph", cuda_graph,
+               "capture the whole forward into a CUDA graph once per input shape and replay it (cuda only; "
+               "fewer launches for small shapes, the same numbers)");
+}
+
+void check_cuda_graph(const RunOptions& options) {
+  FASTDIT_CHECK(options.parsed_device().is_cuda(), "--cuda-graph needs --device cuda (CUDA graphs replay GPU work), "
+                "got --device ", options.device);
+  FASTDIT_CHECK(!trace::trace_config_from_env().enabled,
+                "--cuda-graph cannot run with the activation trace (FASTDIT_TRACE_ACTIVATIONS): the trace reads "
+                "every module's output on the host during the forward, which a graph replay skips");
+  const auto launched = distributed::launch_env_from_environment();
+  const int ranks = options.sp > 0 ? options.sp : launched ? launched->world_size : 1;
+  FASTDIT_CHECK(ranks <= 1, "--cuda-graph with sequence parallelism over ", ranks,
+                " ranks: the collectives between them are not captured; run on one GPU");
+}
+
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options) {
   trace::trace_config_from_env();  // a bad trace setting fails before the (slow) load
   PreparedModel prepared{load_transformer(path, options), nullptr};

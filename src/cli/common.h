@@ -29,6 +29,13 @@ struct RunOptions {
 };
 void add_run_options(CLI::App& cmd, RunOptions& options);
 
+// --cuda-graph (bench, run, generate): whole forwards captured into a CUDA graph and
+// replayed (models/captured_forward.h).
+void add_cuda_graph_flag(CLI::App& cmd, bool& cuda_graph);
+// What rules a capture out, checked before the (slow) load: a device other than CUDA, the
+// activation trace, sequence parallelism (--sp, or ranks a launcher started).
+void check_cuda_graph(const RunOptions& options);
+
 // A loaded model with the activation trace attached when the environment asks for it.
 struct PreparedModel {
   LoadedTransformer loaded;

@@ -32,6 +32,7 @@ using sampling::SamplingConfig;
 struct GenerateArgs {
   std::string model, config, preset, prompt_embeds, negative_embeds, noise, output;
   bool random_weights = false;
+  bool cuda_graph = false;
   uint64_t weights_seed = 0;
   int64_t steps = 0, height = 0, width = 0, frames = 0, fps = 0;
   double guidance = 0, guidance_2 = 0, shift = 0, boundary_ratio = 0;
@@ -287,6 +288,7 @@ void run_generate(const GenerateArgs& a) {
                 "generate: --prompt-embeds is required (random stand-ins only with --random-weights)");
   FASTDIT_CHECK(a.cfg_batching == "batched" || a.cfg_batching == "sequential", "--cfg-batching ", a.cfg_batching,
                 ": expected batched or sequential");
+  if (a.cuda_graph) check_cuda_graph(a.run);
   // Everything that can be checked without the model is, before the (slow) load.
   const sampling::PipelineFolder folder =
       a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
@@ -320,6 +322,7 @@ void run_generate(const GenerateArgs& a) {
   if (guided) request.negative_prompt_embeds = negative.to(options.device, DType::Float32);
   request.cfg_batching =
       a.cfg_batching == "batched" ? sampling::CfgBatching::Batched : sampling::CfgBatching::Sequential;
+  request.cuda_graph = a.cuda_graph;
 
   StepReporter reporter(options.device, models.transformer.trace);
   const double start = now_seconds();
@@ -332,7 +335,8 @@ void run_generate(const GenerateArgs& a) {
             << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "
             << seconds / static_cast<double>(steps.size()) << " s/step, median " << median(steps) << " s/step ("
             << std::defaultfloat << scheduler->class_name() << ", guidance " << *s.guidance_scale
-            << (guided ? ", CFG " + a.cfg_batching : ", no CFG") << ", " << model.type_name() << " on "
+            << (guided ? ", CFG " + a.cfg_batching : ", no CFG") << (a.cuda_graph ? ", CUDA graph" : "") << ", "
+            << model.type_name() << " on "
             << describe_device(options.device) << " in " << dtype_name(options.dtype) << ")\n";
 }
 
@@ -372,6 +376,7 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--output", a->output, "safetensors to write ('latents', float32)")->required();
   add_run_options(*cmd, a->run);
+  add_cuda_graph_flag(*cmd, a->cuda_graph);
   cmd->callback([a] { run_generate(*a); });
 }
 

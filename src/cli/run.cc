@@ -2,13 +2,17 @@
 // --random-weights builds the model from its config with seeded weights, --example makes
 // synthetic inputs of a video size, and --compare judges the output against a reference
 // (what scripts/sp-check.sh uses to prove sequence-parallel runs equal one GPU's).
+// --cuda-graph captures the forward (after its eager warm-up) and times and writes the
+// output of one replay of the graph.
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "cli/common.h"
 #include "loader/safetensors.h"
 #include "loader/transformer_loader.h"
+#include "models/captured_forward.h"
 #include "parity/parity_case.h"
 
 namespace fastdit::cli {
@@ -18,6 +22,7 @@ struct RunArgs {
   std::string model_dir, inputs, output, compare;
   std::vector<int64_t> example;  // video frames, height, width (pixels)
   bool random_weights = false;
+  bool cuda_graph = false;
   uint64_t seed = 0;
   double max_rel_l2 = 1e-2;
   RunOptions run;
@@ -51,14 +56,20 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
                                                : prepare_model(args.model_dir, options);
   const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
+  std::optional<CapturedForward> graph;
+  if (args.cuda_graph) {
+    graph.emplace(prepared.model());
+    graph->forward(inputs);
+    synchronize(options.device);
+  }
   const auto start = std::chrono::steady_clock::now();
-  const TensorMap outputs = prepared.model().forward(inputs);
+  const TensorMap outputs = graph ? graph->forward(inputs) : prepared.model().forward(inputs);
   synchronize(options.device);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [name, tensor] : outputs) named.emplace_back(name, tensor.to(Device::cpu()));
   std::cerr << "forward " << std::fixed << std::setprecision(1) << ms << " ms on " << parallel.world_size()
-            << " rank(s)\n";
+            << " rank(s)" << (graph ? " (CUDA graph replay)" : "") << "\n";
   if (!args.output.empty() && parallel.is_main()) {
     write_safetensors(args.output, named);
     for (const auto& [name, tensor] : named) std::cerr << "wrote " << name << " " << tensor.str() << "\n";
@@ -81,7 +92,9 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--compare", args->compare, "reference safetensors: PASS/FAIL on the rel_l2 of 'sample'");
   cmd->add_option("--max-rel-l2", args->max_rel_l2, "bound for --compare")->capture_default_str();
   add_run_options(*cmd, args->run);
+  add_cuda_graph_flag(*cmd, args->cuda_graph);
   cmd->callback([args] {
+    if (args->cuda_graph) check_cuda_graph(args->run);
     exit_code() = run_parallel(args->run, [&](ParallelRun& parallel) { return run_model(*args, parallel); });
   });
 }

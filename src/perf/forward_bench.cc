@@ -4,7 +4,9 @@
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
+#include "models/captured_forward.h"
 #include "trace/activation_trace.h"
 
 namespace fastdit::perf {
@@ -55,6 +57,8 @@ double ForwardBenchResult::min_ms() const { return *std::min_element(times_ms.be
 ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
   FASTDIT_CHECK(spec.steps > 0 && spec.iterations > 0 && spec.warmups >= 0,
                 "bench: steps and iterations must be positive, warmups not negative");
+  FASTDIT_CHECK(!(spec.cuda_graph && spec.components), "bench: --components times kernels one by one, "
+                "synchronising after each, which a CUDA graph replay cannot do; drop --components or --cuda-graph");
   ForwardBenchResult result;
   result.latent = spec.video.latent();
   const double load_start = now_ms();
@@ -65,9 +69,11 @@ ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
   TensorMap inputs = model.example_inputs(result.latent, spec.seed + 1);
   for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
 
+  std::optional<CapturedForward> graph;
   const auto iteration = [&] {
     for (int step = 0; step < spec.steps; ++step) {
-      model.forward(inputs);
+      if (graph) graph->forward(inputs);
+      else model.forward(inputs);
       synchronize(device);
     }
   };
@@ -75,6 +81,10 @@ ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
   ops::start_flop_count();
   iteration();
   result.flops = ops::stop_flop_count();
+  if (spec.cuda_graph) {
+    graph.emplace(model);
+    iteration();
+  }
   for (int i = 1; i < spec.warmups; ++i) iteration();
   for (int i = 0; i < spec.iterations; ++i) {
     const double start = now_ms();

@@ -32,6 +32,9 @@ struct ForwardBenchSpec {
   int iterations = 5;  // timed iterations
   uint64_t seed = 0;   // weights; inputs use seed + 1
   bool components = false;  // one more, synchronized iteration split into components
+  // Forwards replayed from one CUDA graph (models/captured_forward.h): the FLOP-counting
+  // iteration runs eagerly, the next untimed one captures, the timed ones replay.
+  bool cuda_graph = false;
 };
 
 struct ForwardBenchResult {

@@ -1,8 +1,11 @@
 #include "sampling/denoise.h"
 
 #include <array>
+#include <map>
+#include <memory>
 
 #include "core/error.h"
+#include "models/captured_forward.h"
 #include "ops/ops.h"
 
 namespace fastdit::sampling {
@@ -28,16 +31,30 @@ void check_request(const DenoiseRequest& r) {
                 r.negative_prompt_embeds.str());
 }
 
-Tensor forward(DiTModel& model, const Tensor& latents, float t, const Tensor& text) {
-  const int64_t batch = latents.size(0);
-  const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), t), {batch});
-  TensorMap inputs{
-      {"hidden_states", latents}, {"timestep", timestep.to(latents.device())}, {"encoder_hidden_states", text}};
-  return model.forward(inputs).at("sample");
-}
+// The experts' forwards, eager or through one captured graph per expert; the timestep
+// reaches a graph through its device buffer like every other input.
+class Forwards {
+ public:
+  explicit Forwards(bool cuda_graph) : cuda_graph_(cuda_graph) {}
+
+  Tensor operator()(DiTModel& model, const Tensor& latents, float t, const Tensor& text) {
+    const int64_t batch = latents.size(0);
+    const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), t), {batch});
+    TensorMap inputs{
+        {"hidden_states", latents}, {"timestep", timestep.to(latents.device())}, {"encoder_hidden_states", text}};
+    if (!cuda_graph_) return model.forward(inputs).at("sample");
+    auto& graph = graphs_[&model];
+    if (!graph) graph = std::make_unique<CapturedForward>(model);
+    return graph->forward(inputs).at("sample");
+  }
+
+ private:
+  bool cuda_graph_;
+  std::map<const DiTModel*, std::unique_ptr<CapturedForward>> graphs_;
+};
 
 // The expert's flow prediction at timestep t, guided when the request asks for guidance.
-Tensor prediction(const Expert& expert, const Tensor& latents, float t, const DenoiseRequest& r) {
+Tensor prediction(Forwards& forward, const Expert& expert, const Tensor& latents, float t, const DenoiseRequest& r) {
   if (!uses_guidance(r)) return forward(*expert.model, latents, t, r.prompt_embeds);
   Tensor cond, uncond;
   const bool batched =
@@ -70,12 +87,13 @@ Tensor denoise(Scheduler& scheduler, const DenoiseRequest& request, const Denois
                                    *request.boundary_ratio * static_cast<double>(scheduler.num_train_timesteps())))
                              : std::nullopt;
   Tensor latents = request.latents;
+  Forwards forward(request.cuda_graph);
   for (int64_t i = 0; i < scheduler.num_steps(); ++i) {
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
     const StepEvent event{i, scheduler.num_steps(), t, boundary && t < *boundary};
     if (callbacks.before_step) callbacks.before_step(event);
     const Expert& expert = event.second_expert ? *request.expert_2 : request.expert;
-    latents = scheduler.step(prediction(expert, latents, t, request), latents);
+    latents = scheduler.step(prediction(forward, expert, latents, t, request), latents);
     if (callbacks.after_step) callbacks.after_step(event);
   }
   return latents;

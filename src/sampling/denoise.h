@@ -30,6 +30,9 @@ struct DenoiseRequest {
   Tensor prompt_embeds;           // [B, L, D]
   Tensor negative_prompt_embeds;  // [B, L', D]; required when guidance applies
   CfgBatching cfg_batching = CfgBatching::Batched;
+  // Each expert's forward captured into a CUDA graph at its first step and replayed on
+  // the later ones (models/captured_forward.h): the same numbers, fewer launches.
+  bool cuda_graph = false;
 };
 
 struct StepEvent {
