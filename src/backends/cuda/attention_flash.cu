@@ -105,18 +105,6 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
   }
 }
 
-// Two floats rounded into one register, `low` in the lower half (the lower column).
-template <class T>
-__device__ __forceinline__ uint32_t pack2(float low, float high) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(low, high);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  } else {
-    const __half2 v = __floats2half2_rn(low, high);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-}
-
 // ---- tiles -------------------------------------------------------------------------------
 
 // kRows rows of one head, starting at sequence row `first`, into shared memory; rows at

@@ -237,18 +237,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
-// Two floats rounded into one register, `low` in the lower half (the lower column).
-template <class T>
-__device__ __forceinline__ uint32_t pack2(float low, float high) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(low, high);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  } else {
-    const __half2 v = __floats2half2_rn(low, high);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-}
-
 // ---- softmax ---------------------------------------------------------------------------
 
 // A thread's share of a 64×kKeys accumulator tile: element 4n + e sits in row g (e < 2) or

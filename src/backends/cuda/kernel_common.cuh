@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/tensor.h"
 
@@ -286,6 +287,19 @@ inline int threads_for_row(int64_t length) {
   int threads = 32;
   while (threads < 512 && threads * 4 < length) threads *= 2;
   return threads;
+}
+
+// Two floats rounded into one 32-bit register of two bfloat16 / float16 values, `low` in
+// the lower half (the lower column of an MMA fragment).
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float low, float high) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(low, high);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(low, high);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
 }
 
 }  // namespace fastdit::cuda
