@@ -55,7 +55,8 @@ TEST(CudaBench, AttentionThroughput) {
                                    {"SD3.5-L 1024^2", 1, 38, 4429, 64},
                                    {"DiT-XL 512^2", 8, 16, 1024, 72},
                                    {"Wan 480p/4", 1, 40, 8190, 128},
-                                   {"Wan 1.3B 480p", 1, 12, 32760, 128}};
+                                   {"Wan 1.3B 480p", 1, 12, 32760, 128},
+                                   {"Wan 14B 480p", 1, 40, 32760, 128}};
   for (const auto& s : shapes) {
     const Shape shape{s.batch, s.seq, s.heads, s.head_dim};
     const Tensor q = random_gpu(shape, 1), k = random_gpu(shape, 2), v = random_gpu(shape, 3);
