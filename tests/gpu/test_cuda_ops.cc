@@ -171,6 +171,25 @@ TEST(CudaCopy, StridedGatherWithAndWithoutConversion) {
             reversed.contiguous().to_float_vector());
 }
 
+// Permutes that keep whole 16-byte rows move as vectors (sequence parallelism's peer-major
+// packing); rows that are not whole vectors, or a start off 16 bytes, take the element path.
+TEST(CudaCopy, RowPreservingPermutesInEveryDtypeAndAlignment) {
+  for (DType dtype : kFloatTypes) {
+    for (int64_t row : {64, 36, 8}) {  // bf16: 128, 72, 16 bytes; f32: 256, 144, 32 bytes
+      const Tensor base = random_tensor({3, 40, 2, 5, row}, 20 + row).to(dtype);
+      const Tensor gpu = base.to(kGpu);
+      for (int64_t first : {0, 1}) {  // narrow by one row of 5: shifts the start by row elements
+        const Tensor want = base.permute({2, 0, 1, 3, 4}).narrow(3, first, 4).contiguous();
+        Tensor got = gpu.permute({2, 0, 1, 3, 4}).narrow(3, first, 4).contiguous();
+        EXPECT_EQ(got.to_float_vector(), want.to_float_vector()) << dtype_name(dtype) << " row " << row;
+      }
+      // Rows one element short, starting one element in: never whole 16-byte vectors.
+      EXPECT_EQ(gpu.permute({2, 0, 1, 3, 4}).narrow(4, 1, row - 1).contiguous().to_float_vector(),
+                base.permute({2, 0, 1, 3, 4}).narrow(4, 1, row - 1).contiguous().to_float_vector());
+    }
+  }
+}
+
 // Sources contiguous along the output's rows take the tiled transpose: sizes that are
 // not multiples of its 32x32 tile, a batch dim, with and without a conversion.
 TEST(CudaCopy, TransposesThroughTiles) {
