@@ -75,8 +75,8 @@ SamplingConfig flag_settings(const GenerateArgs& a) {
 }
 
 // A preset by path (ends in .json or has a slash) or by name: <name>.json in
-// $FASTDIT_PRESETS_DIR, or in presets/ next to the binary or one level up (the source tree
-// for a build folder inside it).
+// $FASTDIT_PRESETS_DIR, in presets/ next to the binary or one level up, or in the presets/
+// of the source tree the binary was built from (any build folder).
 fs::path find_preset(const std::string& preset) {
   if (preset.ends_with(".json") || preset.find('/') != std::string::npos) {
     FASTDIT_CHECK(fs::is_regular_file(preset), "--preset ", preset, ": no such file");
@@ -87,6 +87,10 @@ fs::path find_preset(const std::string& preset) {
   const fs::path exe_dir = fs::read_symlink("/proc/self/exe").parent_path();
   dirs.push_back(exe_dir / "presets");
   dirs.push_back(exe_dir.parent_path() / "presets");
+#ifdef FASTDIT_SOURCE_PRESETS_DIR
+  if (fs::path source = FASTDIT_SOURCE_PRESETS_DIR; std::find(dirs.begin(), dirs.end(), source) == dirs.end())
+    dirs.push_back(source);
+#endif
   std::set<std::string> known;
   std::string searched;
   for (const fs::path& dir : dirs) {
