@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fastdit vs diffusers on one GPU, same shapes, same run: Wan2.1 1.3B (and 14B with
 # GPU_CHECK_14B=1) at 81x480x832 with 512 text tokens, bf16, random weights; the load
-# time of a saved 1.3B diffusers checkpoint; torch.compile last (GPU_CHECK_COMPILE=1).
+# time of a saved 1.3B diffusers checkpoint; an Nsight Compute profile of the attention,
+# GEMM and norm kernels (GPU_CHECK_NCU=1); torch.compile last (GPU_CHECK_COMPILE=1).
 # Usage: gpu-bench.sh <fastdit> <log dir>
 set -uo pipefail
 fastdit=$1
@@ -67,6 +68,19 @@ if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
         "${shape[@]}" --warmup 1 --iters 5 --json "$logs/hooks-$build-$round.json" 2>/dev/null | grep median
     done
   done
+fi
+# Nsight Compute on the 1.3B forward (GPU_CHECK_NCU=1): the first attention kernel, the
+# first GEMMs and the first norm of one forward, full metric set; the speed-of-light and
+# occupancy lines are printed, the whole CSV kept as ncu-1.3b.csv.
+if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
+  echo "== ncu Wan2.1-T2V-1.3B (attention, GEMM, norm kernels of one forward)"
+  for kernel in 'regex:flash_forward_sm90' 'regex:nvjet|xmma|gemm|cutlass' 'regex:normalize_rows'; do
+    ncu --set full -k "$kernel" -c 2 --csv --page details "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" \
+      --random-weights --device cuda --dtype bfloat16 "${shape[@]}" --warmup 0 --iters 1 2>/dev/null |
+      grep -E '^"' >>"$logs/ncu-1.3b.csv"
+  done
+  grep -E '"(Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per Thread)"' \
+    "$logs/ncu-1.3b.csv" | awk -F'","' '{ printf "%-60.60s %-32s %s %s\n", $5, $(NF-2), $(NF-1), $NF }' | tr -d '"' | head -40
 fi
 if [[ -d $ref && ${GPU_CHECK_COMPILE:-0} == 1 ]]; then
   echo "== Wan2.1-T2V-1.3B diffusers torch.compile"
