@@ -5,9 +5,7 @@
 # the unit tests. Logs go to $OUT (the device tool's output folder) when set, else to
 # build-gpu/logs; a short summary is printed last.
 #
-# Build dependencies the machine lacks come from .debs/ (made here by
-# scripts/fetch-device-debs.sh, carried with the run): unpacked with dpkg -x into
-# /tmp/fastdit-deps, which CMake reads through FASTDIT_DEPS_PREFIX.
+# Build dependencies the machine lacks come from .debs/ (scripts/device-deps.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=${OUT:-$PWD/build-gpu/logs}
@@ -28,16 +26,7 @@ torch_cudnn=$(python3 -c 'import nvidia.cudnn as c; print(list(c.__path__)[0])' 
 } >"$logs/env.log" 2>&1
 cat "$logs/env.log"
 
-if compgen -G ".debs/*.deb" >/dev/null; then
-  prefix=/tmp/fastdit-deps
-  for deb in .debs/*.deb; do dpkg -x "$deb" "$prefix"; done
-  # dpkg -x runs no maintainer scripts: the alternatives link to OpenBLAS is ours to make.
-  ln -sf openblas-pthread/libopenblas.so "$prefix/usr/lib/x86_64-linux-gnu/libopenblas.so"
-  export FASTDIT_DEPS_PREFIX=$prefix
-  libs=$prefix/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$libs:$libs/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  echo "== using the Debian packages of .debs/ from $prefix"
-fi
+source scripts/device-deps.sh
 
 flags=()
 generator=() keep_going=(-- -k)

@@ -70,16 +70,7 @@ fits() {
   fi
 }
 
-# Build dependencies the machine lacks come from .debs/ (scripts/fetch-device-debs.sh),
-# unpacked as scripts/gpu-check.sh does; the binary needs their libraries at run time too.
-if compgen -G ".debs/*.deb" >/dev/null; then
-  deps=/tmp/fastdit-deps
-  for deb in .debs/*.deb; do dpkg -x "$deb" "$deps"; done
-  ln -sf openblas-pthread/libopenblas.so "$deps/usr/lib/x86_64-linux-gnu/libopenblas.so"
-  export FASTDIT_DEPS_PREFIX=$deps
-  libs=$deps/usr/lib/x86_64-linux-gnu
-  export LD_LIBRARY_PATH=$libs:$libs/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-fi
+source scripts/device-deps.sh
 
 stage_build() {
   # NCCL from the toolkit, else PyTorch's wheel.
