@@ -120,7 +120,7 @@ bool as_vectors(const Tensor& src, const Tensor& dst, const StridedIndexer<1>& i
                 StridedIndexer<1>& vectors) {
   const int64_t per = 16 / static_cast<int64_t>(src.element_size());
   const int rank = indexer.rank;
-  if (per < 1 || rank == 0 || indexer.strides[0][rank - 1] != 1 || indexer.sizes[rank - 1] % per != 0 ||
+  if (rank == 0 || indexer.strides[0][rank - 1] != 1 || indexer.sizes[rank - 1] % per != 0 ||
       reinterpret_cast<uintptr_t>(src.data_ptr()) % 16 != 0 || reinterpret_cast<uintptr_t>(dst.data_ptr()) % 16 != 0)
     return false;
   vectors = indexer;
@@ -136,7 +136,7 @@ bool as_vectors(const Tensor& src, const Tensor& dst, const StridedIndexer<1>& i
 void launch_raw(const Tensor& src, Tensor& dst, const StridedIndexer<1>& indexer,
                 cudaStream_t stream) {
   StridedIndexer<1> vectors;
-  if (src.element_size() <= 16 && as_vectors(src, dst, indexer, vectors)) {
+  if (src.element_size() <= 16 && 16 % src.element_size() == 0 && as_vectors(src, dst, indexer, vectors)) {
     const int64_t n = dst.nbytes() / 16;
     gather_vectors<<<grid_for(n), kThreadsPerBlock, 0, stream>>>(static_cast<const uint4*>(src.data_ptr()),
                                                                  static_cast<uint4*>(dst.data_ptr()), vectors, n);

@@ -26,14 +26,19 @@ class WanRotaryPosEmbed : public nn::Module {
   }
   // The table depends only on the grid: built once per grid and device (a denoising
   // loop asks for the same one every step) and kept, since a captured forward reads the
-  // table of its grid on every replay and must not find it freed.
-  nn::RotaryTable forward(std::span<const int64_t> grid, Device device) const {
+  // table of its grid on every replay and must not find it freed. Under sequence
+  // parallelism it carries this rank's rows too.
+  nn::RotaryTable forward(std::span<const int64_t> grid, Device device, const nn::SequenceParallel& parallel) const {
     const Key key{Shape(grid.begin(), grid.end()), device.type, device.index};
     auto found = cached_.find(key);
     if (found == cached_.end()) {
       nn::RotaryTable table = nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
       table.cos = table.cos.to(device);
       table.sin = table.sin.to(device);
+      if (parallel.world_size() > 1) {
+        table.shard_cos = parallel.shard_sequence(table.cos, 0);
+        table.shard_sin = parallel.shard_sequence(table.sin, 0);
+      }
       found = cached_.emplace(key, std::move(table)).first;
     }
     const nn::RotaryTable& table = found->second;
@@ -354,11 +359,7 @@ TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
   }
 
   const DType dtype = patch_embedding_->weight->value.dtype();
-  auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid, latents.device());
-  if (parallel_.world_size() > 1) {
-    rope.shard_cos = parallel_.shard_sequence(rope.cos, 0);
-    rope.shard_sin = parallel_.shard_sequence(rope.sin, 0);
-  }
+  const auto rope = static_cast<WanRotaryPosEmbed*>(rope_)->forward(grid, latents.device(), parallel_);
   Tensor x = patch_embedding_->forward(cast(latents, dtype));
   x = ops::transpose(x.reshape({batch, c.hidden_size, tokens}), 1, 2);
   // Sequence parallelism: from here to the gather every per-token tensor is this rank's
