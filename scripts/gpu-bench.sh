@@ -13,16 +13,49 @@ shape=(--frames 81 --height 480 --width 832 --text-len 512)
 ref=.ref/diffusers/src
 export FASTDIT_COMMIT=${FASTDIT_COMMIT:-unknown}
 
+# clocked <name> <command...>: runs the command while nvidia-smi samples the SM clock, power
+# and temperature every 100 ms into $logs/clocks-<name>.csv, then prints their medians over
+# the samples taken under load (utilization >= 90 %): a sustained forward runs at the clock
+# the power limit allows, not the boost clock a short kernel benchmark sees.
+clocked() {
+  local name=$1 sampler=
+  shift
+  if command -v nvidia-smi >/dev/null; then
+    local reasons=clocks_event_reasons.active  # the older drivers' name: clocks_throttle_reasons.active
+    nvidia-smi --query-gpu=$reasons --format=csv >/dev/null 2>&1 || reasons=clocks_throttle_reasons.active
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,$reasons \
+      --format=csv,noheader,nounits -lms 100 >"$logs/clocks-$name.csv" 2>/dev/null &
+    sampler=$!
+  fi
+  "$@"
+  local status=$?
+  if [[ -n $sampler ]]; then
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
+    python3 - "$logs/clocks-$name.csv" "$name" <<'PY'
+import statistics, sys
+rows = [[f.strip() for f in line.split(",")] for line in open(sys.argv[1]) if line.count(",") >= 6]
+busy = [r for r in rows if r[5].isdigit() and int(r[5]) >= 90]
+if busy:
+    med = lambda i: statistics.median(float(r[i]) for r in busy)
+    reasons = sorted({r[6] for r in busy})
+    print(f"clocks {sys.argv[2]}: {len(busy)} busy samples of {len(rows)}, median SM {med(1):.0f} MHz, "
+          f"memory {med(2):.0f} MHz, power {med(3):.0f} W, {med(4):.0f} C, throttle reasons {' '.join(reasons)}")
+PY
+  fi
+  return $status
+}
+
 bench_pair() {  # <variant> [reference extra args...]
   local v=$1
   shift
   echo "== $v fastdit"
-  "$fastdit" bench --config "$keys/$v.config.json" --random-weights --device cuda --dtype bfloat16 \
-    "${shape[@]}" --warmup 2 --iters 5 --components --json "$logs/fastdit-$v.json"
+  clocked "fastdit-$v" "$fastdit" bench --config "$keys/$v.config.json" --random-weights --device cuda \
+    --dtype bfloat16 "${shape[@]}" --warmup 2 --iters 5 --components --json "$logs/fastdit-$v.json"
   if [[ -d $ref ]]; then
     echo "== $v diffusers"
-    python3 bench/reference_wan.py --ref "$ref" --config "$keys/$v.config.json" "${shape[@]}" \
-      --warmup 2 --iters 5 --json "$logs/diffusers-$v.json" "$@"
+    clocked "diffusers-$v" python3 bench/reference_wan.py --ref "$ref" --config "$keys/$v.config.json" \
+      "${shape[@]}" --warmup 2 --iters 5 --json "$logs/diffusers-$v.json" "$@"
   fi
 }
 
@@ -70,12 +103,13 @@ if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
   done
 fi
 # Nsight Compute on the 1.3B forward (GPU_CHECK_NCU=1): the first attention kernel, the
-# first GEMMs and the first norm of one forward, full metric set; the speed-of-light and
+# first GEMMs and the first norm of one forward, full metric set, clocks left as they are
+# (--clock-control none: ncu would otherwise pin them to base); the speed-of-light and
 # occupancy lines are printed, the whole CSV kept as ncu-1.3b.csv.
 if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   echo "== ncu Wan2.1-T2V-1.3B (attention, GEMM, norm kernels of one forward)"
   for kernel in 'regex:flash_forward_sm90' 'regex:nvjet|xmma|gemm|cutlass' 'regex:normalize_rows'; do
-    ncu --set full -k "$kernel" -c 2 --csv --page details "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" \
+    ncu --set full --clock-control none -k "$kernel" -c 2 --csv --page details "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" \
       --random-weights --device cuda --dtype bfloat16 "${shape[@]}" --warmup 0 --iters 1 2>/dev/null |
       grep -E '^"' >>"$logs/ncu-1.3b.csv"
   done

@@ -81,5 +81,5 @@ grep -E "PASSED|FAILED|SKIPPED|cuDNN runtime" "$logs/cudnn-torch.log" 2>/dev/nul
 echo "== unit tests: exit $unit_status"
 grep -E "tests passed|tests failed|\(Failed\)" "$logs/unit-tests.log" | head -20
 echo "== benchmark: exit $bench_status"
-grep -E "^(==|median|throughput|peak|diffusers|load)" "$logs/bench.log" 2>/dev/null | head -40
+grep -E "^(==|median|throughput|peak|diffusers|load|clocks|components)" "$logs/bench.log" 2>/dev/null | head -40
 exit $(( build_status || gpu_status || unit_status ))

@@ -125,9 +125,12 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   record["tflops"] = r.flops.total() / (r.median_ms() * 1e-3) / 1e12;
   record["peak_memory_bytes"] = r.peak_memory_bytes;
   record["load_ms"] = r.load_ms;
-  if (r.components)
+  if (r.components) {
     record["components_s"] = {{"attention", r.components->attention_s}, {"gemm", r.components->gemm_s},
                               {"other", r.components->other_s}};
+    for (const auto& [op, t] : r.components->by_op)
+      record["components_by_op"][op] = {{"seconds", t.seconds}, {"calls", t.calls}};
+  }
   record["commit"] = perf::source_commit(".");
   record["timestamp"] = perf::utc_timestamp();
   print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters, spec.cuda_graph);

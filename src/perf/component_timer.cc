@@ -28,7 +28,7 @@ class SynchronizedKernelTimer : public ops::KernelObserver {
     KernelTime& kernel = times_.by_op[op];
     kernel.seconds += elapsed;
     ++kernel.calls;
-    if (name == "attention") times_.attention_s += elapsed;
+    if (name == "attention" || name == "cross_attention") times_.attention_s += elapsed;
     if (name == "linear" || name == "linear_gelu") times_.gemm_s += elapsed;
   }
   const ComponentTimes& times() const { return times_; }

@@ -24,13 +24,14 @@ TEST(PerfBench, KernelObserverSeesEachKernelByOp) {
     void after_kernel(const char*, Device) override { --open; }
   } recorder;
   const Tensor x = testing::random_tensor({2, 4}, 1), w = testing::random_tensor({3, 4}, 2);
-  const Tensor q = testing::random_tensor({1, 5, 2, 8}, 3);
+  const Tensor q = testing::random_tensor({1, 5, 2, 8}, 3), text = testing::random_tensor({1, 7, 2, 8}, 4);
   ops::set_kernel_observer(&recorder);
   ops::linear(x, w);
   ops::attention(q, q, q);
+  ops::attention(q, text, text);  // keys of another length than the queries
   ops::set_kernel_observer(nullptr);
   ops::linear(x, w);  // detached: not seen
-  EXPECT_EQ(recorder.ops, (std::vector<std::string>{"linear", "attention"}));
+  EXPECT_EQ(recorder.ops, (std::vector<std::string>{"linear", "attention", "cross_attention"}));
   EXPECT_EQ(recorder.open, 0);
 }
 
@@ -48,6 +49,10 @@ TEST(PerfBench, RunnerTimesItersAndSplitsComponents) {
   ASSERT_TRUE(r.components.has_value());
   EXPECT_GT(r.components->attention_s, 0);
   EXPECT_GT(r.components->gemm_s, 0);
+  double attention_by_op = 0;
+  for (const auto& [op, t] : r.components->by_op)
+    if (op == "attention" || op == "cross_attention") attention_by_op += t.seconds;
+  EXPECT_NEAR(r.components->attention_s, attention_by_op, 1e-12);
   EXPECT_GE(r.components->other_s, 0);
 }
 
