@@ -71,8 +71,8 @@ fi
 
 echo "== gpu test output (numbers)"
 # Throughputs, then the errors of the larger cases (every case is in gpu-tests.log).
-grep -E "^[0-9]+: (attention|linear|cuDNN runtime|parity) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
-  grep -E "TFLOP|refused|runtime|Sq333 Sk333 D128|linear (float32|bfloat16) +x\[3, 77|parity" | head -60
+grep -E "^[0-9]+: (attention|linear|cuDNN runtime|parity|bandwidth) " "$logs/gpu-tests.log" | sed 's/^[0-9]*: //' |
+  grep -E "TFLOP|GB/s|refused|runtime|Sq333 Sk333 D128|linear (float32|bfloat16) +x\[3, 77|parity" | head -80
 grep -B2 -A8 "Failure" "$logs/gpu-tests.log" | head -40
 echo "== gpu tests: exit $gpu_status"
 grep -E "tests passed|tests failed|\(Failed\)|\(Subprocess|Timeout|\*\*\*" "$logs/gpu-tests.log" | head -30

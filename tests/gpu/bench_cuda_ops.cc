@@ -48,6 +48,7 @@ double median_ms(const std::function<void()>& call) {
 struct AttentionBench {
   const char* name;
   int64_t batch, heads, seq, head_dim;
+  int64_t keys = 0;  // 0: self-attention (keys = seq); else cross-attention to this many
 };
 
 TEST(CudaBench, AttentionThroughput) {
@@ -56,12 +57,15 @@ TEST(CudaBench, AttentionThroughput) {
                                    {"DiT-XL 512^2", 8, 16, 1024, 72},
                                    {"Wan 480p/4", 1, 40, 8190, 128},
                                    {"Wan 1.3B 480p", 1, 12, 32760, 128},
-                                   {"Wan 14B 480p", 1, 40, 32760, 128}};
+                                   {"Wan 14B 480p", 1, 40, 32760, 128},
+                                   {"Wan 1.3B text", 1, 12, 32760, 128, 512},
+                                   {"Wan 14B text", 1, 40, 32760, 128, 512}};
   for (const auto& s : shapes) {
-    const Shape shape{s.batch, s.seq, s.heads, s.head_dim};
-    const Tensor q = random_gpu(shape, 1), k = random_gpu(shape, 2), v = random_gpu(shape, 3);
+    const int64_t keys = s.keys > 0 ? s.keys : s.seq;
+    const Shape shape{s.batch, s.seq, s.heads, s.head_dim}, kv_shape{s.batch, keys, s.heads, s.head_dim};
+    const Tensor q = random_gpu(shape, 1), k = random_gpu(kv_shape, 2), v = random_gpu(kv_shape, 3);
     Tensor out = Tensor::empty(shape, DType::BFloat16, kGpu);
-    const double flops = 4.0 * s.batch * s.heads * double(s.seq) * s.seq * s.head_dim;
+    const double flops = 4.0 * s.batch * s.heads * double(s.seq) * keys * s.head_dim;
     for (auto backend : {cuda::AttentionBackend::Cudnn, cuda::AttentionBackend::Flash}) {
       const std::string why = backend == cuda::AttentionBackend::Cudnn
                                   ? cuda::cudnn_sdpa_refusal(q, k, v, {})

@@ -325,7 +325,7 @@ Tensor modulated_norm_on_cpu(const Tensor& x, const Tensor& shift, const Tensor&
 TEST(CudaNorms, LayerNormModulate) {
   uint64_t seed = 400;
   for (DType dtype : kFloatTypes) {
-    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}}) {
+    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}, int64_t{5120}}) {
       for (int64_t modulation_rows : {int64_t{1}, int64_t{37}}) {
         const Shape shape{2, 37, d};
         const Tensor x = random_in(dtype, shape, seed++, -2.0f, 3.0f);
@@ -345,7 +345,7 @@ TEST(CudaNorms, LayerNormModulate) {
 TEST(CudaNorms, AddLayerNorm) {
   uint64_t seed = 450;
   for (DType dtype : kFloatTypes) {
-    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}}) {
+    for (int64_t d : {int64_t{96}, int64_t{1536}, int64_t{100}, int64_t{5120}}) {
       const Shape shape{2, 37, d};
       const Tensor residual = random_in(dtype, shape, seed++, -2.0f, 3.0f);
       const Tensor same = random_in(dtype, shape, seed++), wide = random_in(DType::Float32, shape, seed++);
@@ -496,7 +496,9 @@ TEST(CudaFused, QkvNormRope) {
     int64_t heads, head_dim;
     ops::RopeStyle style;
   };
+  // 40 x 128: Wan 14B's width, whose last run per thread is ragged across a group of 256.
   const Case cases[] = {{12, 128, ops::RopeStyle::Interleaved},
+                        {40, 128, ops::RopeStyle::Interleaved},
                         {2, 48, ops::RopeStyle::Interleaved},
                         {2, 20, ops::RopeStyle::Interleaved},
                         {3, 16, ops::RopeStyle::SplitHalf}};

@@ -100,6 +100,8 @@ __global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(Normalize
   const int64_t base = row * p.length;
   const int64_t gate_row = p.gate.data && active ? p.gate.row_offset(row, p.seq) : 0;
 
+  // Every load of the row is issued before the first store: a store may alias a later load
+  // as far as the compiler knows, so interleaving them would cost a memory round trip per run.
   float v[kRuns][E];
 #pragma unroll
   for (int k = 0; k < kRuns; ++k) {
@@ -124,7 +126,13 @@ __global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(Normalize
     // The norm reads the sum as stored: rounded to T.
 #pragma unroll
     for (int e = 0; e < E; ++e) v[k][e] = to_float(from_float<T>(v[k][e]));
-    if (p.sum) store_run(static_cast<T*>(p.sum) + i, v[k]);
+  }
+  if (p.sum && active) {
+#pragma unroll
+    for (int k = 0; k < kRuns; ++k) {
+      const int run = k * group + lane;
+      if (run < runs) store_run(static_cast<T*>(p.sum) + base + static_cast<int64_t>(run) * E, v[k]);
+    }
   }
 
   float mean = 0.0f;
@@ -151,6 +159,7 @@ __global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(Normalize
   const float inv_std = 1.0f / sqrtf(variance + p.eps);
   if (!active) return;
 
+  // The normalised row replaces the sum in registers, then goes out in one pass of stores.
   const int64_t shift_row = p.shift.data ? p.shift.row_offset(row, p.seq) : 0;
   const int64_t scale_row = p.scale.data ? p.scale.row_offset(row, p.seq) : 0;
 #pragma unroll
@@ -158,9 +167,9 @@ __global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(Normalize
     const int run = k * group + lane;
     if (run >= runs) continue;
     const int64_t j = static_cast<int64_t>(run) * E;
-    float y[E];
+    float(&y)[E] = v[k];
 #pragma unroll
-    for (int e = 0; e < E; ++e) y[e] = (v[k][e] - mean) * inv_std;
+    for (int e = 0; e < E; ++e) y[e] = (y[e] - mean) * inv_std;
     float operand[E];
     if (p.weight) {
       load_run<E>(p.weight, p.weight_code, j, operand);
@@ -182,7 +191,11 @@ __global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(Normalize
 #pragma unroll
       for (int e = 0; e < E; ++e) y[e] += operand[e];
     }
-    store_run(static_cast<T*>(p.out) + base + j, y);
+  }
+#pragma unroll
+  for (int k = 0; k < kRuns; ++k) {
+    const int run = k * group + lane;
+    if (run < runs) store_run(static_cast<T*>(p.out) + base + static_cast<int64_t>(run) * E, v[k]);
   }
 }
 
