@@ -68,14 +68,10 @@ __global__ void qkv_norm_rope_rows(QkvParams p) {
   for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) v[j] = in[2 * p.dim + j];
 }
 
-constexpr int kMaxRuns = 4;  // runs of each of q, k and v per thread in registers
+constexpr int kMaxRuns = 8;  // runs of q (then k) per thread in registers
 
 // Interleaved pairs only: a pair (2i, 2i+1) never straddles a run, and with head_dim a
 // whole number of runs a run's cos/sin entries are contiguous in the table row.
-// The row's q, k and v are all loaded before anything is stored (a store may alias a later
-// load as far as the compiler knows, so interleaving them would cost a memory round trip
-// per run), q and k are normalised and rotated in registers with one read of each run's
-// cos/sin, and the three go out in one pass of stores.
 template <class T, int kRuns>
 __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParams p, int group) {
   constexpr int E = kRun<T>;
@@ -86,71 +82,50 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
   const bool active = row < p.rows;  // inactive threads still join the reductions
   const int64_t s = row % p.seq;
   const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
-  const auto* v_in = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
-
-  float q[kRuns][E], k[kRuns][E];
-  Vector<T> v[kRuns];
-  float q_squares = 0.0f, k_squares = 0.0f;
-#pragma unroll
-  for (int r = 0; r < kRuns; ++r) {
-    const int run = r * group + lane;
-#pragma unroll
-    for (int e = 0; e < E; ++e) q[r][e] = k[r][e] = 0.0f;
-    if (!active || run >= runs) continue;
-    const int64_t j = static_cast<int64_t>(run) * E;
-    load_run<E>(in + j, q[r]);
-    load_run<E>(in + p.dim + j, k[r]);
-    v[r] = v_in[run];
+  if (active) {
+    const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
+    auto* to = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
+    for (int run = lane; run < runs; run += group) to[run] = from[run];
   }
+#pragma unroll 1
+  for (int part = 0; part < 2; ++part) {
+    const T* x = in + part * p.dim;
+    float v[kRuns][E];
+    float squares = 0.0f;
 #pragma unroll
-  for (int r = 0; r < kRuns; ++r) {
+    for (int k = 0; k < kRuns; ++k) {
+      const int run = k * group + lane;
 #pragma unroll
-    for (int e = 0; e < E; ++e) {
-      q_squares += q[r][e] * q[r][e];
-      k_squares += k[r][e] * k[r][e];
+      for (int e = 0; e < E; ++e) v[k][e] = 0.0f;
+      if (active && run < runs) load_run<E>(x + static_cast<int64_t>(run) * E, v[k]);
+#pragma unroll
+      for (int e = 0; e < E; ++e) squares += v[k][e] * v[k][e];
     }
-  }
-  const float q_inv_rms = 1.0f / sqrtf(group_sum(q_squares, group, scratch) / static_cast<float>(p.dim) + p.eps);
-  const float k_inv_rms = 1.0f / sqrtf(group_sum(k_squares, group, scratch) / static_cast<float>(p.dim) + p.eps);
-  if (!active) return;
-
-  // Normalised (rounded to T first: the reference normalises in one module and rotates in
-  // another), then each interleaved pair rotated.
-  const auto norm_rope = [&](float(&x)[E], const float(&w)[E], const float(&cos)[E], const float(&sin)[E],
-                             float inv_rms) {
+    const float inv_rms =
+        1.0f / sqrtf(group_sum(squares, group, scratch) / static_cast<float>(p.dim) + p.eps);
+    if (!active) continue;
+    const void* weight = part == 0 ? p.norm_q : p.norm_k;
+    T* out = static_cast<T*>(part == 0 ? p.q : p.k) + row * p.dim;
 #pragma unroll
-    for (int e = 0; e < E; e += 2) {
-      const float x1 = to_float(from_float<T>(x[e] * inv_rms * w[e]));
-      const float x2 = to_float(from_float<T>(x[e + 1] * inv_rms * w[e + 1]));
-      x[e] = x1 * cos[e] - x2 * sin[e];
-      x[e + 1] = x2 * cos[e + 1] + x1 * sin[e + 1];
+    for (int k = 0; k < kRuns; ++k) {
+      const int run = k * group + lane;
+      if (run >= runs) continue;
+      const int64_t j = static_cast<int64_t>(run) * E;
+      const int64_t table = s * p.head_dim + j % p.head_dim;
+      float w[E], cos[E], sin[E], y[E];
+      load_run<E>(weight, p.norm_code, j, w);
+      load_run<E>(p.cos + table, cos);
+      load_run<E>(p.sin + table, sin);
+#pragma unroll
+      for (int e = 0; e < E; e += 2) {
+        // Rounded to T first: the reference normalises in one module and rotates in another.
+        const float x1 = to_float(from_float<T>(v[k][e] * inv_rms * w[e]));
+        const float x2 = to_float(from_float<T>(v[k][e + 1] * inv_rms * w[e + 1]));
+        y[e] = x1 * cos[e] - x2 * sin[e];
+        y[e + 1] = x2 * cos[e + 1] + x1 * sin[e + 1];
+      }
+      store_run(out + j, y);
     }
-  };
-#pragma unroll
-  for (int r = 0; r < kRuns; ++r) {
-    const int run = r * group + lane;
-    if (run >= runs) continue;
-    const int64_t j = static_cast<int64_t>(run) * E;
-    const int64_t table = s * p.head_dim + j % p.head_dim;
-    float w[E], cos[E], sin[E];
-    load_run<E>(p.cos + table, cos);
-    load_run<E>(p.sin + table, sin);
-    load_run<E>(p.norm_q, p.norm_code, j, w);
-    norm_rope(q[r], w, cos, sin, q_inv_rms);
-    load_run<E>(p.norm_k, p.norm_code, j, w);
-    norm_rope(k[r], w, cos, sin, k_inv_rms);
-  }
-  T* q_out = static_cast<T*>(p.q) + row * p.dim;
-  T* k_out = static_cast<T*>(p.k) + row * p.dim;
-  auto* v_out = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
-#pragma unroll
-  for (int r = 0; r < kRuns; ++r) {
-    const int run = r * group + lane;
-    if (run >= runs) continue;
-    const int64_t j = static_cast<int64_t>(run) * E;
-    store_run(q_out + j, q[r]);
-    store_run(k_out + j, k[r]);
-    v_out[run] = v[r];
   }
 }
 
@@ -164,6 +139,10 @@ void launch_qkv_vectorized(const QkvParams& p, int group, int runs_per_thread, c
     FASTDIT_QKV_RUNS(1)
     FASTDIT_QKV_RUNS(2)
     FASTDIT_QKV_RUNS(3)
+    FASTDIT_QKV_RUNS(4)
+    FASTDIT_QKV_RUNS(5)
+    FASTDIT_QKV_RUNS(6)
+    FASTDIT_QKV_RUNS(7)
     default: qkv_norm_rope_vectorized<T, kMaxRuns><<<blocks, kRowThreads, 0, stream>>>(p, group); break;
 #undef FASTDIT_QKV_RUNS
   }

@@ -4,10 +4,11 @@
 // (x̂ · (1 + scale) + shift) are optional and may have any float dtype.
 //
 // Two kernels:
-//  - vectorised: a group of 32 to 256 threads per row (one warp for rows of up to 2,048
-//    bfloat16), each holding up to kMaxRuns 16-byte runs of the row in registers, so the
-//    row is read from memory once and written once; every operand moves 16 bytes per
-//    load. Serves rows that are whole runs with 16-byte aligned operands.
+//  - vectorised: a group of 32 to 256 threads per row (as many as keep each thread at
+//    kPreferredRuns 16-byte runs, up to kMaxRuns for rows longer than 256 of those), each
+//    holding its runs of the row in registers, so the row is read from memory once and
+//    written once; every operand moves 16 bytes per load. Serves rows that are whole runs
+//    with 16-byte aligned operands.
 //  - generic: one CTA per row, one element per thread per step, the row read three
 //    times (it stays in L1/L2 after the first). Serves whatever the first does not.
 #include <cstdint>
@@ -23,6 +24,10 @@ namespace {
 
 constexpr int kRowBlock = 256;  // threads per CTA of the vectorised kernel
 constexpr int kMaxRuns = 8;     // runs per thread: 64 bfloat16 or 32 float32 in registers
+// Rows take at most this many runs per thread when 256 threads can cover them: the kernel
+// waits on memory, and with up to 3 runs four CTAs fit an SM's registers (32 warps), where
+// 6 runs (Wan 1.3B's rows in one warp) allowed two and reached half the HBM bandwidth.
+constexpr int kPreferredRuns = 3;
 
 struct NormalizeParams {
   const void* x;  // [rows, D] of the kernel's T
@@ -90,7 +95,8 @@ void launch_generic(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
 
 // kRuns: runs per thread (the fewest that cover the row with `group` threads).
 template <class T, int kRuns>
-__global__ void __launch_bounds__(kRowBlock) normalize_rows_vectorized(NormalizeParams p, int group) {
+__global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
+    normalize_rows_vectorized(NormalizeParams p, int group) {
   constexpr int E = kRun<T>;
   __shared__ float scratch[kRowBlock / 32];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (kRowBlock / group) + threadIdx.x / group;
@@ -228,7 +234,8 @@ bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
     if (ptr && !aligned16(ptr)) return false;
   }
   const int64_t runs = p.length / e;
-  const int group = row_group_for(runs, kMaxRuns, kRowBlock);
+  int group = row_group_for(runs, kPreferredRuns, kRowBlock);
+  if (group == 0) group = row_group_for(runs, kMaxRuns, kRowBlock);
   if (group == 0) return false;
   const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
   switch (dtype) {
