@@ -102,19 +102,23 @@ if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
     done
   done
 fi
-# Nsight Compute on the 1.3B forward (GPU_CHECK_NCU=1): the first attention kernel, the
-# first GEMMs and the first norm of one forward, full metric set, clocks left as they are
-# (--clock-control none: ncu would otherwise pin them to base); the speed-of-light and
-# occupancy lines are printed, the whole CSV kept as ncu-1.3b.csv.
+# Nsight Compute on the 1.3B forward (GPU_CHECK_NCU=1), full metric set, clocks left as
+# they are (--clock-control none: ncu would otherwise pin them to base): the first two
+# self-attention kernels, the GEMMs of the first block (the condition embedder's five come
+# first and are skipped: q|k|v, output, cross q, cross k|v, output, FFN up and down in two
+# token pieces) and the first two norms. Duration, throughput, occupancy and register lines
+# are printed; the whole CSV is kept as ncu-1.3b.csv.
 if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   echo "== ncu Wan2.1-T2V-1.3B (attention, GEMM, norm kernels of one forward)"
-  for kernel in 'regex:flash_forward_sm90' 'regex:nvjet|xmma|gemm|cutlass' 'regex:normalize_rows'; do
-    ncu --set full --clock-control none -k "$kernel" -c 2 --csv --page details "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" \
-      --random-weights --device cuda --dtype bfloat16 "${shape[@]}" --warmup 0 --iters 1 2>/dev/null |
-      grep -E '^"' >>"$logs/ncu-1.3b.csv"
+  : >"$logs/ncu-1.3b.csv"
+  for selection in 'regex:flash_forward_sm90 0 2' 'regex:nvjet|xmma|gemm|cutlass 5 9' 'regex:normalize_rows 0 2'; do
+    read -r kernel skip count <<<"$selection"
+    ncu --set full --clock-control none -k "$kernel" --launch-skip "$skip" -c "$count" --csv --page details \
+      "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" --random-weights --device cuda --dtype bfloat16 \
+      "${shape[@]}" --warmup 0 --iters 1 2>/dev/null | grep -E '^"' >>"$logs/ncu-1.3b.csv"
   done
-  grep -E '"(Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per Thread)"' \
-    "$logs/ncu-1.3b.csv" | awk -F'","' '{ printf "%-60.60s %-32s %s %s\n", $5, $(NF-2), $(NF-1), $NF }' | tr -d '"' | head -40
+  grep -E '"(Duration|Compute \(SM\) Throughput|DRAM Throughput|Achieved Occupancy|Registers Per Thread|Grid Size)"' \
+    "$logs/ncu-1.3b.csv" | awk -F'","' '{ printf "%-60.60s %-32s %s %s\n", $5, $(NF-2), $(NF-1), $NF }' | tr -d '"' | head -90
 fi
 if [[ -d $ref && ${GPU_CHECK_COMPILE:-0} == 1 ]]; then
   echo "== Wan2.1-T2V-1.3B diffusers torch.compile"
