@@ -104,14 +104,14 @@ if [[ ${GPU_CHECK_HOOKS:-0} == 1 ]]; then
 fi
 # Nsight Compute on the 1.3B forward (GPU_CHECK_NCU=1), full metric set, clocks left as
 # they are (--clock-control none: ncu would otherwise pin them to base): the first two
-# self-attention kernels, the GEMMs of the first block (the condition embedder's five come
-# first and are skipped: q|k|v, output, cross q, cross k|v, output, FFN up and down in two
-# token pieces) and the first two norms. Duration, throughput, occupancy and register lines
+# self-attention kernels, the nine GEMMs after the condition embedder's four (block 0's
+# q|k|v, output, cross q, cross k|v, output, FFN up and down in two token pieces) and the
+# first two norms. Duration, throughput, occupancy and register lines
 # are printed; the whole CSV is kept as ncu-1.3b.csv.
 if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   echo "== ncu Wan2.1-T2V-1.3B (attention, GEMM, norm kernels of one forward)"
   : >"$logs/ncu-1.3b.csv"
-  for selection in 'regex:flash_forward_sm90 0 2' 'regex:nvjet|xmma|gemm|cutlass 5 9' 'regex:normalize_rows 0 2'; do
+  for selection in 'regex:flash_forward_sm90 0 2' 'regex:nvjet|xmma|gemm|cutlass 4 9' 'regex:normalize_rows 0 2'; do
     read -r kernel skip count <<<"$selection"
     ncu --set full --clock-control none -k "$kernel" --launch-skip "$skip" -c "$count" --csv --page details \
       "$fastdit" bench --config "$keys/Wan2.1-T2V-1.3B.config.json" --random-weights --device cuda --dtype bfloat16 \
