@@ -36,15 +36,19 @@ echo '{"hello": 1}' >"$tmp/neither.json"
 "$fastdit" bench --config "$tmp/neither.json" >/dev/null 2>"$tmp/err"; rc=$?
 [[ $rc -eq 2 ]] && grep -q "neither a benchmark definition" "$tmp/err" || fail "neither: exit $rc $(cat "$tmp/err")"
 
-# The model-config form is unchanged.
+# The model-config form is unchanged; with --components its record splits the time per op,
+# the 2-layer model's self-attention (8 tokens) apart from its cross-attention (6 text tokens).
 (cd "$tmp" && "$fastdit" bench --config "$root/tests/fixtures/wan/t2v/transformer/config.json" --random-weights \
-  --device cpu --dtype float32 --frames 5 --height 32 --width 32 --text-len 8 --iters 2 >"$tmp/out" 2>"$tmp/err") \
+  --device cpu --dtype float32 --frames 5 --height 32 --width 32 --text-len 6 --iters 2 --components >"$tmp/out" 2>"$tmp/err") \
   || fail "bench --config model --random-weights: $(cat "$tmp/err")"
-for line in "^WanTransformer3DModel on " "^median .* ms  min .* over 2 iters" "^throughput .* TFLOP/s" "^peak memory " "^record bench_record.json"; do
+for line in "^WanTransformer3DModel on " "^median .* ms  min .* over 2 iters" "^throughput .* TFLOP/s" "^peak memory " "^record bench_record.json" "^components attention"; do
   grep -q "$line" "$tmp/out" || fail "model form lost '$line': $(cat "$tmp/out")"
 done
 [[ $(field "$tmp/bench_record.json" "r['benchmark'] == 'forward' and r['random_weights'] and len(r['times_ms']) == 2") == True ]] \
   || fail "model-form record: $(cat "$tmp/bench_record.json")"
+[[ $(field "$tmp/bench_record.json" "(r['components_by_op']['attention']['calls'], r['components_by_op']['cross_attention']['calls'])") == "(2, 2)" ]] \
+  || fail "per-op split: $(cat "$tmp/bench_record.json")"
+grep -q "^  cross_attention .* 2 calls" "$tmp/err" || fail "no per-op lines: $(cat "$tmp/err")"
 
 # check / reseed / check on a fresh store.
 store=$tmp/store
