@@ -24,7 +24,11 @@ TEST(FeedForward, GatedResidualInPiecesEqualsTheWholeSequence) {
     for (int64_t max_tokens : {int64_t{10}, int64_t{3}, int64_t{1}}) {  // one piece, 3+3+3+1 ... per item
       Tensor got = residual.clone();
       f.ffn.add_gated_to(got, x, gate, max_tokens);
-      EXPECT_LE(testing::max_abs_diff(got, expected), 1e-6)
+      // Pieces change only how many rows each GEMM gets; a BLAS may then block its float32
+      // sums differently (seen on an AVX-512 machine: 3e-6 at outputs of ~20), so the bound
+      // is float32 rounding, not bit equality. A wrong piece (a missed, doubled or shifted
+      // row) is off by the size of the values themselves.
+      EXPECT_LE(testing::rel_l2(got, expected), 1e-6)
           << "gate " << shape_str(gate_shape) << ", pieces of " << max_tokens << " tokens";
     }
   }
