@@ -106,8 +106,8 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
   const int64_t base = row * p.length;
   const int64_t gate_row = p.gate.data && active ? p.gate.row_offset(row, p.seq) : 0;
 
-  // Every load of the row is issued before the first store: a store may alias a later load
-  // as far as the compiler knows, so interleaving them would cost a memory round trip per run.
+  // The row's loads all come before its stores: the sum goes out once the whole row is in
+  // registers, the normalised row after every run of it has been computed.
   float v[kRuns][E];
 #pragma unroll
   for (int k = 0; k < kRuns; ++k) {
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
   const float inv_std = 1.0f / sqrtf(variance + p.eps);
   if (!active) return;
 
-  // The normalised row replaces the sum in registers, then goes out in one pass of stores.
+  // The normalised row replaces the sum in registers.
   const int64_t shift_row = p.shift.data ? p.shift.row_offset(row, p.seq) : 0;
   const int64_t scale_row = p.scale.data ? p.scale.row_offset(row, p.seq) : 0;
 #pragma unroll
