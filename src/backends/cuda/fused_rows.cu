@@ -69,15 +69,11 @@ __global__ void qkv_norm_rope_rows(QkvParams p) {
 }
 
 constexpr int kMaxRuns = 8;  // runs of q (then k) per thread in registers
-// As in the norms: at most this many runs per thread where 256 threads cover the row, for
-// three CTAs per SM instead of the two that 5–6 runs (~125 registers) allow.
-constexpr int kPreferredRuns = 3;
 
 // Interleaved pairs only: a pair (2i, 2i+1) never straddles a run, and with head_dim a
 // whole number of runs a run's cos/sin entries are contiguous in the table row.
 template <class T, int kRuns>
-__global__ void __launch_bounds__(kRowThreads, kRuns <= kPreferredRuns ? 3 : 1)
-    qkv_norm_rope_vectorized(QkvParams p, int group) {
+__global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParams p, int group) {
   constexpr int E = kRun<T>;
   __shared__ float scratch[kRowThreads / 32];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (kRowThreads / group) + threadIdx.x / group;
@@ -161,8 +157,7 @@ bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream)
     if (!aligned16(ptr)) return false;
   }
   const int64_t runs = p.dim / e;
-  int group = row_group_for(runs, kPreferredRuns, kRowThreads);
-  if (group == 0) group = row_group_for(runs, kMaxRuns, kRowThreads);
+  const int group = row_group_for(runs, kMaxRuns, kRowThreads);
   if (group == 0) return false;
   const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
   switch (code) {
