@@ -1,34 +1,43 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "nn/layers.h"
 #include "support/test_support.h"
 
 namespace fastdit {
 namespace {
 
-// A feed-forward with seeded random weights.
-struct RandomFeedForward {
-  nn::FeedForward ffn{16, 64, 16, nn::Activation::GELUTanh};
-  RandomFeedForward() {
+// Seeded random whole numbers in [-4, 4] as float32: every product and sum of the small
+// feed-forward below is a whole number far below 2^24, so float32 computes it exactly in
+// any order and the pieces must equal the whole sequence bit for bit, whatever BLAS
+// blocking each row count gets.
+Tensor whole_numbers(const Shape& shape, uint64_t seed) {
+  Tensor t = testing::random_tensor(shape, seed, -4.49f, 4.49f);
+  float* data = static_cast<float*>(t.data_ptr());
+  for (int64_t i = 0; i < t.numel(); ++i) data[i] = std::nearbyint(data[i]);
+  return t;
+}
+
+// A feed-forward with seeded whole-number weights and no activation (exact arithmetic).
+struct WholeNumberFeedForward {
+  nn::FeedForward ffn{16, 64, 16, nn::Activation::Identity};
+  WholeNumberFeedForward() {
     uint64_t seed = 100;
-    for (auto& [name, param] : ffn.named_parameters()) param->value = testing::random_tensor(param->shape, ++seed);
+    for (auto& [name, param] : ffn.named_parameters()) param->value = whole_numbers(param->shape, ++seed);
   }
 };
 
 TEST(FeedForward, GatedResidualInPiecesEqualsTheWholeSequence) {
-  const RandomFeedForward f;
-  const Tensor residual = testing::random_tensor({2, 10, 16}, 1), x = testing::random_tensor({2, 10, 16}, 2);
+  const WholeNumberFeedForward f;
+  const Tensor residual = whole_numbers({2, 10, 16}, 1), x = whole_numbers({2, 10, 16}, 2);
   for (const Shape& gate_shape : {Shape{2, 1, 16}, Shape{2, 10, 16}, Shape{1, 1, 16}, Shape{16}}) {
-    const Tensor gate = testing::random_tensor(gate_shape, 3);
+    const Tensor gate = whole_numbers(gate_shape, 3);
     const Tensor expected = ops::gated_add(residual, f.ffn.forward(x), gate);
     for (int64_t max_tokens : {int64_t{10}, int64_t{3}, int64_t{1}}) {  // one piece, 3+3+3+1 ... per item
       Tensor got = residual.clone();
       f.ffn.add_gated_to(got, x, gate, max_tokens);
-      // Pieces change only how many rows each GEMM gets; a BLAS may then block its float32
-      // sums differently (seen on an AVX-512 machine: 3e-6 at outputs of ~20), so the bound
-      // is float32 rounding, not bit equality. A wrong piece (a missed, doubled or shifted
-      // row) is off by the size of the values themselves.
-      EXPECT_LE(testing::rel_l2(got, expected), 1e-6)
+      EXPECT_EQ(testing::max_abs_diff(got, expected), 0.0)
           << "gate " << shape_str(gate_shape) << ", pieces of " << max_tokens << " tokens";
     }
   }
