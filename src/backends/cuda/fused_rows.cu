@@ -129,26 +129,6 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
   }
 }
 
-template <class T>
-void launch_qkv_vectorized(const QkvParams& p, int group, int runs_per_thread, cudaStream_t stream) {
-  const int rows_per_block = kRowThreads / group;
-  const auto blocks = static_cast<unsigned>((p.rows + rows_per_block - 1) / rows_per_block);
-  switch (runs_per_thread) {
-#define FASTDIT_QKV_RUNS(n) \
-  case n: qkv_norm_rope_vectorized<T, n><<<blocks, kRowThreads, 0, stream>>>(p, group); break;
-    FASTDIT_QKV_RUNS(1)
-    FASTDIT_QKV_RUNS(2)
-    FASTDIT_QKV_RUNS(3)
-    FASTDIT_QKV_RUNS(4)
-    FASTDIT_QKV_RUNS(5)
-    FASTDIT_QKV_RUNS(6)
-    FASTDIT_QKV_RUNS(7)
-    default: qkv_norm_rope_vectorized<T, kMaxRuns><<<blocks, kRowThreads, 0, stream>>>(p, group); break;
-#undef FASTDIT_QKV_RUNS
-  }
-  FASTDIT_CUDA_CHECK_LAUNCH();
-}
-
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
@@ -156,15 +136,19 @@ bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream)
   for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
     if (!aligned16(ptr)) return false;
   }
-  const int64_t runs = p.dim / e;
-  const int group = row_group_for(runs, kMaxRuns, kRowThreads);
-  if (group == 0) return false;
-  const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
+  const RowLaunch launch = row_launch(p.dim / e, p.rows, kRowThreads, kMaxRuns, kMaxRuns);
+  if (launch.group == 0) return false;
+  const auto run = [&]<class T>(T*) {
+    with_runs<kMaxRuns>(launch.runs_per_thread, [&](auto runs) {
+      qkv_norm_rope_vectorized<T, runs()><<<launch.blocks, kRowThreads, 0, stream>>>(p, launch.group);
+    });
+  };
   switch (code) {
-    case FloatCode::F32: launch_qkv_vectorized<float>(p, group, runs_per_thread, stream); break;
-    case FloatCode::BF16: launch_qkv_vectorized<__nv_bfloat16>(p, group, runs_per_thread, stream); break;
-    case FloatCode::F16: launch_qkv_vectorized<__half>(p, group, runs_per_thread, stream); break;
+    case FloatCode::F32: run(static_cast<float*>(nullptr)); break;
+    case FloatCode::BF16: run(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case FloatCode::F16: run(static_cast<__half*>(nullptr)); break;
   }
+  FASTDIT_CUDA_CHECK_LAUNCH();
   return true;
 }
 

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
+#include <utility>
 
 #include "core/tensor.h"
 
@@ -273,13 +275,36 @@ __device__ __forceinline__ float group_sum(float v, int group, float* scratch) {
   return total;
 }
 
-// Threads per row for a row kernel holding up to max_runs runs per thread in registers:
-// the fewest (32, 64, ... up to block_threads) that cover `runs`; 0 when none do.
-inline int row_group_for(int64_t runs, int max_runs, int block_threads) {
-  for (int group = 32; group <= block_threads; group *= 2) {
-    if (static_cast<int64_t>(group) * max_runs >= runs) return group;
+// The launch of a row kernel that holds each row's `runs` 16-byte runs in registers:
+// `group` threads per row, the fewest (32, 64, ... up to block_threads) that keep each
+// thread at most preferred_runs runs, or else at most max_runs; the runs per thread; the
+// CTAs for `rows` rows. group == 0: no group can hold the row.
+struct RowLaunch {
+  int group = 0, runs_per_thread = 0;
+  unsigned blocks = 0;
+};
+inline RowLaunch row_launch(int64_t runs, int64_t rows, int block_threads, int max_runs, int preferred_runs) {
+  RowLaunch launch;
+  for (int limit : {preferred_runs, max_runs}) {
+    for (int group = 32; group <= block_threads && launch.group == 0; group *= 2) {
+      if (static_cast<int64_t>(group) * limit >= runs) launch.group = group;
+    }
   }
-  return 0;
+  if (launch.group == 0) return launch;
+  launch.runs_per_thread = static_cast<int>((runs + launch.group - 1) / launch.group);
+  const int64_t rows_per_block = block_threads / launch.group;
+  launch.blocks = static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block);
+  return launch;
+}
+
+// Calls f(std::integral_constant<int, N>{}) with N = runs (1 ≤ runs ≤ kMaxRuns): a row
+// kernel's runs per thread as the template argument that sizes its registers.
+template <int kMaxRuns, int N = 1, class F>
+void with_runs(int runs, F&& f) {
+  if constexpr (N < kMaxRuns) {
+    if (runs > N) return with_runs<kMaxRuns, N + 1>(runs, std::forward<F>(f));
+  }
+  f(std::integral_constant<int, N>{});
 }
 
 // Threads for a one-block-per-row kernel: about one per 4 elements, 32 to 512.

@@ -205,26 +205,6 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
   }
 }
 
-template <class T>
-void launch_vectorized(const NormalizeParams& p, int group, int runs_per_thread, cudaStream_t stream) {
-  const int rows_per_block = kRowBlock / group;
-  const auto blocks = static_cast<unsigned>((p.rows + rows_per_block - 1) / rows_per_block);
-  switch (runs_per_thread) {
-#define FASTDIT_NORM_RUNS(n) \
-  case n: normalize_rows_vectorized<T, n><<<blocks, kRowBlock, 0, stream>>>(p, group); break;
-    FASTDIT_NORM_RUNS(1)
-    FASTDIT_NORM_RUNS(2)
-    FASTDIT_NORM_RUNS(3)
-    FASTDIT_NORM_RUNS(4)
-    FASTDIT_NORM_RUNS(5)
-    FASTDIT_NORM_RUNS(6)
-    FASTDIT_NORM_RUNS(7)
-    default: normalize_rows_vectorized<T, kMaxRuns><<<blocks, kRowBlock, 0, stream>>>(p, group); break;
-#undef FASTDIT_NORM_RUNS
-  }
-  FASTDIT_CUDA_CHECK_LAUNCH();
-}
-
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) {
   const int e = run_length(dtype);
@@ -233,16 +213,19 @@ bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
                                                               p.scale.data, p.addend, p.gate.data, p.sum}) {
     if (ptr && !aligned16(ptr)) return false;
   }
-  const int64_t runs = p.length / e;
-  int group = row_group_for(runs, kPreferredRuns, kRowBlock);
-  if (group == 0) group = row_group_for(runs, kMaxRuns, kRowBlock);
-  if (group == 0) return false;
-  const int runs_per_thread = static_cast<int>((runs + group - 1) / group);
+  const RowLaunch launch = row_launch(p.length / e, p.rows, kRowBlock, kMaxRuns, kPreferredRuns);
+  if (launch.group == 0) return false;
+  const auto run = [&]<class T>(T*) {
+    with_runs<kMaxRuns>(launch.runs_per_thread, [&](auto runs) {
+      normalize_rows_vectorized<T, runs()><<<launch.blocks, kRowBlock, 0, stream>>>(p, launch.group);
+    });
+  };
   switch (dtype) {
-    case DType::Float32: launch_vectorized<float>(p, group, runs_per_thread, stream); break;
-    case DType::BFloat16: launch_vectorized<__nv_bfloat16>(p, group, runs_per_thread, stream); break;
-    default: launch_vectorized<__half>(p, group, runs_per_thread, stream); break;
+    case DType::Float32: run(static_cast<float*>(nullptr)); break;
+    case DType::BFloat16: run(static_cast<__nv_bfloat16*>(nullptr)); break;
+    default: run(static_cast<__half*>(nullptr)); break;
   }
+  FASTDIT_CUDA_CHECK_LAUNCH();
   return true;
 }
 
