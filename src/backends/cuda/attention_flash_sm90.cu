@@ -501,7 +501,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     consume<T, kHeadDim>(p, smem, warpgroup - 1, first_query, head, batch, tiles);
   }
 #elif defined(__CUDA_ARCH__)
-  __trap();  // built without sm_90a; flash_attention_sm90_serves never picks this kernel then
+  __trap();  // built without sm_90a: flash_attention_sm90_serves never picks this kernel then
 #endif
 }
 
@@ -570,8 +570,13 @@ constexpr int64_t kMaxSequence = int64_t{1} << 30;
 
 bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor& v,
                                  float scale) {
+#ifndef FASTDIT_SM90A_KERNELS  // set by CMake when CMAKE_CUDA_ARCHITECTURES holds 90a
+  return false;
+#endif
   const int64_t d = q.size(3);
-  return device_properties(q.device().index).major == 9 && (d == 64 || d == 128) &&
+  const cudaDeviceProp& device = device_properties(q.device().index);
+  // sm_90a code runs on compute capability 9.0 alone.
+  return device.major == 9 && device.minor == 0 && (d == 64 || d == 128) &&
          v.size(3) == d && scale > 0.0f && std::isfinite(scale) && q.size(1) < kMaxSequence &&
          k.size(1) < kMaxSequence;
 }
