@@ -428,7 +428,7 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
     require(op, arg);
   check_rank(op, {"qkv", qkv}, 3);
   const int64_t d = qkv.size(2) / 3;
-  FASTDIT_CHECK(qkv.size(2) == 3 * d && heads > 0 && d % heads == 0 && (d / heads) % 2 == 0, op, ": qkv ",
+  FASTDIT_CHECK(d > 0 && qkv.size(2) == 3 * d && heads > 0 && d % heads == 0 && (d / heads) % 2 == 0, op, ": qkv ",
                 shape_str(qkv.shape()), " does not split into 3 x ", heads, " heads of an even size");
   const int64_t head_dim = d / heads;
   check_vector(op, {"norm_q", norm_q}, d);

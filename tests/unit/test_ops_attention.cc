@@ -273,5 +273,28 @@ TEST(OpsRope, LowPrecisionAndErrors) {
                "rope: x [18, 3, 40] must have rank 4");
 }
 
+TEST(OpsRope, QkvNormRopeIsTheSeparateOpsAndRejectsBadArguments) {
+  const int64_t heads = 3, head_dim = 8, d = heads * head_dim;
+  const Tensor qkv = random_tensor({2, 5, 3 * d}, 330), wq = random_tensor({d}, 331), wk = random_tensor({d}, 332);
+  const Tensor cos = random_tensor({5, head_dim}, 333), sin = random_tensor({5, head_dim}, 334);
+  const Shape shape{2, 5, heads, head_dim};
+  const ops::QKV got = ops::qkv_norm_rope(qkv, wq, wk, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved);
+  const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d); };
+  const auto separate = [&](int64_t i, const Tensor& w) {
+    return testing::to_doubles(ops::rope(ops::rms_norm(part(i), w, 1e-6f).reshape(shape), cos, sin,
+                                         ops::RopeStyle::Interleaved));
+  };
+  expect_close(got.q, separate(0, wq), 1e-6);
+  expect_close(got.k, separate(1, wk), 1e-6);
+  expect_close(got.v, testing::to_doubles(part(2).reshape(shape)), 0.0);
+  // An empty feature dim splits into no heads: an error, not a division by zero.
+  expect_error([&] { ops::qkv_norm_rope(random_tensor({2, 5, 0}, 1), random_tensor({0}, 2), random_tensor({0}, 3),
+                                        1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved); },
+               "qkv_norm_rope: qkv [2, 5, 0] does not split into 3 x 3 heads of an even size");
+  expect_error([&] { ops::qkv_norm_rope(random_tensor({2, 5, 3 * d + 1}, 1), wq, wk, 1e-6f, heads, cos, sin,
+                                        ops::RopeStyle::Interleaved); },
+               "qkv_norm_rope: qkv [2, 5, 73] does not split into 3 x 3 heads of an even size");
+}
+
 }  // namespace
 }  // namespace fastdit
