@@ -123,7 +123,9 @@ Tensor FeedForward::forward(const Tensor& x) const {
   return emit(out_->forward(dropout_->forward(in_->forward(x))));
 }
 
-void FeedForward::add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_tokens) const {
+void FeedForward::add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate,
+                               int64_t max_inner_per_item) const {
+  const int64_t max_tokens = std::max<int64_t>(1, max_inner_per_item / in_->proj->out_features());
   const bool hooked = has_forward_hooks() || in_->has_forward_hooks() || in_->proj->has_forward_hooks() ||
                       dropout_->has_forward_hooks() || out_->has_forward_hooks();
   const int64_t tokens = x.dim() == 3 ? x.size(1) : 0;

@@ -92,10 +92,12 @@ class FeedForward : public Module {
   Tensor forward(const Tensor& x) const;
   // residual += forward(x) · gate (ops::gated_add_), residual a contiguous [B, L, D_out]
   // and x [B, L, D]; gate broadcasts against residual. With no hook watching the FFN it
-  // runs over pieces of at most max_tokens tokens of one batch item, so the inner
-  // activation [tokens, inner_dim] never exists for the whole sequence: each token's row
-  // goes through the same math, only the GEMMs' M shrinks.
-  void add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_tokens) const;
+  // runs over pieces of one batch item's tokens whose inner activation [tokens, inner_dim]
+  // holds at most max_inner_per_item values (at least one token a piece), so the inner
+  // activation never exists for the whole sequence: each token's row goes through the same
+  // math, only the GEMMs' M shrinks. When a whole item fits, the batch runs at once (its
+  // activation is then within B x max_inner_per_item).
+  void add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_inner_per_item) const;
 
  private:
   GELUProjection* in_;

@@ -193,7 +193,6 @@ WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, const BuildOpti
   attn2_ = add_module<WanAttention>("attn2", c, true, options);
   if (c.cross_attn_norm) norm2_ = add_module<nn::LayerNorm>("norm2", d, eps, true, kFp32);
   ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
-  ffn_dim_ = c.ffn_dim;
   norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
   scale_shift_table_ = add_parameter("scale_shift_table", {1, 6, d}, kFp32);
 }
@@ -238,12 +237,12 @@ Tensor WanTransformerBlock::forward(Tensor x, const Tensor& context, const Tenso
   y = {};
   y = attn2_->forward(std::move(n), context, image_context, nullptr);
   // 3. feed-forward with gated residual, added into x in place in pieces of tokens whose
-  //    inner activation is at most three hidden states' size (the q|k|v projection's), so
-  //    the FFN's 4-6x wider activation never sets the peak.
+  //    inner activation is at most three of a batch item's hidden states (its q|k|v
+  //    projection's size), so the FFN's 4-6x wider activation never sets the peak.
   ops::AddNorm r = norm3_->add_and_forward(x, y, {}, m.c_shift, m.c_scale);
   x = std::move(r.sum);
   y = {};
-  ffn_->add_gated_to(x, r.normed, m.c_gate, std::max<int64_t>(1, 3 * x.numel() / ffn_dim_));
+  ffn_->add_gated_to(x, r.normed, m.c_gate, 3 * x.size(1) * x.size(2));
   return emit(x);
 }
 

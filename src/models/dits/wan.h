@@ -51,7 +51,6 @@ class WanTransformerBlock : public nn::Module {
 
  private:
   Modulation modulation(const Tensor& timestep_proj) const;
-  int64_t ffn_dim_;
   nn::LayerNorm *norm1_, *norm2_ = nullptr, *norm3_;
   WanAttention *attn1_, *attn2_;
   nn::FeedForward* ffn_;
