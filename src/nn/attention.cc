@@ -92,8 +92,9 @@ DistributedAttention::Output DistributedAttention::gather_keys(const Inputs& in)
 
 Tensor LocalAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, const RotaryTable* rope,
                                ops::RopeStyle style) const {
-  if (!rope) return ops::attention(q, k, v);
-  return ops::attention(ops::rope(q, rope->cos, rope->sin, style), ops::rope(k, rope->cos, rope->sin, style), v);
+  if (!rope) return ops::attention(q, k, v, {}, 0.0f, op_);
+  return ops::attention(ops::rope(q, rope->cos, rope->sin, style), ops::rope(k, rope->cos, rope->sin, style), v,
+                        {}, 0.0f, op_);
 }
 
 }  // namespace fastdit::nn

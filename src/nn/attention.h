@@ -47,9 +47,15 @@ class DistributedAttention {
 
 class LocalAttention {
  public:
+  // `op`: the name its kernels go by in a benchmark's per-op split ("cross_attention" for
+  // attention to text or image tokens).
+  explicit LocalAttention(const char* op = "attention") : op_(op) {}
   // q [B, Sq, H, D], k/v [B, Sk, H, D]; rope (optional) applies to q and k alike.
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const RotaryTable* rope = nullptr,
                  ops::RopeStyle style = ops::RopeStyle::Interleaved) const;
+
+ private:
+  const char* op_;
 };
 
 }  // namespace fastdit::nn

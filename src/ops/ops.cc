@@ -363,7 +363,7 @@ void check_attention_mask(const Tensor& mask, const Shape& scores_shape) {
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                 float scale) {
+                 float scale, const char* op) {
   check_float_args("attention", {{"q", q}, {"k", k}, {"v", v}});
   require("attention", {"k", k});
   require("attention", {"v", v});
@@ -393,9 +393,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   if (g_flops)
     g_flops->attention += 2.0 * static_cast<double>(q.size(0) * q.size(2)) * static_cast<double>(q.size(1)) *
                           static_cast<double>(k.size(1)) * static_cast<double>(q.size(3) + v.size(3));
-  // Timed apart when a benchmark splits its time: keys of another length than the queries
-  // (in a DiT, cross-attention to text or image tokens) run other kernels than equal lengths.
-  const char* op = k.size(1) == q.size(1) ? "attention" : "cross_attention";
   run_kernel(op, q.device(), cpu::attention, CUDA_KERNEL(attention), contiguous(q),
              contiguous(k), contiguous(v), contiguous(mask), resolved_scale, out);
   return out;

@@ -81,9 +81,10 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 // softmax(q·kᵀ · scale + mask) · v with a numerically stable blocked softmax.
 // mask (optional) broadcasts to [B, H, Sq, Sk]: Bool (true = attend) or float (added).
 // scale <= 0 means 1/sqrt(D). q, k, v share a dtype; a query row whose keys are all
-// masked out yields zeros (as PyTorch's SDPA math path does since 2.5).
+// masked out yields zeros (as PyTorch's SDPA math path does since 2.5). `op` is the name a
+// KernelObserver sees (a benchmark's per-op split tells self- from cross-attention by it).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = {},
-                 float scale = 0.0f);
+                 float scale = 0.0f, const char* op = "attention");
 
 // ---- rotary embedding ----------------------------------------------------------------
 enum class RopeStyle {

@@ -22,7 +22,7 @@ struct KernelTime {
 };
 
 struct ComponentTimes {
-  double attention_s = 0;  // ops::attention (self- and cross-attention)
+  double attention_s = 0;  // ops::attention ("attention" and "cross_attention")
   double gemm_s = 0;       // ops::linear and ops::linear_gelu
   double other_s = 0;      // the rest of the wall time: other kernels, copies, host work
   std::map<std::string, KernelTime> by_op;  // every op-layer kernel, by op name

@@ -33,7 +33,7 @@ class WanAttention : public nn::Module {
   nn::ReplicatedLinear *add_k_proj_ = nullptr, *add_v_proj_ = nullptr;
   nn::RMSNorm* norm_added_k_ = nullptr;
   nn::DistributedAttention self_attention_;
-  nn::LocalAttention cross_attention_;
+  nn::LocalAttention cross_attention_{"cross_attention"};
 };
 
 // The six modulation vectors of a block, float32, each [B, 1, D] or per token [B, L, D].
