@@ -40,21 +40,6 @@ int env_int(const char* name, int fallback, int lo, int hi) {
   return static_cast<int>(value);
 }
 
-// A port the kernel considers free right now (it may be taken before rank 0 binds it; the
-// rendezvous then fails with an error naming it).
-int free_local_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  FASTDIT_CHECK(fd >= 0, "launcher: socket: ", std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) == 0;
-  ::close(fd);
-  FASTDIT_CHECK(ok, "launcher: no free local port: ", std::strerror(errno));
-  return ntohs(addr.sin_port);
-}
 
 std::vector<std::string> own_arguments() {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
@@ -70,10 +55,18 @@ std::vector<std::string> own_arguments() {
 }
 
 pid_t start_rank(int rank, int world_size, int port, const std::vector<std::string>& args) {
+  const pid_t launcher = ::getpid();
   const pid_t pid = ::fork();
   FASTDIT_CHECK(pid >= 0, "launcher: fork: ", std::strerror(errno));
   if (pid > 0) return pid;
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a rank never outlives its launcher (killed by a timeout, say)
+  // A rank never outlives its launcher (killed by a timeout, say), also one that died
+  // before the request took effect.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != launcher) ::_exit(1);
+  // The ranks meet on the port chosen here, not on one a variable of the launcher's own
+  // environment names (FASTDIT_MASTER_PORT, or torchrun's one-port-up rule).
+  ::unsetenv("FASTDIT_MASTER_PORT");
+  ::unsetenv("TORCHELASTIC_RUN_ID");
   const std::string r = std::to_string(rank), w = std::to_string(world_size), p = std::to_string(port);
   ::setenv("RANK", r.c_str(), 1);
   ::setenv("LOCAL_RANK", r.c_str(), 1);
@@ -97,6 +90,22 @@ volatile sig_atomic_t g_stop_signal = 0;
 void remember_signal(int signal) { g_stop_signal = signal; }
 
 }  // namespace
+
+// A port the kernel considers free right now (it may be taken before rank 0 binds it; the
+// rendezvous then fails with an error naming it).
+int free_local_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  FASTDIT_CHECK(fd >= 0, "launcher: socket: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) == 0;
+  ::close(fd);
+  FASTDIT_CHECK(ok, "launcher: no free local port: ", std::strerror(errno));
+  return ntohs(addr.sin_port);
+}
 
 std::optional<LaunchEnv> launch_env_from_environment() {
   // The launchers' own names for rank, world size and local rank: torchrun-style, Open MPI's
@@ -127,7 +136,8 @@ std::optional<LaunchEnv> launch_env_from_environment() {
   launch.local_rank = env_int(local_name, launch.rank, 0, 1 << 16);
   launch.master_addr = env("MASTER_ADDR").value_or(launch.master_addr);
   // torchrun's agent already listens on MASTER_PORT (its TCPStore), so its workers meet one port up.
-  const int master_port = env_int("MASTER_PORT", launch.master_port, 1, 65534) + (env("TORCHELASTIC_RUN_ID") ? 1 : 0);
+  const int torchrun = env("TORCHELASTIC_RUN_ID") ? 1 : 0;
+  const int master_port = env_int("MASTER_PORT", launch.master_port, 1, 65535 - torchrun) + torchrun;
   launch.master_port = env_int("FASTDIT_MASTER_PORT", master_port, 1, 65535);
   return launch;
 }

@@ -24,6 +24,10 @@ struct LaunchEnv {
 // inconsistent values are errors.
 std::optional<LaunchEnv> launch_env_from_environment();
 
+// A loopback port the kernel considers free right now (it may be taken before rank 0 binds
+// it; the rendezvous then fails with an error naming it).
+int free_local_port();
+
 // Runs world_size copies of this program, with its arguments, as the ranks of one host
 // (LOCAL_RANK = RANK, MASTER_ADDR 127.0.0.1, a free MASTER_PORT, OMP_NUM_THREADS shared
 // out when unset) and waits for them. A failing rank makes the others end through the

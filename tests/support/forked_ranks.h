@@ -3,11 +3,12 @@
 // Children are forked before the parent touches a GPU (CUDA does not survive a fork).
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -16,18 +17,6 @@
 #include "distributed/launch.h"
 
 namespace fastdit::testing {
-
-inline int free_local_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class ForkedRanks {
  public:
@@ -45,7 +34,11 @@ class ForkedRanks {
   // Runs body(communicator) for `rank` in a child; exit code 0 when it returned true.
   void start(int rank, const std::function<bool(distributed::Communicator&)>& body) {
     const pid_t pid = ::fork();
-    if (pid != 0) {
+    if (pid < 0) {
+      ADD_FAILURE() << "fork for rank " << rank << ": " << std::strerror(errno);
+      return;
+    }
+    if (pid > 0) {
       children_.push_back(pid);
       return;
     }
@@ -72,7 +65,7 @@ class ForkedRanks {
  private:
   int world_size_;
   Join join_;
-  int port_ = free_local_port();
+  int port_ = distributed::free_local_port();
   std::vector<pid_t> children_;
 };
 

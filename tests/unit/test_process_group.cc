@@ -105,8 +105,14 @@ TEST(LaunchEnv, ReadsTorchrunAndMpirunVariables) {
   EXPECT_EQ(env->rank, 1);
   EXPECT_EQ(env->local_rank, 1);  // LOCAL_RANK unset: the rank
   EXPECT_EQ(env->master_port, 1234);
+  ::setenv("MASTER_PORT", "65535", 1);  // the top port works outside torchrun
+  EXPECT_EQ(distributed::launch_env_from_environment()->master_port, 65535);
+  ::setenv("MASTER_PORT", "1234", 1);
   ::setenv("TORCHELASTIC_RUN_ID", "x", 1);  // torchrun's agent holds MASTER_PORT
   EXPECT_EQ(distributed::launch_env_from_environment()->master_port, 1235);
+  ::setenv("MASTER_PORT", "65535", 1);  // no port above it for the workers
+  EXPECT_THROW(distributed::launch_env_from_environment(), Error);
+  ::setenv("MASTER_PORT", "1234", 1);
   ::setenv("FASTDIT_MASTER_PORT", "4321", 1);
   EXPECT_EQ(distributed::launch_env_from_environment()->master_port, 4321);
   ::setenv("RANK", "2", 1);  // not below WORLD_SIZE
