@@ -1,7 +1,6 @@
 #include "sampling/denoise.h"
 
 #include <array>
-#include <map>
 #include <memory>
 
 #include "core/error.h"
@@ -31,8 +30,10 @@ void check_request(const DenoiseRequest& r) {
                 r.negative_prompt_embeds.str());
 }
 
-// The experts' forwards, eager or through one captured graph per expert; the timestep
-// reaches a graph through its device buffer like every other input.
+// The experts' forwards, eager or through the current expert's captured graph; the timestep
+// reaches a graph through its device buffer like every other input. Experts take over once
+// each, in timestep order, so a new expert's graph replaces the last one's (and frees its
+// memory pool) rather than joining it.
 class Forwards {
  public:
   explicit Forwards(bool cuda_graph) : cuda_graph_(cuda_graph) {}
@@ -43,14 +44,18 @@ class Forwards {
     TensorMap inputs{
         {"hidden_states", latents}, {"timestep", timestep.to(latents.device())}, {"encoder_hidden_states", text}};
     if (!cuda_graph_) return model.forward(inputs).at("sample");
-    auto& graph = graphs_[&model];
-    if (!graph) graph = std::make_unique<CapturedForward>(model);
-    return graph->forward(inputs).at("sample");
+    if (graph_model_ != &model) {
+      graph_.reset();
+      graph_ = std::make_unique<CapturedForward>(model);
+      graph_model_ = &model;
+    }
+    return graph_->forward(inputs).at("sample");
   }
 
  private:
   bool cuda_graph_;
-  std::map<const DiTModel*, std::unique_ptr<CapturedForward>> graphs_;
+  const DiTModel* graph_model_ = nullptr;
+  std::unique_ptr<CapturedForward> graph_;
 };
 
 // The expert's flow prediction at timestep t, guided when the request asks for guidance.
