@@ -155,7 +155,8 @@ stage_time() {
   if [[ -n ${SP_CHECK_NCCL_CHANNELS:-} ]]; then
     step time "14B-720p-sp2-channels$SP_CHECK_NCCL_CHANNELS" env NCCL_MIN_NCHANNELS="$SP_CHECK_NCCL_CHANNELS" \
       NCCL_MIN_P2P_NCHANNELS="$SP_CHECK_NCCL_CHANNELS" "$fastdit" bench --config "$configs/Wan2.1-T2V-14B.config.json" \
-      --random-weights --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 --device cuda --dtype bfloat16 --sp 2
+      --random-weights --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 --device cuda --dtype bfloat16 --sp 2 \
+      --json "$work/time-sp2-channels.json"
   fi
 }
 

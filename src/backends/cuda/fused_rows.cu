@@ -248,11 +248,12 @@ void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
 }
 
 bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {
-  // residual, x and out [B, L, D] contiguous; gate [B, 1, D] or [B, L, D].
+  // residual, x and out [B, L, D] contiguous; gate [B, 1, D] or [B, L, D] contiguous.
   if (out.dim() != 3 || residual.shape() != out.shape() || x.shape() != out.shape() || gate.dim() != 3 ||
       gate.size(0) != out.size(0) || gate.size(2) != out.size(2) ||
       (gate.size(1) != 1 && gate.size(1) != out.size(1)))
     return false;
+  if (!residual.is_contiguous() || !x.is_contiguous() || !gate.is_contiguous() || !out.is_contiguous()) return false;
   const int64_t rows = out.size(0) * out.size(1);
   if (rows == 0) return true;
   GatedRowParams p{residual.data_ptr(), x.data_ptr(), gate.data_ptr(), out.data_ptr(),
