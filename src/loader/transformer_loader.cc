@@ -155,13 +155,15 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
       by_param[piece.param].push_back({ck_name, piece});
     }
   }
+  // Every parameter has its tensors before any device memory is taken for them.
+  for (auto& [name, param] : model.named_parameters()) {
+    FASTDIT_CHECK(by_param.count(name), "parameter '", name, "' ", shape_str(param->shape), " of ", model.type_name(),
+                  " has no tensor in the checkpoint at ", loaded.dir.string());
+  }
   const bool together = allocate_parameters_together(model, options);
   size_t done = 0;
   for (auto& [name, param] : model.named_parameters()) {
-    auto it = by_param.find(name);
-    FASTDIT_CHECK(it != by_param.end(), "parameter '", name, "' ", shape_str(param->shape),
-                  " of ", model.type_name(), " has no tensor in the checkpoint at ", loaded.dir.string());
-    auto records = plan_parameter(name, *param, std::move(it->second), checkpoint);
+    auto records = plan_parameter(name, *param, std::move(by_param.at(name)), checkpoint);
     param->value = materialize(*param, records, checkpoint, options.device, parameter_dtype(*param, options),
                                together ? param->value : Tensor{});
     loaded.pieces.insert(loaded.pieces.end(), records.begin(), records.end());
