@@ -139,10 +139,12 @@ LoadedModels load_models(const GenerateArgs& a, const sampling::PipelineFolder& 
 
 // generate makes text-to-video latents only: image-conditioned models need inputs it does not take.
 void check_text_to_video(const DiTModel& model) {
-  for (const auto& name : model.input_names(true))
-    FASTDIT_CHECK(name == "hidden_states" || name == "timestep" || name == "encoder_hidden_states",
-                  model.type_name(), " needs input '", name,
-                  "' (image conditioning), which generate does not take");
+  const ModelIO io = model.io();
+  for (const auto& spec : io.tensors)
+    FASTDIT_CHECK(!spec.required || spec.role != InputRole::Other, model.type_name(), " needs input '", spec.name,
+                  "' (image or other conditioning beyond latents, timestep and text), which generate does not take");
+  for (const auto& spec : io.args)
+    FASTDIT_CHECK(!spec.required, model.type_name(), " needs argument '", spec.name, "', which generate does not take");
   const DiTArchConfig& arch = model.arch_config();
   FASTDIT_CHECK(arch.in_channels == arch.out_channels, model.type_name(), " takes ", arch.in_channels,
                 " input channels for ", arch.out_channels,

@@ -1,8 +1,9 @@
 // fastdit parity <case>: runs a parity case through the production loader and compares
-// with the reference output. Last line: PASS/FAIL rel_l2=... max_abs=...; exit 0 only on
-// PASS (1 on FAIL, 2 on bad input).
+// every output head with its reference, one line per head. Last line: PASS/FAIL
+// rel_l2=<worst head> max_abs=<worst head>; exit 0 only on PASS (1 on FAIL, 2 on bad input).
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include "cli/common.h"
 #include "parity/parity_case.h"
@@ -24,13 +25,16 @@ int run_parity(const std::string& case_dir, const RunOptions& run, const Paralle
   const std::string ranks = parallel.world_size() > 1 ? " x " + std::to_string(parallel.world_size()) + " ranks" : "";
   std::cout << "case      " << case_dir << "\n"
             << "model     " << r.model_type << " on " << load.device.str() << ranks << " in " << dtype_name(load.dtype)
-            << "\n"
-            << "output    " << shape_str(r.output_shape) << "\n"
-            << "bound     rel_l2 <= " << scientific(r.bound) << " (" << r.bound_note << ")\n";
+            << "\n";
+  std::istringstream heads(head_lines(r));
+  for (std::string line; std::getline(heads, line);) std::cout << "head      " << line << "\n";
   if (!r.divergence_report.empty()) std::cout << r.divergence_report;
   if (r.first_divergence) std::cout << "first divergent module: " << *r.first_divergence << "\n";
+  std::string failed;
+  for (const HeadResult& h : r.heads)
+    if (!h.pass) failed += (failed.empty() ? "" : ",") + h.name;
   std::cout << (r.pass ? "PASS" : "FAIL") << " rel_l2=" << scientific(r.rel_l2)
-            << " max_abs=" << scientific(r.max_abs) << (r.pass ? "" : " bound=" + scientific(r.bound))
+            << " max_abs=" << scientific(r.max_abs) << (r.pass ? "" : " heads=" + failed)
             << (r.first_divergence ? " first_divergence=" + *r.first_divergence : "") << std::endl;
   return r.pass ? 0 : 1;
 }

@@ -196,19 +196,16 @@ void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t 
 
 TensorMap read_model_inputs(const fs::path& path, const DiTModel& model, Device device) {
   const SafetensorsFile file = SafetensorsFile::open(path);
-  const auto accepted = model.input_names(false);
+  const ModelIO io = model.io();
   TensorMap inputs;
   for (const auto& name : file.names()) {
-    if (std::find(accepted.begin(), accepted.end(), name) == accepted.end()) {
-      std::string list;
-      for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
-      FASTDIT_FAIL(path.string(), ": input '", name, "' is not an input of ", model.type_name(),
-                   " (accepted: ", list, ")");
-    }
+    FASTDIT_CHECK(io.find_tensor(name), path.string(), ": input '", name, "' is not an input of ", model.type_name(),
+                  " (accepted: ", io.accepted_names(), ")");
     inputs[name] = file.tensor(name).to(device);
   }
-  for (const auto& name : model.input_names(true))
-    FASTDIT_CHECK(inputs.count(name), path.string(), ": missing input '", name, "' for ", model.type_name());
+  for (const auto& spec : io.tensors)
+    FASTDIT_CHECK(!spec.required || inputs.count(spec.name), path.string(), ": missing input '", spec.name, "' for ",
+                  model.type_name());
   return inputs;
 }
 

@@ -28,14 +28,15 @@ CapturedForward::CapturedForward(DiTModel& model) : model_(model), device_(param
                 device_.str(), ", which has no device graphs (CUDA devices only)");
 }
 
-TensorMap CapturedForward::forward(const TensorMap& inputs) {
+TensorMap CapturedForward::forward(const TensorMap& inputs, const ArgMap& args) {
   Signature signature;
   for (const auto& [name, tensor] : inputs) {
     FASTDIT_CHECK(tensor.defined(), "CUDA graph forward: input '", name, "' is undefined");
-    signature.emplace_back(name, tensor.shape(), tensor.dtype());
+    signature.first.emplace_back(name, tensor.shape(), tensor.dtype());
   }
+  for (const auto& [name, value] : args) signature.second += name + "=" + arg_value_str(value) + ";";
   const auto found = graphs_.find(signature);
-  if (found == graphs_.end()) return capture(signature, inputs);
+  if (found == graphs_.end()) return capture(signature, inputs, args);
   Captured& captured = found->second;
   for (auto& [name, buffer] : captured.inputs) buffer.copy_(inputs.at(name));
   captured.graph.replay();
@@ -44,7 +45,7 @@ TensorMap CapturedForward::forward(const TensorMap& inputs) {
   return outputs;
 }
 
-TensorMap CapturedForward::capture(const Signature& signature, const TensorMap& inputs) {
+TensorMap CapturedForward::capture(const Signature& signature, const TensorMap& inputs, const ArgMap& args) {
   check_no_forward_hooks(model_);
   Captured captured;
   for (const auto& [name, tensor] : inputs) {
@@ -52,8 +53,8 @@ TensorMap CapturedForward::capture(const Signature& signature, const TensorMap& 
     buffer.copy_(tensor);
     captured.inputs[name] = buffer;
   }
-  const TensorMap eager = model_.forward(captured.inputs);
-  captured.graph = DeviceGraph::capture(device_, [&] { captured.outputs = model_.forward(captured.inputs); });
+  const TensorMap eager = model_.forward(captured.inputs, args);
+  captured.graph = DeviceGraph::capture(device_, [&] { captured.outputs = model_.forward(captured.inputs, args); });
   graphs_.emplace(signature, std::move(captured));
   return eager;
 }

@@ -1,7 +1,8 @@
 // A whole DiT forward captured once into a device graph (a CUDA graph) and replayed, so
 // that small shapes are not bound by kernel launches.
 //
-// One graph per input signature (the inputs' names, shapes and dtypes). The first call
+// One graph per input signature (the inputs' names, shapes and dtypes, and the values of
+// the non-tensor arguments, which the forward reads on the host). The first call
 // with a signature copies the inputs into device buffers of its own, runs the forward
 // eagerly on them (which also builds what the capture must find ready: GEMM and
 // attention plans, the cuBLASLt workspace, rotary and timestep tables) and returns that
@@ -32,19 +33,19 @@ class CapturedForward {
 
   // The model's forward on these inputs: captured on the first call of a signature,
   // replayed on the later ones.
-  TensorMap forward(const TensorMap& inputs);
+  TensorMap forward(const TensorMap& inputs, const ArgMap& args = {});
 
   size_t graph_count() const { return graphs_.size(); }
 
  private:
-  using Signature = std::vector<std::tuple<std::string, Shape, DType>>;
+  using Signature = std::pair<std::vector<std::tuple<std::string, Shape, DType>>, std::string>;
   struct Captured {
     TensorMap inputs;   // the buffers every replay reads
     TensorMap outputs;  // the buffers every replay writes
     DeviceGraph graph;
   };
 
-  TensorMap capture(const Signature& signature, const TensorMap& inputs);
+  TensorMap capture(const Signature& signature, const TensorMap& inputs, const ArgMap& args);
 
   DiTModel& model_;
   Device device_;

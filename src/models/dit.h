@@ -11,6 +11,7 @@
 #include "configs/config_reader.h"
 #include "configs/dit_config.h"
 #include "loader/param_mapping.h"
+#include "models/model_io.h"
 #include "nn/module.h"
 
 namespace fastdit {
@@ -18,9 +19,6 @@ namespace fastdit {
 namespace nn {
 class SequenceParallel;
 }
-
-// Inputs named as the reference forward's keyword arguments.
-using TensorMap = std::map<std::string, Tensor>;
 
 // Latent-space sizes for synthetic inputs (benchmarks, smoke runs).
 struct ExampleShape {
@@ -37,12 +35,17 @@ class DiTModel : public nn::Module {
   virtual const DiTArchConfig& arch_config() const = 0;
   // Checkpoint name → native parameter rules (diffusers and original layouts).
   virtual const ParamNameMapping& param_names_mapping() const = 0;
-  // Names of the accepted inputs; `required` are those that must be present.
-  virtual std::vector<std::string> input_names(bool required_only) const = 0;
-  // Runs the model; returns the outputs by name ("sample" for the prediction).
-  virtual TensorMap forward(const TensorMap& inputs) = 0;
+  // The forward's tensor inputs, non-tensor arguments and output heads.
+  virtual ModelIO io() const = 0;
+  // Checks the call against io() (names, ranks, element kinds, argument types; declared
+  // defaults filled in), runs the model and returns every output head by name.
+  TensorMap forward(const TensorMap& inputs, const ArgMap& args = {});
   // Random inputs of the given latent shape, as the family's pipeline would feed them.
   virtual TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const = 0;
+
+ protected:
+  // The model's math on a checked call.
+  virtual TensorMap run(const TensorMap& inputs, const ArgMap& args) = 0;
 };
 
 // Choices made when a model is built that change its parameter surface.

@@ -10,6 +10,15 @@ std::map<std::string, DiTFactory>& registry() {
 }
 }  // namespace
 
+TensorMap DiTModel::forward(const TensorMap& inputs, const ArgMap& args) {
+  const ModelIO declared = io();
+  const ArgMap checked = check_call(declared, type_name(), inputs, args);
+  TensorMap outputs = run(inputs, checked);
+  for (const auto& name : declared.outputs)
+    FASTDIT_CHECK(outputs.count(name), type_name(), ": forward returned no '", name, "' output head");
+  return outputs;
+}
+
 bool register_dit(const std::string& class_name, DiTFactory factory) {
   registry()[class_name] = std::move(factory);
   return true;

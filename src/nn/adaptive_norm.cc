@@ -40,7 +40,7 @@ AdaLayerNormZero::Output AdaLayerNormZero::forward(const Tensor& x, const Tensor
     std::vector<Tensor> items{out.x, out.gate_msa.squeeze(1), out.shift_mlp.squeeze(1),
                               out.scale_mlp.squeeze(1), out.gate_mlp.squeeze(1)};
     if (dual_) items.insert(items.end(), {out.x2, out.gate_msa2.squeeze(1)});
-    for (size_t i = 0; i < items.size(); ++i) emit(items[i], "out." + std::to_string(i));
+    for (size_t i = 0; i < items.size(); ++i) emit(items[i], "out[" + std::to_string(i) + "]");
   }
   return out;
 }

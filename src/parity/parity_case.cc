@@ -1,7 +1,9 @@
 #include "parity/parity_case.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unistd.h>
@@ -39,7 +41,7 @@ std::string scientific(double v) {
 
 // Traces the model with the reference trace's stats and names the first divergence.
 void locate_divergence(const fs::path& reference_trace, DiTModel& model, const TensorMap& inputs,
-                       DType dtype, ParityResult& result) {
+                       const ArgMap& args, DType dtype, ParityResult& result) {
   const auto reference = trace::read_trace(reference_trace.string());
   FASTDIT_CHECK(!reference.empty(), reference_trace.string(), ": empty trace");
   trace::TraceConfig config;
@@ -52,7 +54,7 @@ void locate_divergence(const fs::path& reference_trace, DiTModel& model, const T
   config.output = (fs::temp_directory_path() / ("fastdit_parity_trace_" + std::to_string(::getpid()) + ".jsonl")).string();
   auto tracer = std::make_shared<trace::ActivationTrace>(config);
   tracer->attach(model);
-  model.forward(inputs);
+  model.forward(inputs, args);
   for (auto& [name, module] : model.named_modules()) module->clear_forward_hooks();
   const auto ours = trace::read_trace(config.output);
   fs::remove(config.output);
@@ -65,7 +67,72 @@ void locate_divergence(const fs::path& reference_trace, DiTModel& model, const T
   if (report.first) result.first_divergence = report.first->a->module;
 }
 
+
+// The reference of every declared head; a head the case lacks, or a tensor that is neither
+// a head nor a head's bf16 run, is an error naming it.
+std::map<std::string, Tensor> reference_heads(const SafetensorsFile& outputs, const fs::path& path,
+                                              const ModelIO& io, const std::string& model) {
+  std::map<std::string, Tensor> heads;
+  for (const auto& name : io.outputs) {
+    FASTDIT_CHECK(outputs.contains(name), path.string(), ": no '", name, "' tensor (the float32 reference of ", model,
+                  "'s output head '", name, "')");
+    heads[name] = outputs.tensor(name).to(DType::Float32);
+  }
+  for (const auto& name : outputs.names()) {
+    const bool bf16 = name.size() > 5 && name.ends_with("_bf16") && io.has_output(name.substr(0, name.size() - 5));
+    FASTDIT_CHECK(io.has_output(name) || bf16, path.string(), ": '", name, "' is not an output head of ", model,
+                  " (heads: ", [&] {
+                    std::string list;
+                    for (const auto& h : io.outputs) list += (list.empty() ? "" : ", ") + h;
+                    return list;
+                  }(), ", each optionally with <head>_bf16)");
+  }
+  return heads;
+}
+
+HeadResult judge_head(const std::string& name, const Tensor& out, const Tensor& reference,
+                      const SafetensorsFile& outputs, DType dtype) {
+  HeadResult head;
+  head.name = name;
+  head.shape = out.shape();
+  head.bound = 1e-4;
+  head.bound_note = "float32 bound";
+  if (dtype != DType::Float32) {
+    head.bound = 1e-2;
+    head.bound_note = "no reference bf16 run in the case";
+    if (outputs.contains(name + "_bf16")) {
+      const double ref_bf16 = compare_tensors(outputs.tensor(name + "_bf16"), reference).rel_l2;
+      head.bound = std::max(1.5 * ref_bf16, 1e-3);
+      head.bound_note = "1.5 x reference bf16 rel_l2 " + scientific(ref_bf16) + ", at least 1e-3";
+    }
+  }
+  const Comparison c = compare_tensors(out, reference);
+  head.rel_l2 = c.rel_l2;
+  head.max_abs = c.max_abs;
+  head.pass = c.rel_l2 <= head.bound;  // NaN fails
+  return head;
+}
+
 }  // namespace
+
+std::string head_lines(const ParityResult& result) {
+  std::ostringstream text;
+  for (const HeadResult& h : result.heads)
+    text << h.name << " " << shape_str(h.shape) << " rel_l2=" << scientific(h.rel_l2)
+         << " max_abs=" << scientific(h.max_abs) << " bound=" << scientific(h.bound) << " (" << h.bound_note << ") "
+         << (h.pass ? "pass" : "FAIL") << "\n";
+  return text.str();
+}
+
+std::vector<std::string> discover_cases(const fs::path& family_dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(family_dir, ec))
+    if (entry.is_directory() && fs::exists(entry.path() / "inputs.safetensors"))
+      names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
                              std::optional<bool> fuse_projections, const nn::SequenceParallel* sequence_parallel) {
@@ -73,9 +140,6 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   for (const char* f : {"inputs.safetensors", "outputs.safetensors"})
     FASTDIT_CHECK(fs::exists(dir / f), dir.string(), ": missing ", f);
   const SafetensorsFile outputs = SafetensorsFile::open(dir / "outputs.safetensors");
-  FASTDIT_CHECK(outputs.contains("sample"), (dir / "outputs.safetensors").string(),
-                ": no 'sample' tensor (the float32 reference output)");
-  const Tensor reference = outputs.tensor("sample").to(DType::Float32);
 
   trace::trace_config_from_env();  // a bad trace setting fails before the load
   LoadOptions options{device, dtype};
@@ -83,34 +147,30 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   options.sequence_parallel = sequence_parallel;
   LoadedTransformer loaded = load_transformer(dir / "transformer", options);
   DiTModel& model = *loaded.model;
+  const ModelIO io = model.io();
+  const auto references = reference_heads(outputs, dir / "outputs.safetensors", io, model.type_name());
+  const ArgMap args = fs::exists(dir / "args.json") ? read_args_file(dir / "args.json", io) : ArgMap{};
   auto env_trace = trace::attach_from_env(model);
   const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", model, device);
-  const Tensor out = model.forward(inputs).at("sample").to(Device::cpu(), DType::Float32);
+  const TensorMap produced = model.forward(inputs, args);
 
   ParityResult result;
   result.model_type = model.type_name();
-  result.output_shape = out.shape();
-  result.bound = 1e-4;
-  result.bound_note = "float32 bound";
-  if (dtype != DType::Float32) {
-    result.bound = 1e-2;
-    result.bound_note = "no reference bf16 run in the case";
-    if (outputs.contains("sample_bf16")) {
-      const double ref_bf16 = compare_tensors(outputs.tensor("sample_bf16"), reference).rel_l2;
-      result.bound = std::max(1.5 * ref_bf16, 1e-3);
-      result.bound_note = "1.5 x reference bf16 rel_l2 " + scientific(ref_bf16) + ", at least 1e-3";
-    }
+  result.pass = true;
+  for (const auto& name : io.outputs) {
+    const Tensor out = produced.at(name).to(Device::cpu(), DType::Float32);
+    HeadResult head = judge_head(name, out, references.at(name), outputs, dtype);
+    result.pass = result.pass && head.pass;
+    result.rel_l2 = std::isnan(head.rel_l2) || std::isnan(result.rel_l2) ? NAN : std::max(result.rel_l2, head.rel_l2);
+    result.max_abs = std::isnan(head.max_abs) || std::isnan(result.max_abs) ? NAN : std::max(result.max_abs, head.max_abs);
+    result.heads.push_back(std::move(head));
   }
-  const Comparison c = compare_tensors(out, reference);
-  result.rel_l2 = c.rel_l2;
-  result.max_abs = c.max_abs;
-  result.pass = c.rel_l2 <= result.bound;  // NaN fails
   const bool one_process = !sequence_parallel || sequence_parallel->world_size() == 1;
   if (!result.pass && !one_process) result.divergence_report = "(run without --sp to name the first divergent module)\n";
   if (!result.pass && one_process && fs::exists(dir / "trace.jsonl")) {
     if (env_trace)
       for (auto& [name, module] : model.named_modules()) module->clear_forward_hooks();
-    locate_divergence(dir / "trace.jsonl", model, inputs, dtype, result);
+    locate_divergence(dir / "trace.jsonl", model, inputs, args, dtype, result);
   }
   return result;
 }

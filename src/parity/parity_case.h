@@ -1,10 +1,11 @@
-// Runs a parity case (DESIGN.md: transformer/, inputs.safetensors, outputs.safetensors,
-// optional trace.jsonl) through the production loader and judges it against the bound.
+// Runs a parity case (DESIGN.md: transformer/, inputs.safetensors, optional args.json,
+// outputs.safetensors with every output head, optional trace.jsonl) through the production loader and judges it against the bound.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "nn/sequence_parallel.h"
@@ -12,14 +13,23 @@
 
 namespace fastdit {
 
-struct ParityResult {
-  std::string model_type;
-  Shape output_shape;
+// One output head against its reference.
+struct HeadResult {
+  std::string name;
+  Shape shape;
   double rel_l2 = 0;
   double max_abs = 0;
   double bound = 0;
   std::string bound_note;
   bool pass = false;
+};
+
+struct ParityResult {
+  std::string model_type;
+  std::vector<HeadResult> heads;  // in the model's declared order
+  double rel_l2 = 0;              // the worst head's (NaN when any head's is NaN)
+  double max_abs = 0;
+  bool pass = false;  // every head within its own bound
   // On a failure with a reference trace: the first module whose stats diverge.
   std::optional<std::string> first_divergence;
   std::string divergence_report;
@@ -31,6 +41,13 @@ struct Comparison {
 };
 // rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
 Comparison compare_tensors(const Tensor& out, const Tensor& ref);
+
+// One line per head: "<name> <shape> rel_l2=… max_abs=… bound=… (<why this bound>) pass|FAIL".
+std::string head_lines(const ParityResult& result);
+
+// The parity cases under a family's fixture folder: each subfolder that holds
+// inputs.safetensors, by name.
+std::vector<std::string> discover_cases(const std::filesystem::path& family_dir);
 
 // fuse_projections unset: the loader's default for the device. sequence_parallel: the
 // group this process is one rank of (null: one process); a failing case is then not

@@ -11,8 +11,18 @@ namespace fastdit::sampling {
 
 namespace {
 
+void check_roles(const DiTModel& model) {
+  const ModelIO io = model.io();
+  for (InputRole role : {InputRole::Latents, InputRole::Timestep, InputRole::TextEmbeddings})
+    FASTDIT_CHECK(!io.name_of(role).empty(), "denoise: ", model.type_name(),
+                  " declares no latents, timestep or text-embeddings input");
+  FASTDIT_CHECK(!io.outputs.empty(), "denoise: ", model.type_name(), " declares no output head");
+}
+
 void check_request(const DenoiseRequest& r) {
   FASTDIT_CHECK(r.expert.model, "denoise: no model");
+  check_roles(*r.expert.model);
+  if (r.expert_2 && r.expert_2->model) check_roles(*r.expert_2->model);
   FASTDIT_CHECK(!r.boundary_ratio || (r.expert_2 && r.expert_2->model),
                 "denoise: boundary_ratio is set but there is no transformer_2 to take the low-noise steps");
   FASTDIT_CHECK(r.latents.defined() && r.latents.dim() == 5, "denoise: latents must be [B, C, F, H, W]",
@@ -38,18 +48,21 @@ class Forwards {
  public:
   explicit Forwards(bool cuda_graph) : cuda_graph_(cuda_graph) {}
 
+  // The model's inputs by the roles it declares; its first output head is the prediction.
   Tensor operator()(DiTModel& model, const Tensor& latents, float t, const Tensor& text) {
+    const ModelIO io = model.io();
     const int64_t batch = latents.size(0);
     const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), t), {batch});
-    TensorMap inputs{
-        {"hidden_states", latents}, {"timestep", timestep.to(latents.device())}, {"encoder_hidden_states", text}};
-    if (!cuda_graph_) return model.forward(inputs).at("sample");
+    TensorMap inputs{{io.name_of(InputRole::Latents), latents},
+                     {io.name_of(InputRole::Timestep), timestep.to(latents.device())},
+                     {io.name_of(InputRole::TextEmbeddings), text}};
+    if (!cuda_graph_) return model.forward(inputs).at(io.outputs.front());
     if (graph_model_ != &model) {
       graph_.reset();
       graph_ = std::make_unique<CapturedForward>(model);
       graph_model_ = &model;
     }
-    return graph_->forward(inputs).at("sample");
+    return graph_->forward(inputs).at(io.outputs.front());
   }
 
  private:

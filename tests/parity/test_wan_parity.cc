@@ -19,24 +19,22 @@ fs::path case_dir(const std::string& name) { return testing::source_path("tests/
 
 TEST_P(WanParity, Float32OnCpu) {
   const ParityResult r = run_parity_case(case_dir(GetParam()), Device::cpu(), DType::Float32);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound;
+  EXPECT_TRUE(r.pass) << head_lines(r);
   EXPECT_LE(r.rel_l2, 1e-4);
 }
 
 TEST_P(WanParity, BFloat16OnCpuWithinTheReferencesOwnBf16Error) {
   const ParityResult r = run_parity_case(case_dir(GetParam()), Device::cpu(), DType::BFloat16);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound << " (" << r.bound_note << ")";
+  EXPECT_TRUE(r.pass) << head_lines(r);
   EXPECT_GT(r.rel_l2, 1e-6);  // really ran in bfloat16
 }
 
 TEST_P(WanParity, Float32OnCpuWithFusedProjections) {
   const ParityResult r = run_parity_case(case_dir(GetParam()), Device::cpu(), DType::Float32, true);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound;
+  EXPECT_TRUE(r.pass) << head_lines(r);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, WanParity,
-                         ::testing::Values("t2v", "t2v_batch2_sharded", "i2v", "flf2v", "ti2v_per_token",
-                                           "t2v_original_layout"));
+INSTANTIATE_TEST_SUITE_P(Cases, WanParity, ::testing::ValuesIn(testing::family_cases("wan")));
 
 // A copy of the t2v case with one weight perturbed.
 fs::path broken_case() { return testing::perturbed_case(case_dir("t2v"), "blocks.1.attn1.to_v.weight", 3, 0.5f); }

@@ -7,7 +7,9 @@
 
 #include "loader/safetensors.h"
 #include "loader/transformer_loader.h"
+#include "parity/parity_case.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -26,7 +28,22 @@ Tensor random_tensor(const Shape& shape, uint64_t seed, float lo, float hi) {
 
 std::filesystem::path source_path(const std::string& relative) {
   const char* root = std::getenv("FASTDIT_SOURCE_DIR");
-  return std::filesystem::path(root ? root : ".") / relative;
+  return std::filesystem::path(root ? root : FASTDIT_TEST_SOURCE_DIR) / relative;
+}
+
+std::vector<std::string> family_cases(const std::string& family) {
+  return discover_cases(source_path("tests/fixtures/" + family));
+}
+
+std::vector<std::string> all_parity_cases() {
+  std::vector<std::string> cases;
+  std::vector<std::filesystem::path> families;
+  for (const auto& entry : std::filesystem::directory_iterator(source_path("tests/fixtures")))
+    if (entry.is_directory()) families.push_back(entry.path());
+  std::sort(families.begin(), families.end());
+  for (const auto& family : families)
+    for (const auto& name : discover_cases(family)) cases.push_back(family.filename().string() + "/" + name);
+  return cases;
 }
 
 std::filesystem::path temp_dir(const std::string& tag) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -11,8 +12,13 @@ namespace fastdit::testing {
 
 // Uniform in [lo, hi), float32 on the CPU, deterministic for a seed.
 Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
-// Path under the source tree (FASTDIT_SOURCE_DIR, set by CTest).
+// Path under the source tree (FASTDIT_SOURCE_DIR, set by CTest; else the tree the tests
+// were built from, so case discovery works when CTest lists the tests too).
 std::filesystem::path source_path(const std::string& relative);
+// The parity cases of one family under tests/fixtures/<family>/, by name, or of every
+// family as "<family>/<case>".
+std::vector<std::string> family_cases(const std::string& family);
+std::vector<std::string> all_parity_cases();
 // A fresh empty directory under the system temp dir.
 std::filesystem::path temp_dir(const std::string& tag);
 // max |a - b| and ||a - b|| / ||b|| over float views.

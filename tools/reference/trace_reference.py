@@ -10,7 +10,8 @@ call order, for every named module but the root:
 
     {"module": "blocks.0.attn1", "tensor": "out", "step": 0, "abs_mean": ..., "sum": ...}
 
-`tensor` is "out" for a tensor output and "out.<i>" for item i of a tuple output (None
+`tensor` is "out" for a tensor output, "out[<i>]" for item i of a tuple output and
+"out.<key>" for a dict item, recursively (None
 items are skipped, their index is kept). Stats are computed in float64 over the float32
 view of the tensor; `std` has Bessel's correction (torch's default).
 
@@ -64,13 +65,18 @@ def parse_steps(spec):
         sys.exit(f"error: FASTDIT_TRACE_STEPS={spec!r} is not a comma list of integers")
 
 
-def tensor_items(output):
+def tensor_items(output, label="out"):
+    """Every tensor of a module's output with its label: `out` for a tensor, `out[i]` for
+    item i of a tuple or list, `out.key` for a dict item (diffusers' output dataclasses are
+    dicts), recursively."""
     import torch
 
     if isinstance(output, torch.Tensor):
-        return [("out", output)]
+        return [(label, output)]
     if isinstance(output, (tuple, list)):
-        return [(f"out.{i}", t) for i, t in enumerate(output) if isinstance(t, torch.Tensor)]
+        return [item for i, t in enumerate(output) for item in tensor_items(t, f"{label}[{i}]")]
+    if isinstance(output, dict):
+        return [item for key, t in output.items() for item in tensor_items(t, f"{label}.{key}")]
     return []
 
 

@@ -1,5 +1,7 @@
 #include "models/dits/sd3.h"
 
+#include <algorithm>
+
 namespace fastdit::sd3 {
 
 using ops::cast;
@@ -71,8 +73,8 @@ SD3Attention::Output SD3Attention::forward(const Tensor& x, const Tensor& contex
   out.context = merge_heads(attended.replicated_out);
   if (to_add_out_) out.context = to_add_out_->forward(out.context);
   out.x = out_dropout_->forward(to_out_->forward(merge_heads(attended.out)));
-  emit(out.x, "out.0");
-  emit(out.context, "out.1");
+  emit(out.x, "out[0]");
+  emit(out.context, "out[1]");
   return out;
 }
 
@@ -123,9 +125,9 @@ JointTransformerBlock::Output JointTransformerBlock::forward(const Tensor& x_in,
     context = ops::gated_add(context_in, attn.context, nc.gate_msa, dtype);
     const Tensor ffc_in = norm2_context_->forward_modulated(context, nc.shift_mlp, nc.scale_mlp, dtype);
     context = ops::gated_add(context, ff_context_->forward(ffc_in), nc.gate_mlp, dtype);
-    emit(context, "out.0");
+    emit(context, "out[0]");
   }
-  emit(x, "out.1");
+  emit(x, "out[1]");
   return {context, x};
 }
 
@@ -148,8 +150,15 @@ SD3Transformer2DModel::SD3Transformer2DModel(SD3ArchConfig config, const BuildOp
   if (options.fuse_projections) mapping_ = fused_projection_mapping();
 }
 
-std::vector<std::string> SD3Transformer2DModel::input_names(bool) const {
-  return {"hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"};
+ModelIO SD3Transformer2DModel::io() const {
+  ModelIO io;
+  io.tensors = {{"hidden_states", {4}, ElementKind::Floating, true, InputRole::Latents},
+                {"encoder_hidden_states", {3}, ElementKind::Floating, true, InputRole::TextEmbeddings},
+                {"pooled_projections", {2}, ElementKind::Floating, true, InputRole::Other},
+                {"timestep", {1}, ElementKind::Number, true, InputRole::Timestep}};
+  io.args = {{"skip_layers", ArgType::IntList}};
+  io.outputs = {"sample"};
+  return io;
 }
 
 Tensor SD3Transformer2DModel::unpatchify(const Tensor& tokens, int64_t height, int64_t width) const {
@@ -167,7 +176,7 @@ const Tensor& input(const TensorMap& inputs, const std::string& name) {
 }
 }  // namespace
 
-TensorMap SD3Transformer2DModel::forward(const TensorMap& inputs) {
+TensorMap SD3Transformer2DModel::run(const TensorMap& inputs, const ArgMap& args) {
   const auto& c = config_;
   const Tensor& latents = input(inputs, "hidden_states");
   const Tensor& text = input(inputs, "encoder_hidden_states");
@@ -193,7 +202,9 @@ TensorMap SD3Transformer2DModel::forward(const TensorMap& inputs) {
   x = parallel_.shard_sequence(x, 1);
   const Tensor temb = time_text_embed_->forward(timestep, cast(pooled, dtype));
   Tensor context = context_embedder_->forward(cast(text, dtype));
+  const std::vector<int64_t> skip = arg_int_list(args, "skip_layers").value_or(std::vector<int64_t>{});
   for (size_t i = 0; i < transformer_blocks_->size(); ++i) {
+    if (std::find(skip.begin(), skip.end(), static_cast<int64_t>(i)) != skip.end()) continue;
     auto out = transformer_blocks_->at<JointTransformerBlock>(i)->forward(x, context, temb, image_tokens);
     x = std::move(out.x);
     context = std::move(out.context);

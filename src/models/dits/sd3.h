@@ -78,10 +78,13 @@ class SD3Transformer2DModel : public DiTModel {
   SD3Transformer2DModel(SD3ArchConfig config, const BuildOptions& options);
   const DiTArchConfig& arch_config() const override { return config_; }
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
-  std::vector<std::string> input_names(bool required_only) const override;
-  TensorMap forward(const TensorMap& inputs) override;
+  // skip_layers: the reference's list of block indices the forward passes over.
+  ModelIO io() const override;
   // An image model: shape.frames must be 1.
   TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
+
+ protected:
+  TensorMap run(const TensorMap& inputs, const ArgMap& args) override;
 
  private:
   Tensor unpatchify(const Tensor& tokens, int64_t height, int64_t width) const;

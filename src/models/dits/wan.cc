@@ -43,8 +43,8 @@ class WanRotaryPosEmbed : public nn::Module {
     }
     const nn::RotaryTable& table = found->second;
     if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
-      emit(table.cos.unsqueeze(0).unsqueeze(2), "out.0");
-      emit(table.sin.unsqueeze(0).unsqueeze(2), "out.1");
+      emit(table.cos.unsqueeze(0).unsqueeze(2), "out[0]");
+      emit(table.sin.unsqueeze(0).unsqueeze(2), "out[1]");
     }
     return table;
   }
@@ -276,10 +276,10 @@ WanConditionEmbedder::Output WanConditionEmbedder::forward(const Tensor& timeste
                   "encoder_hidden_states_image given, but this model has no image embedder (image_dim is null)");
     out.image_context = image_embedder_->forward(image);
   }
-  emit(out.temb, "out.0");
-  emit(out.timestep_proj, "out.1");
-  emit(out.context, "out.2");
-  if (out.image_context.defined()) emit(out.image_context, "out.3");
+  emit(out.temb, "out[0]");
+  emit(out.timestep_proj, "out[1]");
+  emit(out.context, "out[2]");
+  if (out.image_context.defined()) emit(out.image_context, "out[3]");
   return out;
 }
 
@@ -304,10 +304,15 @@ WanTransformer3DModel::WanTransformer3DModel(WanArchConfig config, const BuildOp
   if (options.fuse_projections) mapping_.then(fused_projection_mapping());
 }
 
-std::vector<std::string> WanTransformer3DModel::input_names(bool required_only) const {
-  std::vector<std::string> names{"hidden_states", "timestep", "encoder_hidden_states"};
-  if (!required_only || config_.image_dim) names.push_back("encoder_hidden_states_image");
-  return names;
+ModelIO WanTransformer3DModel::io() const {
+  ModelIO io;
+  // timestep: [B], or [B, L] per token (Wan2.2 TI2V).
+  io.tensors = {{"hidden_states", {5}, ElementKind::Floating, true, InputRole::Latents},
+                {"timestep", {1, 2}, ElementKind::Number, true, InputRole::Timestep},
+                {"encoder_hidden_states", {3}, ElementKind::Floating, true, InputRole::TextEmbeddings},
+                {"encoder_hidden_states_image", {3}, ElementKind::Floating, config_.image_dim.has_value()}};
+  io.outputs = {"sample"};
+  return io;
 }
 
 Tensor WanTransformer3DModel::unpatchify(const Tensor& tokens, const Shape& latent) const {
@@ -326,7 +331,7 @@ const Tensor& input(const TensorMap& inputs, const std::string& name) {
 }
 }  // namespace
 
-TensorMap WanTransformer3DModel::forward(const TensorMap& inputs) {
+TensorMap WanTransformer3DModel::run(const TensorMap& inputs, const ArgMap&) {
   const auto& c = config_;
   const Tensor& latents = input(inputs, "hidden_states");
   const Tensor& timestep = input(inputs, "timestep");

@@ -84,9 +84,11 @@ class WanTransformer3DModel : public DiTModel {
   WanTransformer3DModel(WanArchConfig config, const BuildOptions& options);
   const DiTArchConfig& arch_config() const override { return config_; }
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
-  std::vector<std::string> input_names(bool required_only) const override;
-  TensorMap forward(const TensorMap& inputs) override;
+  ModelIO io() const override;
   TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
+
+ protected:
+  TensorMap run(const TensorMap& inputs, const ArgMap& args) override;
 
  private:
   Tensor unpatchify(const Tensor& tokens, const Shape& latent_shape) const;
