@@ -30,15 +30,24 @@ struct RunArgs {
   RunOptions run;
 };
 
-TensorMap make_inputs(const RunArgs& args, const DiTModel& model, Device device) {
-  if (!args.inputs.empty()) return read_model_inputs(args.inputs, model, device);
+// --example's latent sizes through the Wan VAE's compression (4 frames, 8 x 8 pixels).
+ExampleShape example_shape(const RunArgs& args) {
   FASTDIT_CHECK(args.example.size() == 3 && args.example[0] > 0 && args.example[1] > 0 && args.example[2] > 0,
                 "run: --example takes the video's frames,height,width in pixels");
-  // Latent sizes through the Wan VAE's compression (4 frames, 8 x 8 pixels).
-  const ExampleShape shape{1, (args.example[0] - 1) / 4 + 1, args.example[1] / 8, args.example[2] / 8, 512};
-  TensorMap inputs = model.example_inputs(shape, args.seed + 1);
+  return {1, (args.example[0] - 1) / 4 + 1, args.example[1] / 8, args.example[2] / 8, 512};
+}
+
+TensorMap make_inputs(const RunArgs& args, const DiTModel& model, Device device) {
+  if (!args.inputs.empty()) return read_model_inputs(args.inputs, model, device);
+  TensorMap inputs = model.example_inputs(example_shape(args), args.seed + 1);
   for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
   return inputs;
+}
+
+// --args, else with --example the arguments the model's example inputs go with.
+ArgMap make_args(const RunArgs& args, const DiTModel& model) {
+  if (!args.args_file.empty()) return read_args_file(args.args_file, model.io());
+  return args.example.empty() ? ArgMap{} : model.example_args(example_shape(args));
 }
 
 // One line per output head the reference holds, then PASS/FAIL on the worst; returns the
@@ -73,7 +82,7 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
                                                : prepare_model(args.model_dir, options);
   const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
-  const ArgMap forward_args = args.args_file.empty() ? ArgMap{} : read_args_file(args.args_file, prepared.model().io());
+  const ArgMap forward_args = make_args(args, prepared.model());
   std::optional<CapturedForward> graph;
   if (args.cuda_graph) {
     graph.emplace(prepared.model());

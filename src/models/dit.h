@@ -42,6 +42,9 @@ class DiTModel : public nn::Module {
   TensorMap forward(const TensorMap& inputs, const ArgMap& args = {});
   // Random inputs of the given latent shape, as the family's pipeline would feed them.
   virtual TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const = 0;
+  // The non-tensor arguments those inputs go with (a family whose forward needs some: the
+  // frame count, fps...); none by default.
+  virtual ArgMap example_args(const ExampleShape&) const { return {}; }
 
  protected:
   // The model's math on a checked call.

@@ -68,12 +68,13 @@ ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
   const Device device = spec.load.device;
   TensorMap inputs = model.example_inputs(result.latent, spec.seed + 1);
   for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
+  const ArgMap args = model.example_args(result.latent);
 
   std::optional<CapturedForward> graph;
   const auto iteration = [&] {
     for (int step = 0; step < spec.steps; ++step) {
-      if (graph) graph->forward(inputs);
-      else model.forward(inputs);
+      if (graph) graph->forward(inputs, args);
+      else model.forward(inputs, args);
       synchronize(device);
     }
   };

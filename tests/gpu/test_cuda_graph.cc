@@ -20,6 +20,7 @@
 #include "sampling/pipeline_folder.h"
 #include "loader/safetensors.h"
 #include "support/test_support.h"
+#include "support/two_head_model.h"
 
 namespace fastdit {
 namespace {
@@ -250,6 +251,30 @@ TEST(CapturedForward, SmallShapeTiming) {
   std::printf("wan/t2v bf16 forward: eager %.3f ms, CUDA graph replay %.3f ms (%.1fx)\n", eager_ms, graph_ms,
               eager_ms / graph_ms);
   EXPECT_LT(graph_ms, eager_ms);
+}
+
+TEST(CudaGraph, TwoHeadsAndArgumentsReplayAsTheEagerForward) {
+  // Both output heads come out of the replay; the non-tensor arguments belong to the
+  // signature (the forward reads them on the host), so other values capture another graph.
+  testing::register_two_head_model();
+  const std::filesystem::path dir = testing::temp_dir("two_head_graph");
+  testing::write_two_head_case(dir, 11);
+  LoadOptions options;
+  options.device = kGpu;
+  LoadedTransformer loaded = load_transformer(dir / "transformer", options);
+  const TensorMap inputs = read_model_inputs(dir / "inputs.safetensors", *loaded.model, kGpu);
+  const ArgMap args = read_args_file(dir / "args.json", loaded.model->io());
+  CapturedForward graph(*loaded.model);
+  graph.forward(inputs, args);  // eager warm-up and capture
+  const TensorMap replayed = graph.forward(inputs, args);
+  const TensorMap eager = loaded.model->forward(inputs, args);
+  for (const char* head : {"sample", "audio_sample"}) expect_same_bits(replayed.at(head), eager.at(head), head);
+  EXPECT_EQ(graph.graph_count(), 1u);
+  ArgMap other = args;
+  other["scale"] = 2.0;
+  const TensorMap doubled = graph.forward(inputs, other);
+  EXPECT_EQ(graph.graph_count(), 2u);
+  expect_same_bits(doubled.at("sample"), loaded.model->forward(inputs, other).at("sample"), "scale 2");
 }
 
 }  // namespace
