@@ -88,8 +88,7 @@ void compare_load_dtypes(DiTModel& model, DType dtype, CheckpointMatch& match) {
   }
 }
 
-int check_against(DiTModel& model, const KeysOptions& options, DType dtype) {
-  const Reference ref = read_reference(options.against);
+int check_against(DiTModel& model, const Reference& ref, const KeysOptions& options, DType dtype) {
   CheckpointMatch match = match_checkpoint(model, ref.tensors, options.against);
   if (ref.dump && options.dtype_given) compare_load_dtypes(model, dtype, match);
   std::cout << "against  " << options.against << ": " << ref.about << "\n";
@@ -124,6 +123,9 @@ int keys(const KeysOptions& options) {
   build.fuse_projections = options.fuse == "on";
   const auto model = build_transformer(options.model, build);
   const auto native = native_keys(*model, dtype);
+  // Read before anything is printed: bad input is an error line alone.
+  const std::optional<Reference> ref =
+      options.against.empty() ? std::nullopt : std::optional(read_reference(options.against));
   if (options.json) {
     nlohmann::ordered_json header{{"class_name", model->type_name()},
                                   {"config", options.model},
@@ -135,7 +137,7 @@ int keys(const KeysOptions& options) {
   std::cout << "model    " << model->type_name() << " from " << options.model << ": " << native.size()
             << " parameters in " << dtype_name(dtype) << ", projections " << (build.fuse_projections ? "fused" : "unfused")
             << "\n";
-  if (!options.against.empty()) return check_against(*model, options, dtype);
+  if (ref) return check_against(*model, *ref, options, dtype);
   std::cout << "\n";
   print_table(native);
   return 0;
