@@ -106,7 +106,7 @@ void scaffold(const ScaffoldOptions& o) {
   const auto files = render(templates, root, o);
   for (const Rendered& file : files) {
     write_file(file);
-    std::cout << "wrote " << file.target.string() << "\n";
+    std::cout << "wrote " << file.target.lexically_normal().string() << "\n";
   }
   std::cout << "next: build (cmake --build build), then `build/fastdit keys <config.json>`; docs/porting.md "
                "walks the rest\n";
