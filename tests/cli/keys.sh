@@ -7,18 +7,7 @@
 set -u
 fastdit=$1
 root=${FASTDIT_SOURCE_DIR:-.}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect <code> <name> <command...>: runs it into $tmp/out and checks the exit code.
-expect() {
-  local code=$1 name=$2
-  shift 2
-  "$@" >"$tmp/out" 2>&1
-  local got=$?
-  ((got == code)) || fail "$name: exit $got, expected $code: $(head -c 2000 "$tmp/out")"
-}
+source "$(dirname "$0")/support.bash"
 
 wan=$root/tests/fixtures/wan/keys
 sd3=$root/tests/fixtures/sd3/keys

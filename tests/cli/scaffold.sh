@@ -14,18 +14,7 @@ set -u
 fastdit=$1
 root=$(cd "${FASTDIT_SOURCE_DIR:-.}" && pwd)
 here=$root/tests/cli/scaffold
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# expect <code> <name> <command...>: runs it into $tmp/out and checks the exit code.
-expect() {
-  local code=$1 name=$2
-  shift 2
-  "$@" >"$tmp/out" 2>&1
-  local got=$?
-  ((got == code)) || fail "$name: exit $got, expected $code: $(tail -c 3000 "$tmp/out")"
-}
+source "$(dirname "$0")/support.bash"
 
 files=(src/configs/toy_config.h src/configs/toy_config.cc src/models/dits/toy.h src/models/dits/toy.cc
        tests/parity/test_toy_parity.cc tools/reference/specs/toy.py)
@@ -62,12 +51,12 @@ mkdir -p "$tree"
 find "$tree" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
 # What the build reads, with the working tree's times, so a kept build rebuilds only the family.
 (cd "$root" && git ls-files -co --exclude-standard -z -- CMakeLists.txt src tests/CMakeLists.txt tests/support \
-  tests/unit tests/parity tools/scaffold | tar --null -T - -c) | tar -x -C "$tree" \
+  tests/unit tests/parity tests/cli tools/scaffold | tar --null -T - -c) | tar -x -C "$tree" \
   || fail "cannot copy the source tree (a git checkout is needed)"
 expect 0 "scaffold in the tree" "$fastdit" scaffold toy --class ToyTransformerModel --into "$tree"
 build() {
-  cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DFASTDIT_CUDA=OFF -DFASTDIT_TESTS=ON >/dev/null \
-    && cmake --build "$tree/build" -j"$(nproc)" --target fastdit_cli test_toy_parity >"$tmp/build.log" 2>&1 \
+  { cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DFASTDIT_CUDA=OFF -DFASTDIT_TESTS=ON \
+    && cmake --build "$tree/build" -j"$(nproc)" --target fastdit_cli test_toy_parity; } >"$tmp/build.log" 2>&1 \
     || fail "$1: the scaffolded tree does not build: $(grep -m 20 -E 'error|Error' "$tmp/build.log")"
 }
 parity_test() { (cd "$tree/build" && FASTDIT_SOURCE_DIR=$tree tests/test_toy_parity); }
