@@ -13,6 +13,8 @@ namespace fastdit::cli {
 int& exit_code();
 
 void add_inspect_command(CLI::App& app);
+void add_keys_command(CLI::App& app);
+void add_scaffold_command(CLI::App& app);
 void add_parity_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_trace_diff_command(CLI::App& app);

@@ -1,6 +1,8 @@
 #include "cli/common.h"
 
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <streambuf>
 
 #include "distributed/process_group.h"
@@ -8,11 +10,45 @@
 
 namespace fastdit::cli {
 
-DType RunOptions::parsed_dtype() const {
-  const DType d = parse_dtype(dtype);
-  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, "--dtype ", dtype,
+DType parse_run_dtype(const std::string& name) {
+  const DType d = parse_dtype(name);
+  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, "--dtype ", name,
                 ": models run in float32, bfloat16 or float16");
   return d;
+}
+
+std::filesystem::path transformer_dir(const std::filesystem::path& dir) {
+  return std::filesystem::is_directory(dir / "transformer") ? dir / "transformer" : dir;
+}
+
+void print_columns(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
+                   std::optional<size_t> right_column) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      const bool right = right_column == c;
+      const bool pad = c + 1 < row.size() || right;
+      out << (right ? std::right : std::left) << std::setw(pad ? static_cast<int>(widths[c]) : 0) << row[c]
+          << (c + 1 < row.size() ? "  " : "\n");
+    }
+  }
+}
+
+std::string human_units(double value, const char* const* units, double step) {
+  int unit = 0;
+  while (value >= step && units[unit + 1] != nullptr) value /= step, ++unit;
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(unit == 0 ? 0 : 1) << value << units[unit];
+  return out.str();
+}
+
+std::string human_count(uint64_t n) {
+  static const char* const units[] = {"", "K", "M", "B", "T", nullptr};
+  return human_units(static_cast<double>(n), units, 1000);
 }
 
 std::optional<bool> RunOptions::parsed_fuse() const {

@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "distributed/communicator.h"
@@ -17,13 +20,28 @@
 
 namespace fastdit::cli {
 
+// --dtype: float32, bfloat16 or float16 (the dtypes a model runs in).
+DType parse_run_dtype(const std::string& name);
+
+// A model dir's transformer/ when it has one, else the folder itself (a checkpoint folder
+// need not hold a config).
+std::filesystem::path transformer_dir(const std::filesystem::path& dir);
+
+// Rows as columns two spaces apart, left-aligned but for `right_column`; the last column is
+// not padded unless it is the right-aligned one.
+void print_columns(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
+                   std::optional<size_t> right_column = std::nullopt);
+// value scaled by `step` until below it, with units[i] after: 14288491584 -> "14.3B".
+std::string human_units(double value, const char* const* units, double step);
+std::string human_count(uint64_t n);
+
 struct RunOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
   std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
   int sp = 0;  // sequence-parallel ranks; 0 = as many as a launcher started (else one)
   Device parsed_device() const { return Device::parse(device); }
-  DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
+  DType parsed_dtype() const { return parse_run_dtype(dtype); }
   std::optional<bool> parsed_fuse() const;
   LoadOptions load_options(bool progress = false) const;
 };

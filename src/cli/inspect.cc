@@ -11,7 +11,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "cli/commands.h"
+#include "cli/common.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::cli {
@@ -20,11 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
-
-// The folder holding config.json and the weights: a model dir's transformer/ when it has one.
-fs::path transformer_dir(const fs::path& dir) {
-  return fs::is_directory(dir / "transformer") ? dir / "transformer" : dir;
-}
 
 // The config with _class_name first: it says what everything else means.
 Json read_config(const fs::path& path) {
@@ -71,22 +66,9 @@ bool natural_less(std::string_view a, std::string_view b) {
   return a_rest != b_rest ? a_rest < b_rest : a < b;
 }
 
-std::string human(double value, const char* const* units, double step) {
-  int unit = 0;
-  while (value >= step && units[unit + 1] != nullptr) value /= step, ++unit;
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(unit == 0 ? 0 : 1) << value << units[unit];
-  return out.str();
-}
-
-std::string human_count(uint64_t n) {
-  static const char* const units[] = {"", "K", "M", "B", "T", nullptr};
-  return human(static_cast<double>(n), units, 1000);
-}
-
 std::string human_bytes(uint64_t n) {
   static const char* const units[] = {" B", " KiB", " MiB", " GiB", " TiB", nullptr};
-  return human(static_cast<double>(n), units, 1024);
+  return human_units(static_cast<double>(n), units, 1024);
 }
 
 struct Totals {
@@ -134,18 +116,8 @@ void print_tensor_table(const SafetensorsCheckpoint& checkpoint) {
     per_dtype[dtype_name(info.dtype)].add(info);
   }
 
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows)
-    for (size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
   constexpr size_t kBytesColumn = 3;  // right-aligned, so sizes line up on their last digit
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) {
-      const bool pad = c + 1 < row.size() || c == kBytesColumn;
-      std::cout << (c == kBytesColumn ? std::right : std::left)
-                << std::setw(pad ? static_cast<int>(widths[c]) : 0) << row[c]
-                << (c + 1 < row.size() ? "  " : "\n");
-    }
-  }
+  print_columns(std::cout, rows, kBytesColumn);
   std::cout << "\ntotal: " << total.str() << "\n";
   for (const auto& [dtype, totals] : per_dtype)
     std::cout << "  " << dtype << ": " << totals.str() << "\n";

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   CLI::App app{"fastdit: native inference engine for diffusion transformers"};
   app.require_subcommand(1);
   fastdit::cli::add_inspect_command(app);
+  fastdit::cli::add_keys_command(app);
+  fastdit::cli::add_scaffold_command(app);
   fastdit::cli::add_parity_command(app);
   fastdit::cli::add_run_command(app);
   fastdit::cli::add_trace_diff_command(app);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <unordered_map>
 
 #include "ops/ops.h"
 
@@ -33,10 +34,13 @@ struct PendingPiece {
   MappedPiece piece;
 };
 
+using TensorIndex = std::unordered_map<std::string, const CheckpointTensor*>;
+
+std::string in_file(const CheckpointTensor& tensor) { return tensor.file.empty() ? "" : " (" + tensor.file + ")"; }
+
 // Orders the pieces of one parameter and checks they tile it exactly.
 std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Parameter& param,
-                                        std::vector<PendingPiece> pieces,
-                                        const SafetensorsCheckpoint& checkpoint) {
+                                        std::vector<PendingPiece> pieces, const TensorIndex& tensors) {
   std::sort(pieces.begin(), pieces.end(), [](const PendingPiece& a, const PendingPiece& b) {
     return a.piece.merge_index < b.piece.merge_index;
   });
@@ -49,14 +53,14 @@ std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Param
     const auto& [ck_name, piece] = pieces[i];
     FASTDIT_CHECK(piece.merge_index == static_cast<int64_t>(i) || pieces.size() == 1, "parameter '", name,
                   "': merge piece ", i, " missing or repeated (found index ", piece.merge_index, ")");
-    const auto& info = checkpoint.info(ck_name);
+    const CheckpointTensor& info = *tensors.at(ck_name);
     FASTDIT_CHECK(is_floating(info.dtype), "checkpoint tensor '", ck_name, "' is ",
                   dtype_name(info.dtype), "; parameter '", name, "' needs a float dtype");
     const bool whole = piece.rows < 0 && pieces.size() == 1;
     if (whole) {
       FASTDIT_CHECK(info.shape == param.shape, "checkpoint tensor '", ck_name, "' has shape ",
                     shape_str(info.shape), " but parameter '", name, "' expects ", shape_str(param.shape),
-                    " (", checkpoint.file_of(ck_name).string(), ")");
+                    in_file(info));
     } else {
       FASTDIT_CHECK(!info.shape.empty() && param.shape.size() == info.shape.size() &&
                         std::equal(info.shape.begin() + 1, info.shape.end(), param.shape.begin() + 1),
@@ -95,10 +99,6 @@ Tensor materialize(const nn::Parameter& param, const std::vector<PieceRecord>& r
   return value;
 }
 
-DType parameter_dtype(const nn::Parameter& param, const LoadOptions& options) {
-  return param.policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : options.dtype;
-}
-
 // On a CUDA device every parameter's value becomes a view into one allocation per dtype,
 // each view starting 256-byte aligned, its contents left for the caller to fill. The
 // caching allocator rounds each large block up to 2 MiB: over a DiT's hundreds of
@@ -115,7 +115,7 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
   std::vector<Slot> slots;
   std::map<DType, int64_t> ends;  // elements per dtype
   for (auto& [name, param] : model.named_parameters()) {
-    const DType dtype = parameter_dtype(*param, options);
+    const DType dtype = parameter_dtype(*param, options.dtype);
     const auto align = static_cast<int64_t>(256 / dtype_size(dtype));
     int64_t& end = ends[dtype];
     end = (end + align - 1) / align * align;
@@ -133,6 +133,57 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
 
 }  // namespace
 
+DType parameter_dtype(const nn::Parameter& param, DType run_dtype) {
+  return param.policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : run_dtype;
+}
+
+std::vector<CheckpointTensor> checkpoint_tensors(const SafetensorsCheckpoint& checkpoint) {
+  std::vector<CheckpointTensor> tensors;
+  for (const auto& name : checkpoint.names()) {
+    const auto& info = checkpoint.info(name);
+    tensors.push_back({name, info.shape, info.dtype, checkpoint.file_of(name).string()});
+  }
+  return tensors;
+}
+
+CheckpointMatch match_checkpoint(DiTModel& model, const std::vector<CheckpointTensor>& tensors,
+                                 const std::string& location) {
+  using Problem = CheckpointMatch::Problem;
+  CheckpointMatch match;
+  std::map<std::string, nn::Parameter*> params;
+  for (auto& [name, param] : model.named_parameters()) params[name] = param;
+  TensorIndex index;
+  std::map<std::string, std::vector<PendingPiece>> by_param;
+  for (const CheckpointTensor& tensor : tensors) {
+    index[tensor.name] = &tensor;
+    for (auto& piece : model.param_names_mapping().apply(tensor.name)) {
+      if (!params.count(piece.param)) {
+        match.findings.push_back({Problem::Extra, tensor.name,
+                                  detail::concat("checkpoint tensor '", tensor.name, "'", in_file(tensor),
+                                                 piece.param == tensor.name ? "" : " mapped to '" + piece.param + "'",
+                                                 " has no parameter in ", model.type_name())});
+        continue;
+      }
+      by_param[piece.param].push_back({tensor.name, piece});
+    }
+  }
+  for (auto& [name, param] : model.named_parameters()) {
+    if (!by_param.count(name)) {
+      match.findings.push_back({Problem::Missing, name,
+                                detail::concat("parameter '", name, "' ", shape_str(param->shape), " of ",
+                                               model.type_name(), " has no tensor in the checkpoint at ", location)});
+      continue;
+    }
+    // plan_parameter's checks throw; one parameter's failure must not hide the next one's.
+    try {
+      match.pieces[name] = plan_parameter(name, *param, std::move(by_param.at(name)), index);
+    } catch (const Error& e) {
+      match.findings.push_back({Problem::Mismatched, name, e.what()});
+    }
+  }
+  return match;
+}
+
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
   synchronize(options.device);  // device initialisation (a CUDA context) is not part of the load
   const auto start = std::chrono::steady_clock::now();
@@ -142,37 +193,23 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
   DiTModel& model = *loaded.model;
   const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(loaded.dir);
 
-  std::map<std::string, nn::Parameter*> params;
-  for (auto& [name, param] : model.named_parameters()) params[name] = param;
-
-  std::map<std::string, std::vector<PendingPiece>> by_param;
-  for (const auto& ck_name : checkpoint.names()) {
-    for (auto& piece : model.param_names_mapping().apply(ck_name)) {
-      FASTDIT_CHECK(params.count(piece.param), "checkpoint tensor '", ck_name, "' (",
-                    checkpoint.file_of(ck_name).string(), ")",
-                    piece.param == ck_name ? "" : " mapped to '" + piece.param + "'",
-                    " has no parameter in ", model.type_name());
-      by_param[piece.param].push_back({ck_name, piece});
-    }
-  }
-  // Every parameter has its tensors before any device memory is taken for them.
-  for (auto& [name, param] : model.named_parameters()) {
-    FASTDIT_CHECK(by_param.count(name), "parameter '", name, "' ", shape_str(param->shape), " of ", model.type_name(),
-                  " has no tensor in the checkpoint at ", loaded.dir.string());
-  }
+  // Every parameter has its tensors, in shapes that fill it, before any device memory is
+  // taken for them.
+  CheckpointMatch match = match_checkpoint(model, checkpoint_tensors(checkpoint), loaded.dir.string());
+  if (!match.findings.empty()) FASTDIT_FAIL(match.findings.front().message);
   const bool together = allocate_parameters_together(model, options);
   size_t done = 0;
   for (auto& [name, param] : model.named_parameters()) {
-    auto records = plan_parameter(name, *param, std::move(by_param.at(name)), checkpoint);
-    param->value = materialize(*param, records, checkpoint, options.device, parameter_dtype(*param, options),
+    const auto& records = match.pieces.at(name);
+    param->value = materialize(*param, records, checkpoint, options.device, parameter_dtype(*param, options.dtype),
                                together ? param->value : Tensor{});
     loaded.pieces.insert(loaded.pieces.end(), records.begin(), records.end());
-    if (options.progress && (++done % 64 == 0 || done == params.size()))
-      std::cerr << "loading weights: " << done << "/" << params.size() << "\n";
+    if (options.progress && (++done % 64 == 0 || done == match.pieces.size()))
+      std::cerr << "loading weights: " << done << "/" << match.pieces.size() << "\n";
   }
   if (options.progress) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cerr << "loaded " << params.size() << " parameters from " << checkpoint.paths().size()
+    std::cerr << "loaded " << match.pieces.size() << " parameters from " << checkpoint.paths().size()
               << " file(s) in " << seconds << " s\n";
   }
   return loaded;
@@ -184,7 +221,7 @@ void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t 
   for (auto& [name, param] : model.named_parameters()) {
     const bool norm_weight = name.find("norm") != std::string::npos && name.ends_with(".weight");
     const float center = norm_weight ? 1.0f : 0.0f;
-    const Tensor values = ops::random_uniform(param->shape, parameter_dtype(*param, options), seed + 7919 * ++index,
+    const Tensor values = ops::random_uniform(param->shape, parameter_dtype(*param, options.dtype), seed + 7919 * ++index,
                                               center - 0.05f, center + 0.05f);
     if (together) {
       param->value.copy_(values);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -28,9 +29,48 @@ struct LoadedTransformer {
   std::vector<PieceRecord> pieces;  // how every checkpoint tensor reached the model
 };
 
+// The dtype a parameter loads in for a run in `run_dtype`: its policy's (keep-float32
+// parameters stay float32).
+DType parameter_dtype(const nn::Parameter& param, DType run_dtype);
+
 // Fills every parameter with seeded uniform values (norm weights around 1) in the dtype
 // its policy gives, on options.device: a model without a checkpoint, for benchmarks.
 void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed);
+
+// One checkpoint tensor as the name mapping sees it: a safetensors header entry, or a row
+// of a key dump (tools/reference/dump_*_keys.py, `fastdit keys --json`).
+struct CheckpointTensor {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::Float32;
+  std::string file;  // where it is stored, for messages; empty: the caller names the source once
+};
+
+// How a checkpoint's tensors reach a model's parameters, and everything in the way.
+struct CheckpointMatch {
+  enum class Problem {
+    Extra,       // a checkpoint tensor the mapping sends to no parameter
+    Missing,     // a parameter no checkpoint tensor maps to
+    Mismatched,  // a parameter its tensors cannot fill (shape, rows of a merge, a non-float dtype)
+  };
+  struct Finding {
+    Problem problem;
+    std::string name;     // the checkpoint tensor (Extra) or the parameter
+    std::string message;  // the whole story, as the loader's error tells it
+  };
+  // Every parameter that matches: its pieces in row order.
+  std::map<std::string, std::vector<PieceRecord>> pieces;
+  // Extra in checkpoint order, then Missing and Mismatched in parameter order.
+  std::vector<Finding> findings;
+};
+
+// Maps every tensor through model.param_names_mapping() and checks that the pieces tile
+// every parameter exactly: the loader's whole check, each problem kept instead of the first
+// thrown. `location` names the checkpoint in messages.
+CheckpointMatch match_checkpoint(DiTModel& model, const std::vector<CheckpointTensor>& tensors,
+                                 const std::string& location);
+// The header entries of a checkpoint, in its order, each with its file.
+std::vector<CheckpointTensor> checkpoint_tensors(const SafetensorsCheckpoint& checkpoint);
 
 // A pipeline folder (model_index.json / transformer/) or the transformer folder itself.
 std::filesystem::path resolve_transformer_dir(const std::filesystem::path& path);
