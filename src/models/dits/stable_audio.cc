@@ -178,8 +178,9 @@ TensorMap StableAudioDiTModel::forward(const TensorMap& inputs) {
   // timestep to it for the Fourier features.
   const DType dtype = proj_in_->weight->value.dtype();
   const Tensor context = cross_attention_proj_->forward(cast(text, dtype));
+  const Tensor global_embedding = global_proj_->forward(cast(global, dtype));
   const Tensor temb = timestep_proj_->forward(time_proj_->forward(timestep));  // [1 or B, D]
-  const Tensor global_token = ops::add(global_proj_->forward(cast(global, dtype)), temb.unsqueeze(1));
+  const Tensor global_token = ops::add(global_embedding, temb.unsqueeze(1));
 
   Tensor x = ops::transpose(cast(latents, dtype), 1, 2);  // [B, L, C]
   x = proj_in_->forward(ops::add(preprocess_conv_->forward_tokens(x), x));
