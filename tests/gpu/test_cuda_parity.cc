@@ -1,4 +1,4 @@
-// Every parity case (Wan, SD3) on the CUDA backend: float32 (cuBLASLt without TF32, reference
+// Every parity case (Wan, SD3, Stable Audio) on the CUDA backend: float32 (cuBLASLt without TF32, reference
 // attention) within 1e-4, bfloat16 within the reference's own bf16 error bound; fused
 // projections (the CUDA default) and unfused.
 #include <gtest/gtest.h>
@@ -33,7 +33,10 @@ TEST_P(CudaParity, BFloat16) {
 INSTANTIATE_TEST_SUITE_P(Cases, CudaParity,
                          ::testing::Values("wan/t2v", "wan/t2v_batch2_sharded", "wan/i2v", "wan/flf2v",
                                            "wan/ti2v_per_token", "wan/t2v_original_layout", "sd3/sd3",
-                                           "sd3/sd35_medium", "sd3/sd35_odd_size", "sd3/sd3_batch2"),
+                                           "sd3/sd35_medium", "sd3/sd35_odd_size", "sd3/sd3_batch2",
+                                           "stable_audio/base", "stable_audio/timestep_per_item",
+                                           "stable_audio/gqa4_odd", "stable_audio/masks", "stable_audio/long",
+                                           "stable_audio/base_original_layout"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name) if (c == '/') c = '_';
