@@ -566,7 +566,7 @@ TEST(CudaRope, BothStyles) {
       const Tensor cos = random_in(DType::Float32, {shape[1], rotary}, seed++);
       const Tensor sin = random_in(DType::Float32, {shape[1], rotary}, seed++);
       for (ops::RopeStyle style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
-        expect_kernels_agree(label("rope R" + std::to_string(rotary), dtype, shape), cpu::rope, cuda::rope, shape,
+        expect_kernels_agree(label(rotary < shape[3] ? "rope partial" : "rope", dtype, shape), cpu::rope, cuda::rope, shape,
                              dtype, x, cos, sin, style);
       }
     }
@@ -797,8 +797,7 @@ TEST(CudaAttention, GroupedKeyValueHeadsCudnnOrFlash) {
     const Tensor v = Tensor::empty({s.batch, s.kv_len, s.kv(), s.value_dim}, DType::BFloat16, kGpu);
     const std::string why = cuda::cudnn_sdpa_refusal(q, k, v, {});
     const cuda::AttentionBackend chosen = cuda::select_attention_backend(q, k, v, {});
-    std::printf("grouped %s: cuDNN %s, chosen %s
-", describe(s).c_str(), why.empty() ? "serves" : why.c_str(),
+    std::printf("grouped %s: cuDNN %s, chosen %s\n", describe(s).c_str(), why.empty() ? "serves" : why.c_str(),
                 cuda::attention_backend_name(chosen));
     if (why.empty()) {
       check_attention(cuda::AttentionBackend::Cudnn, DType::BFloat16, s, seed += 3);
