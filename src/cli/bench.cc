@@ -144,7 +144,7 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
 // `perf check` reports as RUN_FAILED; the error then ends the command as usual.
 void run_definition_bench(const BenchArgs& a) {
   FASTDIT_CHECK(!a.cuda_graph, "bench: --cuda-graph applies to the ad-hoc form; ", a.config,
-                " is a benchmark definition, which runs its forwards eagerly");
+                " is a benchmark definition, whose run.cuda_graph decides it");
   for (const CLI::Option* flag : a.workload_flags)
     FASTDIT_CHECK(flag->count() == 0, "bench: ", a.config, " is a benchmark definition, which fixes ",
                   flag->get_name(), "; edit the definition (and bump its benchmark_version) instead");

@@ -18,6 +18,14 @@ ParamNameMapping& ParamNameMapping::rename(const std::string& pattern, std::stri
   return add({pattern, {}, Kind::Rename, {{std::move(replacement), -1}}});
 }
 
+ParamNameMapping& ParamNameMapping::reshape(const std::string& pattern, std::string replacement) {
+  return add({pattern, {}, Kind::Reshape, {{std::move(replacement), -1}}});
+}
+
+ParamNameMapping& ParamNameMapping::ignore(const std::string& pattern, const char*) {
+  return add({pattern, {}, Kind::Ignore, {}});
+}
+
 ParamNameMapping& ParamNameMapping::merge(const std::string& pattern, std::string replacement,
                                           int64_t index, int64_t total) {
   FASTDIT_CHECK(total > 0 && index >= 0 && index < total, "merge rule '", pattern, "': index ",
@@ -66,6 +74,7 @@ std::vector<MappedPiece> ParamNameMapping::apply(const std::string& checkpoint_n
         combined.param = second.param;
         second = combined;
       }
+      second.reshape = second.reshape || piece.reshape;
       out.push_back(std::move(second));
     }
   }
@@ -81,6 +90,7 @@ std::vector<MappedPiece> ParamNameMapping::apply_rules(const std::string& checkp
     for (const auto& [replacement, rows] : rule.targets) {
       MappedPiece piece;
       piece.param = match.format(replacement);
+      piece.reshape = rule.kind == Kind::Reshape;
       if (rule.kind == Kind::Merge) {
         piece.merge_index = rule.merge_index;
         piece.merge_total = rule.merge_total;

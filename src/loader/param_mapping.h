@@ -22,6 +22,7 @@ struct MappedPiece {
   int64_t merge_total = 1;      // how many pieces `param` is made of
   int64_t checkpoint_row = 0;   // first row of the piece in the checkpoint tensor
   int64_t rows = -1;            // rows taken; -1 = all
+  bool reshape = false;         // whole tensor, shape differing from the parameter's by size-1 dims
 };
 
 class ParamNameMapping {
@@ -30,6 +31,12 @@ class ParamNameMapping {
   ParamNameMapping& rename(const std::string& pattern, std::string replacement);
   ParamNameMapping& merge(const std::string& pattern, std::string replacement, int64_t index,
                           int64_t total);
+  // A rename whose tensor may differ from the parameter's shape by size-1 dims only
+  // ([F, 1] checkpoint, [F] parameter); the reverse writes the checkpoint's shape back.
+  ParamNameMapping& reshape(const std::string& pattern, std::string replacement);
+  // Checkpoint tensors the model does not read (a buffer it derives itself); they load
+  // into nothing and are not written back. `reason` is documentation only.
+  ParamNameMapping& ignore(const std::string& pattern, const char* reason);
   // Each target takes `rows` consecutive rows of the checkpoint tensor, in order.
   ParamNameMapping& split(const std::string& pattern,
                           std::vector<std::pair<std::string, int64_t>> targets);
@@ -43,7 +50,7 @@ class ParamNameMapping {
   size_t size() const { return rules_.size(); }
 
  private:
-  enum class Kind { Rename, Merge, Split };
+  enum class Kind { Rename, Reshape, Merge, Split, Ignore };
   struct Rule {
     std::string pattern_text;
     std::regex pattern;

@@ -38,6 +38,17 @@ using TensorIndex = std::unordered_map<std::string, const CheckpointTensor*>;
 
 std::string in_file(const CheckpointTensor& tensor) { return tensor.file.empty() ? "" : " (" + tensor.file + ")"; }
 
+// Equal once their size-1 dims are dropped ([F, 1] and [F]).
+bool same_but_unit_dims(const Shape& a, const Shape& b) {
+  const auto squeezed = [](const Shape& s) {
+    Shape out;
+    for (int64_t d : s)
+      if (d != 1) out.push_back(d);
+    return out;
+  };
+  return squeezed(a) == squeezed(b);
+}
+
 // Orders the pieces of one parameter and checks they tile it exactly.
 std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Parameter& param,
                                         std::vector<PendingPiece> pieces, const TensorIndex& tensors) {
@@ -58,9 +69,9 @@ std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Param
                   dtype_name(info.dtype), "; parameter '", name, "' needs a float dtype");
     const bool whole = piece.rows < 0 && pieces.size() == 1;
     if (whole) {
-      FASTDIT_CHECK(info.shape == param.shape, "checkpoint tensor '", ck_name, "' has shape ",
-                    shape_str(info.shape), " but parameter '", name, "' expects ", shape_str(param.shape),
-                    in_file(info));
+      FASTDIT_CHECK(info.shape == param.shape || (piece.reshape && same_but_unit_dims(info.shape, param.shape)),
+                    "checkpoint tensor '", ck_name, "' has shape ", shape_str(info.shape), " but parameter '", name,
+                    "' expects ", shape_str(param.shape), in_file(info));
     } else {
       FASTDIT_CHECK(!info.shape.empty() && param.shape.size() == info.shape.size() &&
                         std::equal(info.shape.begin() + 1, info.shape.end(), param.shape.begin() + 1),
@@ -84,8 +95,9 @@ std::vector<PieceRecord> plan_parameter(const std::string& name, const nn::Param
 // defined (a view of the shared parameter storage), else into a new tensor.
 Tensor materialize(const nn::Parameter& param, const std::vector<PieceRecord>& records,
                    const SafetensorsCheckpoint& checkpoint, Device device, DType dtype, Tensor target) {
-  if (records.size() == 1 && records[0].checkpoint_shape == param.shape) {
-    const Tensor source = checkpoint.tensor(records[0].checkpoint_name);
+  // One whole tensor (plan_parameter admitted its size-1 dims only where a reshape rule said so).
+  if (records.size() == 1 && same_but_unit_dims(records[0].checkpoint_shape, param.shape)) {
+    const Tensor source = checkpoint.tensor(records[0].checkpoint_name).reshape(param.shape);
     if (!target.defined()) return source.to(device, dtype);
     target.copy_(source);
     return target;
@@ -256,9 +268,8 @@ std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransf
     }
     const nn::Parameter* param = loaded.model->find_parameter(r.param);
     Tensor target = out[slot[r.checkpoint_name]].second;
-    if (r.checkpoint_shape == param->shape && r.rows == (r.checkpoint_shape.empty() ? 1 : r.checkpoint_shape[0]) &&
-        r.param_row == 0 && r.checkpoint_row == 0) {
-      target.copy_(param->value);
+    if (same_but_unit_dims(r.checkpoint_shape, param->shape) && r.param_row == 0 && r.checkpoint_row == 0) {
+      target.copy_(param->value.reshape(r.checkpoint_shape));
     } else {
       Tensor rows = target.narrow(0, r.checkpoint_row, r.rows);
       rows.copy_(param->value.narrow(0, r.param_row, r.rows));

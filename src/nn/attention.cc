@@ -10,6 +10,7 @@ struct DistributedAttention::Inputs {
   const RotaryTable* rope;
   ops::RopeStyle style;
   const Tensor &replicated_q, &replicated_k, &replicated_v;
+  const Tensor& key_mask;
   bool joint() const { return replicated_q.defined(); }
 };
 
@@ -23,18 +24,32 @@ Tensor join(const Tensor& main, const Tensor& replicated) {
   const Tensor parts[] = {main, replicated};
   return ops::concat(parts, 1);
 }
+
+// A Bool key mask [B, Sk] as the attention op's [B, 1, 1, Sk] (undefined stays undefined).
+Tensor scores_mask(const Tensor& key_mask, const Tensor& q, const Tensor& k) {
+  if (!key_mask.defined()) return {};
+  FASTDIT_CHECK(key_mask.dtype() == DType::Bool && key_mask.dim() == 2 && key_mask.size(0) == q.size(0) &&
+                    key_mask.size(1) == k.size(1),
+                "attention: the key mask must be Bool [", q.size(0), ", ", k.size(1), "], got ",
+                key_mask.str());
+  return key_mask.reshape({key_mask.size(0), 1, 1, key_mask.size(1)});
+}
 }  // namespace
 
 DistributedAttention::Output DistributedAttention::forward(
     const Tensor& q, const Tensor& k, const Tensor& v, int64_t full_length, const RotaryTable* rope,
     ops::RopeStyle style, const Tensor& replicated_q, const Tensor& replicated_k,
-    const Tensor& replicated_v) const {
+    const Tensor& replicated_v, const Tensor& key_mask) const {
   FASTDIT_CHECK(q.dim() == 4 && q.size(1) == parallel_->shard_length(full_length), "DistributedAttention: q ",
                 q.str(), " is not a [B, S, H, D] shard of ", full_length, " tokens over ",
                 parallel_->world_size(), " ranks");
   FASTDIT_CHECK(!rope || rope->cos.size(0) == full_length, "DistributedAttention: the rotary table has ",
                 rope ? rope->cos.size(0) : 0, " rows for a sequence of ", full_length);
-  const Inputs in{q, k, v, full_length, rope, style, replicated_q, replicated_k, replicated_v};
+  FASTDIT_CHECK(!key_mask.defined() || !replicated_q.defined(),
+                "DistributedAttention: a key mask with replicated tokens is not supported");
+  FASTDIT_CHECK(k.size(2) == q.size(2), "DistributedAttention: q has ", q.size(2), " heads, k ", k.size(2),
+                " (grouped K/V heads are for LocalAttention)");
+  const Inputs in{q, k, v, full_length, rope, style, replicated_q, replicated_k, replicated_v, key_mask};
   return parallel_->splits_heads(q.size(2)) ? split_heads(in) : gather_keys(in);
 }
 
@@ -54,7 +69,7 @@ DistributedAttention::Output DistributedAttention::split_heads(const Inputs& in)
     k = join(k, in.replicated_k.narrow(2, first, heads));
     v = join(v, in.replicated_v.narrow(2, first, heads));
   }
-  Tensor attended = ops::attention(q, k, v);
+  Tensor attended = ops::attention(q, k, v, scores_mask(in.key_mask, q, k));
   Output output;
   if (in.joint()) {
     const int64_t replicated = in.replicated_q.size(1);
@@ -83,7 +98,7 @@ DistributedAttention::Output DistributedAttention::gather_keys(const Inputs& in)
   }
   Output output;
   // A rank whose shard is all padding (a sequence shorter than the world) may have no queries.
-  const Tensor attended = q.size(1) > 0 ? ops::attention(q, k, v)
+  const Tensor attended = q.size(1) > 0 ? ops::attention(q, k, v, scores_mask(in.key_mask, q, k))
                                          : Tensor::zeros({q.size(0), 0, q.size(2), v.size(3)}, v.dtype(), v.device());
   if (in.joint()) output.replicated_out = attended.narrow(1, valid, in.replicated_q.size(1));
   output.out = pad_sequence(attended.narrow(1, 0, valid), 1, shard);
@@ -91,10 +106,11 @@ DistributedAttention::Output DistributedAttention::gather_keys(const Inputs& in)
 }
 
 Tensor LocalAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, const RotaryTable* rope,
-                               ops::RopeStyle style) const {
-  if (!rope) return ops::attention(q, k, v, {}, 0.0f, op_);
+                               ops::RopeStyle style, const Tensor& key_mask) const {
+  const Tensor mask = scores_mask(key_mask, q, k);
+  if (!rope) return ops::attention(q, k, v, mask, 0.0f, op_);
   return ops::attention(ops::rope(q, rope->cos, rope->sin, style), ops::rope(k, rope->cos, rope->sin, style), v,
-                        {}, 0.0f, op_);
+                        mask, 0.0f, op_);
 }
 
 }  // namespace fastdit::nn

@@ -31,10 +31,12 @@ class DistributedAttention {
   // q, k, v [B, S_local, H, D] (S_local = parallel().shard_length(full_length));
   // full_length = the unpadded global sequence length; rope (optional) is the
   // full-sequence table; replicated_* [B, S_rep, H, D] optional, the same on every rank,
-  // get no rotary embedding.
+  // get no rotary embedding. key_mask (optional, not with replicated tokens) is a Bool
+  // [B, full_length], the same on every rank: keys where it is false are not attended.
   Output forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t full_length,
                  const RotaryTable* rope, ops::RopeStyle style, const Tensor& replicated_q = {},
-                 const Tensor& replicated_k = {}, const Tensor& replicated_v = {}) const;
+                 const Tensor& replicated_k = {}, const Tensor& replicated_v = {},
+                 const Tensor& key_mask = {}) const;
 
   const SequenceParallel& parallel() const { return *parallel_; }
 
@@ -50,9 +52,11 @@ class LocalAttention {
   // `op`: the name its kernels go by in a benchmark's per-op split ("cross_attention" for
   // attention to text or image tokens).
   explicit LocalAttention(const char* op = "attention") : op_(op) {}
-  // q [B, Sq, H, D], k/v [B, Sk, H, D]; rope (optional) applies to q and k alike.
+  // q [B, Sq, H, D], k/v [B, Sk, Hkv, D] with Hkv dividing H (grouped K/V heads); rope
+  // (optional) applies to q and k alike; key_mask (optional) is a Bool [B, Sk]: keys where
+  // it is false are not attended.
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const RotaryTable* rope = nullptr,
-                 ops::RopeStyle style = ops::RopeStyle::Interleaved) const;
+                 ops::RopeStyle style = ops::RopeStyle::Interleaved, const Tensor& key_mask = {}) const;
 
  private:
   const char* op_;

@@ -40,4 +40,19 @@ Tensor CombinedTimestepTextProjEmbeddings::forward(const Tensor& timestep, const
   return emit(ops::add(time, text_embedder_->forward(pooled)));
 }
 
+GaussianFourierProjection::GaussianFourierProjection(std::string type_name, int64_t frequencies)
+    : Module(std::move(type_name)) {
+  weight = add_parameter("weight", {frequencies});
+}
+
+Tensor GaussianFourierProjection::forward(const Tensor& t) const {
+  FASTDIT_CHECK(t.dim() == 1, name(), ": timestep must be [N], got ", t.str());
+  const Tensor& w = **weight;
+  FASTDIT_CHECK(w.defined(), name(), ".weight used before it was loaded");
+  constexpr float kTwoPi = 6.283185307179586f;
+  const Tensor angle = ops::mul(ops::scale(ops::cast(t, w.dtype()), kTwoPi).unsqueeze(1), w.unsqueeze(0));
+  const Tensor parts[] = {ops::cos(angle), ops::sin(angle)};
+  return emit(ops::concat(parts, 1));
+}
+
 }  // namespace fastdit::nn

@@ -39,4 +39,16 @@ class CombinedTimestepTextProjEmbeddings : public Module {
   PixArtAlphaTextProjection* text_embedder_;
 };
 
+// diffusers GaussianFourierProjection as Stable Audio configures it (log=False,
+// flip_sin_to_cos): [cos | sin] of 2π·t·W, W [F] a fixed random vector stored as `weight`.
+// Computed in W's dtype, as the reference does after casting t to the model dtype: 2π·t
+// and then ·W are each rounded to it, and so are cos and sin.
+class GaussianFourierProjection : public Module {
+ public:
+  GaussianFourierProjection(std::string type_name, int64_t frequencies);
+  // t [N] (any numeric dtype) -> [N, 2F] in W's dtype.
+  Tensor forward(const Tensor& t) const;
+  Parameter* weight;
+};
+
 }  // namespace fastdit::nn

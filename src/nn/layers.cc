@@ -71,8 +71,9 @@ Activation parse_activation(std::string_view name) {
   if (name == "gelu") return Activation::GELU;
   if (name == "gelu-approximate" || name == "gelu_tanh" || name == "gelu_pytorch_tanh")
     return Activation::GELUTanh;
+  if (name == "swiglu") return Activation::SwiGLU;
   if (name == "identity" || name == "linear") return Activation::Identity;
-  FASTDIT_FAIL("unknown activation '", name, "' (expected silu, gelu or gelu-approximate)");
+  FASTDIT_FAIL("unknown activation '", name, "' (expected silu, gelu, gelu-approximate or swiglu)");
 }
 
 Tensor apply_activation(Activation act, const Tensor& x) {
@@ -80,6 +81,7 @@ Tensor apply_activation(Activation act, const Tensor& x) {
     case Activation::SiLU: return ops::silu(x);
     case Activation::GELU: return ops::gelu(x, ops::GeluApprox::None);
     case Activation::GELUTanh: return ops::gelu(x, ops::GeluApprox::Tanh);
+    case Activation::SwiGLU: return ops::swiglu(x);
     case Activation::Identity: return x;
   }
   return x;
@@ -91,6 +93,7 @@ const char* activation_type_name(Activation act) {
     case Activation::SiLU: return "SiLU";
     case Activation::GELU:
     case Activation::GELUTanh: return "GELU";
+    case Activation::SwiGLU: return "SwiGLU";
     case Activation::Identity: return "Dropout";
   }
   return "Activation";
@@ -99,24 +102,24 @@ const char* activation_type_name(Activation act) {
 
 ActivationModule::ActivationModule(Activation act) : Module(activation_type_name(act)), act_(act) {}
 
-GELUProjection::GELUProjection(int64_t dim_in, int64_t dim_out, Activation act)
-    : Module("GELU"), act_(act) {
-  proj = add_module<ReplicatedLinear>("proj", dim_in, dim_out);
+ActivationProjection::ActivationProjection(int64_t dim_in, int64_t dim_out, Activation act, bool bias)
+    : Module(act == Activation::SwiGLU ? "SwiGLU" : "GELU"), act_(act) {
+  proj = add_module<ReplicatedLinear>("proj", dim_in, act == Activation::SwiGLU ? 2 * dim_out : dim_out, bias);
 }
 
-Tensor GELUProjection::forward(const Tensor& x) const {
+Tensor ActivationProjection::forward(const Tensor& x) const {
   const bool fusable = act_ == Activation::GELU || act_ == Activation::GELUTanh;
   if (!fusable || proj->has_forward_hooks()) return emit(apply_activation(act_, proj->forward(x)));
   const auto approx = act_ == Activation::GELUTanh ? ops::GeluApprox::Tanh : ops::GeluApprox::None;
   return emit(ops::linear_gelu(x, value_of(proj->weight), optional_value(proj->bias), approx));
 }
 
-FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act)
+FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act, bool bias)
     : Module("FeedForward") {
   auto* net = add_module<ModuleList>("net");
-  in_ = net->append<GELUProjection>(dim, inner_dim, act);
+  in_ = net->append<ActivationProjection>(dim, inner_dim, act, bias);
   dropout_ = net->append<ActivationModule>(Activation::Identity);
-  out_ = net->append<ReplicatedLinear>(inner_dim, dim_out);
+  out_ = net->append<ReplicatedLinear>(inner_dim, dim_out, bias);
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
@@ -153,12 +156,12 @@ void FeedForward::add_gated_to(Tensor& residual, const Tensor& x, const Tensor& 
 }
 
 ProjectionMLP::ProjectionMLP(std::string type_name, int64_t in_features, int64_t hidden,
-                             int64_t out_features, Activation act, const std::string& act_name,
+                             int64_t out_features, Activation act, MLPNames names, bool bias,
                              DTypePolicy policy)
     : Module(std::move(type_name)) {
-  linear_1 = add_module<ReplicatedLinear>("linear_1", in_features, hidden, true, policy);
-  act_ = add_module<ActivationModule>(act_name, act);
-  linear_2 = add_module<ReplicatedLinear>("linear_2", hidden, out_features, true, policy);
+  linear_1 = add_module<ReplicatedLinear>(names.first, in_features, hidden, bias, policy);
+  act_ = add_module<ActivationModule>(names.act, act);
+  linear_2 = add_module<ReplicatedLinear>(names.second, hidden, out_features, bias, policy);
 }
 
 Tensor ProjectionMLP::forward(const Tensor& x) const {
@@ -182,6 +185,17 @@ Tensor PatchEmbed2d::forward(const Tensor& x) const {
   // A 2-D patch is a 3-D patch one frame deep.
   FASTDIT_CHECK(x.dim() == 4, "Conv2d patch embedding: expected [B, C, H, W], got ", x.str());
   return emit(ops::conv3d_patch(x.unsqueeze(2), value_of(weight).unsqueeze(2), value_of(bias)).squeeze(2));
+}
+
+PointwiseConv1d::PointwiseConv1d(int64_t in_channels, int64_t out_channels) : Module("Conv1d") {
+  weight = add_parameter("weight", {out_channels, in_channels, 1});
+}
+
+Tensor PointwiseConv1d::forward_tokens(const Tensor& x) const {
+  const Tensor& w = value_of(weight);
+  const Tensor y = ops::linear(x, w.reshape({w.size(0), w.size(1)}));
+  emit(y.transpose(1, 2));
+  return y;
 }
 
 PatchEmbed3d::PatchEmbed3d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 3> patch)

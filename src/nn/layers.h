@@ -60,7 +60,8 @@ class RMSNorm : public Module {
   float eps_;
 };
 
-enum class Activation { SiLU, GELU, GELUTanh, Identity };
+// SwiGLU halves its input: value · silu(gate) (ops::swiglu), for gated projections only.
+enum class Activation { SiLU, GELU, GELUTanh, SwiGLU, Identity };
 Activation parse_activation(std::string_view name);  // diffusers act_fn names
 Tensor apply_activation(Activation act, const Tensor& x);
 
@@ -74,10 +75,11 @@ class ActivationModule : public Module {
   Activation act_;
 };
 
-// diffusers GELU: a projection followed by GELU (FeedForward's net.0).
-class GELUProjection : public Module {
+// diffusers GELU / SwiGLU: a projection followed by its activation (FeedForward's net.0).
+// SwiGLU projects to 2·dim_out (value and gate) and returns dim_out.
+class ActivationProjection : public Module {
  public:
-  GELUProjection(int64_t dim_in, int64_t dim_out, Activation act);
+  ActivationProjection(int64_t dim_in, int64_t dim_out, Activation act, bool bias = true);
   Tensor forward(const Tensor& x) const;
   ReplicatedLinear* proj;
 
@@ -85,10 +87,10 @@ class GELUProjection : public Module {
   Activation act_;
 };
 
-// diffusers FeedForward: net.0 (GELU projection), net.1 (dropout), net.2 (Linear).
+// diffusers FeedForward: net.0 (GELU / SwiGLU projection), net.1 (dropout), net.2 (Linear).
 class FeedForward : public Module {
  public:
-  FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act);
+  FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act, bool bias = true);
   Tensor forward(const Tensor& x) const;
   // residual += forward(x) · gate (ops::gated_add_), residual a contiguous [B, L, D_out]
   // and x [B, L, D]; gate broadcasts against residual. With no hook watching the FFN it
@@ -100,17 +102,23 @@ class FeedForward : public Module {
   void add_gated_to(Tensor& residual, const Tensor& x, const Tensor& gate, int64_t max_inner_per_item) const;
 
  private:
-  GELUProjection* in_;
+  ActivationProjection* in_;
   ActivationModule* dropout_;
   ReplicatedLinear* out_;
 };
 
-// Linear → activation → Linear with diffusers' names: TimestepEmbedding
-// (linear_1, act, linear_2) and PixArtAlphaTextProjection (linear_1, act_1, linear_2).
+// Linear → activation → Linear with the reference's child names: TimestepEmbedding
+// (linear_1, act, linear_2), PixArtAlphaTextProjection (linear_1, act_1, linear_2) and an
+// nn.Sequential of the three (0, 1, 2).
+struct MLPNames {
+  const char* first;
+  const char* act;
+  const char* second;
+};
 class ProjectionMLP : public Module {
  public:
   ProjectionMLP(std::string type_name, int64_t in_features, int64_t hidden, int64_t out_features,
-                Activation act, const std::string& act_name,
+                Activation act, MLPNames names, bool bias = true,
                 DTypePolicy policy = DTypePolicy::RunDType);
   Tensor forward(const Tensor& x) const;
   ReplicatedLinear* linear_1;
@@ -122,12 +130,18 @@ class ProjectionMLP : public Module {
 class TimestepEmbedding : public ProjectionMLP {
  public:
   TimestepEmbedding(int64_t in, int64_t dim, DTypePolicy policy = DTypePolicy::RunDType)
-      : ProjectionMLP("TimestepEmbedding", in, dim, dim, Activation::SiLU, "act", policy) {}
+      : ProjectionMLP("TimestepEmbedding", in, dim, dim, Activation::SiLU, {"linear_1", "act", "linear_2"}, true,
+                      policy) {}
 };
 class PixArtAlphaTextProjection : public ProjectionMLP {
  public:
   PixArtAlphaTextProjection(int64_t in, int64_t hidden, Activation act)
-      : ProjectionMLP("PixArtAlphaTextProjection", in, hidden, hidden, act, "act_1") {}
+      : ProjectionMLP("PixArtAlphaTextProjection", in, hidden, hidden, act, {"linear_1", "act_1", "linear_2"}) {}
+};
+class SequentialMLP : public ProjectionMLP {
+ public:
+  SequentialMLP(int64_t in, int64_t hidden, int64_t out, Activation act, bool bias)
+      : ProjectionMLP("Sequential", in, hidden, out, act, {"0", "1", "2"}, bias) {}
 };
 
 // diffusers Timesteps: sinusoidal embedding of scalar timesteps (float32 out).
@@ -150,6 +164,16 @@ class PatchEmbed2d : public Module {
   Tensor forward(const Tensor& x) const;
   Parameter* weight;
   Parameter* bias;
+};
+
+// Conv1d with kernel 1 and no bias (weight [O, C, 1]): the same O x C matrix at every
+// position. It runs on tokens, x [B, L, C] -> [B, L, O], the layout the model needs around
+// it; hooks see the reference's [B, O, L] view of the result.
+class PointwiseConv1d : public Module {
+ public:
+  PointwiseConv1d(int64_t in_channels, int64_t out_channels);
+  Tensor forward_tokens(const Tensor& x) const;
+  Parameter* weight;
 };
 
 // Conv3d whose stride equals its kernel: [B, C, T, H, W] -> [B, O, T/kt, H/kh, W/kw].

@@ -1,9 +1,13 @@
 // Rotary position tables for token grids (video t/h/w, image h/w, audio t).
 #pragma once
 
+#include <map>
 #include <span>
+#include <tuple>
+#include <vector>
 
 #include "core/tensor.h"
+#include "nn/sequence_parallel.h"
 #include "ops/ops.h"
 
 namespace fastdit::nn {
@@ -18,12 +22,38 @@ struct RotaryTable {
   Tensor shard_sin;
 };
 
+// How a table's angles are computed. Float64: in float64, cos/sin rounded to float32 once
+// (diffusers' float64 tables: Wan). Float32: every step in float32, as
+// get_1d_rotary_pos_embed with its default freqs_dtype computes it (Stable Audio's
+// pipeline): freq = 1 / theta^(2j/d), angle = position · freq, then cos and sin.
+enum class AnglePrecision { Float64, Float32 };
+
 // Tokens enumerate the grid with the first axis slowest (t-major, then h, then w);
 // token p gets [axis0 angles | axis1 angles | ...]. Axis a with rotary width d_a uses
-// frequencies theta^(-2j/d_a), j < d_a/2, at integer positions. Angles are computed in
-// float64 and rounded to float32 once, as the diffusers tables are. Interleaved repeats
-// each angle twice in a row; SplitHalf lays out [angles | angles] per axis.
+// frequencies theta^(-2j/d_a), j < d_a/2, at integer positions. Interleaved repeats each
+// angle twice in a row; SplitHalf lays out [angles | angles] per axis.
 RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<const int64_t> grid,
-                              double theta, ops::RopeStyle style);
+                              double theta, ops::RopeStyle style,
+                              AnglePrecision precision = AnglePrecision::Float64);
+
+// The tables of one layout, built once per grid and device and kept: a denoising loop asks
+// for the same one every step, and a captured forward reads the table of its grid on every
+// replay and must not find it freed. Under sequence parallelism each carries this rank's
+// rows too.
+class RotaryTableCache {
+ public:
+  RotaryTableCache(std::vector<int64_t> axis_dims, double theta, ops::RopeStyle style,
+                   AnglePrecision precision = AnglePrecision::Float64)
+      : axis_dims_(std::move(axis_dims)), theta_(theta), style_(style), precision_(precision) {}
+  const RotaryTable& get(std::span<const int64_t> grid, Device device, const SequenceParallel& parallel) const;
+
+ private:
+  using Key = std::tuple<Shape, DeviceType, int>;
+  std::vector<int64_t> axis_dims_;
+  double theta_;
+  ops::RopeStyle style_;
+  AnglePrecision precision_;
+  mutable std::map<Key, RotaryTable> cached_;
+};
 
 }  // namespace fastdit::nn

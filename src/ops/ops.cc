@@ -254,6 +254,17 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
 
 Tensor silu(const Tensor& x) { return unary_op("silu", x, cpu::silu, CUDA_KERNEL(silu)); }
 
+Tensor swiglu(const Tensor& x) {
+  check_float_args("swiglu", {{"x", x}});
+  FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) % 2 == 0, "swiglu: x ", shape_str(x.shape()),
+                " must have an even last dim (value and gate halves)");
+  Shape shape = x.shape();
+  shape.back() /= 2;
+  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
+  run_kernel("swiglu", x.device(), cpu::swiglu, CUDA_KERNEL(swiglu), contiguous(x), out);
+  return out;
+}
+
 // ---- elementwise ---------------------------------------------------------------------
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -271,6 +282,10 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor scale(const Tensor& x, float factor) {
   return unary_op("scale", x, cpu::scale, CUDA_KERNEL(scale), factor);
 }
+
+Tensor cos(const Tensor& x) { return unary_op("cos", x, cpu::cos, CUDA_KERNEL(cos)); }
+
+Tensor sin(const Tensor& x) { return unary_op("sin", x, cpu::sin, CUDA_KERNEL(sin)); }
 
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype) {
   return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype,
@@ -377,8 +392,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
                 dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
   FASTDIT_CHECK(k.size(0) == q.size(0) && v.size(0) == q.size(0), "attention: batch sizes differ: ",
                 where());
-  FASTDIT_CHECK(k.size(2) == q.size(2) && v.size(2) == q.size(2), "attention: head counts differ: ",
-                where());
+  FASTDIT_CHECK(k.size(2) == v.size(2) && k.size(2) > 0 && q.size(2) % k.size(2) == 0,
+                "attention: k and v need one head count that divides q's: ", where());
   FASTDIT_CHECK(k.size(3) == q.size(3), "attention: q and k head dims differ: ", where());
   FASTDIT_CHECK(v.size(1) == k.size(1), "attention: k and v sequence lengths differ: ", where());
   FASTDIT_CHECK(q.size(3) > 0, "attention: head dim must be positive: ", where());
@@ -407,10 +422,13 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle sty
   check_rank("rope", {"x", x}, 4);
   FASTDIT_CHECK(x.size(3) % 2 == 0, "rope: head dim of x ", shape_str(x.shape()),
                 " must be even");
-  const Shape table_shape{x.size(1), x.size(3)};
-  FASTDIT_CHECK(cos.shape() == table_shape && sin.shape() == table_shape, "rope: cos ",
-                shape_str(cos.shape()), " and sin ", shape_str(sin.shape()), " must be [S, D] = ",
-                shape_str(table_shape), " for x ", shape_str(x.shape()));
+  const int64_t rotary = cos.dim() == 2 ? cos.size(1) : -1;
+  const Shape table_shape{x.size(1), rotary};
+  FASTDIT_CHECK(rotary > 0 && rotary % 2 == 0 && rotary <= x.size(3) && cos.shape() == table_shape &&
+                    sin.shape() == table_shape,
+                "rope: cos ", shape_str(cos.shape()), " and sin ", shape_str(sin.shape()),
+                " must both be [S, R] with S = ", x.size(1), " and R even, at most D = ", x.size(3),
+                ", for x ", shape_str(x.shape()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   run_kernel("rope", x.device(), cpu::rope, CUDA_KERNEL(rope), contiguous(x), contiguous(cos),
              contiguous(sin), style, out);

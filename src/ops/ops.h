@@ -37,6 +37,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 // ---- activations ---------------------------------------------------------------------
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor silu(const Tensor& x);
+// diffusers SwiGLU after its projection: x [..., 2N] -> value · silu(gate) [..., N] with
+// value = x[..., :N] and gate = x[..., N:]. silu(gate) is rounded to x's dtype before the
+// product, as the reference's separate ops in that dtype give.
+Tensor swiglu(const Tensor& x);
 
 // ---- elementwise with broadcasting (NumPy rules) ---------------------------------------
 // add, sub, mul, modulate and gated_add broadcast all their inputs together (the output
@@ -46,6 +50,9 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, float factor);
+// cos(x), sin(x) elementwise (float32 math, x's dtype).
+Tensor cos(const Tensor& x);
+Tensor sin(const Tensor& x);
 // x * (1 + scale) + shift, scale and shift broadcast against x. out_dtype (default: the
 // promoted dtype) rounds the float32 result once, so a cast after the op is fused in.
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
@@ -77,8 +84,10 @@ AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& ga
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 
 // ---- attention -----------------------------------------------------------------------
-// q [B, Sq, H, D], k [B, Sk, H, D], v [B, Sk, H, Dv] -> [B, Sq, H, Dv].
-// softmax(q·kᵀ · scale + mask) · v with a numerically stable blocked softmax.
+// q [B, Sq, H, D], k [B, Sk, Hkv, D], v [B, Sk, Hkv, Dv] -> [B, Sq, H, Dv], Hkv dividing H:
+// query head h attends with key/value head h / (H / Hkv) (grouped-query attention; the
+// repeat of K and V is never made). softmax(q·kᵀ · scale + mask) · v with a numerically
+// stable blocked softmax.
 // mask (optional) broadcasts to [B, H, Sq, Sk]: Bool (true = attend) or float (added).
 // scale <= 0 means 1/sqrt(D). q, k, v share a dtype; a query row whose keys are all
 // masked out yields zeros (as PyTorch's SDPA math path does since 2.5). `op` is the name a
@@ -91,8 +100,11 @@ enum class RopeStyle {
   Interleaved,  // pairs (x[2i], x[2i+1]); cos/sin hold each angle twice in a row
   SplitHalf,    // pairs (x[i], x[i + D/2]); cos/sin = cat(f, f)
 };
-// x [B, S, H, D] with D even, cos/sin [S, D] (float32 usually; any float dtype):
-// out = x·cos + rotate(x)·sin, in float32, returned in x's dtype.
+// x [B, S, H, D] with D even, cos/sin [S, R] with R even, R <= D (float32 usually; any
+// float dtype): the first R dims of each head are rotated, out = x·cos + rotate(x)·sin in
+// float32, pairs formed within those R dims by the style (SplitHalf: (x[i], x[i + R/2]));
+// dims R… pass through (partial RoPE, as Stable Audio rotates half of each head). Returned
+// in x's dtype.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style);
 
 // Self-attention inputs from a fused q|k|v projection: qkv [B, S, 3D] -> q, k, v

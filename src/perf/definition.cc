@@ -41,6 +41,9 @@ void read_run(BenchmarkDefinition& def, ConfigReader& top) {
                 ": dtype must be float32, bfloat16 or float16");
   def.fuse = run.get_string("fuse", "auto");
   FASTDIT_CHECK(def.fuse == "auto" || def.fuse == "on" || def.fuse == "off", run.source(), ": fuse must be auto, on or off");
+  def.cuda_graph = run.get_bool("cuda_graph", false);
+  FASTDIT_CHECK(!def.cuda_graph || Device::parse(def.device).is_cuda(), run.source(),
+                ": cuda_graph needs a cuda device");
   run.finish();
 }
 
@@ -127,6 +130,7 @@ ForwardBenchSpec BenchmarkDefinition::forward_bench_spec(bool with_components) c
   spec.iterations = iterations;
   spec.seed = seed;
   spec.components = components || with_components;
+  spec.cuda_graph = cuda_graph;
   return spec;
 }
 

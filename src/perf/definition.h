@@ -38,6 +38,7 @@ struct BenchmarkDefinition {
   std::filesystem::path model_config;  // resolved against the definition's folder
   uint64_t seed = 0;
   std::string device, dtype, fuse;
+  bool cuda_graph = false;  // run.cuda_graph: forwards replayed from a captured CUDA graph
   VideoShape video;
   int steps = 1, warmups = 2, iterations = 5;
   bool components = false;

@@ -22,7 +22,7 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
 nlohmann::json make_recipe(const BenchmarkDefinition& def, const ForwardBenchSpec& spec) {
   const VideoShape& v = spec.video;
   const char* attention = std::getenv("FASTDIT_ATTENTION_BACKEND");
-  return {{"model_id", def.model_id},
+  nlohmann::json recipe = {{"model_id", def.model_id},
           {"model_config", read_json_file(def.model_config)},
           {"weights", "random"},
           {"seed", spec.seed},
@@ -33,6 +33,8 @@ nlohmann::json make_recipe(const BenchmarkDefinition& def, const ForwardBenchSpe
                      {"text_len", v.text_len}, {"vae_stride", v.vae_stride}}},
           {"steps", spec.steps},
           {"attention_backend", attention && *attention ? attention : "auto"}};
+  if (spec.cuda_graph) recipe["cuda_graph"] = true;  // absent when eager, as recipes before it were
+  return recipe;
 }
 
 nlohmann::ordered_json nullable(const std::optional<double>& value) {

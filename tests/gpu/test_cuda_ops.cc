@@ -414,6 +414,21 @@ TEST(CudaElementwise, Activations) {
       expect_kernels_agree(label("silu", dtype, shape), cpu::silu, cuda::silu, shape, dtype, x);
       expect_kernels_agree(label("scale", dtype, shape), cpu::scale, cuda::scale, shape, dtype, x,
                            -0.37f);
+      expect_kernels_agree(label("cos", dtype, shape), cpu::cos, cuda::cos, shape, dtype, x);
+      expect_kernels_agree(label("sin", dtype, shape), cpu::sin, cuda::sin, shape, dtype, x);
+    }
+  }
+}
+
+// value · silu(gate) over the halves of the last dim, silu rounded to the dtype first.
+TEST(CudaElementwise, SwiGLU) {
+  uint64_t seed = 520;
+  for (DType dtype : kFloatTypes) {
+    for (const Shape& shape : {Shape{1, 2}, Shape{3, 7, 38}, Shape{2, 1025, 2 * 6144}}) {
+      const Tensor x = random_in(dtype, shape, seed++, -6.0f, 6.0f);
+      Shape out = shape;
+      out.back() /= 2;
+      expect_kernels_agree(label("swiglu", dtype, shape), cpu::swiglu, cuda::swiglu, out, dtype, x);
     }
   }
 }
@@ -543,13 +558,16 @@ TEST(CudaSoftmax, AnyDim) {
 TEST(CudaRope, BothStyles) {
   uint64_t seed = 900;
   for (DType dtype : kFloatTypes) {
-    for (const Shape& shape : {Shape{2, 37, 3, 64}, Shape{1, 5, 2, 10}}) {
+    // Full tables, and partial ones (Stable Audio rotates half of each head).
+    for (const auto& [shape, rotary] : {std::pair{Shape{2, 37, 3, 64}, int64_t{64}}, std::pair{Shape{1, 5, 2, 10}, int64_t{10}},
+                                        std::pair{Shape{2, 1025, 24, 64}, int64_t{32}},
+                                        std::pair{Shape{1, 7, 3, 10}, int64_t{4}}}) {
       const Tensor x = random_in(dtype, shape, seed++);
-      const Tensor cos = random_in(DType::Float32, {shape[1], shape[3]}, seed++);
-      const Tensor sin = random_in(DType::Float32, {shape[1], shape[3]}, seed++);
+      const Tensor cos = random_in(DType::Float32, {shape[1], rotary}, seed++);
+      const Tensor sin = random_in(DType::Float32, {shape[1], rotary}, seed++);
       for (ops::RopeStyle style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
-        expect_kernels_agree(label("rope", dtype, shape), cpu::rope, cuda::rope, shape, dtype, x,
-                             cos, sin, style);
+        expect_kernels_agree(label(rotary < shape[3] ? "rope partial" : "rope", dtype, shape), cpu::rope, cuda::rope, shape,
+                             dtype, x, cos, sin, style);
       }
     }
   }
@@ -621,11 +639,13 @@ TEST(CudaEmbeddings, TimestepEmbedding) {
 
 struct AttentionShape {
   int64_t batch, heads, q_len, kv_len, head_dim, value_dim;
+  int64_t kv_heads = 0;  // grouped K/V heads; 0 = as many as query heads
+  int64_t kv() const { return kv_heads > 0 ? kv_heads : heads; }
 };
 
 std::string describe(const AttentionShape& s) {
-  return detail::concat("B", s.batch, " H", s.heads, " Sq", s.q_len, " Sk", s.kv_len, " D",
-                        s.head_dim, " Dv", s.value_dim);
+  return detail::concat("B", s.batch, " H", s.heads, s.kv_heads > 0 ? " Hkv" + std::to_string(s.kv_heads) : "",
+                        " Sq", s.q_len, " Sk", s.kv_len, " D", s.head_dim, " Dv", s.value_dim);
 }
 
 // Queries in [-4, 4] make the softmax peaked, so a wrong key or a wrong scale shows. The
@@ -633,8 +653,8 @@ std::string describe(const AttentionShape& s) {
 void check_attention(cuda::AttentionBackend backend, DType dtype, const AttentionShape& s,
                      uint64_t seed, const Tensor& mask = {}, float scale_factor = 1.0f) {
   const Tensor q = random_in(dtype, {s.batch, s.q_len, s.heads, s.head_dim}, seed, -4.0f, 4.0f);
-  const Tensor k = random_in(dtype, {s.batch, s.kv_len, s.heads, s.head_dim}, seed + 1);
-  const Tensor v = random_in(dtype, {s.batch, s.kv_len, s.heads, s.value_dim}, seed + 2);
+  const Tensor k = random_in(dtype, {s.batch, s.kv_len, s.kv(), s.head_dim}, seed + 1);
+  const Tensor v = random_in(dtype, {s.batch, s.kv_len, s.kv(), s.value_dim}, seed + 2);
   const float scale = scale_factor / std::sqrt(static_cast<float>(s.head_dim));
   const Shape out_shape{s.batch, s.q_len, s.heads, s.value_dim};
   Tensor cpu_out = Tensor::empty(out_shape, dtype), gpu_out = poisoned(out_shape, dtype);
@@ -745,6 +765,45 @@ TEST(CudaAttention, ReferenceMatchesCpu) {
     for (const auto& s : attention_shapes())
       check_attention(cuda::AttentionBackend::Reference, dtype, s, seed += 3);
     check_attention(cuda::AttentionBackend::Reference, dtype, {1, 2, 9, 300, 20, 36}, seed += 3);
+  }
+}
+
+// Grouped K/V heads (query head h reads K/V head h / (H / Hkv)): Stable Audio's
+// cross-attention (24 heads over 12, 1025 queries, 130 keys), factors 4 and 8, tile edges.
+const AttentionShape kGroupedShapes[] = {{2, 24, 1025, 130, 64, 64, 12}, {1, 8, 37, 100, 64, 64, 2},
+                                         {2, 4, 70, 65, 8, 8, 1},        {1, 8, 129, 200, 128, 128, 4}};
+
+TEST(CudaAttention, GroupedKeyValueHeadsFlashAndReference) {
+  uint64_t seed = 4500;
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    for (const auto& s : kGroupedShapes) {
+      check_attention(cuda::AttentionBackend::Flash, dtype, s, seed += 3);
+      check_attention(cuda::AttentionBackend::Reference, dtype, s, seed += 3);
+    }
+  }
+  check_attention(cuda::AttentionBackend::Reference, DType::Float32, kGroupedShapes[1], seed += 3);
+  Tensor keys = Tensor::empty({2, 1, 1, 130}, DType::Bool);  // a key mask with grouped heads
+  for (int64_t j = 0; j < 260; ++j) keys.data<bool>()[j] = j % 5 != 2;
+  check_attention(cuda::AttentionBackend::Reference, DType::BFloat16, kGroupedShapes[0], seed += 3, keys);
+}
+
+// cuDNN either runs grouped heads (and then matches the CPU) or refuses them, and then the
+// selection falls to the flash kernel, never to a wrong answer.
+TEST(CudaAttention, GroupedKeyValueHeadsCudnnOrFlash) {
+  uint64_t seed = 4600;
+  for (const auto& s : kGroupedShapes) {
+    const Tensor q = Tensor::empty({s.batch, s.q_len, s.heads, s.head_dim}, DType::BFloat16, kGpu);
+    const Tensor k = Tensor::empty({s.batch, s.kv_len, s.kv(), s.head_dim}, DType::BFloat16, kGpu);
+    const Tensor v = Tensor::empty({s.batch, s.kv_len, s.kv(), s.value_dim}, DType::BFloat16, kGpu);
+    const std::string why = cuda::cudnn_sdpa_refusal(q, k, v, {});
+    const cuda::AttentionBackend chosen = cuda::select_attention_backend(q, k, v, {});
+    std::printf("grouped %s: cuDNN %s, chosen %s\n", describe(s).c_str(), why.empty() ? "serves" : why.c_str(),
+                cuda::attention_backend_name(chosen));
+    if (why.empty()) {
+      check_attention(cuda::AttentionBackend::Cudnn, DType::BFloat16, s, seed += 3);
+    } else {
+      EXPECT_EQ(chosen, cuda::AttentionBackend::Flash) << describe(s);
+    }
   }
 }
 

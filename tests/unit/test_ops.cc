@@ -246,6 +246,34 @@ TEST(OpsActivation, LowPrecisionIsFloat32Rounded) {
   }
 }
 
+TEST(OpsActivation, CosSin) {
+  const Tensor x = random_tensor({4, 37}, 54, -20.0f, 20.0f);
+  expect_close(ops::cos(x), map(x, [](double v) { return std::cos(v); }), 1e-6);
+  expect_close(ops::sin(x), map(x, [](double v) { return std::sin(v); }), 1e-6);
+  const Tensor b = x.to(DType::BFloat16);
+  expect_rounded_from_float32(ops::cos(b), ops::cos(b.to(DType::Float32)));
+}
+
+// value · silu(gate) over the halves of the last dim; in low precision silu(gate) is rounded
+// to the dtype before the product, as diffusers' SwiGLU in that dtype computes it.
+TEST(OpsActivation, SwiGLU) {
+  const Tensor x = random_tensor({3, 5, 2 * 19}, 55, -6.0f, 6.0f);
+  const auto xs = to_doubles(x);
+  std::vector<double> expected;
+  for (int64_t row = 0; row < 15; ++row)
+    for (int64_t i = 0; i < 19; ++i) expected.push_back(xs[row * 38 + i] * silu(xs[row * 38 + 19 + i]));
+  const Tensor y = ops::swiglu(x);
+  EXPECT_EQ(y.shape(), (Shape{3, 5, 19}));
+  expect_close(y, expected, 1e-6);
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    const Tensor low = x.to(dtype);
+    const Tensor value = low.narrow(-1, 0, 19), gate = low.narrow(-1, 19, 19);
+    const Tensor two_ops = ops::mul(value, ops::silu(gate));
+    EXPECT_EQ(testing::max_abs_diff(ops::swiglu(low), two_ops), 0.0) << dtype_name(dtype);
+  }
+  expect_error([&] { ops::swiglu(random_tensor({2, 7}, 1)); }, "swiglu: x [2, 7] must have an even last dim");
+}
+
 TEST(OpsActivation, NonContiguousAndScalar) {
   const Tensor x = random_tensor({5, 3}, 53).transpose(0, 1);
   expect_close(ops::silu(x), map(x.contiguous(), silu), 1e-6);

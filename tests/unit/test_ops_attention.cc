@@ -6,6 +6,7 @@
 #include <complex>
 #include <functional>
 #include <string>
+#include <tuple>
 
 #include "ops/ops.h"
 #include "support/op_reference.h"
@@ -23,12 +24,12 @@ using testing::to_doubles;
 
 // ---- attention ---------------------------------------------------------------------
 
-// softmax(q·kᵀ·scale + mask)·v per (b, h, i) in double; a row with every key masked
-// out is zero.
+// softmax(q·kᵀ·scale + mask)·v per (b, h, i) in double, query head h with K/V head
+// h / (H / Hkv); a row with every key masked out is zero.
 std::vector<double> attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                                         const Tensor& mask, double scale) {
   const int64_t batch = q.size(0), sq = q.size(1), heads = q.size(2), d = q.size(3);
-  const int64_t sk = k.size(1), dv = v.size(3);
+  const int64_t sk = k.size(1), dv = v.size(3), kv_heads = k.size(2), group = heads / kv_heads;
   const auto qs = to_doubles(q), ks = to_doubles(k), vs = to_doubles(v);
   const auto ms = mask.defined() ? to_doubles(mask) : std::vector<double>();
   const bool boolean = mask.defined() && mask.dtype() == DType::Bool;
@@ -41,7 +42,7 @@ std::vector<double> attention_reference(const Tensor& q, const Tensor& k, const 
         for (int64_t j = 0; j < sk; ++j) {
           double s = 0;
           for (int64_t c = 0; c < d; ++c) {
-            s += qs[((b * sq + i) * heads + h) * d + c] * ks[((b * sk + j) * heads + h) * d + c];
+            s += qs[((b * sq + i) * heads + h) * d + c] * ks[((b * sk + j) * kv_heads + h / group) * d + c];
           }
           s *= scale;
           if (mask.defined()) {
@@ -56,7 +57,7 @@ std::vector<double> attention_reference(const Tensor& q, const Tensor& k, const 
         for (double& s : scores) sum += (s = std::exp(s - max));
         double* o = out.data() + ((b * sq + i) * heads + h) * dv;
         for (int64_t j = 0; j < sk; ++j) {
-          for (int64_t c = 0; c < dv; ++c) o[c] += scores[j] / sum * vs[((b * sk + j) * heads + h) * dv + c];
+          for (int64_t c = 0; c < dv; ++c) o[c] += scores[j] / sum * vs[((b * sk + j) * kv_heads + h / group) * dv + c];
         }
       }
     }
@@ -109,6 +110,20 @@ Tensor bool_tensor(const Shape& shape, const std::function<bool(int64_t)>& value
   auto* p = static_cast<uint8_t*>(t.data_ptr());
   for (size_t i = 0; i < bits.size(); ++i) p[i] = bits[i];
   return t;
+}
+
+// Grouped K/V heads: query head h reads K/V head h / (H / Hkv), with and without a key mask.
+TEST(OpsAttention, GroupedKeyValueHeads) {
+  uint64_t seed = 260;
+  for (const auto& [heads, kv_heads, q_len, kv_len] : {std::tuple{4, 2, 17, 5}, std::tuple{8, 2, 3, 70},
+                                                     std::tuple{6, 1, 9, 9}, std::tuple{24, 12, 33, 130}}) {
+    const Tensor q = random_tensor({2, q_len, heads, 16}, seed++, -2.0f, 2.0f);
+    const Tensor k = random_tensor({2, kv_len, kv_heads, 16}, seed++, -2.0f, 2.0f);
+    const Tensor v = random_tensor({2, kv_len, kv_heads, 12}, seed++);
+    expect_close(ops::attention(q, k, v), attention_reference(q, k, v, {}, 0.25), 1e-5);
+    const Tensor mask = bool_tensor({2, 1, 1, kv_len}, [](int64_t i) { return i % 3 != 1; });
+    expect_close(ops::attention(q, k, v, mask), attention_reference(q, k, v, mask, 0.25), 1e-5);
+  }
 }
 
 TEST(OpsAttention, BoolMasksBroadcast) {
@@ -176,7 +191,10 @@ TEST(OpsAttention, RejectsBadArguments) {
                "attention: q and k head dims differ: q [1, 4, 2, 8], k [1, 6, 2, 9]");
   expect_error([&] { ops::attention(q, k, random_tensor({1, 5, 2, 8}, 4)); },
                "attention: k and v sequence lengths differ");
-  expect_error([&] { ops::attention(q, random_tensor({1, 6, 3, 8}, 4), v); }, "attention: head counts differ");
+  expect_error([&] { ops::attention(q, random_tensor({1, 6, 3, 8}, 4), v); },
+               "attention: k and v need one head count that divides q's");
+  expect_error([&] { ops::attention(q, random_tensor({1, 6, 1, 8}, 4), v); },
+               "attention: k and v need one head count that divides q's");
   expect_error([&] { ops::attention(q, random_tensor({2, 6, 2, 8}, 4), v); }, "attention: batch sizes differ");
   expect_error([&] { ops::attention(q, k, v.to(DType::BFloat16)); }, "attention: q, k and v must share a dtype");
   expect_error([&] { ops::attention(q, k, v, random_tensor({4, 5}, 4)); },
@@ -188,26 +206,52 @@ TEST(OpsAttention, RejectsBadArguments) {
 
 // ---- rope --------------------------------------------------------------------------
 
-// out = x·cos + rotate(x)·sin with rotate written out from its definition.
+// out = x·cos + rotate(x)·sin over the table's first R dims, with rotate written out from
+// its definition (split halves pair i with i + R/2); dims R… are x itself.
 std::vector<double> rope_reference(const Tensor& x, const Tensor& cos, const Tensor& sin,
                                    ops::RopeStyle style) {
   const auto xs = to_doubles(x), cs = to_doubles(cos), ss = to_doubles(sin);
-  const int64_t seq = x.size(1), heads = x.size(2), d = x.size(3), rows = x.numel() / d;
+  const int64_t seq = x.size(1), heads = x.size(2), d = x.size(3), rows = x.numel() / d, r_dim = cos.size(1);
   std::vector<double> out(xs.size());
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t s = r / heads % seq;
     const double* xr = xs.data() + r * d;
     for (int64_t i = 0; i < d; ++i) {
+      if (i >= r_dim) {
+        out[r * d + i] = xr[i];
+        continue;
+      }
       double rotated;
       if (style == ops::RopeStyle::Interleaved) {
         rotated = i % 2 == 0 ? -xr[i + 1] : xr[i - 1];
       } else {
-        rotated = i < d / 2 ? -xr[i + d / 2] : xr[i - d / 2];
+        rotated = i < r_dim / 2 ? -xr[i + r_dim / 2] : xr[i - r_dim / 2];
       }
-      out[r * d + i] = xr[i] * cs[s * d + i] + rotated * ss[s * d + i];
+      out[r * d + i] = xr[i] * cs[s * r_dim + i] + rotated * ss[s * r_dim + i];
     }
   }
   return out;
+}
+
+// Stable Audio's partial rotation: the table covers part of each head (half of 64, 2 of 6,
+// all of 8), the rest passes through untouched.
+TEST(OpsRope, PartialTablesRotateTheLeadingDimsOnly) {
+  uint64_t seed = 340;
+  for (const auto& [shape, rotary] : {std::pair{Shape{2, 11, 3, 64}, int64_t{32}}, std::pair{Shape{1, 5, 2, 6}, int64_t{2}},
+                                      std::pair{Shape{1, 4, 1, 8}, int64_t{8}}}) {
+    const Tensor x = random_tensor(shape, seed++);
+    const Tensor cos = random_tensor({shape[1], rotary}, seed++), sin = random_tensor({shape[1], rotary}, seed++);
+    for (auto style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
+      const Tensor y = ops::rope(x, cos, sin, style);
+      expect_close(y, rope_reference(x, cos, sin, style), 1e-6);
+      expect_close(y.narrow(3, rotary, shape[3] - rotary), to_doubles(x.narrow(3, rotary, shape[3] - rotary)), 0.0);
+    }
+  }
+  const Tensor x = random_tensor({1, 3, 1, 8}, 350);
+  expect_error([&] { ops::rope(x, random_tensor({3, 3}, 1), random_tensor({3, 3}, 2), ops::RopeStyle::SplitHalf); },
+               "R even, at most D = 8");
+  expect_error([&] { ops::rope(x, random_tensor({3, 10}, 1), random_tensor({3, 10}, 2), ops::RopeStyle::SplitHalf); },
+               "R even, at most D = 8");
 }
 
 TEST(OpsRope, ArbitraryTablesBothStyles) {
@@ -268,7 +312,7 @@ TEST(OpsRope, LowPrecisionAndErrors) {
                                ops::RopeStyle::SplitHalf); },
                "rope: head dim of x [1, 9, 1, 5] must be even");
   expect_error([&] { ops::rope(x, random_tensor({8, 40}, 2), sin, ops::RopeStyle::Interleaved); },
-               "rope: cos [8, 40] and sin [9, 40] must be [S, D] = [9, 40]");
+               "rope: cos [8, 40] and sin [9, 40] must both be [S, R] with S = 9");
   expect_error([&] { ops::rope(x.reshape({18, 3, 40}), cos, sin, ops::RopeStyle::Interleaved); },
                "rope: x [18, 3, 40] must have rank 4");
 }

@@ -3,7 +3,8 @@
 // running max, a running sum of exp(score - max) and an unnormalised output row, so
 // the [Sq, Sk] score matrix never exists. A key block (kKeyBlock × D floats) stays
 // in cache while every query row of the block uses it. Rows whose keys are all
-// masked out produce zeros.
+// masked out produce zeros. With grouped K/V heads, query head h reads kv head h / (H / Hkv)
+// in place.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -49,7 +50,8 @@ class AdditiveMask {
 };
 
 struct AttentionShape {
-  int64_t batch, heads, q_len, kv_len, head_dim, value_dim;
+  int64_t batch, heads, kv_heads, q_len, kv_len, head_dim, value_dim;
+  int64_t kv_head(int64_t h) const { return h / (heads / kv_heads); }
 };
 
 float dot(const float* a, const float* b, int64_t n) {
@@ -85,20 +87,20 @@ void attend_query_block(const float* q, const float* k, const float* v, const Ad
                         float scale, const AttentionShape& s, int64_t b, int64_t h, int64_t i0,
                         float* out) {
   const int64_t rows = std::min(kQueryBlock, s.q_len - i0);
-  const int64_t qk_row_stride = s.heads * s.head_dim, v_row_stride = s.heads * s.value_dim;
+  const int64_t k_row_stride = s.kv_heads * s.head_dim, v_row_stride = s.kv_heads * s.value_dim;
   std::vector<float> acc(rows * s.value_dim, 0.0f);
   std::vector<RunningRow> running(rows);
   for (int64_t r = 0; r < rows; ++r) running[r].acc = acc.data() + r * s.value_dim;
   std::array<float, kKeyBlock> scores;
   for (int64_t j0 = 0; j0 < s.kv_len; j0 += kKeyBlock) {
     const int64_t n = std::min(kKeyBlock, s.kv_len - j0);
-    const float* k_block = k + ((b * s.kv_len + j0) * s.heads + h) * s.head_dim;
-    const float* v_block = v + ((b * s.kv_len + j0) * s.heads + h) * s.value_dim;
+    const float* k_block = k + ((b * s.kv_len + j0) * s.kv_heads + s.kv_head(h)) * s.head_dim;
+    const float* v_block = v + ((b * s.kv_len + j0) * s.kv_heads + s.kv_head(h)) * s.value_dim;
     for (int64_t r = 0; r < rows; ++r) {
       const float* qi = q + ((b * s.q_len + i0 + r) * s.heads + h) * s.head_dim;
       const float* mask_row = mask.row(b, h, i0 + r);
       for (int64_t j = 0; j < n; ++j) {
-        scores[j] = dot(qi, k_block + j * qk_row_stride, s.head_dim) * scale;
+        scores[j] = dot(qi, k_block + j * k_row_stride, s.head_dim) * scale;
         if (mask_row) scores[j] += mask_row[(j0 + j) * mask.key_stride()];
       }
       running[r].fold(scores.data(), n, v_block, v_row_stride, s.value_dim);
@@ -115,7 +117,7 @@ void attend_query_block(const float* q, const float* k, const float* v, const Ad
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, float scale,
                Tensor& out) {
-  const AttentionShape s{q.size(0), q.size(2), q.size(1), k.size(1), q.size(3), v.size(3)};
+  const AttentionShape s{q.size(0), q.size(2), k.size(2), q.size(1), k.size(1), q.size(3), v.size(3)};
   const AdditiveMask additive_mask(mask, {s.batch, s.heads, s.q_len, s.kv_len});
   const Tensor q32 = as_float32(q), k32 = as_float32(k), v32 = as_float32(v);
   Float32Output y(out);

@@ -9,6 +9,7 @@
 #include "backends/cpu/broadcast.h"
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cpu/float32_io.h"
+#include "core/half.h"
 
 namespace fastdit::cpu {
 namespace {
@@ -80,6 +81,28 @@ void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out) {
 
 void silu(const Tensor& x, Tensor& out) {
   unary(x, out, [](float v) { return v / (1.0f + std::exp(-v)); });
+}
+
+void swiglu(const Tensor& x, Tensor& out) {
+  const int64_t n = out.size(-1);
+  const DType dtype = out.dtype();
+  // silu(gate) is rounded to out's dtype before the product, as a reference running the
+  // two ops in that dtype rounds it.
+  const auto rounded = [dtype](float v) {
+    if (dtype == DType::BFloat16) return bf16_bits_to_float(float_to_bf16_bits(v));
+    if (dtype == DType::Float16) return f16_bits_to_float(float_to_f16_bits(v));
+    return v;
+  };
+  const Tensor value = x.narrow(-1, 0, n), gate = x.narrow(-1, n, n);
+  binary(value, gate, out, [&](float v, float g) { return v * rounded(g / (1.0f + std::exp(-g))); });
+}
+
+void cos(const Tensor& x, Tensor& out) {
+  unary(x, out, [](float v) { return std::cos(v); });
+}
+
+void sin(const Tensor& x, Tensor& out) {
+  unary(x, out, [](float v) { return std::sin(v); });
 }
 
 void scale(const Tensor& x, float factor, Tensor& out) {

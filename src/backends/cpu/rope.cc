@@ -5,31 +5,33 @@
 
 namespace fastdit::cpu {
 
-// Both styles rotate D/2 pairs (x[a], x[a + partner]) by the same rule
+// Both styles rotate R/2 pairs (x[a], x[a + partner]) of the first R = cos.size(1) dims by
+// the same rule
 //   out[a] = x[a]·cos[a] − x[a + partner]·sin[a]
 //   out[a + partner] = x[a + partner]·cos[a + partner] + x[a]·sin[a + partner];
-// they differ only in where pair p starts and how far its partner is.
+// they differ only in where pair p starts and how far its partner is. Dims R… are copied.
 void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle style, Tensor& out) {
-  const int64_t batch = x.size(0), seq = x.size(1), heads = x.size(2), d = x.size(3);
+  const int64_t batch = x.size(0), seq = x.size(1), heads = x.size(2), d = x.size(3), r = cos.size(1);
   const bool interleaved = style == ops::RopeStyle::Interleaved;
   const int64_t pair_start_step = interleaved ? 2 : 1;
-  const int64_t partner = interleaved ? 1 : d / 2;
+  const int64_t partner = interleaved ? 1 : r / 2;
   const Tensor x32 = as_float32(x), cos32 = as_float32(cos), sin32 = as_float32(sin);
   Float32Output y(out);
 #pragma omp parallel for collapse(2) if (x.numel() > (1 << 14))
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t s = 0; s < seq; ++s) {
-      const float* c = cos32.data<float>() + s * d;
-      const float* sn = sin32.data<float>() + s * d;
+      const float* c = cos32.data<float>() + s * r;
+      const float* sn = sin32.data<float>() + s * r;
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t offset = ((b * seq + s) * heads + h) * d;
         const float* xr = x32.data<float>() + offset;
         float* yr = y.data() + offset;
-        for (int64_t p = 0; p < d / 2; ++p) {
+        for (int64_t p = 0; p < r / 2; ++p) {
           const int64_t a = p * pair_start_step, a2 = a + partner;
           yr[a] = xr[a] * c[a] - xr[a2] * sn[a];
           yr[a2] = xr[a2] * c[a2] + xr[a] * sn[a2];
         }
+        std::memcpy(yr + r, xr + r, static_cast<size_t>(d - r) * sizeof(float));
       }
     }
   }

@@ -9,7 +9,7 @@
 // Graph → heuristics (mode A, then FALLBACK) → the first engine config whose execution
 // plan finalises. Building a plan costs up to a second the first time a head dim is seen
 // in a process (cuDNN compiles kernels), so plans are built once per (device, dtype,
-// B, H, Sq, Sk, D, Dv) and cached, refusals included.
+// B, H, Sq, Sk, D, Dv) and cached (grouped K/V heads Hkv in the key too), refusals included.
 #include <cudnn.h>
 
 #include <map>
@@ -87,7 +87,7 @@ constexpr cudnnBackendAttributeName_t kPlanHandle = CUDNN_ATTR_EXECUTION_PLAN_HA
 struct PlanKey {
   int device;
   DType dtype;
-  int64_t batch, heads, q_len, kv_len, head_dim, value_dim;
+  int64_t batch, heads, kv_heads, q_len, kv_len, head_dim, value_dim;
   auto operator<=>(const PlanKey&) const = default;
 };
 
@@ -142,9 +142,10 @@ Descriptor& scale_tensor(Descriptors& all) {
 Descriptor& sdpa_graph(Descriptors& all, const PlanKey& key, cudnnHandle_t handle) {
   const cudnnDataType_t type = key.dtype == DType::BFloat16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
   Descriptor& q = sequence_tensor(all, kUidQ, type, key.batch, key.heads, key.q_len, key.head_dim);
-  Descriptor& k = sequence_tensor(all, kUidK, type, key.batch, key.heads, key.kv_len, key.head_dim);
+  // Grouped K/V heads are described as they are; cuDNN maps query heads onto them.
+  Descriptor& k = sequence_tensor(all, kUidK, type, key.batch, key.kv_heads, key.kv_len, key.head_dim);
   Descriptor& v =
-      sequence_tensor(all, kUidV, type, key.batch, key.heads, key.kv_len, key.value_dim);
+      sequence_tensor(all, kUidV, type, key.batch, key.kv_heads, key.kv_len, key.value_dim);
   Descriptor& o = sequence_tensor(all, kUidO, type, key.batch, key.heads, key.q_len, key.value_dim);
   Descriptor& scale = scale_tensor(all);
   Descriptor& sdpa = make_descriptor(all, CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR);
@@ -218,7 +219,7 @@ class SdpaRunner {
   // The plan for these tensors, built on first sight; null with `refusal` set when
   // cuDNN cannot run them.
   const Plan* plan_for(const Tensor& q, const Tensor& k, const Tensor& v, std::string* refusal) {
-    const PlanKey key{q.device().index, q.dtype(), q.size(0), q.size(2),
+    const PlanKey key{q.device().index, q.dtype(), q.size(0), q.size(2), k.size(2),
                       q.size(1),        k.size(1), q.size(3), v.size(3)};
     std::lock_guard lock(mutex_);
     auto found = plans_.find(key);

@@ -2,7 +2,8 @@
 // mma.sync m16n8k16 tensor-core instructions with float32 accumulation: the generic kernel,
 // for every call the Hopper kernel (attention_flash_sm90.cu) does not take.
 //
-// Grid (ceil(Sq / kQueryRows), H, B). A CTA of 4 warps owns a Q tile; each warp owns
+// Grid (ceil(Sq / kQueryRows), H, B). With grouped K/V heads (Hkv dividing H) the CTA of
+// query head h streams K/V head h / (H / Hkv). A CTA of 4 warps owns a Q tile; each warp owns
 // kRowBlocks 16-row blocks of it, so softmax statistics never cross warps. Head dims are
 // padded to kHeadDim ∈ {64, 128, 256}; the padding is zero-filled and its MMA steps
 // skipped. Tile shapes (the Tile table below):
@@ -53,7 +54,7 @@ struct FlashParams {
   const void* v;
   void* out;
   int64_t q_len, kv_len;
-  int64_t heads;
+  int64_t heads, kv_heads;  // query head h reads K/V head h / (heads / kv_heads)
   int head_dim, value_dim;
   float scale_log2;  // softmax scale · log2(e)
 };
@@ -287,14 +288,16 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
 
   const int64_t b = blockIdx.z, h = blockIdx.y,
                 first_query = int64_t{blockIdx.x} * Tiles::kQueryRows;
-  const int64_t qk_row_stride = p.heads * p.head_dim, v_row_stride = p.heads * p.value_dim;
+  const int64_t kv_h = h / (p.heads / p.kv_heads);
+  const int64_t q_row_stride = p.heads * p.head_dim, k_row_stride = p.kv_heads * p.head_dim;
+  const int64_t v_row_stride = p.kv_heads * p.value_dim, out_row_stride = p.heads * p.value_dim;
   const T* q = static_cast<const T*>(p.q) + (b * p.q_len * p.heads + h) * p.head_dim;
-  const T* k = static_cast<const T*>(p.k) + (b * p.kv_len * p.heads + h) * p.head_dim;
-  const T* v = static_cast<const T*>(p.v) + (b * p.kv_len * p.heads + h) * p.value_dim;
+  const T* k = static_cast<const T*>(p.k) + (b * p.kv_len * p.kv_heads + kv_h) * p.head_dim;
+  const T* v = static_cast<const T*>(p.v) + (b * p.kv_len * p.kv_heads + kv_h) * p.value_dim;
 
-  load_tile<T, kHeadDim, Tiles::kQueryRows>(q_tile, q, qk_row_stride, first_query, p.q_len,
+  load_tile<T, kHeadDim, Tiles::kQueryRows>(q_tile, q, q_row_stride, first_query, p.q_len,
                                             p.head_dim);
-  load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, qk_row_stride, 0, p.kv_len, p.head_dim);
+  load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, k_row_stride, 0, p.kv_len, p.head_dim);
   cp_async_commit();
 
   WarpState<kHeadDim> w;
@@ -322,14 +325,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
     cp_async_wait_all();
     __syncthreads();  // V_j visible to all; every warp is done with K_j
     if (j + 1 < tiles) {
-      load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, qk_row_stride, first_key + Tiles::kKeys,
+      load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, k_row_stride, first_key + Tiles::kKeys,
                                            p.kv_len, p.head_dim);
     }
     cp_async_commit();
     accumulate_values<T, kHeadDim>(v_tile, p.value_dim, w);
   }
   T* out = static_cast<T*>(p.out) + (b * p.q_len * p.heads + h) * p.value_dim;
-  store_output<T, kHeadDim>(w, out, first_query, p.q_len, v_row_stride, p.value_dim);
+  store_output<T, kHeadDim>(w, out, first_query, p.q_len, out_row_stride, p.value_dim);
 }
 
 template <class T, int kHeadDim>
@@ -383,6 +386,7 @@ void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float sc
   p.q_len = q.size(1);
   p.kv_len = k.size(1);
   p.heads = q.size(2);
+  p.kv_heads = k.size(2);
   p.head_dim = static_cast<int>(q.size(3));
   p.value_dim = static_cast<int>(v.size(3));
   p.scale_log2 = scale * 1.4426950408889634f;

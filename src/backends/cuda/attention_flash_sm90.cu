@@ -575,8 +575,8 @@ bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor&
 #endif
   const int64_t d = q.size(3);
   const cudaDeviceProp& device = device_properties(q.device().index);
-  // sm_90a code runs on compute capability 9.0 alone.
-  return device.major == 9 && device.minor == 0 && (d == 64 || d == 128) &&
+  // sm_90a code runs on compute capability 9.0 alone; it has no grouped K/V heads.
+  return device.major == 9 && device.minor == 0 && (d == 64 || d == 128) && k.size(2) == q.size(2) &&
          v.size(3) == d && scale > 0.0f && std::isfinite(scale) && q.size(1) < kMaxSequence &&
          k.size(1) < kMaxSequence;
 }

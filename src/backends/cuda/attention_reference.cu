@@ -8,7 +8,8 @@
 //   → block max → running max, correction exp(old − new), p_j = exp(s_j − new)
 //   → block sum into the running sum → thread c updates output columns c, c + 128, …
 //     with Σ_j p_j · v[j][c] (neighbouring threads read neighbouring columns).
-// Rows whose keys are all masked out give zeros, as on the CPU. float32 math throughout,
+// Query head h reads K/V head h / (H / Hkv). Rows whose keys are all masked out give
+// zeros, as on the CPU. float32 math throughout,
 // expf (not the fast intrinsic), so float32 results match the CPU to about 1e-6.
 #include <cstdint>
 
@@ -41,7 +42,7 @@ struct ReferenceParams {
   const void* v;
   void* out;
   FloatCode code;
-  int64_t q_len, kv_len, heads, head_dim, value_dim;
+  int64_t q_len, kv_len, heads, kv_heads, head_dim, value_dim;
   float scale;
   MaskOperand mask;
 };
@@ -53,6 +54,7 @@ __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferencePara
   float* probabilities = acc + p.value_dim;  // [kChunk]
   __shared__ float scratch[32];
   const int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t kv_h = h / (p.heads / p.kv_heads);  // grouped K/V heads
   const int64_t q_row = ((b * p.q_len + i) * p.heads + h) * p.head_dim;
   for (int64_t c = threadIdx.x; c < p.head_dim; c += blockDim.x)
     query[c] = load_float(p.q, p.code, q_row + c);
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferencePara
     const int64_t j = first + threadIdx.x;
     float score = -INFINITY;
     if (j < p.kv_len) {
-      const int64_t k_row = ((b * p.kv_len + j) * p.heads + h) * p.head_dim;
+      const int64_t k_row = ((b * p.kv_len + j) * p.kv_heads + kv_h) * p.head_dim;
       float dot = 0.0f;
       for (int64_t c = 0; c < p.head_dim; ++c) dot += query[c] * load_float(p.k, p.code, k_row + c);
       score = dot * p.scale;
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferencePara
     for (int64_t c = threadIdx.x; c < p.value_dim; c += blockDim.x) {
       float sum = acc[c] * correction;
       for (int64_t jj = 0; jj < keys; ++jj) {
-        const int64_t v_row = ((b * p.kv_len + first + jj) * p.heads + h) * p.value_dim;
+        const int64_t v_row = ((b * p.kv_len + first + jj) * p.kv_heads + kv_h) * p.value_dim;
         sum += probabilities[jj] * load_float(p.v, p.code, v_row + c);
       }
       acc[c] = sum;
@@ -120,6 +122,7 @@ void reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, cons
                           q.size(1),
                           k.size(1),
                           q.size(2),
+                          k.size(2),
                           q.size(3),
                           v.size(3),
                           scale,

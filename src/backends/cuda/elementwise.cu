@@ -31,6 +31,23 @@ struct GeluTanh {
 struct Silu {
   __device__ float operator()(float v) const { return v / (1.0f + expf(-v)); }
 };
+// value · silu(gate), silu rounded to the output dtype first (as the reference's two
+// ops in that dtype round it).
+struct SwiGLU {
+  FloatCode code;
+  __device__ float operator()(float value, float gate) const {
+    const float activated = gate / (1.0f + expf(-gate));
+    if (code == FloatCode::BF16) return value * __bfloat162float(__float2bfloat16(activated));
+    if (code == FloatCode::F16) return value * __half2float(__float2half(activated));
+    return value * activated;
+  }
+};
+struct Cos {
+  __device__ float operator()(float v) const { return cosf(v); }
+};
+struct Sin {
+  __device__ float operator()(float v) const { return sinf(v); }
+};
 struct Scale {
   float factor;
   __device__ float operator()(float v) const { return v * factor; }
@@ -156,6 +173,16 @@ void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out) {
 }
 
 void silu(const Tensor& x, Tensor& out) { elementwise<1>(Silu{}, {&x}, out); }
+
+void swiglu(const Tensor& x, Tensor& out) {
+  const int64_t n = out.size(-1);
+  const Tensor value = x.narrow(-1, 0, n), gate = x.narrow(-1, n, n);
+  elementwise<2>(SwiGLU{float_code(out.dtype())}, {&value, &gate}, out);
+}
+
+void cos(const Tensor& x, Tensor& out) { elementwise<1>(Cos{}, {&x}, out); }
+
+void sin(const Tensor& x, Tensor& out) { elementwise<1>(Sin{}, {&x}, out); }
 
 void scale(const Tensor& x, float factor, Tensor& out) { elementwise<1>(Scale{factor}, {&x}, out); }
 

@@ -1,9 +1,11 @@
-// Rotary embedding on x [B, S, H, D] with float32 math: one thread per rotated pair
-// (grid-stride). Both styles rotate D/2 pairs (x[a], x[a + partner]) by
+// Rotary embedding on x [B, S, H, D] with float32 math: one thread per two elements
+// (grid-stride). The first R = cos.size(1) dims are rotated: both styles rotate R/2 pairs
+// (x[a], x[a + partner]) by
 //   out[a] = x[a]·cos[a] − x[a + partner]·sin[a]
 //   out[a + partner] = x[a + partner]·cos[a + partner] + x[a]·sin[a + partner]
-// and differ only in where pair p starts (2p or p) and how far its partner is (1 or D/2).
-// The cos/sin rows [S, D] are shared by every batch item and head, so they stay in cache.
+// and differ only in where pair p starts (2p or p) and how far its partner is (1 or R/2).
+// Threads past the R/2 pairs of a row copy two of its remaining D − R dims.
+// The cos/sin rows [S, R] are shared by every batch item and head, so they stay in cache.
 #include <cstdint>
 
 #include "backends/cuda/cuda_check.h"
@@ -18,7 +20,7 @@ struct RopeParams {
   const void* cos;
   const void* sin;
   FloatCode cos_code, sin_code;
-  int64_t seq, heads, head_dim;
+  int64_t seq, heads, head_dim, rotary_dim;
   int64_t pair_start_step, partner;
 };
 
@@ -27,9 +29,15 @@ __global__ void rope_pairs(const T* x, T* out, RopeParams p, int64_t pairs) {
   const int64_t half = p.head_dim / 2;
   for (int64_t i = global_thread_index(); i < pairs; i += global_thread_count()) {
     const int64_t row = i / half, pair = i % half;  // row = (b·S + s)·H + h
+    if (2 * pair >= p.rotary_dim) {
+      const int64_t column = 2 * pair;  // R + 2·(pair − R/2)
+      out[row * p.head_dim + column] = x[row * p.head_dim + column];
+      out[row * p.head_dim + column + 1] = x[row * p.head_dim + column + 1];
+      continue;
+    }
     const int64_t s = row / p.heads % p.seq;
     const int64_t a = pair * p.pair_start_step, a2 = a + p.partner;
-    const int64_t table = s * p.head_dim;
+    const int64_t table = s * p.rotary_dim;
     const float x1 = to_float(x[row * p.head_dim + a]), x2 = to_float(x[row * p.head_dim + a2]);
     const float cos1 = load_float(p.cos, p.cos_code, table + a);
     const float cos2 = load_float(p.cos, p.cos_code, table + a2);
@@ -62,8 +70,9 @@ void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle 
   p.seq = x.size(1);
   p.heads = x.size(2);
   p.head_dim = x.size(3);
+  p.rotary_dim = cos.size(1);
   p.pair_start_step = interleaved ? 2 : 1;
-  p.partner = interleaved ? 1 : x.size(3) / 2;
+  p.partner = interleaved ? 1 : p.rotary_dim / 2;
   DeviceGuard guard(x.device());
   const cudaStream_t stream = current_stream(x.device().index);
   switch (x.dtype()) {

@@ -20,28 +20,10 @@ const Tensor& param(const nn::Parameter* p) {
 // Parameter-free module that builds and emits the rotary table (diffusers `rope`).
 class WanRotaryPosEmbed : public nn::Module {
  public:
-  explicit WanRotaryPosEmbed(int64_t head_dim) : Module("WanRotaryPosEmbed") {
-    const int64_t hw = 2 * (head_dim / 6);
-    axis_dims_ = {head_dim - 2 * hw, hw, hw};
-  }
-  // The table depends only on the grid: built once per grid and device (a denoising
-  // loop asks for the same one every step) and kept, since a captured forward reads the
-  // table of its grid on every replay and must not find it freed. Under sequence
-  // parallelism it carries this rank's rows too.
+  explicit WanRotaryPosEmbed(int64_t head_dim)
+      : Module("WanRotaryPosEmbed"), tables_(axis_dims(head_dim), 10000.0, ops::RopeStyle::Interleaved) {}
   nn::RotaryTable forward(std::span<const int64_t> grid, Device device, const nn::SequenceParallel& parallel) const {
-    const Key key{Shape(grid.begin(), grid.end()), device.type, device.index};
-    auto found = cached_.find(key);
-    if (found == cached_.end()) {
-      nn::RotaryTable table = nn::rotary_grid_table(axis_dims_, grid, 10000.0, ops::RopeStyle::Interleaved);
-      table.cos = table.cos.to(device);
-      table.sin = table.sin.to(device);
-      if (parallel.world_size() > 1) {
-        table.shard_cos = parallel.shard_sequence(table.cos, 0);
-        table.shard_sin = parallel.shard_sequence(table.sin, 0);
-      }
-      found = cached_.emplace(key, std::move(table)).first;
-    }
-    const nn::RotaryTable& table = found->second;
+    const nn::RotaryTable& table = tables_.get(grid, device, parallel);
     if (has_forward_hooks()) {  // the reference returns [1, L, 1, dh]
       emit(table.cos.unsqueeze(0).unsqueeze(2), "out[0]");
       emit(table.sin.unsqueeze(0).unsqueeze(2), "out[1]");
@@ -50,9 +32,11 @@ class WanRotaryPosEmbed : public nn::Module {
   }
 
  private:
-  using Key = std::tuple<Shape, DeviceType, int>;
-  std::array<int64_t, 3> axis_dims_{};
-  mutable std::map<Key, nn::RotaryTable> cached_;
+  static std::vector<int64_t> axis_dims(int64_t head_dim) {
+    const int64_t hw = 2 * (head_dim / 6);
+    return {head_dim - 2 * hw, hw, hw};
+  }
+  nn::RotaryTableCache tables_;
 };
 }  // namespace
 
