@@ -8,12 +8,7 @@
 
 namespace fastdit::cli {
 
-DType RunOptions::parsed_dtype() const {
-  const DType d = parse_dtype(dtype);
-  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, "--dtype ", dtype,
-                ": models run in float32, bfloat16 or float16");
-  return d;
-}
+DType RunOptions::parsed_dtype() const { return parse_run_dtype(dtype, "--dtype"); }
 
 std::optional<bool> RunOptions::parsed_fuse() const {
   if (fuse == "auto") return std::nullopt;

@@ -133,6 +133,13 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
 
 }  // namespace
 
+DType parse_run_dtype(std::string_view name, std::string_view what) {
+  const DType d = parse_dtype(name);
+  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, what, " ", name,
+                ": models run in float32, bfloat16 or float16");
+  return d;
+}
+
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
   synchronize(options.device);  // device initialisation (a CUDA context) is not part of the load
   const auto start = std::chrono::steady_clock::now();
@@ -167,7 +174,9 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
     param->value = materialize(*param, records, checkpoint, options.device, parameter_dtype(*param, options),
                                together ? param->value : Tensor{});
     loaded.pieces.insert(loaded.pieces.end(), records.begin(), records.end());
-    if (options.progress && (++done % 64 == 0 || done == params.size()))
+    ++done;
+    if (options.on_weights) options.on_weights(done, params.size());
+    if (options.progress && (done % 64 == 0 || done == params.size()))
       std::cerr << "loading weights: " << done << "/" << params.size() << "\n";
   }
   if (options.progress) {
