@@ -126,6 +126,11 @@ class Model:
             _capi.lib.fastdit_model_free(self._handle)
             self._handle = None
 
+    def takes(self, name):
+        """Whether a forward takes keyword argument `name`: an input, an argument, or one of
+        the reference's that change nothing here (return_dict, attention_kwargs), dropped."""
+        return name in self.inputs or name in self.args or bool(_capi.lib.fastdit_ignored_argument(name.encode()))
+
     def __call__(self, **kwargs):
         """One forward. Arrays go to the tensor inputs, Python values to the arguments; None
         means absent (as the reference's None). Returns {head: array}."""
