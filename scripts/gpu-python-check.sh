@@ -28,9 +28,16 @@ grep -E "error|FAILED" "$logs/py-build.log" | head -20
 [[ $build_status == 0 ]] || exit 1
 
 export FASTDIT_LIBRARY=$PWD/build-gpu/libfastdit.so
+export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
 rm -rf .venv
 FASTDIT_SYSTEM_PYTHON=$(command -v python3) bash scripts/python-env.sh
-.venv/bin/python -c 'import torch; print("torch", torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'
+# A python3 that is itself a venv gives a new venv its base interpreter's packages, not its own.
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  export FASTDIT_PYTHON=$(command -v python3)
+  echo "== .venv does not see this machine's torch: tests run with $FASTDIT_PYTHON"
+fi
+python=${FASTDIT_PYTHON:-.venv/bin/python}
+"$python" -c 'import torch; print("torch", torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'
 
 bash scripts/python-tests.sh python/tests >"$logs/py-tests-cpu.log" 2>&1
 cpu_status=$?
@@ -42,7 +49,7 @@ for log in py-tests-cpu py-tests-cuda; do
 done
 
 work=$(mktemp -d /tmp/fastdit-pipelines.XXXX)
-.venv/bin/python tools/reference/compare_pipelines.py --diffusers-src .ref/diffusers/src --work "$work" \
+"$python" tools/reference/compare_pipelines.py --diffusers-src .ref/diffusers/src --work "$work" \
   --fp32-reference "${GPU_PY_FP32:-sd3}" --record "$logs/pipelines.json" 2>&1 | tee "$logs/pipelines.log" |
   grep -vE "Warning|warn\(" 
 pipeline_status=${PIPESTATUS[0]}

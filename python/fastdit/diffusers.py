@@ -9,8 +9,10 @@ read-only), `dtype`, `device`, `forward(..., return_dict=False)` returning a tup
 output heads, `cache_context` and the attention-processor hooks (no-ops: fastdit picks its
 own attention kernels), `.to(device, dtype)` (reloads the weights there). A keyword argument
 the model does not take is dropped with one warning instead of a TypeError, so a pipeline
-newer than the port keeps running. The classes are torch modules so that pipelines find
-their device among their components; they hold no torch parameters.
+newer than the port keeps running. The classes are torch modules, so that pipelines find
+their device among their components, and diffusers ModelMixins when diffusers is importable,
+since a pipeline's from_pretrained(..., transformer=t) accepts only those; they hold no
+torch parameters.
 """
 
 import contextlib
@@ -23,6 +25,11 @@ import warnings
 import torch
 
 import fastdit
+
+try:
+    from diffusers import ModelMixin as _Module
+except ImportError:
+    _Module = torch.nn.Module
 
 __all__ = ["FastditTransformer", "FrozenConfig", "TransformerOutput", "WanTransformer3DModel",
            "SD3Transformer2DModel"]
@@ -82,7 +89,7 @@ def _config(model):
     return FrozenConfig(config)
 
 
-class FastditTransformer(torch.nn.Module):
+class FastditTransformer(_Module):
     """A fastdit model in the place of the diffusers class named `_class_name`. A family is
     one subclass that names it; everything else comes from the model's declaration."""
 
