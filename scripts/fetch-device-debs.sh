@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libopenblas0 libopenblas0-pthread libopenblas-dev libopenblas-pthread-dev
-          libgfortran5 libquadmath0 nlohmann-json3-dev libcli11-dev libgtest-dev googletest)
+          libgfortran5 libquadmath0 nlohmann-json3-dev libcli11-dev libgtest-dev googletest libdlpack-dev)
 mkdir -p .debs
 cd .debs
 apt-get download "${packages[@]}"

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
+bash scripts/python-env.sh  # .venv/bin/python imports fastdit
 build/fastdit parity tests/fixtures/wan/t2v

@@ -10,12 +10,7 @@
 
 namespace fastdit::cli {
 
-DType parse_run_dtype(const std::string& name) {
-  const DType d = parse_dtype(name);
-  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, "--dtype ", name,
-                ": models run in float32, bfloat16 or float16");
-  return d;
-}
+DType RunOptions::parsed_dtype() const { return parse_run_dtype(dtype, "--dtype"); }
 
 std::filesystem::path transformer_dir(const std::filesystem::path& dir) {
   return std::filesystem::is_directory(dir / "transformer") ? dir / "transformer" : dir;

@@ -20,9 +20,6 @@
 
 namespace fastdit::cli {
 
-// --dtype: float32, bfloat16 or float16 (the dtypes a model runs in).
-DType parse_run_dtype(const std::string& name);
-
 // A model dir's transformer/ when it has one, else the folder itself (a checkpoint folder
 // need not hold a config).
 std::filesystem::path transformer_dir(const std::filesystem::path& dir);
@@ -41,7 +38,7 @@ struct RunOptions {
   std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
   int sp = 0;  // sequence-parallel ranks; 0 = as many as a launcher started (else one)
   Device parsed_device() const { return Device::parse(device); }
-  DType parsed_dtype() const { return parse_run_dtype(dtype); }
+  DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
   std::optional<bool> parsed_fuse() const;
   LoadOptions load_options(bool progress = false) const;
 };

@@ -117,7 +117,7 @@ int check_against(DiTModel& model, const Reference& ref, const KeysOptions& opti
 }
 
 int keys(const KeysOptions& options) {
-  const DType dtype = parse_run_dtype(options.dtype);
+  const DType dtype = parse_run_dtype(options.dtype, "--dtype");
   FASTDIT_CHECK(options.fuse == "on" || options.fuse == "off", "--fuse ", options.fuse, ": expected on or off");
   BuildOptions build;
   build.fuse_projections = options.fuse == "on";

@@ -74,6 +74,16 @@ std::string describe_device(Device device) {
   return hooks.describe ? hooks.describe(device.index) : device.str();
 }
 
+void device_wait_stream(Device device, void* stream) {
+  const DeviceHooks& hooks = device_hooks(device.type);
+  if (hooks.device_wait_stream) hooks.device_wait_stream(device.index, stream);
+}
+
+void stream_wait_device(Device device, void* stream) {
+  const DeviceHooks& hooks = device_hooks(device.type);
+  if (hooks.stream_wait_device) hooks.stream_wait_device(device.index, stream);
+}
+
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   for (int64_t d : shape) FASTDIT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
   const DeviceHooks& hooks = device_hooks(device.type);
@@ -99,10 +109,24 @@ Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
 
 Tensor Tensor::from_blob(void* data, Shape shape, DType dtype, Device device,
                          std::shared_ptr<void> owner) {
+  Shape strides = contiguous_strides(shape);
+  return from_blob(data, std::move(shape), std::move(strides), dtype, device, std::move(owner));
+}
+
+Tensor Tensor::from_blob(void* data, Shape shape, Shape strides, DType dtype, Device device,
+                         std::shared_ptr<void> owner) {
+  FASTDIT_CHECK(strides.size() == shape.size(), "from_blob: ", strides.size(), " strides for shape ",
+                shape_str(shape));
+  int64_t extent = shape_numel(shape) > 0 ? 1 : 0;  // elements from the first to one past the last
+  for (size_t i = 0; i < shape.size(); ++i) {
+    FASTDIT_CHECK(shape[i] >= 0 && strides[i] >= 0, "from_blob: shape ", shape_str(shape), " strides ",
+                  shape_str(strides), ": sizes and strides must be non-negative");
+    if (extent > 0) extent += (shape[i] - 1) * strides[i];
+  }
   Tensor t;
   t.storage_ = std::shared_ptr<void>(std::move(owner), data);
-  t.storage_bytes_ = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
-  t.strides_ = contiguous_strides(shape);
+  t.storage_bytes_ = static_cast<size_t>(extent) * dtype_size(dtype);
+  t.strides_ = std::move(strides);
   t.shape_ = std::move(shape);
   t.dtype_ = dtype;
   t.device_ = device;

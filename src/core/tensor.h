@@ -47,6 +47,11 @@ struct DeviceHooks {
   void* (*capture_graph)(int index, const std::function<void()>& body) = nullptr;
   void (*replay_graph)(void* graph) = nullptr;
   void (*destroy_graph)(void* graph) = nullptr;
+  // Optional ordering against a queue someone else owns (a caller's CUDA stream, as void*):
+  // the device's later work waits for what `stream` holds now, or `stream`'s later work
+  // waits for what the device holds now. Null where a device runs everything in order.
+  void (*device_wait_stream)(int index, void* stream) = nullptr;
+  void (*stream_wait_device)(int index, void* stream) = nullptr;
 };
 // Helpers over the optional hooks (no-ops / zeros where a device has none).
 void synchronize(Device device);
@@ -57,6 +62,8 @@ struct MemoryStats {
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
 std::string describe_device(Device device);
+void device_wait_stream(Device device, void* stream);
+void stream_wait_device(Device device, void* stream);
 void register_device_hooks(DeviceType type, const DeviceHooks* hooks);
 const DeviceHooks& device_hooks(DeviceType type);  // throws when the backend is not built
 
@@ -68,6 +75,9 @@ class Tensor {
   static Tensor zeros(Shape shape, DType dtype, Device device = Device::cpu());
   // A tensor over memory someone else owns; `owner` keeps it alive.
   static Tensor from_blob(void* data, Shape shape, DType dtype, Device device,
+                          std::shared_ptr<void> owner);
+  // The same laid out with the given element strides (non-negative), e.g. a DLPack view.
+  static Tensor from_blob(void* data, Shape shape, Shape strides, DType dtype, Device device,
                           std::shared_ptr<void> owner);
   // A CPU tensor holding a copy of `values`.
   template <class T>

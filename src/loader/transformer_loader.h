@@ -3,8 +3,10 @@
 
 #include <filesystem>
 #include <map>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "loader/param_mapping.h"
@@ -13,10 +15,16 @@
 
 namespace fastdit {
 
+// A run dtype by name (parse_dtype's spellings): float32, bfloat16 or float16; `what`
+// names the setting in the error.
+DType parse_run_dtype(std::string_view name, std::string_view what);
+
 struct LoadOptions {
   Device device = Device::cpu();
   DType dtype = DType::Float32;  // the run dtype; keep-float32 parameters stay float32
   bool progress = false;         // progress lines on stderr
+  // Called as the weights arrive (parameters in place, of all), e.g. a caller's progress bar.
+  std::function<void(size_t done, size_t total)> on_weights;
   // Fused projections (BuildOptions); unset = on for CUDA, off for the CPU oracle.
   std::optional<bool> fuse_projections;
   const nn::SequenceParallel* sequence_parallel = nullptr;  // BuildOptions

@@ -357,10 +357,30 @@ void hook_memory_stats(int device, size_t* in_use, size_t* peak);
 void hook_reset_peak_memory(int device);
 std::string hook_describe(int device);
 
+// One event orders `waiter` after what `signaller` holds now. Destroying it right away is
+// allowed: CUDA releases it once the wait is done.
+void order_streams(int device, cudaStream_t signaller, cudaStream_t waiter) {
+  DeviceGuard guard(device);
+  cudaEvent_t event = nullptr;
+  FASTDIT_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  FASTDIT_CUDA_CHECK(cudaEventRecord(event, signaller));
+  FASTDIT_CUDA_CHECK(cudaStreamWaitEvent(waiter, event, 0));
+  FASTDIT_CUDA_CHECK(cudaEventDestroy(event));
+}
+
+void hook_device_wait_stream(int device, void* stream) {
+  order_streams(device, static_cast<cudaStream_t>(stream), current_stream(device));
+}
+
+void hook_stream_wait_device(int device, void* stream) {
+  order_streams(device, current_stream(device), static_cast<cudaStream_t>(stream));
+}
+
 const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_copy_bytes,
                              hook_fill_zero,    copy_convert,           hook_synchronize,
                              hook_memory_stats, hook_reset_peak_memory, hook_describe,
-                             capture_graph,     replay_graph,           destroy_graph};
+                             capture_graph,     replay_graph,           destroy_graph,
+                             hook_device_wait_stream, hook_stream_wait_device};
 
 const bool kRegistered = [] {
   register_device_hooks(DeviceType::CUDA, &kCudaHooks);
