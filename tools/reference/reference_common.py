@@ -219,60 +219,89 @@ def check_bf16_dtypes(model, keep):
             raise AssertionError(f"bf16 load left {name} in {tensor.dtype}, expected {expected}")
 
 
-def reference_outputs(case_dir, in_memory_model, inputs, checks, keep):
-    """`sample`: the case reloaded with from_pretrained and run in float32 on the CPU;
-    `sample_bf16`: loaded with torch_dtype=bfloat16 and run on CUDA (CPU without a GPU),
-    inputs cast as the family's pipeline casts them; both float32. Also returns stats."""
+def head_stat(head, stat):
+    """A stats key: `sample`'s stats carry their historical names, other heads are prefixed."""
+    return stat if head == "sample" else f"{head}.{stat}"
+
+
+def reference_outputs(case_dir, in_memory_model, inputs, checks, keep, load=None, feed=None, heads=("sample",),
+                      bf16=True):
+    """Each head (the forward's outputs with return_dict=False, in order): `<head>` = the case
+    reloaded with from_pretrained and run in float32 on the CPU; `<head>_bf16` = loaded with
+    torch_dtype=bfloat16 and run on CUDA (CPU without a GPU), inputs cast as the family's
+    pipeline casts them (skipped when bf16 is false); all float32. Also returns stats.
+
+    load(case_dir, dtype, device) -> model and feed(model, inputs, dtype, device) -> forward
+    kwargs default to load_case_model and pipeline_inputs."""
     import torch
 
-    model = load_case_model(case_dir, "float32", "cpu")
+    load, feed = load or load_case_model, feed or pipeline_inputs
+
+    def run(model, kwargs):
+        with torch.no_grad():
+            outputs = model(**kwargs, return_dict=False)
+        return {head: out.float().cpu().contiguous() for head, out in zip(heads, outputs, strict=True)}
+
+    model = load(case_dir, "float32", "cpu")
     if in_memory_model is not None:
         reloaded = model.state_dict()
         for name, tensor in in_memory_model.state_dict().items():
             if not torch.equal(reloaded[name], tensor):
                 raise AssertionError(f"{name} changed through save/load")
         checks.append("weights reload bit-exactly through from_pretrained")
-    sample = run_model(model, inputs).float()
-    if not torch.isfinite(sample).all():
-        raise AssertionError("float32 output is not finite")
-    result = {"sample": sample.contiguous()}
-    stats = {"sample_abs_mean": float(sample.abs().mean()), "sample_std": float(sample.std())}
+    result = run(model, feed(model, inputs, "float32", "cpu"))
+    stats = {}
+    for head, out in result.items():
+        if not torch.isfinite(out).all():
+            raise AssertionError(f"float32 {head} is not finite")
+        stats[head_stat(head, "sample_abs_mean")] = float(out.abs().mean())
+        stats[head_stat(head, "sample_std")] = float(out.std())
     if torch.cuda.is_available():
         disable_tf32()
-        cuda_fp32 = run_model(model.to("cuda"), pipeline_inputs(model, inputs, "float32", "cuda")).float()
-        stats["fp32_cuda_vs_cpu_rel_l2"] = rel_l2(cuda_fp32, sample)
-        bf16_model = load_case_model(case_dir, "bfloat16", "cuda")
+        cuda_fp32 = run(model.to("cuda"), feed(model, inputs, "float32", "cuda"))
+        for head, out in cuda_fp32.items():
+            stats[head_stat(head, "fp32_cuda_vs_cpu_rel_l2")] = rel_l2(out, result[head])
+    if not bf16:
+        return result, stats
+    if torch.cuda.is_available():
+        bf16_model = load(case_dir, "bfloat16", "cuda")
         bf16_device = "cuda"
     else:
-        bf16_model = load_case_model(case_dir, "bfloat16", "cpu")
+        bf16_model = load(case_dir, "bfloat16", "cpu")
         bf16_device = "cpu"
     check_bf16_dtypes(bf16_model, keep)
     checks.append("bf16 load keeps exactly the _keep_in_fp32_modules tensors in float32")
-    fed = pipeline_inputs(bf16_model, inputs, "bfloat16", bf16_device)
-    sample_bf16 = run_model(bf16_model, fed).float().cpu()
-    result["sample_bf16"] = sample_bf16.contiguous()
+    fed = feed(bf16_model, inputs, "bfloat16", bf16_device)
     stats["bf16_device"] = bf16_device
-    stats["bf16_inputs"] = {k: dtype_name(v.dtype) for k, v in fed.items()}
-    stats["bf16_vs_fp32_rel_l2"] = rel_l2(sample_bf16, sample)
-    stats["bf16_vs_fp32_max_abs"] = max_abs(sample_bf16, sample)
+    stats["bf16_inputs"] = {k: dtype_name(v.dtype) for k, v in fed.items() if isinstance(v, torch.Tensor)}
+    for head, out in run(bf16_model, fed).items():
+        result[head + "_bf16"] = out
+        stats[head_stat(head, "bf16_vs_fp32_rel_l2")] = rel_l2(out, result[head])
+        stats[head_stat(head, "bf16_vs_fp32_max_abs")] = max_abs(out, result[head])
     return result, stats
 
 
-def outputs_metadata(info, stats):
+def outputs_metadata(info, stats, heads=("sample",)):
     """The safetensors metadata of outputs.safetensors: where each output came from."""
-    bf16 = [k for k, v in stats["bf16_inputs"].items() if v == "bfloat16"]
-    kept = [k for k, v in stats["bf16_inputs"].items() if v != "bfloat16"]
-    return {
+    metadata = {
         "reference": f"{info['repository']}@{info['commit']}",
         "diffusers_version": info["diffusers_version"],
         "torch_version": info["torch_version"],
-        "sample": "float32 forward on the CPU, weights loaded with from_pretrained",
-        "sample_bf16": (
+    }
+    fed = stats.get("bf16_inputs")
+    for head in heads:
+        metadata[head] = "float32 forward on the CPU, weights loaded with from_pretrained"
+        if fed is None:
+            continue
+        bf16 = [k for k, v in fed.items() if v == "bfloat16"]
+        kept = [k for k, v in fed.items() if v != "bfloat16"]
+        metadata[head + "_bf16"] = (
             f"from_pretrained(torch_dtype=bfloat16) on {stats['bf16_device']}; {', '.join(bf16)} cast to "
             f"bfloat16, {', '.join(kept) or 'nothing'} left float32; output cast to float32"
-        ),
-        "bf16_vs_fp32_rel_l2": repr(stats["bf16_vs_fp32_rel_l2"]),
-    }
+        )
+        key = head_stat(head, "bf16_vs_fp32_rel_l2")
+        metadata[key] = repr(stats[key])
+    return metadata
 
 
 def case_entry(about, case_dir, model, inputs, outputs, stats, checks, **extra):
@@ -285,7 +314,7 @@ def case_entry(about, case_dir, model, inputs, outputs, stats, checks, **extra):
         "config": read_config(case_dir / "transformer"),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "inputs": {k: [list(v.shape), dtype_name(v.dtype)] for k, v in inputs.items()},
-        "output_shape": list(outputs["sample"].shape),
+        "outputs": {k: list(v.shape) for k, v in outputs.items() if not k.endswith("_bf16")},
         "stats": stats,
         "checks": checks,
         "files": files,
@@ -323,8 +352,8 @@ def write_case_set(out, names, write_case, info, generator):
         manifest["cases"][name] = entry
         s = entry["stats"]
         print(f"{name:22s} {entry['bytes']:>8d} B  params {entry['num_parameters']:>6d}  "
-              f"out {entry['output_shape']}  |out| {s['sample_abs_mean']:.4f}  "
-              f"bf16 rel_l2 {s['bf16_vs_fp32_rel_l2']:.3e}  "
+              f"out {entry['outputs']}  |out| {s['sample_abs_mean']:.4f}  "
+              f"bf16 rel_l2 {s.get('bf16_vs_fp32_rel_l2', float('nan')):.3e}  "
               f"fp32 cuda/cpu {s.get('fp32_cuda_vs_cpu_rel_l2', float('nan')):.2e}", flush=True)
         for check in entry["checks"]:
             print(f"    ok: {check}", flush=True)
