@@ -272,6 +272,11 @@ Tensor scale(const Tensor& x, float factor) {
   return unary_op("scale", x, cpu::scale, CUDA_KERNEL(scale), factor);
 }
 
+Tensor clamp(const Tensor& x, float lo, float hi) {
+  FASTDIT_CHECK(lo <= hi, "clamp: lo ", lo, " is above hi ", hi);
+  return unary_op("clamp", x, cpu::clamp, CUDA_KERNEL(clamp), lo, hi);
+}
+
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype) {
   return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype,
                          cpu::modulate, CUDA_KERNEL(modulate), x, shift, scale);

@@ -24,6 +24,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out);
 void silu(const Tensor& x, Tensor& out);
 void scale(const Tensor& x, float factor, Tensor& out);
+void clamp(const Tensor& x, float lo, float hi, Tensor& out);
 
 // Inputs broadcast against out's shape (NumPy rules, already checked).
 void add(const Tensor& a, const Tensor& b, Tensor& out);

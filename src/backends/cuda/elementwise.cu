@@ -35,6 +35,10 @@ struct Scale {
   float factor;
   __device__ float operator()(float v) const { return v * factor; }
 };
+struct Clamp {
+  float lo, hi;
+  __device__ float operator()(float v) const { return v < lo ? lo : (v > hi ? hi : v); }  // NaN stays NaN
+};
 struct Add {
   __device__ float operator()(float a, float b) const { return a + b; }
 };
@@ -158,6 +162,7 @@ void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out) {
 void silu(const Tensor& x, Tensor& out) { elementwise<1>(Silu{}, {&x}, out); }
 
 void scale(const Tensor& x, float factor, Tensor& out) { elementwise<1>(Scale{factor}, {&x}, out); }
+void clamp(const Tensor& x, float lo, float hi, Tensor& out) { elementwise<1>(Clamp{lo, hi}, {&x}, out); }
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) { elementwise<2>(Add{}, {&a, &b}, out); }
 
