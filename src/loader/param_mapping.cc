@@ -41,6 +41,23 @@ ParamNameMapping& ParamNameMapping::split(const std::string& pattern,
   return add({pattern, {}, Kind::Split, std::move(targets)});
 }
 
+ParamNameMapping& ParamNameMapping::reorder_rows(const std::string& pattern, std::string replacement,
+                                                 std::vector<int64_t> block_rows, std::vector<int64_t> order) {
+  FASTDIT_CHECK(!block_rows.empty() && block_rows.size() == order.size(), "reorder rule '", pattern, "': ",
+                block_rows.size(), " blocks, ", order.size(), " places");
+  std::vector<bool> taken(order.size(), false);
+  for (int64_t place : order) {
+    FASTDIT_CHECK(place >= 0 && place < static_cast<int64_t>(order.size()) && !taken[place], "reorder rule '",
+                  pattern, "': the order is not a permutation of the ", order.size(), " blocks");
+    taken[place] = true;
+  }
+  std::vector<std::pair<std::string, int64_t>> targets;
+  for (int64_t rows : block_rows) targets.emplace_back(replacement, rows);
+  ParamNameMapping& self = split(pattern, std::move(targets));
+  rules_.back().target_places = std::move(order);
+  return self;
+}
+
 ParamNameMapping& ParamNameMapping::extend(const ParamNameMapping& other) {
   rules_.insert(rules_.end(), other.rules_.begin(), other.rules_.end());
   return *this;
@@ -87,10 +104,15 @@ std::vector<MappedPiece> ParamNameMapping::apply_rules(const std::string& checkp
     if (!std::regex_match(checkpoint_name, match, rule.pattern)) continue;
     std::vector<MappedPiece> pieces;
     int64_t row = 0;
-    for (const auto& [replacement, rows] : rule.targets) {
+    for (size_t i = 0; i < rule.targets.size(); ++i) {
+      const auto& [replacement, rows] = rule.targets[i];
       MappedPiece piece;
       piece.param = match.format(replacement);
       piece.reshape = rule.kind == Kind::Reshape;
+      if (!rule.target_places.empty()) {  // the pieces tile one parameter in this order
+        piece.merge_index = rule.target_places[i];
+        piece.merge_total = static_cast<int64_t>(rule.targets.size());
+      }
       if (rule.kind == Kind::Merge) {
         piece.merge_index = rule.merge_index;
         piece.merge_total = rule.merge_total;

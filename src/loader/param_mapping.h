@@ -40,6 +40,12 @@ class ParamNameMapping {
   // Each target takes `rows` consecutive rows of the checkpoint tensor, in order.
   ParamNameMapping& split(const std::string& pattern,
                           std::vector<std::pair<std::string, int64_t>> targets);
+  // One checkpoint tensor into one parameter with its row blocks reordered: block i
+  // (block_rows[i] consecutive rows, in checkpoint order) becomes block order[i] of the
+  // parameter (order a permutation). Black Forest Labs' final_layer.adaLN_modulation.1
+  // holds (shift, scale) where diffusers' norm_out.linear holds (scale, shift): {D, D}, {1, 0}.
+  ParamNameMapping& reorder_rows(const std::string& pattern, std::string replacement,
+                                 std::vector<int64_t> block_rows, std::vector<int64_t> order);
   // Appends another mapping's rules after this one's.
   ParamNameMapping& extend(const ParamNameMapping& other);
   // A second stage applied to every name this one produces (e.g. a layout rename, then
@@ -57,6 +63,7 @@ class ParamNameMapping {
     Kind kind;
     std::vector<std::pair<std::string, int64_t>> targets;  // replacement, rows (split)
     int64_t merge_index = 0, merge_total = 1;
+    std::vector<int64_t> target_places{};  // reorder_rows: each target's merge index
   };
   ParamNameMapping& add(Rule rule);
   std::vector<MappedPiece> apply_rules(const std::string& checkpoint_name) const;

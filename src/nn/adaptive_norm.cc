@@ -45,6 +45,22 @@ AdaLayerNormZero::Output AdaLayerNormZero::forward(const Tensor& x, const Tensor
   return out;
 }
 
+AdaLayerNormZeroSingle::AdaLayerNormZeroSingle(int64_t dim) : Module("AdaLayerNormZeroSingle") {
+  silu_ = add_module<ActivationModule>("silu", Activation::SiLU);
+  linear_ = add_module<ReplicatedLinear>("linear", dim, 3 * dim);
+  norm_ = add_module<LayerNorm>("norm", dim, 1e-6f, false);
+}
+
+AdaLayerNormZeroSingle::Output AdaLayerNormZeroSingle::forward(const Tensor& x, const Tensor& emb) const {
+  const Tensor e = linear_->forward(silu_->forward(emb));
+  Output out{norm_->forward_modulated(x, chunk(e, 0, 3), chunk(e, 1, 3), x.dtype()), chunk(e, 2, 3)};
+  if (has_forward_hooks()) {
+    emit(out.x, "out[0]");
+    emit(out.gate.squeeze(1), "out[1]");
+  }
+  return out;
+}
+
 AdaLayerNormContinuous::AdaLayerNormContinuous(int64_t dim, int64_t conditioning_dim, float eps)
     : Module("AdaLayerNormContinuous") {
   silu_ = add_module<ActivationModule>("silu", Activation::SiLU);

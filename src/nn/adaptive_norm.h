@@ -32,6 +32,25 @@ class AdaLayerNormZero : public Module {
   LayerNorm* norm_;
 };
 
+// diffusers AdaLayerNormZeroSingle (Flux single-stream blocks): linear(silu(emb)) -> 3 chunks
+//   shift, scale, gate
+// and x -> norm(x)·(1 + scale) + shift, norm a LayerNorm (eps 1e-6, no affine).
+class AdaLayerNormZeroSingle : public Module {
+ public:
+  explicit AdaLayerNormZeroSingle(int64_t dim);
+  struct Output {
+    Tensor x;     // modulated, x's dtype
+    Tensor gate;  // [B, 1, D] in emb's dtype
+  };
+  // x [B, N, D], emb [B, D]. Traced as the reference's tuple (x, gate).
+  Output forward(const Tensor& x, const Tensor& emb) const;
+
+ private:
+  ActivationModule* silu_;
+  ReplicatedLinear* linear_;
+  LayerNorm* norm_;
+};
+
 // diffusers AdaLayerNormContinuous with a LayerNorm without affine (SD3 / Flux norm_out, the
 // SD3 last block's context norm): linear(silu(c)) -> 2 chunks in the order scale, shift
 // (scale first, unlike AdaLayerNormZero); x -> norm(x)·(1 + scale) + shift.

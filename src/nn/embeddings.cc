@@ -27,16 +27,25 @@ Tensor CroppedPatchEmbed::forward(const Tensor& latent) const {
   return emit(ops::cast(tokens, patches.dtype()).reshape({batch, h * w, dim}));
 }
 
-CombinedTimestepTextProjEmbeddings::CombinedTimestepTextProjEmbeddings(int64_t dim, int64_t pooled_projection_dim)
-    : Module("CombinedTimestepTextProjEmbeddings") {
+CombinedTimestepTextProjEmbeddings::CombinedTimestepTextProjEmbeddings(int64_t dim, int64_t pooled_projection_dim,
+                                                                       bool guidance)
+    : Module(guidance ? "CombinedTimestepGuidanceTextProjEmbeddings" : "CombinedTimestepTextProjEmbeddings") {
   constexpr int64_t kFrequencies = 256;
   time_proj_ = add_module<Timesteps>("time_proj", kFrequencies, true, 0.0f);
   timestep_embedder_ = add_module<TimestepEmbedding>("timestep_embedder", kFrequencies, dim);
+  if (guidance) guidance_embedder_ = add_module<TimestepEmbedding>("guidance_embedder", kFrequencies, dim);
   text_embedder_ = add_module<PixArtAlphaTextProjection>("text_embedder", pooled_projection_dim, dim, Activation::SiLU);
 }
 
-Tensor CombinedTimestepTextProjEmbeddings::forward(const Tensor& timestep, const Tensor& pooled) const {
-  const Tensor time = timestep_embedder_->forward(ops::cast(time_proj_->forward(timestep), pooled.dtype()));
+Tensor CombinedTimestepTextProjEmbeddings::forward(const Tensor& timestep, const Tensor& pooled,
+                                                   const Tensor& guidance) const {
+  FASTDIT_CHECK(guidance.defined() == (guidance_embedder_ != nullptr), type_name(), ": guidance ",
+                guidance_embedder_ ? "is required" : "is not taken (the model has no guidance embedding)");
+  const auto embed = [&](const TimestepEmbedding* embedder, const Tensor& t) {
+    return embedder->forward(ops::cast(time_proj_->forward(t), pooled.dtype()));
+  };
+  Tensor time = embed(timestep_embedder_, timestep);
+  if (guidance_embedder_) time = ops::add(time, embed(guidance_embedder_, guidance));
   return emit(ops::add(time, text_embedder_->forward(pooled)));
 }
 

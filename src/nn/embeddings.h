@@ -25,17 +25,21 @@ class CroppedPatchEmbed : public Module {
 
 // diffusers CombinedTimestepTextProjEmbeddings (SD3, Flux-schnell): sinusoids of the
 // timestep (256, [cos | sin]) through timestep_embedder, plus the pooled text vector
-// through text_embedder (SiLU MLP).
+// through text_embedder (SiLU MLP). With guidance it is
+// CombinedTimestepGuidanceTextProjEmbeddings (Flux-dev): the guidance scale's sinusoids
+// (the same time_proj) through guidance_embedder are added too.
 class CombinedTimestepTextProjEmbeddings : public Module {
  public:
-  CombinedTimestepTextProjEmbeddings(int64_t dim, int64_t pooled_projection_dim);
-  // timestep [B] (any numeric dtype), pooled [B, P] -> [B, dim] in pooled's dtype (the
-  // float32 sinusoids are cast to it, as the reference does).
-  Tensor forward(const Tensor& timestep, const Tensor& pooled) const;
+  CombinedTimestepTextProjEmbeddings(int64_t dim, int64_t pooled_projection_dim, bool guidance = false);
+  // timestep [B] and guidance [B] (any numeric dtype; guidance exactly when built with it),
+  // pooled [B, P] -> [B, dim] in pooled's dtype (the float32 sinusoids are cast to it, as
+  // the reference does).
+  Tensor forward(const Tensor& timestep, const Tensor& pooled, const Tensor& guidance = {}) const;
 
  private:
   Timesteps* time_proj_;
   TimestepEmbedding* timestep_embedder_;
+  TimestepEmbedding* guidance_embedder_ = nullptr;
   PixArtAlphaTextProjection* text_embedder_;
 };
 

@@ -26,6 +26,10 @@ Tensor ReplicatedLinear::forward(const Tensor& x) const {
   return emit(ops::linear(x, value_of(weight), optional_value(bias)));
 }
 
+Tensor ReplicatedLinear::forward_concat(std::span<const Tensor> parts) const {
+  return forward(ops::concat(parts, -1));
+}
+
 LayerNorm::LayerNorm(int64_t dim, float eps, bool elementwise_affine, DTypePolicy policy)
     : Module("LayerNorm"), eps_(eps) {
   if (elementwise_affine) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <span>
 
 #include "nn/module.h"
 #include "ops/ops.h"
@@ -15,6 +16,10 @@ class ReplicatedLinear : public Module {
   ReplicatedLinear(int64_t in_features, int64_t out_features, bool bias = true,
                    DTypePolicy policy = DTypePolicy::RunDType);
   Tensor forward(const Tensor& x) const;
+  // forward of the parts joined along the last dim (their widths summing to in_features):
+  // one projection over several streams' features, as Flux's single-stream proj_out over
+  // cat([attention, mlp], dim=-1).
+  Tensor forward_concat(std::span<const Tensor> parts) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   Parameter* weight;

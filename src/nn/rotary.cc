@@ -1,65 +1,70 @@
 #include "nn/rotary.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
 namespace fastdit::nn {
 
 namespace {
-// cos and sin of position · freq_j with freq_j = theta^(-2j/d), in `precision`.
-std::pair<float, float> rotary_angle(int64_t pos, int64_t j, int64_t d, double theta, AnglePrecision precision) {
-  if (precision == AnglePrecision::Float32) {
-    const float freq = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * j) / static_cast<float>(d));
-    const float angle = static_cast<float>(pos) * freq;
-    return {std::cos(angle), std::sin(angle)};
-  }
-  const double freq = 1.0 / std::pow(theta, static_cast<double>(2 * j) / static_cast<double>(d));
-  const double angle = static_cast<double>(pos) * freq;
-  return {static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle))};
-}
-}  // namespace
+// One axis's cos/sin of every distinct position it takes, [positions, d/2] row-major:
+// freq_j = theta^(-2j/d), angle = pos·freq_j, in the precision the reference computes them.
+struct AxisAngles {
+  int64_t half = 0;
+  std::vector<float> cos, sin;
+};
 
-RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<const int64_t> grid,
-                              double theta, ops::RopeStyle style, AnglePrecision precision) {
-  FASTDIT_CHECK(axis_dims.size() == grid.size(), "rotary table: ", axis_dims.size(),
-                " axis widths for a grid of rank ", grid.size());
+AxisAngles axis_angles(int64_t dim, std::span<const double> positions, double theta, AnglePrecision precision) {
+  AxisAngles a;
+  a.half = dim / 2;
+  a.cos.resize(positions.size() * static_cast<size_t>(a.half));
+  a.sin.resize(a.cos.size());
+  for (int64_t j = 0; j < a.half; ++j) {
+    for (size_t p = 0; p < positions.size(); ++p) {
+      float c, s;
+      if (precision == AnglePrecision::Float32) {
+        const float freq =
+            1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * j) / static_cast<float>(dim));
+        const float angle = static_cast<float>(positions[p]) * freq;
+        c = std::cos(angle), s = std::sin(angle);
+      } else {
+        const double freq = 1.0 / std::pow(theta, static_cast<double>(2 * j) / static_cast<double>(dim));
+        const double angle = positions[p] * freq;
+        c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+      }
+      a.cos[p * a.half + j] = c;
+      a.sin[p * a.half + j] = s;
+    }
+  }
+  return a;
+}
+
+int64_t checked_width(std::span<const int64_t> axis_dims) {
   int64_t width = 0;
   for (int64_t d : axis_dims) {
     FASTDIT_CHECK(d % 2 == 0 && d >= 0, "rotary table: axis width ", d, " must be even");
     width += d;
   }
-  // Each axis's [positions, d_a/2] cos/sin once, then every token's row is a gather of its
-  // coordinates' rows: the transcendental work is per axis position, not per token.
-  std::vector<std::vector<float>> axis_cos(grid.size()), axis_sin(grid.size());
-  for (size_t a = 0; a < grid.size(); ++a) {
-    const int64_t half = axis_dims[a] / 2;
-    axis_cos[a].resize(static_cast<size_t>(grid[a] * half));
-    axis_sin[a].resize(axis_cos[a].size());
-    for (int64_t j = 0; j < half; ++j) {
-      for (int64_t pos = 0; pos < grid[a]; ++pos) {
-        const auto [c, s] = rotary_angle(pos, j, axis_dims[a], theta, precision);
-        axis_cos[a][pos * half + j] = c;
-        axis_sin[a][pos * half + j] = s;
-      }
-    }
-  }
-  const int64_t tokens = shape_numel(grid);
+  return width;
+}
+
+// Every token's row is a gather of its axes' rows (row_of(token, axis) indexes that axis's
+// AxisAngles): the transcendental work is per distinct axis position, not per token.
+template <typename RowOf>
+RotaryTable assemble(std::span<const int64_t> axis_dims, const std::vector<AxisAngles>& axes, int64_t tokens,
+                     ops::RopeStyle style, const RowOf& row_of) {
+  const int64_t width = checked_width(axis_dims);
   RotaryTable table{Tensor::empty({tokens, width}, DType::Float32),
                     Tensor::empty({tokens, width}, DType::Float32), {}, {}};
   float* cos_out = table.cos.data<float>();
   float* sin_out = table.sin.data<float>();
 #pragma omp parallel for if (tokens > 4096)
   for (int64_t token = 0; token < tokens; ++token) {
-    int64_t column = 0, rest = token;
-    std::vector<int64_t> coord(grid.size());
-    for (int64_t a = static_cast<int64_t>(grid.size()) - 1; a >= 0; --a) {  // last axis fastest
-      coord[a] = rest % grid[a];
-      rest /= grid[a];
-    }
-    for (size_t a = 0; a < axis_dims.size(); ++a) {
-      const int64_t half = axis_dims[a] / 2;
-      const float* c = axis_cos[a].data() + coord[a] * half;
-      const float* s = axis_sin[a].data() + coord[a] * half;
+    int64_t column = 0;
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const int64_t half = axes[a].half, row = row_of(token, a);
+      const float* c = axes[a].cos.data() + row * half;
+      const float* s = axes[a].sin.data() + row * half;
       for (int64_t j = 0; j < half; ++j) {
         const int64_t first = style == ops::RopeStyle::Interleaved ? column + 2 * j : column + j;
         const int64_t second = style == ops::RopeStyle::Interleaved ? first + 1 : first + half;
@@ -70,6 +75,56 @@ RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<cons
     }
   }
   return table;
+}
+}  // namespace
+
+RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<const int64_t> grid,
+                              double theta, ops::RopeStyle style, AnglePrecision precision) {
+  FASTDIT_CHECK(axis_dims.size() == grid.size(), "rotary table: ", axis_dims.size(),
+                " axis widths for a grid of rank ", grid.size());
+  checked_width(axis_dims);
+  std::vector<AxisAngles> axes;
+  for (size_t a = 0; a < grid.size(); ++a) {
+    std::vector<double> positions(static_cast<size_t>(grid[a]));
+    for (int64_t p = 0; p < grid[a]; ++p) positions[p] = static_cast<double>(p);
+    axes.push_back(axis_angles(axis_dims[a], positions, theta, precision));
+  }
+  return assemble(axis_dims, axes, shape_numel(grid), style, [&](int64_t token, size_t axis) {
+    int64_t rest = token;  // last axis fastest
+    for (size_t a = grid.size() - 1; a > axis; --a) rest /= grid[a];
+    return rest % grid[axis];
+  });
+}
+
+RotaryTable rotary_position_table(std::span<const int64_t> axis_dims, const Tensor& positions, double theta,
+                                  ops::RopeStyle style) {
+  FASTDIT_CHECK(positions.dim() == 2 && positions.size(1) == static_cast<int64_t>(axis_dims.size()),
+                "rotary table: positions must be [tokens, ", axis_dims.size(), "] (one column per axis), got ",
+                positions.str());
+  checked_width(axis_dims);
+  // float32 first, as the reference's ids.float(); the angles are float64 from there on.
+  const Tensor pos = ops::cast(positions.to(Device::cpu()), DType::Float32).contiguous();
+  const float* p = pos.data<float>();
+  const int64_t tokens = pos.size(0), n_axes = pos.size(1);
+  std::vector<AxisAngles> axes;
+  std::vector<std::vector<float>> distinct(static_cast<size_t>(n_axes));
+  for (int64_t a = 0; a < n_axes; ++a) {
+    auto& values = distinct[a];
+    for (int64_t t = 0; t < tokens; ++t) {
+      FASTDIT_CHECK(std::isfinite(p[t * n_axes + a]), "rotary table: position [", t, ", ", a, "] is ",
+                    p[t * n_axes + a], ", not a finite number");
+      values.push_back(p[t * n_axes + a]);
+    }
+    std::sort(values.begin(), values.end());
+    values.erase(std::unique(values.begin(), values.end()), values.end());
+    const std::vector<double> wide(values.begin(), values.end());
+    axes.push_back(axis_angles(axis_dims[a], wide, theta, AnglePrecision::Float64));
+  }
+  return assemble(axis_dims, axes, tokens, style, [&](int64_t token, size_t axis) {
+    const auto& values = distinct[axis];
+    return static_cast<int64_t>(std::lower_bound(values.begin(), values.end(), p[token * n_axes + axis]) -
+                                values.begin());
+  });
 }
 
 const RotaryTable& RotaryTableCache::get(std::span<const int64_t> grid, Device device,

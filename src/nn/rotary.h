@@ -1,4 +1,5 @@
-// Rotary position tables for token grids (video t/h/w, image h/w, audio t).
+// Rotary position tables for token grids (video t/h/w, image h/w, audio t) and for tokens
+// at explicit positions (Flux's ids).
 #pragma once
 
 #include <map>
@@ -35,6 +36,13 @@ enum class AnglePrecision { Float64, Float32 };
 RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<const int64_t> grid,
                               double theta, ops::RopeStyle style,
                               AnglePrecision precision = AnglePrecision::Float64);
+
+// The same rows for tokens at given positions: positions [tokens, axes] (any float or
+// integer dtype, any device; read as float32, as diffusers' ids.float()), token p's row
+// [axis0 angles at positions[p, 0] | axis1 angles at positions[p, 1] | ...], angles in
+// float64 (Flux's FluxPosEmbed: ids per axis through get_1d_rotary_pos_embed in float64).
+RotaryTable rotary_position_table(std::span<const int64_t> axis_dims, const Tensor& positions, double theta,
+                                  ops::RopeStyle style);
 
 // The tables of one layout, built once per grid and device and kept: a denoising loop asks
 // for the same one every step, and a captured forward reads the table of its grid on every

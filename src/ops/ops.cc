@@ -286,6 +286,10 @@ Tensor scale(const Tensor& x, float factor) {
 Tensor cos(const Tensor& x) { return unary_op("cos", x, cpu::cos, CUDA_KERNEL(cos)); }
 
 Tensor sin(const Tensor& x) { return unary_op("sin", x, cpu::sin, CUDA_KERNEL(sin)); }
+Tensor clamp(const Tensor& x, float lo, float hi) {
+  FASTDIT_CHECK(lo <= hi, "clamp: lo ", lo, " is above hi ", hi);
+  return unary_op("clamp", x, cpu::clamp, CUDA_KERNEL(clamp), lo, hi);
+}
 
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype) {
   return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype,

@@ -53,6 +53,8 @@ Tensor scale(const Tensor& x, float factor);
 // cos(x), sin(x) elementwise (float32 math, x's dtype).
 Tensor cos(const Tensor& x);
 Tensor sin(const Tensor& x);
+// min(max(x, lo), hi), in x's dtype (torch's clip: Flux's float16 residual guard).
+Tensor clamp(const Tensor& x, float lo, float hi);
 // x * (1 + scale) + shift, scale and shift broadcast against x. out_dtype (default: the
 // promoted dtype) rounds the float32 result once, so a cast after the op is fused in.
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,

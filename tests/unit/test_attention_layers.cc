@@ -52,5 +52,36 @@ TEST(RotaryTable, WanAxisLayout) {
   EXPECT_FLOAT_EQ(cos[token * 8 + 6], std::cos(3.0f));               // w
 }
 
+TEST(RotaryTable, PositionsGiveTheGridRowsAndFractionalAnglesInFloat64) {
+  // The grid's own coordinates as positions, in a shuffled token order, give its rows.
+  const Shape grid{2, 3, 5};
+  const int64_t dims[] = {4, 6, 2};
+  for (const auto style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
+    const auto table = nn::rotary_grid_table(dims, grid, 10000.0, style);
+    std::vector<float> positions;
+    std::vector<int64_t> order;
+    for (int64_t i = 0; i < 30; ++i) order.push_back((i * 7) % 30);  // a permutation of the tokens
+    for (int64_t token : order)
+      for (float coordinate : {float(token / 15), float(token / 5 % 3), float(token % 5)}) positions.push_back(coordinate);
+    const auto free = nn::rotary_position_table(dims, Tensor::from_vector(positions, {30, 3}), 10000.0, style);
+    for (int64_t i = 0; i < 30; ++i) {
+      EXPECT_EQ(testing::max_abs_diff(free.cos.narrow(0, i, 1), table.cos.narrow(0, order[i], 1)), 0.0) << i;
+      EXPECT_EQ(testing::max_abs_diff(free.sin.narrow(0, i, 1), table.sin.narrow(0, order[i], 1)), 0.0) << i;
+    }
+  }
+  // A fractional position: angle 2.5 * 10000^(-2/4) in float64, rounded once.
+  const int64_t one_axis[] = {4};
+  const auto half = nn::rotary_position_table(one_axis, Tensor::from_vector<float>({2.5f}, {1, 1}), 10000.0,
+                                              ops::RopeStyle::Interleaved);
+  EXPECT_EQ(half.sin.to_float_vector()[2], static_cast<float>(std::sin(2.5 / 100.0)));
+  EXPECT_EQ(half.cos.to_float_vector()[3], static_cast<float>(std::cos(2.5 / 100.0)));
+  EXPECT_THROW(nn::rotary_position_table(one_axis, Tensor::from_vector<float>({1, 2}, {1, 2}), 10000.0,
+                                         ops::RopeStyle::Interleaved),
+               Error);
+  EXPECT_THROW(nn::rotary_position_table(one_axis, Tensor::from_vector<float>({NAN}, {1, 1}), 10000.0,
+                                         ops::RopeStyle::Interleaved),
+               Error);
+}
+
 }  // namespace
 }  // namespace fastdit

@@ -327,6 +327,21 @@ TEST(OpsElementwise, AddSubMulBroadcast) {
   }
 }
 
+TEST(OpsElementwise, ClampKeepsTheDtypeAndNaN) {
+  const Tensor x = Tensor::from_vector<float>({-7e4f, -3.0f, 0.5f, 65504.0f, 1e5f, NAN}, {2, 3});
+  const auto out = ops::clamp(x, -65504.0f, 65504.0f).to_float_vector();
+  EXPECT_EQ(out[0], -65504.0f);
+  EXPECT_EQ(out[1], -3.0f);
+  EXPECT_EQ(out[2], 0.5f);
+  EXPECT_EQ(out[3], 65504.0f);
+  EXPECT_EQ(out[4], 65504.0f);
+  EXPECT_TRUE(std::isnan(out[5]));
+  const Tensor half = ops::clamp(ops::cast(x, DType::Float16), -1.0f, 1.0f);
+  EXPECT_EQ(half.dtype(), DType::Float16);
+  EXPECT_EQ(half.to(DType::Float32).to_float_vector()[0], -1.0f);
+  EXPECT_THROW(ops::clamp(x, 1.0f, -1.0f), Error);
+}
+
 TEST(OpsElementwise, ModulateAndGatedAdd) {
   const Tensor x = random_tensor({2, 9, 16}, 71), shift = random_tensor({2, 1, 16}, 72);
   const Tensor scale = random_tensor({2, 1, 16}, 73), gate = random_tensor({16}, 74);

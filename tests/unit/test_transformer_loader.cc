@@ -122,5 +122,21 @@ TEST(ParamNameMapping, MergeAndSplitTileRows) {
   EXPECT_EQ(m.apply("c")[0].param, "c");
 }
 
+TEST(ParamNameMapping, ReorderRowsPlacesBlocksInTheGivenOrder) {
+  ParamNameMapping m;
+  m.reorder_rows(R"(^mod\.(weight|bias)$)", "norm.$1", {2, 3}, {1, 0});
+  const auto pieces = m.apply("mod.bias");
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0].param, "norm.bias");
+  EXPECT_EQ(pieces[0].checkpoint_row, 0);
+  EXPECT_EQ(pieces[0].rows, 2);
+  EXPECT_EQ(pieces[0].merge_index, 1);  // the checkpoint's first block goes second
+  EXPECT_EQ(pieces[1].checkpoint_row, 2);
+  EXPECT_EQ(pieces[1].merge_index, 0);
+  EXPECT_EQ(pieces[1].merge_total, 2);
+  EXPECT_THROW(m.reorder_rows("x", "y", {1, 1}, {0, 0}), Error);
+  EXPECT_THROW(m.reorder_rows("x", "y", {1, 1}, {0}), Error);
+}
+
 }  // namespace
 }  // namespace fastdit

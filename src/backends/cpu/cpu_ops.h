@@ -22,6 +22,7 @@ void swiglu(const Tensor& x, Tensor& out);  // x [..., 2N], out [..., N]
 void cos(const Tensor& x, Tensor& out);
 void sin(const Tensor& x, Tensor& out);
 void scale(const Tensor& x, float factor, Tensor& out);
+void clamp(const Tensor& x, float lo, float hi, Tensor& out);
 
 // Inputs broadcast against out's shape (NumPy rules, already checked).
 void add(const Tensor& a, const Tensor& b, Tensor& out);

@@ -109,6 +109,10 @@ void scale(const Tensor& x, float factor, Tensor& out) {
   unary(x, out, [=](float v) { return v * factor; });
 }
 
+void clamp(const Tensor& x, float lo, float hi, Tensor& out) {
+  unary(x, out, [=](float v) { return v < lo ? lo : (v > hi ? hi : v); });  // NaN stays NaN, as in torch
+}
+
 void add(const Tensor& a, const Tensor& b, Tensor& out) {
   binary(a, b, out, [](float u, float v) { return u + v; });
 }

@@ -52,6 +52,10 @@ struct Scale {
   float factor;
   __device__ float operator()(float v) const { return v * factor; }
 };
+struct Clamp {
+  float lo, hi;
+  __device__ float operator()(float v) const { return v < lo ? lo : (v > hi ? hi : v); }  // NaN stays NaN
+};
 struct Add {
   __device__ float operator()(float a, float b) const { return a + b; }
 };
@@ -185,6 +189,7 @@ void cos(const Tensor& x, Tensor& out) { elementwise<1>(Cos{}, {&x}, out); }
 void sin(const Tensor& x, Tensor& out) { elementwise<1>(Sin{}, {&x}, out); }
 
 void scale(const Tensor& x, float factor, Tensor& out) { elementwise<1>(Scale{factor}, {&x}, out); }
+void clamp(const Tensor& x, float lo, float hi, Tensor& out) { elementwise<1>(Clamp{lo, hi}, {&x}, out); }
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) { elementwise<2>(Add{}, {&a, &b}, out); }
 
