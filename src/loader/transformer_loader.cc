@@ -145,10 +145,62 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
 
 }  // namespace
 
-    ++done;
-    if (options.on_weights) options.on_weights(done, match.pieces.size());
-    if (options.progress && (done % 64 == 0 || done == match.pieces.size()))
-      std::cerr << "loading weights: " << done << "/" << match.pieces.size() << "\n";
+DType parameter_dtype(const nn::Parameter& param, DType run_dtype) {
+  return param.policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : run_dtype;
+}
+
+std::vector<CheckpointTensor> checkpoint_tensors(const SafetensorsCheckpoint& checkpoint) {
+  std::vector<CheckpointTensor> tensors;
+  for (const auto& name : checkpoint.names()) {
+    const auto& info = checkpoint.info(name);
+    tensors.push_back({name, info.shape, info.dtype, checkpoint.file_of(name).string()});
+  }
+  return tensors;
+}
+
+CheckpointMatch match_checkpoint(DiTModel& model, const std::vector<CheckpointTensor>& tensors,
+                                 const std::string& location) {
+  using Problem = CheckpointMatch::Problem;
+  CheckpointMatch match;
+  std::map<std::string, nn::Parameter*> params;
+  for (auto& [name, param] : model.named_parameters()) params[name] = param;
+  TensorIndex index;
+  std::map<std::string, std::vector<PendingPiece>> by_param;
+  for (const CheckpointTensor& tensor : tensors) {
+    index[tensor.name] = &tensor;
+    for (auto& piece : model.param_names_mapping().apply(tensor.name)) {
+      if (!params.count(piece.param)) {
+        match.findings.push_back({Problem::Extra, tensor.name,
+                                  detail::concat("checkpoint tensor '", tensor.name, "'", in_file(tensor),
+                                                 piece.param == tensor.name ? "" : " mapped to '" + piece.param + "'",
+                                                 " has no parameter in ", model.type_name())});
+        continue;
+      }
+      by_param[piece.param].push_back({tensor.name, piece});
+    }
+  }
+  for (auto& [name, param] : model.named_parameters()) {
+    if (!by_param.count(name)) {
+      match.findings.push_back({Problem::Missing, name,
+                                detail::concat("parameter '", name, "' ", shape_str(param->shape), " of ",
+                                               model.type_name(), " has no tensor in the checkpoint at ", location)});
+      continue;
+    }
+    // plan_parameter's checks throw; one parameter's failure must not hide the next one's.
+    try {
+      match.pieces[name] = plan_parameter(name, *param, std::move(by_param.at(name)), index);
+    } catch (const Error& e) {
+      match.findings.push_back({Problem::Mismatched, name, e.what()});
+    }
+  }
+  return match;
+}
+
+DType parse_run_dtype(std::string_view name, std::string_view what) {
+  const DType d = parse_dtype(name);
+  FASTDIT_CHECK(d == DType::Float32 || d == DType::BFloat16 || d == DType::Float16, what, " ", name,
+                ": models run in float32, bfloat16 or float16");
+  return d;
 }
 
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {

@@ -16,18 +16,8 @@ namespace fs = std::filesystem;
 
 fs::path fixtures() { return testing::source_path("tests/fixtures/stable_audio"); }
 
-// Every folder holding a case (transformer/config.json), by name.
-std::vector<std::string> discovered_cases() {
-  std::vector<std::string> names;
-  if (!fs::is_directory(fixtures())) return names;
-  for (const auto& entry : fs::directory_iterator(fixtures()))
-    if (fs::exists(entry.path() / "transformer/config.json")) names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(StableAudioCases, AreAllDiscovered) {
-  const auto names = discovered_cases();
+  const auto names = testing::family_cases("stable_audio");
   for (const char* expected : {"base", "base_original_layout", "gqa4_odd", "long", "masks", "timestep_per_item"})
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
 }
@@ -36,23 +26,23 @@ class StableAudioParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StableAudioParity, Float32OnCpu) {
   const ParityResult r = run_parity_case(fixtures() / GetParam(), Device::cpu(), DType::Float32);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound;
+  EXPECT_TRUE(r.pass) << head_lines(r);
   EXPECT_LE(r.rel_l2, 1e-4);
   EXPECT_EQ(r.model_type, "StableAudioDiTModel");
 }
 
 TEST_P(StableAudioParity, BFloat16OnCpuWithinTheReferencesOwnBf16Error) {
   const ParityResult r = run_parity_case(fixtures() / GetParam(), Device::cpu(), DType::BFloat16);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound << " (" << r.bound_note << ")";
+  EXPECT_TRUE(r.pass) << head_lines(r);
   EXPECT_GT(r.rel_l2, 1e-6);  // really ran in bfloat16
 }
 
 TEST_P(StableAudioParity, Float32OnCpuWithFusedProjections) {
   const ParityResult r = run_parity_case(fixtures() / GetParam(), Device::cpu(), DType::Float32, true);
-  EXPECT_TRUE(r.pass) << "rel_l2 " << r.rel_l2 << " bound " << r.bound;
+  EXPECT_TRUE(r.pass) << head_lines(r);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, StableAudioParity, ::testing::ValuesIn(discovered_cases()));
+INSTANTIATE_TEST_SUITE_P(Cases, StableAudioParity, ::testing::ValuesIn(testing::family_cases("stable_audio")));
 
 TEST(StableAudioTrace, MatchesTheReferenceTracerRecordForRecord) {
   const fs::path out = testing::temp_dir("stable_audio_trace") / "ours.jsonl";

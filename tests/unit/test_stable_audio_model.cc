@@ -83,7 +83,7 @@ TEST(StableAudioModel, RejectsBadInputsNamingThem) {
             std::string::npos);
   EXPECT_NE(forward_error(*model, with("encoder_hidden_states", random({2, 5, 7}))).find("encoder_hidden_states"),
             std::string::npos);
-  EXPECT_NE(forward_error(*model, with("attention_mask", random({2, 16}))).find("attention_mask must be bool"),
+  EXPECT_NE(forward_error(*model, with("attention_mask", random({2, 16}))).find("input 'attention_mask' must be a bool tensor"),
             std::string::npos);
   TensorMap missing = good;
   missing.erase("global_hidden_states");
