@@ -38,6 +38,12 @@ bool ModelIO::has_output(const std::string& name) const {
   return std::find(outputs.begin(), outputs.end(), name) != outputs.end();
 }
 
+const Tensor& input_or_none(const TensorMap& inputs, const std::string& name) {
+  static const Tensor none;
+  auto it = inputs.find(name);
+  return it == inputs.end() ? none : it->second;
+}
+
 const char* arg_type_name(ArgType type) {
   switch (type) {
     case ArgType::Bool: return "bool";

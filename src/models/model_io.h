@@ -65,6 +65,10 @@ struct ModelIO {
   bool has_output(const std::string& name) const;
 };
 
+// The named input of a checked call, or an undefined tensor where an optional input was left
+// out.
+const Tensor& input_or_none(const TensorMap& inputs, const std::string& name);
+
 const char* arg_type_name(ArgType type);
 std::string arg_value_str(const ArgValue& value);
 

@@ -7,12 +7,6 @@ using ops::cast;
 namespace {
 constexpr float kEps = 1e-6f;
 
-const Tensor& input(const TensorMap& inputs, const std::string& name) {
-  auto it = inputs.find(name);
-  FASTDIT_CHECK(it != inputs.end(), "FluxTransformer2DModel needs input '", name, "'");
-  return it->second;
-}
-
 // The reference guards its float16 residual streams against overflow to infinity.
 Tensor clip_float16(const Tensor& x) {
   if (x.dtype() != DType::Float16) return x;
@@ -224,10 +218,10 @@ Tensor position_ids(const Tensor& ids, const char* name, int64_t tokens, size_t 
 
 TensorMap FluxTransformer2DModel::run(const TensorMap& inputs, const ArgMap&) {
   const auto& c = config_;
-  const Tensor& latents = input(inputs, "hidden_states");
-  const Tensor& text = input(inputs, "encoder_hidden_states");
-  const Tensor& pooled = input(inputs, "pooled_projections");
-  const Tensor& timestep = input(inputs, "timestep");
+  const Tensor& latents = input_or_none(inputs, "hidden_states");
+  const Tensor& text = input_or_none(inputs, "encoder_hidden_states");
+  const Tensor& pooled = input_or_none(inputs, "pooled_projections");
+  const Tensor& timestep = input_or_none(inputs, "timestep");
   FASTDIT_CHECK(latents.size(2) == c.in_channels, "hidden_states must be [B, N, ", c.in_channels,
                 "] (packed latents), got ", latents.str());
   const int64_t batch = latents.size(0), image_tokens = latents.size(1), text_tokens = text.size(1);
@@ -236,8 +230,8 @@ TensorMap FluxTransformer2DModel::run(const TensorMap& inputs, const ArgMap&) {
   FASTDIT_CHECK(pooled.size(0) == batch && pooled.size(1) == c.pooled_projection_dim, "pooled_projections must be [",
                 batch, ", ", c.pooled_projection_dim, "], got ", pooled.str());
   FASTDIT_CHECK(timestep.size(0) == batch, "timestep must be [", batch, "], got ", timestep.str());
-  const Tensor txt_ids = position_ids(input(inputs, "txt_ids"), "txt_ids", text_tokens, c.axes_dims_rope.size());
-  const Tensor img_ids = position_ids(input(inputs, "img_ids"), "img_ids", image_tokens, c.axes_dims_rope.size());
+  const Tensor txt_ids = position_ids(input_or_none(inputs, "txt_ids"), "txt_ids", text_tokens, c.axes_dims_rope.size());
+  const Tensor img_ids = position_ids(input_or_none(inputs, "img_ids"), "img_ids", image_tokens, c.axes_dims_rope.size());
 
   // The pipeline's casts: latents and text embeddings in the run dtype. The timestep (and
   // guidance) are cast to it too and scaled by 1000 in it, as the reference does.
@@ -245,7 +239,7 @@ TensorMap FluxTransformer2DModel::run(const TensorMap& inputs, const ArgMap&) {
   const auto times_1000 = [&](const Tensor& t) { return ops::scale(cast(t, dtype), 1000.0f); };
   Tensor guidance;
   if (c.guidance_embeds) {
-    guidance = input(inputs, "guidance");
+    guidance = input_or_none(inputs, "guidance");
     FASTDIT_CHECK(guidance.size(0) == batch, "guidance must be [", batch, "], got ", guidance.str());
     guidance = times_1000(guidance);
   }

@@ -168,20 +168,12 @@ Tensor SD3Transformer2DModel::unpatchify(const Tensor& tokens, int64_t height, i
   return ops::permute(grid, std::vector<int64_t>{0, 5, 1, 3, 2, 4}).reshape({b, c, height, width});
 }
 
-namespace {
-const Tensor& input(const TensorMap& inputs, const std::string& name) {
-  auto it = inputs.find(name);
-  FASTDIT_CHECK(it != inputs.end(), "SD3Transformer2DModel needs input '", name, "'");
-  return it->second;
-}
-}  // namespace
-
 TensorMap SD3Transformer2DModel::run(const TensorMap& inputs, const ArgMap& args) {
   const auto& c = config_;
-  const Tensor& latents = input(inputs, "hidden_states");
-  const Tensor& text = input(inputs, "encoder_hidden_states");
-  const Tensor& pooled = input(inputs, "pooled_projections");
-  const Tensor& timestep = input(inputs, "timestep");
+  const Tensor& latents = input_or_none(inputs, "hidden_states");
+  const Tensor& text = input_or_none(inputs, "encoder_hidden_states");
+  const Tensor& pooled = input_or_none(inputs, "pooled_projections");
+  const Tensor& timestep = input_or_none(inputs, "timestep");
   FASTDIT_CHECK(latents.dim() == 4 && latents.size(1) == c.in_channels, "hidden_states must be [B, ",
                 c.in_channels, ", H, W], got ", latents.str());
   const int64_t batch = latents.size(0);

@@ -6,14 +6,6 @@ namespace fastdit::stable_audio {
 
 using ops::cast;
 
-namespace {
-const Tensor& input(const TensorMap& inputs, const std::string& name) {
-  static const Tensor none;
-  auto it = inputs.find(name);
-  return it == inputs.end() ? none : it->second;
-}
-}  // namespace
-
 // ---- attention -----------------------------------------------------------------------
 
 StableAudioAttention::StableAudioAttention(const StableAudioArchConfig& c, bool cross_attention,
@@ -148,7 +140,7 @@ ModelIO StableAudioDiTModel::io() const {
 namespace {
 // A Bool [batch, length] mask input, or undefined when absent.
 Tensor key_mask(const TensorMap& inputs, const std::string& name, int64_t batch, int64_t length) {
-  const Tensor& mask = input(inputs, name);
+  const Tensor& mask = input_or_none(inputs, name);
   if (!mask.defined()) return {};
   FASTDIT_CHECK(mask.dtype() == DType::Bool && mask.dim() == 2 && mask.size(0) == batch && mask.size(1) == length,
                 name, " must be bool [", batch, ", ", length, "], got ", mask.str());
@@ -158,10 +150,10 @@ Tensor key_mask(const TensorMap& inputs, const std::string& name, int64_t batch,
 
 TensorMap StableAudioDiTModel::run(const TensorMap& inputs, const ArgMap&) {
   const auto& c = config_;
-  const Tensor& latents = input(inputs, "hidden_states");
-  const Tensor& timestep = input(inputs, "timestep");
-  const Tensor& text = input(inputs, "encoder_hidden_states");
-  const Tensor& global = input(inputs, "global_hidden_states");
+  const Tensor& latents = input_or_none(inputs, "hidden_states");
+  const Tensor& timestep = input_or_none(inputs, "timestep");
+  const Tensor& text = input_or_none(inputs, "encoder_hidden_states");
+  const Tensor& global = input_or_none(inputs, "global_hidden_states");
   FASTDIT_CHECK(latents.defined() && timestep.defined() && text.defined() && global.defined(),
                 "StableAudioDiTModel needs inputs hidden_states, timestep, encoder_hidden_states and "
                 "global_hidden_states");

@@ -307,20 +307,12 @@ Tensor WanTransformer3DModel::unpatchify(const Tensor& tokens, const Shape& late
       .reshape({b, config_.out_channels, latent[2], latent[3], latent[4]});
 }
 
-namespace {
-const Tensor& input(const TensorMap& inputs, const std::string& name) {
-  static const Tensor none;
-  auto it = inputs.find(name);
-  return it == inputs.end() ? none : it->second;
-}
-}  // namespace
-
 TensorMap WanTransformer3DModel::run(const TensorMap& inputs, const ArgMap&) {
   const auto& c = config_;
-  const Tensor& latents = input(inputs, "hidden_states");
-  const Tensor& timestep = input(inputs, "timestep");
-  const Tensor& text = input(inputs, "encoder_hidden_states");
-  const Tensor& image = input(inputs, "encoder_hidden_states_image");
+  const Tensor& latents = input_or_none(inputs, "hidden_states");
+  const Tensor& timestep = input_or_none(inputs, "timestep");
+  const Tensor& text = input_or_none(inputs, "encoder_hidden_states");
+  const Tensor& image = input_or_none(inputs, "encoder_hidden_states_image");
   FASTDIT_CHECK(latents.defined() && timestep.defined() && text.defined(),
                 "Wan needs inputs hidden_states, timestep and encoder_hidden_states");
   FASTDIT_CHECK(latents.dim() == 5 && latents.size(1) == c.in_channels, "hidden_states must be [B, ",
