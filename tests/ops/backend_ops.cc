@@ -250,8 +250,8 @@ std::vector<OpCase> make_cases() {
            return Tensors{residual};
          }});
   }
-  add({.op = "gated_add_", .shape = "a view of rows [2,300,1536][:, 100:200]", .dtypes = {kBF16},
-       .make = [](Inputs& in) { return Tensors{in.rand({2, 300, 1536}), in.rand({2, 100, 1536}), in.rand_as(kF32, {2, 1, 1536})}; },
+  add({.op = "gated_add_", .shape = "a contiguous view of rows [1,300,1536][:, 100:200]", .dtypes = {kBF16},
+       .make = [](Inputs& in) { return Tensors{in.rand({1, 300, 1536}), in.rand({1, 100, 1536}), in.rand_as(kF32, {1, 1, 1536})}; },
        .call = [](const Tensors& t) {
          Tensor residual = t[0].clone();
          Tensor rows = residual.narrow(1, 100, 100);
