@@ -144,22 +144,23 @@ class Family:
         return {**self.spec.CONFIG, **case.config}
 
     def layout_of(self, case_dir):
-        """The layout a case folder is in: diffusers when transformer/ holds diffusers' weight
-        files, else the spec's only other layout (a spec with several names it in the
-        manifest entry beside the case)."""
+        """The layout a case folder is in: the one its manifest entry (beside the case) names;
+        else diffusers when transformer/config.json names the spec's class and diffusers'
+        weight files are there; else the spec's only other layout."""
         case_dir = Path(case_dir)
         transformer_dir = case_dir / "transformer"
-        if any(transformer_dir.glob("diffusion_pytorch_model*.safetensors*")):
-            return "diffusers"
         manifest = case_dir.parent / "manifest.json"
         if manifest.is_file():
             entry = json.loads(manifest.read_text(encoding="utf-8")).get("cases", {}).get(case_dir.name, {})
-            if entry.get("layout") in self.layouts:
+            if entry.get("layout") == "diffusers" or entry.get("layout") in self.layouts:
                 return entry["layout"]
+        class_name = rc.read_config(transformer_dir).get("_class_name")
+        if class_name == self.model_class.__name__ and any(transformer_dir.glob("diffusion_pytorch_model*")):
+            return "diffusers"
         if len(self.layouts) == 1:
             return next(iter(self.layouts))
-        sys.exit(f"error: {transformer_dir} holds no diffusers weights and its layout is not one of the spec's "
-                 f"{sorted(self.layouts)} by the manifest")
+        sys.exit(f"error: {transformer_dir}: _class_name {class_name!r}, and no manifest entry beside the case "
+                 f"names its layout (one of diffusers, {', '.join(sorted(self.layouts))})")
 
     def loader(self, layout):
         """load(case_dir, dtype, device): the case's model as diffusers loads it,
