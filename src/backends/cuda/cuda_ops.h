@@ -23,6 +23,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 
 void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out);
 void silu(const Tensor& x, Tensor& out);
+void sigmoid(const Tensor& x, Tensor& out);
 void swiglu(const Tensor& x, Tensor& out);  // x [..., 2N], out [..., N]
 void cos(const Tensor& x, Tensor& out);
 void sin(const Tensor& x, Tensor& out);
