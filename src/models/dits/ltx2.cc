@@ -30,6 +30,21 @@ Tensor additive_bias(const Tensor& mask, DType dtype) {
 }
 
 Tensor merged(const Tensor& t) { return t.reshape({t.size(0), t.size(1), -1}); }
+
+// The reference's modulation and gated residuals are separate ops in the stream's dtype, each
+// rounding to it: x·(1 + scale) + shift and x + y·gate. In float32 that is the fused op's
+// result; in bfloat16 the same three (two) roundings are kept, so a bf16 run drifts from the
+// float32 one as the reference's does.
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
+  if (x.dtype() == DType::Float32) return ops::modulate(x, shift, scale, DType::Float32);
+  const Tensor one = cast(Tensor::scalar(1.0f).to(x.device()), x.dtype());
+  return ops::add(ops::mul(x, ops::add(scale, one)), shift);
+}
+
+Tensor gated_residual(const Tensor& x, const Tensor& y, const Tensor& gate) {
+  if (x.dtype() == DType::Float32) return ops::gated_add(x, y, gate, DType::Float32);
+  return ops::add(x, ops::mul(y, gate));
+}
 }  // namespace
 
 // ---- timestep embeddings -------------------------------------------------------------
@@ -169,35 +184,35 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   const std::vector<Tensor> v_ada = mod_params(scale_shift_table_->value, ctx.temb);
   const std::vector<Tensor> a_ada = mod_params(audio_scale_shift_table_->value, ctx.temb_audio);
   const bool distributed = !ctx.video_self_mask.defined();  // a mask is refused under SP
-  const Tensor v_self = attn1_->forward(ops::modulate(norm1_->forward(x), v_ada[0], v_ada[1], dtype), {},
+  const Tensor v_self = attn1_->forward(modulate(norm1_->forward(x), v_ada[0], v_ada[1]), {},
                                         ctx.video_self_mask, ctx.video_rope, {}, perturbation, distributed,
                                         ctx.video_tokens);
-  x = ops::gated_add(x, v_self, v_ada[2], dtype);
-  const Tensor a_self = audio_attn1_->forward(ops::modulate(audio_norm1_->forward(a), a_ada[0], a_ada[1], dtype),
+  x = gated_residual(x, v_self, v_ada[2]);
+  const Tensor a_self = audio_attn1_->forward(modulate(audio_norm1_->forward(a), a_ada[0], a_ada[1]),
                                               {}, {}, ctx.audio_rope, {}, perturbation);
-  a = ops::gated_add(a, a_self, a_ada[2], dtype);
+  a = gated_residual(a, a_self, a_ada[2]);
 
   // 2. cross-attention to each stream's text; 2.3 modulates the query, the text (shift, scale
   // from the prompt table) and gates the output
   Tensor text = ctx.text, audio_text = ctx.audio_text;
   if (c.prompt_modulation()) {
-    const auto prompt = [&](const Parameter* table, const Tensor& temb) {
+    const auto prompt = [&](const nn::Parameter* table, const Tensor& temb) {
       if (temb.defined()) return mod_params(table->value, temb);
       const Tensor rows = cast(table->value, dtype);  // use_prompt_adaln_single false: the static table
       return std::vector<Tensor>{rows.narrow(0, 0, 1).contiguous(), rows.narrow(0, 1, 1).contiguous()};
     };
     const std::vector<Tensor> kv = prompt(prompt_scale_shift_table_, ctx.temb_prompt);
     const std::vector<Tensor> audio_kv = prompt(audio_prompt_scale_shift_table_, ctx.temb_prompt_audio);
-    text = ops::modulate(text, kv[0], kv[1], dtype);
-    audio_text = ops::modulate(audio_text, audio_kv[0], audio_kv[1], dtype);
+    text = modulate(text, kv[0], kv[1]);
+    audio_text = modulate(audio_text, audio_kv[0], audio_kv[1]);
   }
   Tensor q_in = norm2_->forward(x);
-  if (c.cross_attn_mod) q_in = ops::modulate(q_in, v_ada[6], v_ada[7], dtype);
+  if (c.cross_attn_mod) q_in = modulate(q_in, v_ada[6], v_ada[7]);
   Tensor v_text = attn2_->forward(q_in, text, ctx.text_mask, {}, {});
   if (c.cross_attn_mod) v_text = ops::mul(v_text, v_ada[8]);
   x = cast(ops::add(x, v_text), dtype);
   Tensor aq_in = audio_norm2_->forward(a);
-  if (c.audio_cross_attn_mod) aq_in = ops::modulate(aq_in, a_ada[6], a_ada[7], dtype);
+  if (c.audio_cross_attn_mod) aq_in = modulate(aq_in, a_ada[6], a_ada[7]);
   Tensor a_text = audio_attn2_->forward(aq_in, audio_text, ctx.audio_text_mask, {}, {});
   if (c.audio_cross_attn_mod) a_text = ops::mul(a_text, a_ada[8]);
   a = cast(ops::add(a, a_text), dtype);
@@ -214,24 +229,23 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
         mod_params(a_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_audio_scale_shift);
     const Tensor v2a_gate = mod_params(a_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_audio_gate)[0];
 
-    const Tensor a2v_q = ops::modulate(n_v, v_ca[1], v_ca[0], dtype);
-    const Tensor a2v_kv = ops::modulate(n_a, a_ca[1], a_ca[0], dtype);
+    const Tensor a2v_q = modulate(n_v, v_ca[1], v_ca[0]);
+    const Tensor a2v_kv = modulate(n_a, a_ca[1], a_ca[0]);
     const Tensor a2v = audio_to_video_attn_->forward(a2v_q, a2v_kv, {}, ctx.ca_video_rope, ctx.ca_audio_rope);
 
-    const Tensor v2a_q = ops::modulate(n_a, a_ca[3], a_ca[2], dtype);
+    const Tensor v2a_q = modulate(n_a, a_ca[3], a_ca[2]);
     // The audio queries attend to every video token: gather this rank's keys' input.
     const Tensor v2a_kv =
-        parallel_.gather_sequence(ops::modulate(n_v, v_ca[3], v_ca[2], dtype), 1, ctx.video_tokens);
+        parallel_.gather_sequence(modulate(n_v, v_ca[3], v_ca[2]), 1, ctx.video_tokens);
     const Tensor v2a = video_to_audio_attn_->forward(v2a_q, v2a_kv, {}, ctx.ca_audio_rope, ctx.ca_video_rope_full);
 
-    x = ops::gated_add(x, a2v, a2v_gate, dtype);
-    a = ops::gated_add(a, v2a, v2a_gate, dtype);
+    x = gated_residual(x, a2v, a2v_gate);
+    a = gated_residual(a, v2a, v2a_gate);
   }
 
   // 4. feed-forward
-  x = ops::gated_add(x, ff_->forward(ops::modulate(norm3_->forward(x), v_ada[3], v_ada[4], dtype)), v_ada[5], dtype);
-  a = ops::gated_add(a, audio_ff_->forward(ops::modulate(audio_norm3_->forward(a), a_ada[3], a_ada[4], dtype)),
-                     a_ada[5], dtype);
+  x = gated_residual(x, ff_->forward(modulate(norm3_->forward(x), v_ada[3], v_ada[4])), v_ada[5]);
+  a = gated_residual(a, audio_ff_->forward(modulate(audio_norm3_->forward(a), a_ada[3], a_ada[4])), a_ada[5]);
   emit(x, "out[0]");
   emit(a, "out[1]");
   return {x, a};
@@ -582,10 +596,10 @@ TensorMap LTX2VideoTransformer3DModel::run(const TensorMap& inputs, const ArgMap
   x = parallel_.gather_sequence(x, 1, n_v);
 
   // 6. output heads: shift = table row 0 + embedded, scale = row 1 + embedded
-  const auto head = [&](const Tensor& h, const Parameter* table, const Tensor& embedded, const nn::LayerNorm* norm,
+  const auto head = [&](const Tensor& h, const nn::Parameter* table, const Tensor& embedded, const nn::LayerNorm* norm,
                         const nn::ReplicatedLinear* proj) {
     const std::vector<Tensor> ss = mod_params(table->value, ops::concat(std::vector<Tensor>{embedded, embedded}, -1));
-    return proj->forward(norm->forward_modulated(h, ss[0], ss[1], dtype));
+    return proj->forward(modulate(norm->forward(h), ss[0], ss[1]));
   };
   Tensor sample = head(x, scale_shift_table_, per_item(video_time.embedded), norm_out_, proj_out_);
   Tensor audio_sample = head(a, audio_scale_shift_table_, per_item(audio_time.embedded), audio_norm_out_, audio_proj_out_);

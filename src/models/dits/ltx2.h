@@ -126,9 +126,9 @@ class Ltx2Block : public nn::Module {
  private:
   const Ltx2ArchConfig& config_;
   const nn::SequenceParallel& parallel_;
-  Parameter *scale_shift_table_, *audio_scale_shift_table_;
-  Parameter *prompt_scale_shift_table_ = nullptr, *audio_prompt_scale_shift_table_ = nullptr;
-  Parameter *video_a2v_table_, *audio_a2v_table_;
+  nn::Parameter *scale_shift_table_, *audio_scale_shift_table_;
+  nn::Parameter *prompt_scale_shift_table_ = nullptr, *audio_prompt_scale_shift_table_ = nullptr;
+  nn::Parameter *video_a2v_table_, *audio_a2v_table_;
   nn::RMSNorm *norm1_, *audio_norm1_, *norm2_, *audio_norm2_, *audio_to_video_norm_, *video_to_audio_norm_,
       *norm3_, *audio_norm3_;
   Ltx2Attention *attn1_, *audio_attn1_, *attn2_, *audio_attn2_, *audio_to_video_attn_, *video_to_audio_attn_;
@@ -168,8 +168,8 @@ class LTX2VideoTransformer3DModel : public DiTModel {
   ops::RopeStyle rope_style_;
   using TableKey = std::tuple<int64_t, int64_t, int64_t, double, int64_t, DeviceType, int>;
   mutable std::map<TableKey, Tables> cached_tables_;
-  Parameter *scale_shift_table_, *audio_scale_shift_table_;
-  Parameter* keyframes_abs_pos_embedding_ = nullptr;
+  nn::Parameter *scale_shift_table_, *audio_scale_shift_table_;
+  nn::Parameter* keyframes_abs_pos_embedding_ = nullptr;
   nn::ReplicatedLinear *proj_in_, *audio_proj_in_;
   nn::PixArtAlphaTextProjection *caption_projection_ = nullptr, *audio_caption_projection_ = nullptr;
   AdaLayerNormSingle *time_embed_, *audio_time_embed_;
