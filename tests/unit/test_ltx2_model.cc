@@ -88,7 +88,7 @@ TEST(Ltx2Model, OriginalLayoutLoadsTheDiffusersParameters) {
   const auto params = diffusers.model->named_parameters();
   ASSERT_EQ(original.model->named_parameters().size(), params.size());
   for (const auto& [name, param] : params) {
-    const Parameter* other = original.model->find_parameter(name);
+    const nn::Parameter* other = original.model->find_parameter(name);
     ASSERT_NE(other, nullptr) << name;
     EXPECT_EQ(testing::max_abs_diff(other->value, param->value), 0.0) << name;
   }
