@@ -668,11 +668,10 @@ ParamNameMapping ltx2_mapping() {
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("LTX2VideoTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<LTX2VideoTransformer3DModel>(Ltx2ArchConfig::from_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("LTX2VideoTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<LTX2VideoTransformer3DModel>(Ltx2ArchConfig::from_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::ltx2

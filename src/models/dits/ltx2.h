@@ -186,4 +186,7 @@ class LTX2VideoTransformer3DModel : public DiTModel {
 // prompt_adaln_single) onto the diffusers ones; the diffusers names map to themselves.
 ParamNameMapping ltx2_mapping();
 
+// Registers LTX2VideoTransformer3DModel (called by the registry's built-in list).
+void register_models();
+
 }  // namespace fastdit::ltx2
