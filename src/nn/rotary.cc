@@ -127,6 +127,87 @@ RotaryTable rotary_position_table(std::span<const int64_t> axis_dims, const Tens
   });
 }
 
+namespace {
+// torch.linspace(0, 1, steps): the first half counts up from 0, the second down from 1.
+template <typename T>
+std::vector<T> unit_linspace(int64_t steps) {
+  std::vector<T> out(static_cast<size_t>(steps));
+  if (steps == 1) out[0] = T(0);
+  if (steps <= 1) return out;
+  const T step = (T(1) - T(0)) / static_cast<T>(steps - 1);
+  const int64_t half = steps / 2;
+  for (int64_t i = 0; i < steps; ++i)
+    out[i] = i < half ? T(0) + step * static_cast<T>(i) : T(1) - step * static_cast<T>(steps - i - 1);
+  return out;
+}
+
+std::vector<float> coordinate_frequencies(int64_t count, double theta, AnglePrecision precision) {
+  std::vector<float> freqs(static_cast<size_t>(count));
+  if (precision == AnglePrecision::Float64) {
+    const std::vector<double> exponent = unit_linspace<double>(count);
+    for (int64_t k = 0; k < count; ++k) freqs[k] = static_cast<float>(std::pow(theta, exponent[k]) * M_PI / 2.0);
+  } else {
+    const std::vector<float> exponent = unit_linspace<float>(count);
+    for (int64_t k = 0; k < count; ++k)
+      freqs[k] = std::pow(static_cast<float>(theta), exponent[k]) * static_cast<float>(M_PI) / 2.0f;
+  }
+  return freqs;
+}
+}  // namespace
+
+RotaryTable rotary_coordinate_table(const Tensor& coords, std::span<const float> max_pos, int64_t dim,
+                                    int64_t heads, double theta, ops::RopeStyle style, AnglePrecision precision) {
+  FASTDIT_CHECK(coords.dim() == 3 && coords.size(1) == static_cast<int64_t>(max_pos.size()) && coords.size(1) > 0,
+                "rotary table: coordinates must be [B, ", max_pos.size(), ", N] (one row per axis), got ",
+                coords.str());
+  const int64_t batch = coords.size(0), axes = coords.size(1), tokens = coords.size(2);
+  FASTDIT_CHECK(heads > 0 && dim % (2 * heads) == 0 && dim >= 2 * axes, "rotary table: dim ", dim,
+                " must split into ", heads, " heads of an even width and hold at least one frequency per axis");
+  const int64_t per_axis = dim / (2 * axes), half = dim / 2, pad = half - per_axis * axes;
+  const std::vector<float> freqs = coordinate_frequencies(per_axis, theta, precision);
+  const Tensor c = ops::cast(coords.to(Device::cpu()), DType::Float32).contiguous();
+  const float* p = c.data<float>();
+  const int64_t head_width = dim / heads, r = half / heads;
+  RotaryTable table{Tensor::empty({batch, tokens, heads, head_width}, DType::Float32),
+                    Tensor::empty({batch, tokens, heads, head_width}, DType::Float32), {}, {}};
+  float* cos_out = table.cos.data<float>();
+  float* sin_out = table.sin.data<float>();
+  std::vector<float> angle_cos(static_cast<size_t>(half)), angle_sin(static_cast<size_t>(half));
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t n = 0; n < tokens; ++n) {
+      for (int64_t j = 0; j < pad; ++j) angle_cos[j] = 1.0f, angle_sin[j] = 0.0f;
+      for (int64_t k = 0; k < per_axis; ++k) {
+        for (int64_t a = 0; a < axes; ++a) {
+          const float position = p[(b * axes + a) * tokens + n];
+          FASTDIT_CHECK(std::isfinite(position), "rotary table: coordinate [", b, ", ", a, ", ", n, "] is ",
+                        position, ", not a finite number");
+          const float grid = position / max_pos[a];
+          const float angle = (grid * 2.0f - 1.0f) * freqs[k];
+          angle_cos[pad + k * axes + a] = std::cos(angle);
+          angle_sin[pad + k * axes + a] = std::sin(angle);
+        }
+      }
+      float* cos_row = cos_out + (b * tokens + n) * dim;
+      float* sin_row = sin_out + (b * tokens + n) * dim;
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t i = 0; i < r; ++i) {
+          const int64_t angle = h * r + i;  // the flat angle this head's i-th pair takes
+          if (style == ops::RopeStyle::Interleaved) {
+            const int64_t at = h * head_width + 2 * i;
+            cos_row[at] = cos_row[at + 1] = angle_cos[angle];
+            sin_row[at] = sin_row[at + 1] = angle_sin[angle];
+          } else {
+            const int64_t at = h * head_width + i;
+            cos_row[at] = cos_row[at + r] = angle_cos[angle];
+            sin_row[at] = sin_row[at + r] = angle_sin[angle];
+          }
+        }
+      }
+    }
+  }
+  return table;
+}
+
 const RotaryTable& RotaryTableCache::get(std::span<const int64_t> grid, Device device,
                                          const SequenceParallel& parallel) const {
   const Key key{Shape(grid.begin(), grid.end()), device.type, device.index};

@@ -44,6 +44,20 @@ RotaryTable rotary_grid_table(std::span<const int64_t> axis_dims, std::span<cons
 RotaryTable rotary_position_table(std::span<const int64_t> axis_dims, const Tensor& positions, double theta,
                                   ops::RopeStyle style);
 
+// Tables from fractional per-token coordinates (LTX-2's audio-video RoPE): coords
+// [B, axes, N] float32 (a token's position on each axis, e.g. its patch's midpoint in
+// seconds or pixels), each axis divided by its max_pos; S = dim / (2·axes) frequencies
+// f_k = theta^(k / (S − 1))·π/2 (linspace exponents; float64 then rounded to float32, or
+// float32 throughout, by precision), angle[b, n, k·axes + a] = (2·coords[b, a, n]/max_pos[a]
+// − 1)·f_k in float32. The dim/2 − S·axes angles left over are padding at the front
+// (cos 1, sin 0). Laid out for ops::rope on x [B, N, dim] viewed as [B, N, heads, dim/heads]:
+//   Interleaved: cos/sin [B, N, heads, dim/heads], the flat dim/2 angles each twice in a row;
+//   SplitHalf:   the dim/2 angles cut into heads slices of r = dim/(2·heads), head h's row
+//                [slice_h | slice_h] (every head its own frequencies).
+RotaryTable rotary_coordinate_table(const Tensor& coords, std::span<const float> max_pos, int64_t dim,
+                                    int64_t heads, double theta, ops::RopeStyle style,
+                                    AnglePrecision precision);
+
 // The tables of one layout, built once per grid and device and kept: a denoising loop asks
 // for the same one every step, and a captured forward reads the table of its grid on every
 // replay and must not find it freed. Under sequence parallelism each carries this rank's

@@ -254,6 +254,8 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
 
 Tensor silu(const Tensor& x) { return unary_op("silu", x, cpu::silu, CUDA_KERNEL(silu)); }
 
+Tensor sigmoid(const Tensor& x) { return unary_op("sigmoid", x, cpu::sigmoid, CUDA_KERNEL(sigmoid)); }
+
 Tensor swiglu(const Tensor& x) {
   check_float_args("swiglu", {{"x", x}});
   FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) % 2 == 0, "swiglu: x ", shape_str(x.shape()),
@@ -426,13 +428,18 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle sty
   check_rank("rope", {"x", x}, 4);
   FASTDIT_CHECK(x.size(3) % 2 == 0, "rope: head dim of x ", shape_str(x.shape()),
                 " must be even");
-  const int64_t rotary = cos.dim() == 2 ? cos.size(1) : -1;
-  const Shape table_shape{x.size(1), rotary};
-  FASTDIT_CHECK(rotary > 0 && rotary % 2 == 0 && rotary <= x.size(3) && cos.shape() == table_shape &&
-                    sin.shape() == table_shape,
+  const int64_t rotary = cos.dim() >= 2 && cos.dim() <= 4 ? cos.size(-1) : -1;
+  bool rows_fit = false;  // [S, R], [S, H, R] or [B|1, S, H|1, R]
+  if (cos.dim() == 2) rows_fit = cos.size(0) == x.size(1);
+  if (cos.dim() == 3) rows_fit = cos.size(0) == x.size(1) && cos.size(1) == x.size(2);
+  if (cos.dim() == 4)
+    rows_fit = (cos.size(0) == 1 || cos.size(0) == x.size(0)) && cos.size(1) == x.size(1) &&
+               (cos.size(2) == 1 || cos.size(2) == x.size(2));
+  FASTDIT_CHECK(rotary > 0 && rotary % 2 == 0 && rotary <= x.size(3) && rows_fit && cos.shape() == sin.shape(),
                 "rope: cos ", shape_str(cos.shape()), " and sin ", shape_str(sin.shape()),
-                " must both be [S, R] with S = ", x.size(1), " and R even, at most D = ", x.size(3),
-                ", for x ", shape_str(x.shape()));
+                " must both be [S, R], [S, H, R] or [B or 1, S, H or 1, R] with S = ", x.size(1), ", H = ",
+                x.size(2), ", B = ", x.size(0), " and R even, at most D = ", x.size(3), ", for x ",
+                shape_str(x.shape()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   run_kernel("rope", x.device(), cpu::rope, CUDA_KERNEL(rope), contiguous(x), contiguous(cos),
              contiguous(sin), style, out);

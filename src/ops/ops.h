@@ -37,6 +37,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 // ---- activations ---------------------------------------------------------------------
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
 Tensor silu(const Tensor& x);
+// 1 / (1 + exp(-x)) (float32 math, x's dtype): per-head attention gates.
+Tensor sigmoid(const Tensor& x);
 // diffusers SwiGLU after its projection: x [..., 2N] -> value · silu(gate) [..., N] with
 // value = x[..., :N] and gate = x[..., N:]. silu(gate) is rounded to x's dtype before the
 // product, as the reference's separate ops in that dtype give.
@@ -107,7 +109,26 @@ enum class RopeStyle {
 // float32, pairs formed within those R dims by the style (SplitHalf: (x[i], x[i + R/2]));
 // dims R… pass through (partial RoPE, as Stable Audio rotates half of each head). Returned
 // in x's dtype.
+// The table may also differ per head and per batch item: cos/sin [S, H, R] (head h rotated
+// by its own rows, LTX-2's per-head frequency slices) or [B or 1, S, H or 1, R].
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style);
+
+// Where row (b, s, h) of a rope table starts: b·batch + s·seq + h·head (a stride of 0
+// broadcasts), rotary = R. The kernels read every table shape ops::rope accepts through it.
+struct RopeTableLayout {
+  int64_t batch = 0, seq = 0, head = 0, rotary = 0;
+};
+inline RopeTableLayout rope_table_layout(const Tensor& cos) {
+  const int64_t r = cos.size(-1);
+  switch (cos.dim()) {
+    case 2: return {0, r, 0, r};
+    case 3: return {0, cos.size(1) * r, r, r};
+    default: {
+      const int64_t heads = cos.size(2);
+      return {cos.size(0) == 1 ? 0 : cos.size(1) * heads * r, heads * r, heads == 1 ? 0 : r, r};
+    }
+  }
+}
 
 // Self-attention inputs from a fused q|k|v projection: qkv [B, S, 3D] -> q, k, v
 // [B, S, H, D/H] with q = rope(rms_norm(qkv[..., :D], norm_q)), k likewise with norm_k,

@@ -204,6 +204,7 @@ std::vector<OpCase> make_cases() {
     add({.op = "gelu", .shape = str(s) + " tanh", .make = x,
          .call = [](const Tensors& t) { return Tensors{ops::gelu(t[0], GeluApprox::Tanh)}; }});
     add({.op = "silu", .shape = str(s), .make = x, .call = [](const Tensors& t) { return Tensors{ops::silu(t[0])}; }});
+    add({.op = "sigmoid", .shape = str(s), .make = x, .call = [](const Tensors& t) { return Tensors{ops::sigmoid(t[0])}; }});
     add({.op = "scale", .shape = str(s), .make = x, .call = [](const Tensors& t) { return Tensors{ops::scale(t[0], -0.37f)}; }});
     add({.op = "cos", .shape = str(s), .make = x, .call = [](const Tensors& t) { return Tensors{ops::cos(t[0])}; }});
     add({.op = "sin", .shape = str(s), .make = x, .call = [](const Tensors& t) { return Tensors{ops::sin(t[0])}; }});
@@ -369,6 +370,21 @@ std::vector<OpCase> make_cases() {
            },
            .call = [style](const Tensors& t) { return Tensors{ops::rope(t[0], t[1], t[2], style)}; }});
     }
+  }
+  // Per-head tables [S, H, R] (LTX-2's split RoPE: each head its own frequencies) and
+  // per-item tables [B, S, 1, R] (coordinates given per batch item).
+  for (RopeStyle style : {RopeStyle::Interleaved, RopeStyle::SplitHalf}) {
+    const char* name = style == RopeStyle::Interleaved ? " interleaved" : " split-half";
+    add({.op = "rope", .shape = std::string("[2, 37, 4, 64] table [37, 4, 64]") + name,
+         .make = [](Inputs& in) {
+           return Tensors{in.rand({2, 37, 4, 64}), in.rand_as(kF32, {37, 4, 64}), in.rand_as(kF32, {37, 4, 64})};
+         },
+         .call = [style](const Tensors& t) { return Tensors{ops::rope(t[0], t[1], t[2], style)}; }});
+    add({.op = "rope", .shape = std::string("[2, 37, 4, 64] table [2, 37, 1, 32]") + name,
+         .make = [](Inputs& in) {
+           return Tensors{in.rand({2, 37, 4, 64}), in.rand_as(kF32, {2, 37, 1, 32}), in.rand_as(kF32, {2, 37, 1, 32})};
+         },
+         .call = [style](const Tensors& t) { return Tensors{ops::rope(t[0], t[1], t[2], style)}; }});
   }
   struct Qkv {
     int64_t heads, head_dim;

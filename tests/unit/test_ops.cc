@@ -214,6 +214,7 @@ double gelu_tanh(double v) {
   return 0.5 * v * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (v + 0.044715 * v * v * v)));
 }
 double silu(double v) { return v / (1 + std::exp(-v)); }
+double sigmoid(double v) { return 1 / (1 + std::exp(-v)); }
 
 std::vector<double> map(const Tensor& x, double (*fn)(double)) {
   std::vector<double> y = to_doubles(x);
@@ -226,6 +227,7 @@ TEST(OpsActivation, MatchReference) {
   expect_close(ops::gelu(x), map(x, gelu_exact), 1e-6);
   expect_close(ops::gelu(x, ops::GeluApprox::Tanh), map(x, gelu_tanh), 1e-6);
   expect_close(ops::silu(x), map(x, silu), 1e-6);
+  expect_close(ops::sigmoid(x), map(x, sigmoid), 1e-6);
   expect_close(ops::scale(x, -0.375f), [&] {
     std::vector<double> y = to_doubles(x);
     for (double& v : y) v *= -0.375;
@@ -241,6 +243,7 @@ TEST(OpsActivation, LowPrecisionIsFloat32Rounded) {
     expect_rounded_from_float32(ops::gelu(x, ops::GeluApprox::Tanh),
                                 ops::gelu(x32, ops::GeluApprox::Tanh));
     expect_rounded_from_float32(ops::silu(x), ops::silu(x32));
+    expect_rounded_from_float32(ops::sigmoid(x), ops::sigmoid(x32));
     expect_rounded_from_float32(ops::scale(x, 3.0f), ops::scale(x32, 3.0f));
     EXPECT_EQ(ops::silu(x).dtype(), dtype);
   }

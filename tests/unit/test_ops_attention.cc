@@ -312,9 +312,33 @@ TEST(OpsRope, LowPrecisionAndErrors) {
                                ops::RopeStyle::SplitHalf); },
                "rope: head dim of x [1, 9, 1, 5] must be even");
   expect_error([&] { ops::rope(x, random_tensor({8, 40}, 2), sin, ops::RopeStyle::Interleaved); },
-               "rope: cos [8, 40] and sin [9, 40] must both be [S, R] with S = 9");
+               "rope: cos [8, 40] and sin [9, 40] must both be [S, R], [S, H, R] or [B or 1, S, H or 1, R] with S = 9");
+  expect_error([&] { ops::rope(x, random_tensor({9, 2, 40}, 2), random_tensor({9, 2, 40}, 3), ops::RopeStyle::SplitHalf); },
+               "rope: cos [9, 2, 40] and sin [9, 2, 40] must both be");
   expect_error([&] { ops::rope(x.reshape({18, 3, 40}), cos, sin, ops::RopeStyle::Interleaved); },
                "rope: x [18, 3, 40] must have rank 4");
+}
+
+// A table per batch item ([B, S, 1, R]) or per head ([S, H, R]) rotates each item or head by its
+// own rows: the same as rotating it alone with a shared [S, R] table.
+TEST(OpsRope, PerItemAndPerHeadTables) {
+  const Tensor x = random_tensor({2, 5, 3, 12}, 340);
+  const Tensor item_cos = random_tensor({2, 5, 1, 8}, 341), item_sin = random_tensor({2, 5, 1, 8}, 342);
+  const Tensor head_cos = random_tensor({5, 3, 12}, 343), head_sin = random_tensor({5, 3, 12}, 344);
+  for (auto style : {ops::RopeStyle::Interleaved, ops::RopeStyle::SplitHalf}) {
+    const Tensor by_item = ops::rope(x, item_cos, item_sin, style);
+    const Tensor by_head = ops::rope(x, head_cos, head_sin, style);
+    for (int64_t b = 0; b < 2; ++b) {
+      const auto rows = [&](const Tensor& t) { return t.narrow(0, b, 1).contiguous().reshape({5, 8}); };
+      const Tensor alone = ops::rope(x.narrow(0, b, 1).contiguous(), rows(item_cos), rows(item_sin), style);
+      EXPECT_EQ(testing::max_abs_diff(by_item.narrow(0, b, 1).contiguous(), alone), 0.0) << b;
+    }
+    for (int64_t h = 0; h < 3; ++h) {
+      const auto rows = [&](const Tensor& t) { return t.narrow(1, h, 1).contiguous().reshape({5, 12}); };
+      const Tensor alone = ops::rope(x.narrow(2, h, 1).contiguous(), rows(head_cos), rows(head_sin), style);
+      EXPECT_EQ(testing::max_abs_diff(by_head.narrow(2, h, 1).contiguous(), alone), 0.0) << h;
+    }
+  }
 }
 
 TEST(OpsRope, QkvNormRopeIsTheSeparateOpsAndRejectsBadArguments) {

@@ -83,6 +83,10 @@ void silu(const Tensor& x, Tensor& out) {
   unary(x, out, [](float v) { return v / (1.0f + std::exp(-v)); });
 }
 
+void sigmoid(const Tensor& x, Tensor& out) {
+  unary(x, out, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+}
+
 void swiglu(const Tensor& x, Tensor& out) {
   const int64_t n = out.size(-1);
   const DType dtype = out.dtype();

@@ -31,6 +31,9 @@ struct GeluTanh {
 struct Silu {
   __device__ float operator()(float v) const { return v / (1.0f + expf(-v)); }
 };
+struct Sigmoid {
+  __device__ float operator()(float v) const { return 1.0f / (1.0f + expf(-v)); }
+};
 // value · silu(gate), silu rounded to the output dtype first (as the reference's two
 // ops in that dtype round it).
 struct SwiGLU {
@@ -177,6 +180,8 @@ void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out) {
 }
 
 void silu(const Tensor& x, Tensor& out) { elementwise<1>(Silu{}, {&x}, out); }
+
+void sigmoid(const Tensor& x, Tensor& out) { elementwise<1>(Sigmoid{}, {&x}, out); }
 
 void swiglu(const Tensor& x, Tensor& out) {
   const int64_t n = out.size(-1);

@@ -1,11 +1,12 @@
 // Rotary embedding on x [B, S, H, D] with float32 math: one thread per two elements
-// (grid-stride). The first R = cos.size(1) dims are rotated: both styles rotate R/2 pairs
+// (grid-stride). The first R = cos.size(-1) dims are rotated: both styles rotate R/2 pairs
 // (x[a], x[a + partner]) by
 //   out[a] = x[a]·cos[a] − x[a + partner]·sin[a]
 //   out[a + partner] = x[a + partner]·cos[a + partner] + x[a]·sin[a + partner]
 // and differ only in where pair p starts (2p or p) and how far its partner is (1 or R/2).
 // Threads past the R/2 pairs of a row copy two of its remaining D − R dims.
-// The cos/sin rows [S, R] are shared by every batch item and head, so they stay in cache.
+// Rows [S, R] shared by every batch item and head stay in cache; per-head or per-item rows
+// ([S, H, R], [B, S, H, R]) are read at their ops::RopeTableLayout strides.
 #include <cstdint>
 
 #include "backends/cuda/cuda_check.h"
@@ -21,6 +22,7 @@ struct RopeParams {
   const void* sin;
   FloatCode cos_code, sin_code;
   int64_t seq, heads, head_dim, rotary_dim;
+  int64_t table_batch, table_seq, table_head;  // ops::RopeTableLayout strides
   int64_t pair_start_step, partner;
 };
 
@@ -35,9 +37,9 @@ __global__ void rope_pairs(const T* x, T* out, RopeParams p, int64_t pairs) {
       out[row * p.head_dim + column + 1] = x[row * p.head_dim + column + 1];
       continue;
     }
-    const int64_t s = row / p.heads % p.seq;
+    const int64_t h = row % p.heads, s = row / p.heads % p.seq, b = row / p.heads / p.seq;
     const int64_t a = pair * p.pair_start_step, a2 = a + p.partner;
-    const int64_t table = s * p.rotary_dim;
+    const int64_t table = b * p.table_batch + s * p.table_seq + h * p.table_head;
     const float x1 = to_float(x[row * p.head_dim + a]), x2 = to_float(x[row * p.head_dim + a2]);
     const float cos1 = load_float(p.cos, p.cos_code, table + a);
     const float cos2 = load_float(p.cos, p.cos_code, table + a2);
@@ -70,7 +72,11 @@ void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeStyle 
   p.seq = x.size(1);
   p.heads = x.size(2);
   p.head_dim = x.size(3);
-  p.rotary_dim = cos.size(1);
+  const ops::RopeTableLayout table = ops::rope_table_layout(cos);
+  p.rotary_dim = table.rotary;
+  p.table_batch = table.batch;
+  p.table_seq = table.seq;
+  p.table_head = table.head;
   p.pair_start_step = interleaved ? 2 : 1;
   p.partner = interleaved ? 1 : p.rotary_dim / 2;
   DeviceGuard guard(x.device());
