@@ -41,7 +41,15 @@ inputs=$case_dir/inputs.safetensors
 run=("$fastdit" run "$case_dir" --inputs "$inputs")
 gen=("$fastdit" generate --config "$case_dir/transformer/config.json" --random-weights --height 32 --width 32
      --frames 5 --steps 1)
-bench=("$fastdit" bench --config "$root/tests/fixtures/perf/tiny-wan-cpu-forward.json")
+# The tiny CPU benchmark, its definition copied too (a target below).
+python3 - "$root/tests/fixtures/perf/tiny-wan-cpu-forward.json" "$tmp/definition.json" "$case_dir" <<'PY'
+import json, sys
+definition = json.load(open(sys.argv[1]))
+definition["model"]["config"] = sys.argv[3] + "/transformer/config.json"
+definition["warmups"], definition["iterations"], definition["components"] = 0, 1, False
+open(sys.argv[2], "w").write(json.dumps(definition))
+PY
+bench=("$fastdit" bench --config "$tmp/definition.json")
 report=("$fastdit" perf report --baselines "$root/tests/fixtures/perf/baselines")
 before_weights=$(md5sum <"$weights")
 before_inputs=$(md5sum <"$inputs")
@@ -95,7 +103,7 @@ probe 2 "trace output = --inputs" "error: FASTDIT_TRACE_OUTPUT $inputs: is an in
 probe 2 "generate --output = config" "is an input of this command" \
   "${gen[@]}" --output "$case_dir/transformer/config.json"
 probe 2 "bench --json = definition" "is an input of this command" \
-  "${bench[@]}" --json "$root/tests/fixtures/perf/tiny-wan-cpu-forward.json"
+  "${bench[@]}" --json "$tmp/definition.json"
 [[ $(md5sum <"$weights") == "$before_weights" && $(md5sum <"$inputs") == "$before_inputs" ]] \
   || fail "an input was overwritten"
 no_temporaries "outputs that are inputs"
