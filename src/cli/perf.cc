@@ -45,8 +45,8 @@ perf::BaselineStore open_store(const PerfArgs& a) {
 }
 
 void run_check(const PerfArgs& a) {
+  const perf::PerfRecord record = perf::read_record_file(a.records.front());  // a bad record first
   const perf::BaselineStore store = open_store(a);
-  const perf::PerfRecord record = perf::read_record_file(a.records.front());
   const perf::CheckResult result = perf::check_record(record, store, a.policy);
   std::cout << perf::format_check(record, result);
   if (a.append) {
@@ -62,9 +62,9 @@ void run_check(const PerfArgs& a) {
 }
 
 void run_reseed(const PerfArgs& a) {
-  const perf::BaselineStore store = open_store(a);
   std::vector<perf::PerfRecord> batch;
   for (const std::string& path : a.records) batch.push_back(perf::read_record_file(path));
+  const perf::BaselineStore store = open_store(a);
   perf::ReseedRequest request{a.reason, a.backup_dir, a.policy};
   if (request.backup_root.empty()) request.backup_root = std::filesystem::temp_directory_path() / "fastdit-reseed-backup";
   const perf::ReseedOutcome outcome = perf::reseed(batch, store, request);
