@@ -7,4 +7,4 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 bash scripts/python-env.sh
 (cd build && ctest --output-on-failure -j"$(nproc)" -LE gpu)
-if [[ -x scripts/fuzz.sh ]]; then bash scripts/fuzz.sh 60; fi
+if [[ -x scripts/fuzz.sh ]]; then bash scripts/fuzz.sh 15; fi  # 15 s per target

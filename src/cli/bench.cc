@@ -36,9 +36,9 @@ struct BenchArgs {
 
 bool names_benchmark_definition(const std::string& config) {
   if (config.empty() || std::filesystem::is_directory(config)) return false;
-  std::ifstream in(config);
-  FASTDIT_CHECK(in.good(), config, ": cannot open");
-  const nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  const std::string text = read_regular_file(config);
+  check_json_depth(text, 256, config);
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, false);
   FASTDIT_CHECK(!json.is_discarded() && json.is_object(), config, ": not a JSON object");
   FASTDIT_CHECK(perf::is_benchmark_definition(json) || json.contains("_class_name"), config,
                 ": neither a benchmark definition (no \"benchmark_id\") nor a model config (no \"_class_name\")");
@@ -61,7 +61,7 @@ void print_summary(const perf::ForwardBenchResult& r, const std::string& dtype, 
 }
 
 void write_json(const std::string& path, const nlohmann::ordered_json& record) {
-  perf::write_file_atomically(path, record.dump(2) + "\n");
+  write_file_atomically(path, record.dump(2) + "\n", {.label = "--json", .create_parents = true});
 }
 
 // Sequence parallelism: what this rank spent in the collectives of the timed forwards (its
@@ -199,6 +199,8 @@ void add_bench_command(CLI::App& app) {
   add_run_options(*cmd, a->run);
   for (const char* name : {"--device", "--dtype", "--fuse", "--sp"}) flags.push_back(cmd->get_option(name));
   cmd->callback([a] {
+    note_input_file(a->config);
+    check_output_path(a->json, "--json");  // before the (slow) run, which its record is written after
     if (names_benchmark_definition(a->config)) return run_definition_bench(*a);
     if (a->cuda_graph) check_cuda_graph(a->run);
     exit_code() = run_parallel(a->run, [&](ParallelRun& parallel) { return run_model_bench(*a, parallel); });

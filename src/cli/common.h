@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "distributed/communicator.h"
 #include "distributed/launch.h"
 #include "loader/transformer_loader.h"

@@ -295,6 +295,8 @@ void run_generate(const GenerateArgs& a) {
   FASTDIT_CHECK(a.cfg_batching == "batched" || a.cfg_batching == "sequential", "--cfg-batching ", a.cfg_batching,
                 ": expected batched or sequential");
   if (a.cuda_graph) check_cuda_graph(a.run);
+  for (const std::string* input : {&a.config, &a.prompt_embeds, &a.negative_embeds, &a.noise}) note_input_file(*input);
+  check_output_path(a.output, "--output");
   // Everything that can be checked without the model is, before the (slow) load.
   const sampling::PipelineFolder folder =
       a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
@@ -330,12 +332,14 @@ void run_generate(const GenerateArgs& a) {
       a.cfg_batching == "batched" ? sampling::CfgBatching::Batched : sampling::CfgBatching::Sequential;
   request.cuda_graph = a.cuda_graph;
 
+  check_output_path(a.output, "--output");  // now that the checkpoint files are known inputs too
   StepReporter reporter(options.device, models.transformer.trace);
   const double start = now_seconds();
   const Tensor latents =
       sampling::denoise(*scheduler, request, reporter.callbacks()).to(Device::cpu(), DType::Float32);
   const double seconds = now_seconds() - start;
-  write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}});
+  write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}},
+                    {.label = "--output"});
   const auto& steps = reporter.step_seconds();
   std::cout << "wrote " << a.output << ": latents " << latents.str() << "\n"
             << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "

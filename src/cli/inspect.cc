@@ -23,11 +23,10 @@ using Json = nlohmann::ordered_json;
 
 // The config with _class_name first: it says what everything else means.
 Json read_config(const fs::path& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in, path.string(), ": cannot open");
+  const std::string text = read_regular_file(path);
   Json config;
   try {
-    config = Json::parse(in);
+    config = Json::parse(text);
   } catch (const Json::exception& e) {
     FASTDIT_FAIL(path.string(), ": not valid JSON: ", e.what());
   }

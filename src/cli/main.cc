@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/files.h"
 
 namespace fastdit::cli {
 int& exit_code() {
@@ -12,6 +13,8 @@ int& exit_code() {
 }  // namespace fastdit::cli
 
 int main(int argc, char** argv) {
+  // An output that is one of the command's inputs is refused (core/files.h).
+  fastdit::set_input_tracking(true);
   CLI::App app{"fastdit: native inference engine for diffusion transformers"};
   app.require_subcommand(1);
   fastdit::cli::add_inspect_command(app);

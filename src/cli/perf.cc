@@ -2,9 +2,12 @@
 //   perf check <record> [--append]   gate a normalized record against its cohort's baseline
 //   perf reseed <record>... --reason  move a cohort's baseline after an accepted shift
 //   perf report [--output page.html]  static HTML page of every cohort's history
+#include <sys/stat.h>
+
 #include <iostream>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "perf/check.h"
 #include "perf/report.h"
 #include "perf/reseed.h"
@@ -31,9 +34,19 @@ void add_store_options(CLI::App& cmd, PerfArgs& a) {
       ->capture_default_str();
 }
 
+// The store must exist: a mistyped --baselines is an error, not an empty history.
+perf::BaselineStore open_store(const PerfArgs& a) {
+  struct stat st {};
+  FASTDIT_CHECK(::stat(a.baselines.c_str(), &st) == 0, "--baselines ", a.baselines,
+                ": no such folder (the baseline store; make an empty folder to start a new one)");
+  FASTDIT_CHECK(S_ISDIR(st.st_mode), "--baselines ", a.baselines, ": is a ", file_kind(st.st_mode),
+                ", not a folder");
+  return perf::BaselineStore(a.baselines);
+}
+
 void run_check(const PerfArgs& a) {
-  const perf::BaselineStore store(a.baselines);
-  const perf::PerfRecord record = perf::read_record_file(a.records.front());
+  const perf::PerfRecord record = perf::read_record_file(a.records.front());  // a bad record first
+  const perf::BaselineStore store = open_store(a);
   const perf::CheckResult result = perf::check_record(record, store, a.policy);
   std::cout << perf::format_check(record, result);
   if (a.append) {
@@ -49,9 +62,9 @@ void run_check(const PerfArgs& a) {
 }
 
 void run_reseed(const PerfArgs& a) {
-  const perf::BaselineStore store(a.baselines);
   std::vector<perf::PerfRecord> batch;
   for (const std::string& path : a.records) batch.push_back(perf::read_record_file(path));
+  const perf::BaselineStore store = open_store(a);
   perf::ReseedRequest request{a.reason, a.backup_dir, a.policy};
   if (request.backup_root.empty()) request.backup_root = std::filesystem::temp_directory_path() / "fastdit-reseed-backup";
   const perf::ReseedOutcome outcome = perf::reseed(batch, store, request);
@@ -59,8 +72,10 @@ void run_reseed(const PerfArgs& a) {
 }
 
 void run_report(const PerfArgs& a) {
-  const perf::BaselineStore store(a.baselines);
-  perf::write_file_atomically(a.output, perf::render_report_html(store, a.policy));
+  const perf::BaselineStore store = open_store(a);
+  check_output_path(a.output, "--output");
+  write_file_atomically(a.output, perf::render_report_html(store, a.policy),
+                        {.label = "--output", .create_parents = true});
   std::cout << "report " << a.output << "\n";
 }
 

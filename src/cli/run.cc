@@ -78,11 +78,14 @@ int compare_with(const std::string& reference_path, const TensorMap& outputs, do
 int run_model(const RunArgs& args, ParallelRun& parallel) {
   FASTDIT_CHECK(args.inputs.empty() != args.example.empty(), "run: give --inputs or --example (one of them)");
   FASTDIT_CHECK(!args.output.empty() || !args.compare.empty(), "run: give --output, --compare or both");
+  for (const std::string* input : {&args.inputs, &args.args_file, &args.compare}) note_input_file(*input);
+  if (!args.output.empty()) check_output_path(args.output, "--output");
   const LoadOptions options = parallel.load_options(args.run, true);
   PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
                                                : prepare_model(args.model_dir, options);
   const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
   const ArgMap forward_args = make_args(args, prepared.model());
+  if (!args.output.empty()) check_output_path(args.output, "--output");  // the checkpoint is a known input now
   std::optional<CapturedForward> graph;
   if (args.cuda_graph) {
     graph.emplace(prepared.model());
@@ -99,7 +102,7 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   std::cerr << "forward " << std::fixed << std::setprecision(1) << ms << " ms on " << parallel.world_size()
             << " rank(s)" << (graph ? " (CUDA graph replay)" : "") << "\n";
   if (!args.output.empty() && parallel.is_main()) {
-    write_safetensors(args.output, named);
+    write_safetensors(args.output, named, {}, {.label = "--output"});
     for (const auto& [name, tensor] : named) std::cerr << "wrote " << name << " " << tensor.str() << "\n";
   }
   return args.compare.empty() ? 0 : compare_with(args.compare, outputs, args.max_rel_l2);

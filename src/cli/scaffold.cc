@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/files.h"
 #include "models/dit.h"
 
 namespace fastdit::cli {
@@ -79,16 +80,9 @@ std::vector<Rendered> render(const fs::path& templates, const fs::path& root, co
   return files;
 }
 
-// Each file whole or not at all: written beside its target, then renamed over it.
+// Each file whole or not at all (core/files.h): written beside its target, then renamed.
 void write_file(const Rendered& file) {
-  fs::create_directories(file.target.parent_path());
-  const fs::path tmp = file.target.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << file.text;
-    FASTDIT_CHECK(out.flush(), tmp.string(), ": cannot write");
-  }
-  fs::rename(tmp, file.target);
+  write_file_atomically(file.target, file.text, {.label = "--into", .create_parents = true});
 }
 
 void scaffold(const ScaffoldOptions& o) {

@@ -22,9 +22,14 @@ void add_trace_diff_command(CLI::App& app) {
   cmd->callback([args] {
     const auto a = trace::read_trace(args->a);
     const auto b = trace::read_trace(args->b);
+    FASTDIT_CHECK(!a.empty(), args->a, ": no trace records (an empty trace matches nothing)");
+    FASTDIT_CHECK(!b.empty(), args->b, ": no trace records (an empty trace matches nothing)");
     const auto report = trace::diff_traces(a, b, args->options);
     FASTDIT_CHECK(report.pairs > 0, "no records in common between ", args->a, " (", a.size(), " records) and ",
                   args->b, " (", b.size(), " records)");
+    FASTDIT_CHECK(report.compared > 0, args->a, " and ", args->b, ": the ", report.pairs,
+                  " paired record(s) share no stat (abs_mean, sum, min, max, mean, std) and no shape: "
+                  "nothing to compare, so no match can be claimed");
     trace::print_report(std::cout, report, args->options);
     exit_code() = report.first ? 1 : 0;
   });

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace fastdit {
 
@@ -12,9 +13,8 @@ ConfigReader::ConfigReader(nlohmann::json json, std::string source)
 }
 
 ConfigReader ConfigReader::from_file(const std::string& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in.good(), path, ": cannot open config");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const std::string text = read_regular_file(path);  // a FIFO or folder is refused, never opened
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(!json.is_discarded(), path, ": not valid JSON");
   return ConfigReader(std::move(json), path);
 }

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <set>
 
+#include "core/files.h"
+
 namespace fastdit {
 
 namespace {
@@ -21,11 +23,10 @@ Shape row_shape(const nlohmann::json& dims, const std::string& where) {
 }  // namespace
 
 std::vector<CheckpointTensor> read_key_dump(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in, path.string(), ": cannot open");
+  const std::string text = read_regular_file(path);
   nlohmann::json dump;
   try {
-    dump = nlohmann::json::parse(in);
+    dump = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     FASTDIT_FAIL(path.string(), ": not valid JSON: ", e.what());
   }

@@ -244,11 +244,9 @@ SafetensorsFile SafetensorsFile::from_bytes(std::span<std::byte> bytes, std::sha
 
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string label = path.string();
-  const FileDescriptor file(::open(label.c_str(), O_RDONLY | O_CLOEXEC));
-  FASTDIT_CHECK(file.fd >= 0, label, ": cannot open: ", errno_text());
+  const FileDescriptor file(open_regular_file(path));  // a FIFO or device is refused, never opened
   struct stat st {};
-  FASTDIT_CHECK(::fstat(file.fd, &st) == 0 && S_ISREG(st.st_mode), label,
-                ": not a regular file");
+  FASTDIT_CHECK(::fstat(file.fd, &st) == 0, label, ": cannot stat: ", errno_text());
   const auto size = static_cast<size_t>(st.st_size);
   check_length_prefix(size, label);  // before mmap, which refuses empty files
   // Private and writable: a caller writing into a borrowed tensor gets copy-on-write pages
@@ -283,14 +281,6 @@ namespace {
 
 constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  FASTDIT_CHECK(in, path.string(), ": cannot open: ", errno_text());
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  FASTDIT_CHECK(!in.bad(), path.string(), ": read failed: ", errno_text());
-  return text;
-}
-
 // A shard named by an index lives beside it: no absolute paths, no climbing out.
 bool is_plain_relative(const std::filesystem::path& shard) {
   if (shard.empty() || shard.is_absolute()) return false;
@@ -300,7 +290,7 @@ bool is_plain_relative(const std::filesystem::path& shard) {
 // weight_map of an index json: tensor name -> shard file name.
 std::map<std::string, std::string> read_weight_map(const std::filesystem::path& index_path) {
   const std::string label = index_path.string();
-  const Json index = parse_json_strict(read_text_file(index_path), label);
+  const Json index = parse_json_strict(read_regular_file(index_path), label);
   FASTDIT_CHECK(index.is_object() && index.contains("weight_map") &&
                     index["weight_map"].is_object(),
                 label,
@@ -441,59 +431,17 @@ std::string safetensors_header(const NamedTensors& tensors, const SafetensorsMet
   return text;
 }
 
-// `target`.tmp.<pid>, renamed over `target` by commit() and removed when dropped before.
-class TempFile {
- public:
-  explicit TempFile(const std::filesystem::path& target)
-      : target_(target),
-        path_(target.string() + ".tmp." + std::to_string(::getpid())),
-        file_(::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
-    FASTDIT_CHECK(file_.fd >= 0, path_, ": cannot create: ", errno_text());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (!committed_) ::unlink(path_.c_str());
-  }
-
-  void write(const void* data, size_t bytes) {
-    const char* next = static_cast<const char*>(data);
-    while (bytes > 0) {
-      const ssize_t written = ::write(file_.fd, next, bytes);
-      if (written < 0 && errno == EINTR) continue;
-      FASTDIT_CHECK(written > 0, path_, ": write failed: ", errno_text());
-      next += written;
-      bytes -= static_cast<size_t>(written);
-    }
-  }
-
-  void commit() {
-    FASTDIT_CHECK(::fsync(file_.fd) == 0, path_, ": fsync failed: ", errno_text());
-    const int fd = std::exchange(file_.fd, -1);
-    FASTDIT_CHECK(::close(fd) == 0, path_, ": close failed: ", errno_text());
-    FASTDIT_CHECK(::rename(path_.c_str(), target_.c_str()) == 0, path_, ": cannot rename to ",
-                  target_.string(), ": ", errno_text());
-    committed_ = true;
-  }
-
- private:
-  std::filesystem::path target_;
-  std::string path_;
-  FileDescriptor file_;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
-                       const SafetensorsMetadata& metadata) {
+                       const SafetensorsMetadata& metadata, OutputOptions options) {
   const std::string label = path.string();
   const std::string header = safetensors_header(tensors, metadata, label);
   std::vector<Tensor> host;  // converted before the file exists, so a failure leaves nothing
   host.reserve(tensors.size());
   for (const auto& [name, tensor] : tensors) host.push_back(tensor.to(Device::cpu()).contiguous());
 
-  TempFile file(path);
+  AtomicFile file(path, std::move(options));
   uint8_t length_prefix[8];
   for (int i = 0; i < 8; ++i) length_prefix[i] = static_cast<uint8_t>(header.size() >> (8 * i));
   file.write(length_prefix, sizeof length_prefix);

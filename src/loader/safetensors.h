@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/files.h"
 #include "core/tensor.h"
 
 namespace fastdit {
@@ -104,9 +105,9 @@ class SafetensorsCheckpoint {
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Writes `tensors` in the given order (any device, dtype and strides; stored contiguous)
-// with an 8-byte aligned data section. Writes `path`.tmp.<pid> and renames it over `path`,
-// so `path` is never left half-written.
+// with an 8-byte aligned data section, through AtomicFile (core/files.h): `path` is whole or
+// untouched, a special file or an input of the command is refused.
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
-                       const SafetensorsMetadata& metadata = {});
+                       const SafetensorsMetadata& metadata = {}, OutputOptions options = {});
 
 }  // namespace fastdit

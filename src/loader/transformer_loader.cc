@@ -22,7 +22,8 @@ fs::path resolve_transformer_dir(const fs::path& path) {
 
 std::unique_ptr<DiTModel> build_transformer(const fs::path& path, const BuildOptions& options) {
   const fs::path config_path =
-      fs::is_regular_file(path) ? path : resolve_transformer_dir(path) / "config.json";
+      fs::exists(path) && !fs::is_directory(path) ? path  // a FIFO or device is refused by the reader
+                                                  : resolve_transformer_dir(path) / "config.json";
   ConfigReader config = ConfigReader::from_file(config_path.string());
   return create_dit(config, options);
 }

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/files.h"
+
 namespace fastdit::perf {
 namespace {
 
@@ -15,13 +17,10 @@ std::string file_safe(const std::string& text) {
   return safe;
 }
 
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  FASTDIT_CHECK(in.good(), path.string(), ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+// A cohort gains a line per checked run; a gigabyte of them is no store but a mistake.
+constexpr size_t kMaxCohortFileBytes = size_t{1} << 30;
+
+std::string read_text(const std::filesystem::path& path) { return read_regular_file(path, kMaxCohortFileBytes); }
 
 }  // namespace
 
@@ -33,16 +32,18 @@ std::filesystem::path BaselineStore::cohort_file(const PerfRecord& r) const {
 }
 
 std::vector<PerfRecord> BaselineStore::read_cohort_file(const std::filesystem::path& path) {
-  std::istringstream lines(read_text(path));
+  return read_cohort_text(read_text(path), path.string());
+}
+
+std::vector<PerfRecord> BaselineStore::read_cohort_text(const std::string& text, const std::string& source) {
+  std::istringstream lines(text);
   std::vector<PerfRecord> records;
   int number = 0;
   for (std::string line; std::getline(lines, line);) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path.string() + ":" + std::to_string(number);
-    nlohmann::ordered_json json = nlohmann::ordered_json::parse(line, nullptr, false);
-    FASTDIT_CHECK(!json.is_discarded(), where, ": not valid JSON");
-    records.push_back(parse_record(std::move(json), where));
+    const std::string where = source + ":" + std::to_string(number);
+    records.push_back(parse_record_text(line, where));
     FASTDIT_CHECK(records.back().same_cohort(records.front()), where,
                   ": record belongs to another cohort than the first record of its file");
   }
@@ -86,7 +87,7 @@ void BaselineStore::append(const PerfRecord& record, const std::vector<nlohmann:
   std::string text = std::filesystem::exists(path) ? read_text(path) : std::string();
   if (!text.empty() && text.back() != '\n') text += '\n';
   for (const auto& line : lines) text += line.dump() + "\n";
-  write_file_atomically(path, text);
+  write_file_atomically(path, text, {.label = "", .create_parents = true, .may_be_input = true});
 }
 
 }  // namespace fastdit::perf

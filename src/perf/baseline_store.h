@@ -28,6 +28,7 @@ class BaselineStore {
 
   // A cohort file's records; each line must parse and all must share one cohort.
   static std::vector<PerfRecord> read_cohort_file(const std::filesystem::path& path);
+  static std::vector<PerfRecord> read_cohort_text(const std::string& text, const std::string& source);
   // Appends records of `record`'s cohort (rewrites the file atomically).
   void append(const PerfRecord& record, const std::vector<nlohmann::ordered_json>& lines) const;
 

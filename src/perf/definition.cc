@@ -4,9 +4,13 @@
 
 #include "configs/config_reader.h"
 #include "core/dtype.h"
+#include "core/files.h"
 
 namespace fastdit::perf {
 namespace {
+
+// A definition nests four levels (thresholds.<gpu>.<limit>); far deeper is no definition.
+constexpr size_t kMaxDefinitionDepth = 32;
 
 // A nested object read as strictly as the top level.
 ConfigReader nested(ConfigReader& parent, const std::string& key) {
@@ -81,7 +85,14 @@ bool is_benchmark_definition(const nlohmann::json& json) {
 }
 
 BenchmarkDefinition read_benchmark_definition(const std::filesystem::path& path) {
-  ConfigReader top = ConfigReader::from_file(path.string());
+  return parse_benchmark_definition(read_regular_file(path), path);
+}
+
+BenchmarkDefinition parse_benchmark_definition(std::string_view text, const std::filesystem::path& path) {
+  check_json_depth(text, kMaxDefinitionDepth, path.string());
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  FASTDIT_CHECK(!json.is_discarded(), path.string(), ": not valid JSON");
+  ConfigReader top(std::move(json), path.string());
   BenchmarkDefinition def;
   def.path = path;
   FASTDIT_CHECK(top.get_int("config_schema_version") == 1, path, ": config_schema_version must be 1");

@@ -24,6 +24,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "perf/forward_bench.h"
 #include "perf/metrics.h"
@@ -53,6 +54,8 @@ struct BenchmarkDefinition {
 
 // A benchmark definition names its benchmark; a model config names its _class_name.
 bool is_benchmark_definition(const nlohmann::json& json);
-BenchmarkDefinition read_benchmark_definition(const std::filesystem::path& path);
+BenchmarkDefinition read_benchmark_definition(const std::filesystem::path& path);  // a regular file
+// The same from the file's text; `path` names it and anchors the model config's path.
+BenchmarkDefinition parse_benchmark_definition(std::string_view text, const std::filesystem::path& path);
 
 }  // namespace fastdit::perf

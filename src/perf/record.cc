@@ -1,21 +1,25 @@
 #include "perf/record.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <numeric>
 #include <sstream>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "perf/environment.h"
 
 namespace fastdit::perf {
 namespace {
 
+// A record nests a handful of levels (recipe.model_config holds a model's config); a deeper
+// one is refused before anything copies or prints it recursively.
+constexpr size_t kMaxRecordDepth = 64;
+
 nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in.good(), path, ": cannot open");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
-  FASTDIT_CHECK(!json.is_discarded(), path, ": not valid JSON");
+  nlohmann::json json = nlohmann::json::parse(read_regular_file(path), nullptr, false);
+  FASTDIT_CHECK(!json.is_discarded(), path.string(), ": not valid JSON");
   return json;
 }
 
@@ -107,8 +111,19 @@ std::map<std::string, double> read_metrics(const nlohmann::ordered_json& json, c
     const auto it = metrics.find(std::string(metric.name));
     if (it == metrics.end() || it->is_null()) continue;
     FASTDIT_CHECK(it->is_number(), source, ": metric '", metric.name, "' must be a number or null");
-    values[std::string(metric.name)] = it->get<double>();
+    const double value = it->get<double>();
+    // A time or a rate of a run that happened is positive; memory and component times may
+    // be zero (nothing allocated on the device, no attention in the model).
+    const bool must_be_positive = metric.name == "latency_s" || metric.name == "throughput_fps";
+    FASTDIT_CHECK(std::isfinite(value) && (must_be_positive ? value > 0 : value >= 0), source, ": metric '",
+                  metric.name, "' is ", it->dump(), ", not a ", must_be_positive ? "positive" : "non-negative",
+                  " finite number");
+    values[std::string(metric.name)] = value;
   }
+  const auto tflops = metrics.find("tflops");
+  FASTDIT_CHECK(tflops == metrics.end() || tflops->is_null() ||
+                    (tflops->is_number() && std::isfinite(tflops->get<double>()) && tflops->get<double>() >= 0),
+                source, ": metric 'tflops' must be a non-negative finite number or null");
   return values;
 }
 
@@ -192,7 +207,8 @@ PerfRecord parse_record(nlohmann::ordered_json json, std::string source) {
   r.model_id = string_field(json, "model_id", source);
   r.benchmark_id = string_field(json, "benchmark_id", source);
   const auto& benchmark_version = field(json, "benchmark_version", source);
-  FASTDIT_CHECK(benchmark_version.is_number_integer(), source, ": benchmark_version must be an integer");
+  FASTDIT_CHECK(benchmark_version.is_number_integer() && benchmark_version.get<int64_t>() >= 1, source,
+                ": benchmark_version must be a positive integer");
   r.benchmark_version = benchmark_version.get<int64_t>();
   r.gpu_type = string_field(json, "gpu_type", source);
   r.commit_sha = string_field(json, "commit_sha", source);
@@ -202,6 +218,8 @@ PerfRecord parse_record(nlohmann::ordered_json json, std::string source) {
   r.software_profile_id = string_field(json, "software_profile_id", source);
   r.success = bool_field(json, "success", source);
   r.metrics = read_metrics(json, source);
+  FASTDIT_CHECK(!r.success || r.metrics.count("latency_s"), source,
+                ": a successful run's record needs metrics.latency_s");
   r.thresholds = read_thresholds(nlohmann::json(field(json, "regression_thresholds", source)),
                                  source + ": regression_thresholds", default_thresholds());
   r.limits = read_record_limits(json, source);
@@ -215,25 +233,15 @@ PerfRecord parse_record(nlohmann::ordered_json json, std::string source) {
   return r;
 }
 
-PerfRecord read_record_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in.good(), path.string(), ": cannot open record");
-  nlohmann::ordered_json json = nlohmann::ordered_json::parse(in, nullptr, false);
-  FASTDIT_CHECK(!json.is_discarded(), path.string(), ": not valid JSON");
-  return parse_record(std::move(json), path.string());
+PerfRecord parse_record_text(std::string_view text, std::string source) {
+  check_json_depth(text, kMaxRecordDepth, source);
+  nlohmann::ordered_json json = nlohmann::ordered_json::parse(text, nullptr, false);
+  FASTDIT_CHECK(!json.is_discarded(), source, ": not valid JSON");
+  return parse_record(std::move(json), std::move(source));
 }
 
-void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  const std::filesystem::path temporary = path.string() + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    FASTDIT_CHECK(out.good(), temporary, ": cannot write");
-    out << text;
-    out.close();
-    FASTDIT_CHECK(out.good(), temporary, ": write failed");
-  }
-  std::filesystem::rename(temporary, path);
+PerfRecord read_record_file(const std::filesystem::path& path) {
+  return parse_record_text(read_regular_file(path), path.string());
 }
 
 }  // namespace fastdit::perf

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "perf/definition.h"
 #include "perf/forward_bench.h"
@@ -64,9 +65,7 @@ struct PerfRecord {
 
 // Validates the fields above (missing or mistyped ones are errors naming `source`).
 PerfRecord parse_record(nlohmann::ordered_json json, std::string source);
-PerfRecord read_record_file(const std::filesystem::path& path);
-
-// Writes next to `path` and renames, so a reader never sees half a file.
-void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+PerfRecord parse_record_text(std::string_view text, std::string source);  // one JSON object
+PerfRecord read_record_file(const std::filesystem::path& path);            // a regular file
 
 }  // namespace fastdit::perf

@@ -201,12 +201,12 @@ std::string render_report_html(const BaselineStore& store, const BaselinePolicy&
     for (const PerfRecord& r : history) newest = std::max(newest, r.timestamp);
     cohorts.push_back(std::move(history));
   }
+  FASTDIT_CHECK(!cohorts.empty(), store.root().string(), ": no records (no cohort file <benchmark_id>/*.jsonl "
+                "with a record): run `fastdit bench --config bench/configs/<id>.json`, then seed the cohort with "
+                "`fastdit perf reseed`");
   int height = kPageHeader + kPageFooter;
   std::ostringstream body;
   for (const auto& history : cohorts) body << render_cohort(history, policy, height);
-  if (cohorts.empty())
-    body << "<p>No records yet. Run <code>fastdit bench --config bench/configs/&lt;id&gt;.json</code>, then "
-            "seed the cohort with <code>fastdit perf reseed</code>.</p>\n";
   std::ostringstream html;
   html << "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
        << "<meta name=\"fastdit-page-height\" content=\"" << height << "\">\n"

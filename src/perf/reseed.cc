@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/files.h"
 #include "perf/environment.h"
 
 namespace fastdit::perf {
@@ -56,7 +57,7 @@ void back_up(const std::filesystem::path& cohort_file, const std::filesystem::pa
   provenance << "cohort file: " << cohort_file.string() << "\nreseeded at: " << utc_timestamp()
              << "\nreason: " << reason << "\nrecords:\n";
   for (const PerfRecord& r : batch) provenance << "  " << r.record_id << " " << r.source << "\n";
-  write_file_atomically(backup / "PROVENANCE.txt", provenance.str());
+  write_file_atomically(backup / "PROVENANCE.txt", provenance.str(), {.create_parents = true});
 }
 
 }  // namespace

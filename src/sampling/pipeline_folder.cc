@@ -5,6 +5,7 @@
 
 #include "configs/config_reader.h"
 #include "core/error.h"
+#include "core/files.h"
 
 namespace fastdit::sampling {
 
@@ -30,9 +31,7 @@ std::optional<fs::path> component(ConfigReader& index, const fs::path& root, con
 
 // The VAE's frames and pixels per latent element (diffusers AutoencoderKLWan's defaults are 4 and 8).
 std::array<int64_t, 3> vae_stride(const fs::path& config_path) {
-  std::ifstream in(config_path);
-  FASTDIT_CHECK(in.good(), config_path.string(), ": cannot open");
-  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json json = nlohmann::json::parse(read_regular_file(config_path), nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(json.is_object(), config_path.string(), ": not a JSON object");
   const auto factor = [&](const char* key, int64_t fallback) {
     if (!json.contains(key) || json.at(key).is_null()) return fallback;

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "sampling/flow_match_euler.h"
 #include "sampling/unipc.h"
 
@@ -77,9 +78,7 @@ std::unique_ptr<Scheduler> make_scheduler(const nlohmann::json& config, const st
 }
 
 std::unique_ptr<Scheduler> load_scheduler(const std::filesystem::path& config_json, std::optional<double> shift) {
-  std::ifstream in(config_json);
-  FASTDIT_CHECK(in.good(), config_json.string(), ": cannot open scheduler config");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json json = nlohmann::json::parse(read_regular_file(config_json), nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(!json.is_discarded(), config_json.string(), ": not valid JSON");
   return make_scheduler(json, config_json.string(), shift);
 }

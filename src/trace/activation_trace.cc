@@ -8,6 +8,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::trace {
@@ -88,7 +89,9 @@ TraceConfig trace_config_from_env() {
 
 ActivationTrace::ActivationTrace(TraceConfig config)
     : config_(std::move(config)), pattern_(compile_layers(config_.layers)) {
-  const std::filesystem::path path(config_.output);
+  // Streamed, so a run that dies keeps the records before it; the output rule otherwise
+  // holds (core/files.h): no special file, no input of the run, a symbolic link followed.
+  const std::filesystem::path path = check_output_path(config_.output, "FASTDIT_TRACE_OUTPUT");
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   out_.open(path, std::ios::out | std::ios::trunc);
   FASTDIT_CHECK(out_.good(), "FASTDIT_TRACE_OUTPUT: cannot write ", config_.output);
@@ -144,7 +147,7 @@ void ActivationTrace::on_output(const nn::Module& module, std::string_view tenso
     const std::string key = module.name() + "." + std::string(tensor) + ".step" + std::to_string(step_);
     const int64_t call = dump_counts_[key]++;
     write_safetensors(std::filesystem::path(config_.dump_dir) / (key + ".call" + std::to_string(call) + ".safetensors"),
-                      {{"value", value}});
+                      {{"value", value}}, {}, {.label = "FASTDIT_TRACE_DUMP"});
   }
 }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace fastdit::trace {
 
@@ -48,6 +49,7 @@ PairDiff compare_pair(const TraceRecord& a, const TraceRecord& b, const DiffOpti
     diff.shape_differs = true;
     diff.worst = INFINITY;
   }
+  if (a.json.contains("shape") && b.json.contains("shape")) ++diff.compared;
   for (const char* stat : {"abs_mean", "sum", "min", "max", "mean", "std"}) {
     if (!a.json.contains(stat) || !b.json.contains(stat)) continue;
     const double x = number(a.json[stat]), y = number(b.json[stat]);
@@ -59,31 +61,52 @@ PairDiff compare_pair(const TraceRecord& a, const TraceRecord& b, const DiffOpti
       excess = allowed > 0 ? std::fabs(x - y) / allowed : (x == y ? 0 : INFINITY);
     }
     diff.stats.push_back({stat, x, y, excess});
+    ++diff.compared;
     diff.worst = std::max(diff.worst, excess);
   }
   return diff;
 }
 }  // namespace
 
-std::vector<TraceRecord> read_trace(const std::string& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in.good(), path, ": cannot open trace");
+namespace {
+const char* const kComparedStats[] = {"abs_mean", "sum", "min", "max", "mean", "std"};
+}  // namespace
+
+std::vector<TraceRecord> parse_trace(std::string_view text, const std::string& source) {
   std::vector<TraceRecord> records;
   std::map<std::tuple<std::string, std::string, int64_t>, int64_t> seen;
-  std::string line;
-  for (size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  size_t number = 0;
+  for (size_t begin = 0; begin < text.size();) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(begin, end - begin);
+    begin = end + 1;
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    FASTDIT_CHECK(line.size() <= kMaxTraceLineBytes, source, ":", number, ": line of ", line.size(),
+                  " bytes, more than the ", kMaxTraceLineBytes, " a trace record may have");
+    check_json_depth(line, kMaxTraceDepth, source + ":" + std::to_string(number));
     auto json = nlohmann::ordered_json::parse(line, nullptr, false);
-    FASTDIT_CHECK(!json.is_discarded() && json.is_object(), path, ":", number, ": not a JSON object");
+    FASTDIT_CHECK(!json.is_discarded() && json.is_object(), source, ":", number, ": not a JSON object");
     FASTDIT_CHECK(json.contains("module") && json["module"].is_string() && json.contains("tensor") &&
                       json["tensor"].is_string(),
-                  path, ":", number, ": record needs string keys 'module' and 'tensor'");
+                  source, ":", number, ": record needs string keys 'module' and 'tensor'");
     TraceRecord r;
     r.module = json["module"];
     r.tensor = json["tensor"];
     if (json.contains("step")) {
-      FASTDIT_CHECK(json["step"].is_number_integer(), path, ":", number, ": 'step' must be an integer");
+      FASTDIT_CHECK(json["step"].is_number_integer(), source, ":", number, ": 'step' must be an integer");
       r.step = json["step"];
+    }
+    for (const char* stat : kComparedStats)
+      FASTDIT_CHECK(!json.contains(stat) || json[stat].is_number() || json[stat].is_null(), source, ":", number,
+                    ": '", stat, "' must be a number (or null for NaN)");
+    if (json.contains("shape")) {
+      const auto& shape = json["shape"];
+      FASTDIT_CHECK(shape.is_array() && shape.size() <= 64 &&
+                        std::all_of(shape.begin(), shape.end(),
+                                    [](const auto& d) { return d.is_number_integer() && d.template get<int64_t>() >= 0; }),
+                    source, ":", number, ": 'shape' must be a list of at most 64 non-negative integers");
     }
     r.occurrence = seen[{r.module, r.tensor, r.step}]++;
     r.json = std::move(json);
@@ -91,6 +114,10 @@ std::vector<TraceRecord> read_trace(const std::string& path) {
     records.push_back(std::move(r));
   }
   return records;
+}
+
+std::vector<TraceRecord> read_trace(const std::string& path) {
+  return parse_trace(read_regular_file(path, kMaxTraceBytes), path);
 }
 
 DiffReport diff_traces(const std::vector<TraceRecord>& a, const std::vector<TraceRecord>& b,
@@ -107,6 +134,7 @@ DiffReport diff_traces(const std::vector<TraceRecord>& a, const std::vector<Trac
     }
     ++report.pairs;
     PairDiff diff = compare_pair(r, *it->second, options);
+    report.compared += diff.compared;
     if (!diff.diverged()) continue;
     ++report.diverged;
     if (!report.first) report.first = diff;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace fastdit::trace {
@@ -18,7 +19,14 @@ struct TraceRecord {
   nlohmann::ordered_json json;
   size_t line = 0;
 };
+// A trace file (a regular file of at most kMaxTraceBytes), or JSON lines from memory:
+// records are objects of at most kMaxTraceLineBytes and kMaxTraceDepth nesting with string
+// module and tensor, an integer step, numeric (or null) stats and an integer shape list.
+inline constexpr size_t kMaxTraceBytes = size_t{1} << 30;
+inline constexpr size_t kMaxTraceLineBytes = size_t{1} << 20;
+inline constexpr size_t kMaxTraceDepth = 32;
 std::vector<TraceRecord> read_trace(const std::string& path);
+std::vector<TraceRecord> parse_trace(std::string_view text, const std::string& source);
 
 struct DiffOptions {
   double rtol = 1e-4;
@@ -37,6 +45,7 @@ struct PairDiff {
   bool shape_differs = false;
   std::vector<StatDivergence> stats;  // every compared stat
   double worst = 0;                   // largest excess (infinite for shape differences)
+  size_t compared = 0;                // stats and shapes both records hold
   bool diverged() const { return worst > 1.0; }
 };
 
@@ -46,6 +55,7 @@ struct DiffReport {
   std::optional<PairDiff> first;  // in A's order
   std::vector<PairDiff> worst;    // the largest divergences, worst first
   size_t diverged = 0;
+  size_t compared = 0;  // stats and shapes compared over every pair: 0 means nothing was judged
 };
 
 // sum and mean are judged against the tensor's magnitude (abs_mean, times numel for

@@ -50,8 +50,9 @@ done
   || fail "per-op split: $(cat "$tmp/bench_record.json")"
 grep -q "^  cross_attention .* 2 calls" "$tmp/err" || fail "no per-op lines: $(cat "$tmp/err")"
 
-# check / reseed / check on a fresh store.
+# check / reseed / check on a fresh store (an empty folder: a missing one is an error).
 store=$tmp/store
+mkdir "$store"
 "$fastdit" perf check "$tmp/run1.json" --baselines "$store" >"$tmp/out"; rc=$?
 [[ $rc -eq 0 ]] && grep -q "^status: CALIBRATION_NEEDED" "$tmp/out" || fail "empty store: exit $rc $(cat "$tmp/out")"
 "$fastdit" perf reseed "$tmp"/run{1,2,3}.json --baselines "$store" --reason "first seed" --backup-dir "$tmp/backup" >"$tmp/out" \

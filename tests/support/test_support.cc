@@ -46,12 +46,37 @@ std::vector<std::string> all_parity_cases() {
   return cases;
 }
 
+namespace {
+// The folders temp_dir made, removed when the test process ends normally (a forked rank,
+// which ends by _exit, leaves them to its parent).
+class TempDirs {
+ public:
+  ~TempDirs() {
+    if (::getpid() != owner_) return;
+    for (const auto& dir : dirs_) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  }
+  void add(const std::filesystem::path& dir) { dirs_.push_back(dir); }
+
+ private:
+  pid_t owner_ = ::getpid();
+  std::vector<std::filesystem::path> dirs_;
+};
+TempDirs& temp_dirs() {
+  static TempDirs dirs;
+  return dirs;
+}
+}  // namespace
+
 std::filesystem::path temp_dir(const std::string& tag) {
   static int counter = 0;
   auto dir = std::filesystem::temp_directory_path() /
              ("fastdit_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  temp_dirs().add(dir);
   return dir;
 }
 

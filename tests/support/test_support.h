@@ -19,7 +19,8 @@ std::filesystem::path source_path(const std::string& relative);
 // family as "<family>/<case>".
 std::vector<std::string> family_cases(const std::string& family);
 std::vector<std::string> all_parity_cases();
-// A fresh empty directory under the system temp dir.
+// A fresh empty directory under the system temp dir (TMPDIR), removed with everything in
+// it when the test process exits.
 std::filesystem::path temp_dir(const std::string& tag);
 // max |a - b| and ||a - b|| / ||b|| over float views.
 double max_abs_diff(const Tensor& a, const Tensor& b);
