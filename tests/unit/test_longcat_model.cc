@@ -1,12 +1,13 @@
 // The native LongCat-Video DiT built from the released 13.6 B config (no weights) has exactly
 // the state-dict names, shapes and load dtypes of the official class (dump made by
 // tools/reference/dump_keys.py); its config is read strictly (block-sparse attention refused);
-// bad inputs are errors naming them; the official checkpoint folder (dit/, sharded) loads
-// and exports back to itself exactly; the K/V cache a return_kv forward gives back, fed to
+// bad inputs are errors naming them; the official checkpoint folder (dit/, sharded) and
+// FastVideo's split names load and export back to themselves exactly; the K/V cache a return_kv forward gives back, fed to
 // the next forward as it is, continues the video.
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "loader/safetensors.h"
@@ -117,6 +118,69 @@ TEST(LongcatModel, TheOfficialDitFolderLoadsAndExportsExactly) {
   const auto exported = export_checkpoint(loaded);
   ASSERT_EQ(exported.size(), checkpoint.names().size());
   for (const auto& [name, tensor] : exported) EXPECT_EQ(testing::max_abs_diff(tensor, checkpoint.tensor(name)), 0.0);
+}
+
+// The official names as FastVideo's LongCat module tree names them, q|k|v and k|v split.
+NamedTensors fastvideo_layout(const SafetensorsCheckpoint& official) {
+  const std::vector<std::pair<std::string, std::string>> renames = {
+      {"x_embedder.proj.", "patch_embed.proj."},        {"t_embedder.mlp.0.", "time_embedder.linear_1."},
+      {"t_embedder.mlp.2.", "time_embedder.linear_2."}, {"y_embedder.y_proj.0.", "caption_embedder.linear_1."},
+      {"y_embedder.y_proj.2.", "caption_embedder.linear_2."}, {"adaLN_modulation.1.", "adaln_linear_1."},
+      {"pre_crs_attn_norm.", "norm_cross."},             {"attn.proj.", "self_attn.to_out."},
+      {"attn.q_norm.", "self_attn.q_norm."},             {"attn.k_norm.", "self_attn.k_norm."},
+      {"cross_attn.q_linear.", "cross_attn.to_q."},      {"cross_attn.proj.", "cross_attn.to_out."},
+      {"final_layer.linear.", "final_layer.proj."}};
+  NamedTensors out;
+  for (const auto& name : official.names()) {
+    const Tensor t = official.tensor(name);
+    const auto split = [&](const std::string& fused, const std::vector<std::string>& parts) {
+      const int64_t rows = t.size(0) / static_cast<int64_t>(parts.size());
+      const std::string stem = name.substr(0, name.find(fused));
+      const std::string leaf = name.substr(name.find(fused) + fused.size());
+      for (size_t i = 0; i < parts.size(); ++i)
+        out.emplace_back(stem + parts[i] + leaf, t.narrow(0, static_cast<int64_t>(i) * rows, rows).contiguous());
+    };
+    if (name.find("cross_attn.kv_linear.") != std::string::npos) {
+      split("cross_attn.kv_linear.", {"cross_attn.to_k.", "cross_attn.to_v."});
+    } else if (name.find(".attn.qkv.") != std::string::npos) {
+      split("attn.qkv.", {"self_attn.to_q.", "self_attn.to_k.", "self_attn.to_v."});
+    } else {
+      std::string renamed = name;
+      const bool final_modulation = name.starts_with("final_layer.adaLN_modulation.1.");
+      for (const auto& [from, to] : renames)
+        if (const auto at = renamed.find(from); at != std::string::npos && !final_modulation) {
+          renamed.replace(at, from.size(), to);
+          break;
+        }
+      if (final_modulation) renamed.replace(0, std::string("final_layer.adaLN_modulation.1.").size(),
+                                             "final_layer.adaln_linear.");
+      out.emplace_back(renamed, t);
+    }
+  }
+  return out;
+}
+
+// FastVideo's split names load through the mapping into the official model (the same
+// output as the official layout) and export back to themselves exactly.
+TEST(LongcatModel, FastVideoSplitLayoutLoadsAndExportsExactly) {
+  const fs::path dir = testing::temp_dir("longcat_fastvideo") / "transformer";
+  fs::create_directories(dir);
+  fs::copy_file(tiny_case() / "transformer/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  const NamedTensors tensors = fastvideo_layout(SafetensorsCheckpoint::open(tiny_case() / "transformer"));
+  EXPECT_EQ(tensors.size(), 56u + 2 * 3);  // q|k|v in three, k|v in two, per block
+  write_safetensors(dir / "diffusion_pytorch_model.safetensors", tensors);
+  const auto loaded = load_transformer(dir, LoadOptions{});
+  const TensorMap inputs = read_model_inputs(tiny_case() / "inputs.safetensors", *loaded.model, Device::cpu());
+  const Tensor out = loaded.model->forward(inputs).at("sample");
+  const SafetensorsFile reference = SafetensorsFile::open(tiny_case() / "outputs.safetensors");
+  EXPECT_LE(compare_tensors(out, reference.tensor("sample")).rel_l2, 1e-4);
+  const auto exported = export_checkpoint(loaded);
+  ASSERT_EQ(exported.size(), tensors.size());
+  std::map<std::string, Tensor> by_name(exported.begin(), exported.end());
+  for (const auto& [name, tensor] : tensors) {
+    ASSERT_TRUE(by_name.count(name)) << name;
+    EXPECT_EQ(testing::max_abs_diff(by_name.at(name), tensor), 0.0) << name;
+  }
 }
 
 // The pipeline's continuation on our side: the cache pass's K/V heads, left where they are

@@ -250,6 +250,7 @@ LongCatVideoTransformer3DModel::LongCatVideoTransformer3DModel(LongcatArchConfig
   for (int64_t i = 0; i < c.depth; ++i) blocks_->append<LongCatSingleStreamBlock>(c, options);
   const int64_t patch_volume = c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
   final_layer_ = add_module<FinalLayer>("final_layer", d, patch_volume, c.out_channels, c.adaln_tembed_dim);
+  mapping_ = fastvideo_mapping();
 }
 
 ModelIO LongCatVideoTransformer3DModel::io() const {
@@ -422,6 +423,30 @@ TensorMap LongCatVideoTransformer3DModel::example_inputs(const ExampleShape& s, 
   inputs["encoder_hidden_states"] =
       ops::random_uniform({s.batch, 1, s.text_len, c.caption_channels}, DType::Float32, seed + 2, -1.0f, 1.0f);
   return inputs;
+}
+
+// ---- checkpoint layouts --------------------------------------------------------------
+
+ParamNameMapping fastvideo_mapping() {
+  ParamNameMapping m;
+  const std::string wb = R"(\.(weight|bias)$)", block = R"(^blocks\.(\d+)\.)", to = "blocks.$1.";
+  m.rename(R"(^patch_embed\.proj)" + wb, "x_embedder.proj.$1");
+  m.rename(R"(^time_embedder\.linear_1)" + wb, "t_embedder.mlp.0.$1");
+  m.rename(R"(^time_embedder\.linear_2)" + wb, "t_embedder.mlp.2.$1");
+  m.rename(R"(^caption_embedder\.linear_1)" + wb, "y_embedder.y_proj.0.$1");
+  m.rename(R"(^caption_embedder\.linear_2)" + wb, "y_embedder.y_proj.2.$1");
+  m.rename(block + "adaln_linear_1" + wb, to + "adaLN_modulation.1.$2");
+  m.rename(block + "norm_cross" + wb, to + "pre_crs_attn_norm.$2");
+  const char* qkv[] = {"q", "k", "v"};
+  for (int i = 0; i < 3; ++i) m.merge(block + R"(self_attn\.to_)" + qkv[i] + wb, to + "attn.qkv.$2", i, 3);
+  m.rename(block + R"(self_attn\.to_out)" + wb, to + "attn.proj.$2");
+  m.rename(block + R"(self_attn\.(q_norm|k_norm)\.weight$)", to + "attn.$2.weight");
+  m.rename(block + R"(cross_attn\.to_q)" + wb, to + "cross_attn.q_linear.$2");
+  for (int i = 0; i < 2; ++i) m.merge(block + R"(cross_attn\.to_)" + qkv[i + 1] + wb, to + "cross_attn.kv_linear.$2", i, 2);
+  m.rename(block + R"(cross_attn\.to_out)" + wb, to + "cross_attn.proj.$2");
+  m.rename(R"(^final_layer\.adaln_linear)" + wb, "final_layer.adaLN_modulation.1.$1");
+  m.rename(R"(^final_layer\.proj)" + wb, "final_layer.linear.$1");
+  return m;
 }
 
 namespace {

@@ -208,4 +208,11 @@ class LongCatVideoTransformer3DModel : public DiTModel {
   FinalLayer* final_layer_;
 };
 
+// FastVideo's LongCat names (its native module tree, split q/k/v and k/v: patch_embed,
+// time_embedder.linear_1, caption_embedder, adaln_linear_1, norm_cross, self_attn.to_q/k/v/
+// to_out, cross_attn.to_q/k/v/to_out, final_layer.adaln_linear / proj) onto the official
+// ones, the q/k/v and k/v pieces merged into attn.qkv and cross_attn.kv_linear. The
+// official names (the dit/ folder) map to themselves.
+ParamNameMapping fastvideo_mapping();
+
 }  // namespace fastdit::longcat
