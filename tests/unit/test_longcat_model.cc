@@ -50,7 +50,7 @@ TEST(LongcatConfig, IsReadStrictly) {
   EXPECT_NE(build_error({{"enable_bsa", true}}).find("block-sparse attention"), std::string::npos);
   EXPECT_NE(build_error({{"qk_norm", true}}).find("'qk_norm'"), std::string::npos);
   EXPECT_NE(build_error({{"depth", "2"}}).find("depth"), std::string::npos);
-  EXPECT_NE(build_error({{"num_heads", 4}}).find("multiple of 8"), std::string::npos);
+  EXPECT_NE(build_error({{"num_heads", 8}}).find("multiple of 8"), std::string::npos);
   EXPECT_NE(build_error({{"patch_size", {2, 2, 2}}}).find("temporal patch is 1"), std::string::npos);
   // The runtime switches are accepted; a bsa_params dict is read only with BSA on; a null
   // cp_split_hw means no split.
@@ -91,10 +91,17 @@ TEST(LongcatModel, RejectsBadInputsNamingThem) {
             std::string::npos);
   EXPECT_NE(forward_error(*model, good, {{"num_cond_latents", int64_t{4}}}).find("num_cond_latents 4"),
             std::string::npos);
-  EXPECT_NE(forward_error(*model, with("kv_cache.0.k", random({1, 2, 24, 16}))).find("every block's k and v"),
+  const Tensor cache = random({1, 2, 24, 16});  // one frame of 4 x 6 tokens
+  EXPECT_NE(forward_error(*model, with("kv_cache.0.k", cache)).find("needs num_cond_latents"), std::string::npos);
+  const ArgMap one_frame{{"num_cond_latents", int64_t{1}}};
+  EXPECT_NE(forward_error(*model, with("kv_cache.0.k", cache), one_frame).find("every block's k and v"),
             std::string::npos);
-  EXPECT_NE(forward_error(*model, with("kv_cache.5.k", random({1, 2, 24, 16}))).find("kv_cache.5.k"),
+  TensorMap short_cache = good;
+  for (const char* name : {"kv_cache.0.k", "kv_cache.0.v", "kv_cache.1.k", "kv_cache.1.v"})
+    short_cache[name] = random({1, 2, 12, 16});
+  EXPECT_NE(forward_error(*model, short_cache, one_frame).find("num_cond_latents 1 frames of 24 tokens"),
             std::string::npos);
+  EXPECT_NE(forward_error(*model, with("kv_cache.5.k", cache)).find("kv_cache.5.k"), std::string::npos);
 }
 
 TEST(LongcatModel, ExampleInputsRun) {
@@ -126,8 +133,8 @@ NamedTensors fastvideo_layout(const SafetensorsCheckpoint& official) {
       {"x_embedder.proj.", "patch_embed.proj."},        {"t_embedder.mlp.0.", "time_embedder.linear_1."},
       {"t_embedder.mlp.2.", "time_embedder.linear_2."}, {"y_embedder.y_proj.0.", "caption_embedder.linear_1."},
       {"y_embedder.y_proj.2.", "caption_embedder.linear_2."}, {"adaLN_modulation.1.", "adaln_linear_1."},
-      {"pre_crs_attn_norm.", "norm_cross."},             {"attn.proj.", "self_attn.to_out."},
-      {"attn.q_norm.", "self_attn.q_norm."},             {"attn.k_norm.", "self_attn.k_norm."},
+      {"pre_crs_attn_norm.", "norm_cross."},             {".attn.proj.", ".self_attn.to_out."},
+      {".attn.q_norm.", ".self_attn.q_norm."},             {".attn.k_norm.", ".self_attn.k_norm."},
       {"cross_attn.q_linear.", "cross_attn.to_q."},      {"cross_attn.proj.", "cross_attn.to_out."},
       {"final_layer.linear.", "final_layer.proj."}};
   NamedTensors out;
@@ -167,7 +174,7 @@ TEST(LongcatModel, FastVideoSplitLayoutLoadsAndExportsExactly) {
   fs::create_directories(dir);
   fs::copy_file(tiny_case() / "transformer/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
   const NamedTensors tensors = fastvideo_layout(SafetensorsCheckpoint::open(tiny_case() / "transformer"));
-  EXPECT_EQ(tensors.size(), 56u + 2 * 3);  // q|k|v in three, k|v in two, per block
+  EXPECT_EQ(tensors.size(), 56u + 2 * 6);  // per block: q|k|v weight and bias in three, k|v in two
   write_safetensors(dir / "diffusion_pytorch_model.safetensors", tensors);
   const auto loaded = load_transformer(dir, LoadOptions{});
   const TensorMap inputs = read_model_inputs(tiny_case() / "inputs.safetensors", *loaded.model, Device::cpu());
