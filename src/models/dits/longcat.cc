@@ -449,11 +449,10 @@ ParamNameMapping fastvideo_mapping() {
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("LongCatVideoTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<LongCatVideoTransformer3DModel>(LongcatArchConfig::from_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("LongCatVideoTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<LongCatVideoTransformer3DModel>(LongcatArchConfig::from_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::longcat

@@ -215,4 +215,7 @@ class LongCatVideoTransformer3DModel : public DiTModel {
 // official names (the dit/ folder) map to themselves.
 ParamNameMapping fastvideo_mapping();
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::longcat
