@@ -17,7 +17,9 @@ fs::path resolve_transformer_dir(const fs::path& path) {
   FASTDIT_CHECK(fs::is_directory(path), path.string(), ": expected a model directory");
   if (fs::exists(path / "config.json")) return path;
   if (fs::exists(path / "transformer" / "config.json")) return path / "transformer";
-  FASTDIT_FAIL(path.string(), ": neither config.json nor transformer/config.json found");
+  // LongCat-Video's repository keeps its DiT under dit/.
+  if (fs::exists(path / "dit" / "config.json")) return path / "dit";
+  FASTDIT_FAIL(path.string(), ": neither config.json nor transformer/config.json (nor dit/config.json) found");
 }
 
 std::unique_ptr<DiTModel> build_transformer(const fs::path& path, const BuildOptions& options) {

@@ -38,6 +38,10 @@ bool ModelIO::has_output(const std::string& name) const {
   return std::find(outputs.begin(), outputs.end(), name) != outputs.end();
 }
 
+bool ModelIO::has_optional_output(const std::string& name) const {
+  return std::find(optional_outputs.begin(), optional_outputs.end(), name) != optional_outputs.end();
+}
+
 const Tensor& input_or_none(const TensorMap& inputs, const std::string& name) {
   static const Tensor none;
   auto it = inputs.find(name);

@@ -55,6 +55,9 @@ struct ModelIO {
   std::vector<TensorInputSpec> tensors;
   std::vector<ArgSpec> args;
   std::vector<std::string> outputs;  // output heads; the first is the denoiser's prediction
+  // Heads only some calls return, when an argument asks for them (LongCat's return_kv: every
+  // block's keys and values, `kv_cache.<i>.k` / `.v`), in the order they are returned.
+  std::vector<std::string> optional_outputs;
 
   const TensorInputSpec* find_tensor(const std::string& name) const;
   const ArgSpec* find_arg(const std::string& name) const;
@@ -63,6 +66,7 @@ struct ModelIO {
   // "a, b, c": the accepted tensor and argument names, for error messages.
   std::string accepted_names() const;
   bool has_output(const std::string& name) const;
+  bool has_optional_output(const std::string& name) const;
 };
 
 // The named input of a checked call, or an undefined tensor where an optional input was left

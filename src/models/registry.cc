@@ -24,6 +24,9 @@ TensorMap DiTModel::forward(const TensorMap& inputs, const ArgMap& args) {
   TensorMap outputs = run(inputs, checked);
   for (const auto& name : declared.outputs)
     FASTDIT_CHECK(outputs.count(name), type_name(), ": forward returned no '", name, "' output head");
+  for (const auto& [name, tensor] : outputs)
+    FASTDIT_CHECK(declared.has_output(name) || declared.has_optional_output(name), type_name(),
+                  ": forward returned '", name, "', which its declaration does not name");
   return outputs;
 }
 

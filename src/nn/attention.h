@@ -13,6 +13,8 @@
 // the module tree (and traces) match the reference's.
 #pragma once
 
+#include <span>
+
 #include "nn/rotary.h"
 #include "nn/sequence_parallel.h"
 #include "ops/ops.h"
@@ -38,6 +40,20 @@ class DistributedAttention {
                  const Tensor& replicated_k = {}, const Tensor& replicated_v = {},
                  const Tensor& key_mask = {}) const;
 
+  // The optional parts of a self-attention call beyond those above.
+  struct Extras {
+    // The first isolated_prefix tokens of the full sequence attend only to each other (and
+    // the rest to every token): LongCat's condition frames, which two attention calls over
+    // the narrowed q/k/v give (no mask, so every kernel serves it).
+    int64_t isolated_prefix = 0;
+    // [B, S_extra, H, D] keys and values, the same on every rank, that every query outside
+    // the isolated prefix attends to besides the sequence's own: a cache of earlier tokens
+    // (LongCat's video continuation). They get no rotary embedding here: rotate them first.
+    Tensor extra_k, extra_v;
+  };
+  Output forward(const Tensor& q, const Tensor& k, const Tensor& v, int64_t full_length, const RotaryTable* rope,
+                 ops::RopeStyle style, const Extras& extras) const;
+
   const SequenceParallel& parallel() const { return *parallel_; }
 
  private:
@@ -57,6 +73,11 @@ class LocalAttention {
   // it is false are not attended.
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const RotaryTable* rope = nullptr,
                  ops::RopeStyle style = ops::RopeStyle::Interleaved, const Tensor& key_mask = {}) const;
+  // Sample b's queries attend to its first key_lengths[b] keys only (flash_attn_varlen_func
+  // over packed keys, here padded to Sk): one call for the batch when every length is Sk,
+  // else one per sample over its narrowed keys, so every kernel serves it without a mask; a
+  // sample with no keys gets zeros. q [B, Sq, H, D], k/v [B, Sk, Hkv, D].
+  Tensor forward_varlen(const Tensor& q, const Tensor& k, const Tensor& v, std::span<const int64_t> key_lengths) const;
 
  private:
   const char* op_;

@@ -79,8 +79,10 @@ std::map<std::string, Tensor> reference_heads(const SafetensorsFile& outputs, co
     heads[name] = outputs.tensor(name).to(DType::Float32);
   }
   for (const auto& name : outputs.names()) {
-    const bool bf16 = name.size() > 5 && name.ends_with("_bf16") && io.has_output(name.substr(0, name.size() - 5));
-    FASTDIT_CHECK(io.has_output(name) || bf16, path.string(), ": '", name, "' is not an output head of ", model,
+    const auto is_head = [&](const std::string& head) { return io.has_output(head) || io.has_optional_output(head); };
+    const bool bf16 = name.size() > 5 && name.ends_with("_bf16") && is_head(name.substr(0, name.size() - 5));
+    if (io.has_optional_output(name)) heads[name] = outputs.tensor(name).to(DType::Float32);
+    FASTDIT_CHECK(is_head(name) || bf16, path.string(), ": '", name, "' is not an output head of ", model,
                   " (heads: ", [&] {
                     std::string list;
                     for (const auto& h : io.outputs) list += (list.empty() ? "" : ", ") + h;
@@ -157,7 +159,18 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   ParityResult result;
   result.model_type = model.type_name();
   result.pass = true;
-  for (const auto& name : io.outputs) {
+  // The declared heads, then the optional ones this call returned (the case's args ask for
+  // them): each needs its reference, and a reference the call did not return is an error.
+  std::vector<std::string> judged = io.outputs;
+  for (const auto& name : io.optional_outputs) {
+    const bool returned = produced.count(name) > 0, referenced = references.count(name) > 0;
+    FASTDIT_CHECK(returned == referenced, (dir / "outputs.safetensors").string(), ": ",
+                  returned ? "no reference for the head '" + name + "' the forward returned"
+                           : "a reference for the head '" + name + "', which the forward did not return with " +
+                                 "these args");
+    if (returned) judged.push_back(name);
+  }
+  for (const auto& name : judged) {
     const Tensor out = produced.at(name).to(Device::cpu(), DType::Float32);
     HeadResult head = judge_head(name, out, references.at(name), outputs, dtype);
     result.pass = result.pass && head.pass;

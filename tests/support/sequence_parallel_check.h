@@ -36,21 +36,26 @@ inline ModelFactory with_random_weights(const std::filesystem::path& config, boo
   };
 }
 
-// rel_l2 of every rank's output against the single-process output (the largest of them, over
-// every output head); args: the forward's non-tensor arguments (a case's args.json).
+// rel_l2 of every rank's output against the single-process output (the largest of them,
+// over every head the forward returns); args_path (optional): the case's args.json.
 inline double worst_rank_error(const ModelFactory& make, const std::filesystem::path& inputs_path, int world,
-                               const ArgMap& args = {}) {
+                               const std::filesystem::path& args_path = {}) {
   auto reference_model = make(nullptr);
   const TensorMap inputs = read_model_inputs(inputs_path, *reference_model, Device::cpu());
+  const ArgMap args = !args_path.empty() && std::filesystem::exists(args_path)
+                          ? read_args_file(args_path, reference_model->io())
+                          : ArgMap{};
   const TensorMap reference = reference_model->forward(inputs, args);
   std::vector<double> errors(world, 0.0);
   distributed::ThreadGroup group(world, std::chrono::seconds(60));
   const auto failures = group.run([&](distributed::Communicator& comm) {
     const nn::SequenceParallel sp(comm);
     const TensorMap out = make(&sp)->forward(inputs, args);
-    for (const auto& [head, expected] : reference) {
-      EXPECT_EQ(out.at(head).shape(), expected.shape()) << head;
-      errors[comm.rank()] = std::max(errors[comm.rank()], rel_l2(out.at(head), expected));
+    EXPECT_EQ(out.size(), reference.size());
+    for (const auto& [name, expected] : reference) {
+      const Tensor& got = out.at(name);
+      EXPECT_EQ(got.shape(), expected.shape()) << name;
+      errors[comm.rank()] = std::max(errors[comm.rank()], rel_l2(got, expected));
     }
   });
   for (const auto& failure : failures)

@@ -38,6 +38,44 @@ TEST(LocalAttention, AppliesRopeToQueryAndKey) {
   EXPECT_EQ(testing::max_abs_diff(out, ref), 0.0);
 }
 
+// Per-sample key lengths give what a Bool key mask of the first L_b keys gives.
+TEST(LocalAttention, VarlenKeysEqualAPrefixMask) {
+  const Tensor q = testing::random_tensor({3, 5, 2, 8}, 11), k = testing::random_tensor({3, 6, 2, 8}, 12),
+               v = testing::random_tensor({3, 6, 2, 8}, 13);
+  const int64_t lengths[] = {6, 2, 0};
+  Tensor mask = Tensor::empty({3, 6}, DType::Bool);
+  auto* flags = static_cast<uint8_t*>(mask.data_ptr());
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t j = 0; j < 6; ++j) flags[b * 6 + j] = j < lengths[b];
+  const nn::LocalAttention attention;
+  const Tensor out = attention.forward_varlen(q, k, v, lengths);
+  EXPECT_LE(testing::max_abs_diff(out, attention.forward(q, k, v, nullptr, ops::RopeStyle::Interleaved, mask)), 1e-6);
+  EXPECT_EQ(testing::max_abs_diff(out.narrow(0, 2, 1).contiguous(), Tensor::zeros({1, 5, 2, 8}, DType::Float32)), 0.0);
+  const int64_t all[] = {6, 6, 6};
+  EXPECT_EQ(testing::max_abs_diff(attention.forward_varlen(q, k, v, all), ops::attention(q, k, v)), 0.0);
+}
+
+// An isolated prefix attends only to itself; the rest attends to every token and the extra
+// (cached) keys and values.
+TEST(DistributedAttention, IsolatedPrefixAndExtraKeys) {
+  const Tensor q = testing::random_tensor({2, 7, 2, 8}, 21), k = testing::random_tensor({2, 7, 2, 8}, 22),
+               v = testing::random_tensor({2, 7, 2, 8}, 23);
+  const Tensor ek = testing::random_tensor({2, 4, 2, 8}, 24), ev = testing::random_tensor({2, 4, 2, 8}, 25);
+  nn::DistributedAttention::Extras extras;
+  extras.isolated_prefix = 3;
+  const Tensor prefix = nn::DistributedAttention().forward(q, k, v, 7, nullptr, ops::RopeStyle::Interleaved, extras).out;
+  const Tensor head = ops::attention(q.narrow(1, 0, 3), k.narrow(1, 0, 3), v.narrow(1, 0, 3));
+  const Tensor rest = ops::attention(q.narrow(1, 3, 4), k, v);
+  const Tensor parts[] = {head, rest};
+  EXPECT_EQ(testing::max_abs_diff(prefix, ops::concat(parts, 1)), 0.0);
+  extras = {};
+  extras.extra_k = ek;
+  extras.extra_v = ev;
+  const Tensor cached = nn::DistributedAttention().forward(q, k, v, 7, nullptr, ops::RopeStyle::Interleaved, extras).out;
+  const Tensor keys[] = {k, ek}, values[] = {v, ev};
+  EXPECT_EQ(testing::max_abs_diff(cached, ops::attention(q, ops::concat(keys, 1), ops::concat(values, 1))), 0.0);
+}
+
 TEST(RotaryTable, WanAxisLayout) {
   // Token (t, h, w) = (1, 2, 3) of a [2, 3, 4] grid with axis widths [4, 2, 2].
   const Shape grid{2, 3, 4};

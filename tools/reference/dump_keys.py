@@ -71,7 +71,9 @@ def dump_variant(model_class, name, config, out, info, config_file="saved"):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref", required=True, help="reference source folder (diffusers' src/ or an official repo)")
+    parser.add_argument("--ref", required=True, action="append",
+                        help="reference source folder (diffusers' src/ or an official repo); repeatable, as for "
+                             "make_cases.py")
     parser.add_argument("--ref-commit", help="commit of the reference (default: COMMIT file next to src/)")
     parser.add_argument("--spec", required=True, help="the family's case spec (tools/reference/specs/<family>.py)")
     parser.add_argument("--out", required=True)
@@ -80,9 +82,10 @@ def main():
     spec = make_cases.load_spec(args.spec)
     if not getattr(spec, "REAL_CONFIGS", None):
         sys.exit(f"error: spec {args.spec} defines no REAL_CONFIGS")
-    make_cases.import_reference(args.ref, spec)
+    for ref in reversed(args.ref):
+        make_cases.import_reference(ref, spec)
     model_class = make_cases.resolve_class(spec.CLASS)
-    info = rc.reference_info(args.ref, args.ref_commit)
+    info = rc.reference_info(args.ref[0], args.ref_commit, getattr(spec, "REPOSITORY", None))
     print(f"reference: {info['repository']}@{info['commit']} (diffusers {info['diffusers_version']}); {spec.CLASS}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

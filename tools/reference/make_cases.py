@@ -47,6 +47,13 @@ and optionally:
     REAL_CONFIG_FILE "saved" (default): keys/<variant>.config.json is the class's save_config;
                      "given": the variant's config as REAL_CONFIGS lists it (the repository's
                      file, whose missing keys take the class defaults)
+    REPOSITORY       the reference's repository name for the records (default
+                     "huggingface/diffusers")
+    patch_reference(model_class)   run once after the class is imported: stands in for
+                     what this machine lacks (an attention kernel) with the same math
+    call(model, kwargs) -> tuple   runs the forward and returns its outputs in head order
+                     (default: model(**kwargs, return_dict=False)); a case's heads may differ
+                     from HEADS (Case.heads), e.g. a forward that also returns a cache
 """
 
 import argparse
@@ -102,6 +109,11 @@ class Case:
     shards: int = 1
     trace: bool = False
     bf16: bool = True
+    heads: tuple | None = None  # this case's output heads (default: the spec's HEADS)
+    model_from: str | None = None  # reuse an earlier case's weights, with inputs of its own
+    # (earlier case, [head, ...]): that case's float32 reference outputs become inputs of
+    # this one under the heads' names (a cache one forward returns and the next one reads)
+    chain: tuple | None = None
 
 
 def load_spec(path):
@@ -139,6 +151,12 @@ class Family:
         self.casts = tuple(getattr(spec, "PIPELINE_CASTS", ()))
         self.layouts = getattr(spec, "LAYOUTS", {})
         self.keep = getattr(self.model_class, "_keep_in_fp32_modules", None)
+        self.call = getattr(spec, "call", None)
+        if hasattr(spec, "patch_reference"):
+            spec.patch_reference(self.model_class)
+
+    def heads_of(self, case):
+        return tuple(case.heads) if case.heads else self.heads
 
     def config(self, case):
         return {**self.spec.CONFIG, **case.config}
@@ -235,7 +253,7 @@ def write_trace(family, case, case_dir, inputs):
     model = family.loader(case.layout)(case_dir, "float32", "cpu")
     fed = family.feed(case_dir)(model, inputs, "float32", "cpu")
     layers = re.compile(getattr(family.spec, "TRACE_LAYERS", ""))
-    records = trace_reference.trace(model, fed, layers, TRACE_STATS)
+    records = trace_reference.trace(model, fed, layers, TRACE_STATS, forward=family.call)
     with open(Path(case_dir) / "trace.jsonl", "w", encoding="utf-8") as f:
         for entry in records:
             f.write(json.dumps(entry) + "\n")
@@ -248,14 +266,23 @@ def write_case(family, case, out, info, built):
 
     case_dir = out / case.name
     checks = []
+    heads = family.heads_of(case)
     config = family.config(case)
     if case.weights_from:
         model, inputs = built[case.weights_from]
     else:
-        model = family.model_class(**config).eval()
-        rc.fill_parameters(model, case.seed)
+        if case.model_from:
+            model = built[case.model_from][0]
+        else:
+            model = family.model_class(**config).eval()
+            rc.fill_parameters(model, case.seed)
         rng = np.random.default_rng(1000 + case.seed)
         inputs = to_torch(family.spec.make_inputs(case, config, rng))
+        if case.chain:
+            earlier, chained = case.chain
+            for head in chained:
+                inputs[head] = built[f"{earlier}:{head}"]
+            checks.append(f"inputs {', '.join(chained)} are {earlier}'s float32 reference outputs")
         built[case.name] = (model, inputs)
     save_transformer(family, case, model, case_dir / "transformer", checks)
     save_file(inputs, str(case_dir / "inputs.safetensors"), metadata={"format": "pt"})
@@ -264,17 +291,17 @@ def write_case(family, case, out, info, built):
 
     outputs, stats = rc.reference_outputs(case_dir, model, inputs, checks, family.keep,
                                           load=family.loader(case.layout), feed=family.feed(case_dir),
-                                          heads=family.heads, bf16=case.bf16)
+                                          heads=heads, bf16=case.bf16, forward=family.call)
     if case.weights_from:
-        for head in family.heads:
+        for head in heads:
             twin = built[f"{case.weights_from}:{head}"]
             if not torch.equal(outputs[head], twin):
                 raise AssertionError(f"{case.name} and {case.weights_from} should give the same float32 {head}")
         checks.append(f"float32 outputs bit-identical to {case.weights_from}'s")
-    for head in family.heads:
+    for head in heads:
         built[f"{case.name}:{head}"] = outputs[head]
     save_file(outputs, str(case_dir / "outputs.safetensors"),
-              metadata=rc.outputs_metadata(info, stats, family.heads))
+              metadata=rc.outputs_metadata(info, stats, heads))
     if case.trace:
         count = write_trace(family, case, case_dir, inputs)
         checks.append(f"trace.jsonl: {count} float32 records")
@@ -285,7 +312,10 @@ def write_case(family, case, out, info, built):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref", required=True, help="reference source folder (diffusers' src/ or an official repo)")
+    parser.add_argument("--ref", required=True, action="append",
+                        help="reference source folder (diffusers' src/ or an official repo); repeat it to put "
+                             "more folders on the path (an official repo and the diffusers src/ it imports), "
+                             "the first being the reference")
     parser.add_argument("--ref-commit", help="commit of the reference (default: COMMIT file next to src/)")
     parser.add_argument("--spec", required=True, help="the family's case spec (tools/reference/specs/<family>.py)")
     parser.add_argument("--out", required=True, help="fixture folder to (re)write")
@@ -296,12 +326,13 @@ def main():
 
     spec = load_spec(args.spec)
     parse_extra_refs(args.extra_ref, spec)
-    import_reference(args.ref, spec)
+    for ref in reversed(args.ref):
+        import_reference(ref, spec)
     import torch
 
     torch.manual_seed(0)
     family = Family(spec)
-    info = rc.reference_info(args.ref, args.ref_commit)
+    info = rc.reference_info(args.ref[0], args.ref_commit, getattr(spec, "REPOSITORY", None))
     print(f"reference: {info['repository']}@{info['commit']} (diffusers {info['diffusers_version']}, "
           f"torch {info['torch_version']}, cuda {torch.cuda.is_available()}); {spec.CLASS}", flush=True)
     wanted = set(args.cases.split(",")) if args.cases else None

@@ -47,12 +47,12 @@ def commit_file_in(folder):
     return commit_file.read_text().strip() if commit_file.is_file() else "unknown"
 
 
-def reference_info(src, commit=None):
+def reference_info(src, commit=None, repository=None):
     import diffusers
     import torch
 
     return {
-        "repository": "huggingface/diffusers",
+        "repository": repository or "huggingface/diffusers",
         "commit": reference_commit(src, commit),
         "diffusers_version": diffusers.__version__,
         "torch_version": torch.__version__,
@@ -114,11 +114,11 @@ def load_case_inputs(case_dir):
     return load_file(str(Path(case_dir) / "inputs.safetensors"))
 
 
-def run_model(model, inputs):
+def run_model(model, inputs, forward=None):
     import torch
 
     with torch.no_grad():
-        return model(**inputs, return_dict=False)[0]
+        return forward(model, inputs)[0] if forward else model(**inputs, return_dict=False)[0]
 
 
 def default_device(dtype):
@@ -188,19 +188,21 @@ def head_stat(head, stat):
     return stat if head == "sample" else f"{head}.{stat}"
 
 
-def reference_outputs(case_dir, in_memory_model, inputs, checks, keep, load, feed, heads=("sample",), bf16=True):
+def reference_outputs(case_dir, in_memory_model, inputs, checks, keep, load, feed, heads=("sample",), bf16=True,
+                      forward=None):
     """Each head (the forward's outputs with return_dict=False, in order): `<head>` = the case
     reloaded with from_pretrained and run in float32 on the CPU; `<head>_bf16` = loaded with
     torch_dtype=bfloat16 and run on CUDA (CPU without a GPU), inputs cast as the family's
     pipeline casts them (skipped when bf16 is false); all float32. Also returns stats.
 
     load(case_dir, dtype, device) -> model and feed(model, inputs, dtype, device) -> forward
-    kwargs (make_cases.Family.loader and .feed)."""
+    kwargs (make_cases.Family.loader and .feed); forward(model, kwargs) -> outputs in head order
+    defaults to model(**kwargs, return_dict=False)."""
     import torch
 
     def run(model, kwargs):
         with torch.no_grad():
-            outputs = model(**kwargs, return_dict=False)
+            outputs = forward(model, kwargs) if forward else model(**kwargs, return_dict=False)
         return {head: out.float().cpu().contiguous() for head, out in zip(heads, outputs, strict=True)}
 
     model = load(case_dir, "float32", "cpu")

@@ -95,7 +95,7 @@ def record(module_name, label, tensor, step, stats):
     return entry
 
 
-def trace(model, inputs, layers, stats, step=0):
+def trace(model, inputs, layers, stats, step=0, forward=None):
     records = []
     hooks = []
     for name, module in model.named_modules():
@@ -108,7 +108,7 @@ def trace(model, inputs, layers, stats, step=0):
 
         hooks.append(module.register_forward_hook(hook))
     try:
-        rc.run_model(model, inputs)
+        rc.run_model(model, inputs, forward)
     finally:
         for h in hooks:
             h.remove()
