@@ -124,8 +124,10 @@ TEST(FluxModel, ExampleInputsRunAtAnImageShape) {
   EXPECT_THROW(model->example_inputs(shape, 11), Error);
 }
 
-void expect_exports_exactly(const std::string& name, const std::string& file) {
-  const auto loaded = load_transformer(fixture(name) / "transformer", {});
+void expect_exports_exactly(const std::string& name, const std::string& file, bool fused = false) {
+  LoadOptions options;
+  options.fuse_projections = fused;
+  const auto loaded = load_transformer(fixture(name) / "transformer", options);
   const SafetensorsFile original = SafetensorsFile::open(fixture(name) / "transformer" / file);
   const auto exported = export_checkpoint(loaded);
   ASSERT_EQ(exported.size(), original.names().size()) << name;
@@ -140,6 +142,39 @@ TEST(FluxLoading, BothLayoutsExportBackExactly) {
   expect_exports_exactly("dev", "diffusion_pytorch_model.safetensors");
   expect_exports_exactly("dev_original_layout", "flux1.safetensors");
   expect_exports_exactly("schnell_original_layout", "flux1.safetensors");
+}
+
+// Fused projections: to_qkv / to_added_qkv per double block, to_qkv_mlp = q|k|v|proj_mlp
+// per single block (Black Forest Labs' linear1 taken whole), and back out exactly.
+TEST(FluxLoading, FusedProjectionsLoadFromBothLayoutsAndExportBackExactly) {
+  for (const char* name : {"dev", "dev_original_layout"}) {
+    LoadOptions options;
+    options.fuse_projections = true;
+    const auto loaded = load_transformer(fixture(name) / "transformer", options);
+    for (const char* param : {"transformer_blocks.0.attn.to_qkv.weight", "transformer_blocks.0.attn.to_added_qkv.bias",
+                              "single_transformer_blocks.1.to_qkv_mlp.weight"})
+      EXPECT_NE(loaded.model->find_parameter(param), nullptr) << name << " " << param;
+    EXPECT_EQ(loaded.model->find_parameter("single_transformer_blocks.1.proj_mlp.weight"), nullptr);
+    EXPECT_EQ(loaded.model->find_parameter("transformer_blocks.0.attn.to_q.weight"), nullptr);
+  }
+  // The fused rows are the separate parameters in order: q, k, v, then the MLP's input.
+  const auto fused = load_transformer(fixture("dev") / "transformer", [] {
+    LoadOptions o;
+    o.fuse_projections = true;
+    return o;
+  }());
+  const auto plain = load_transformer(fixture("dev") / "transformer", {});
+  const Tensor joined = fused.model->find_parameter("single_transformer_blocks.0.to_qkv_mlp.weight")->value;
+  const int64_t d = joined.size(1);
+  EXPECT_EQ(testing::max_abs_diff(joined.narrow(0, d, d),
+                                  plain.model->find_parameter("single_transformer_blocks.0.attn.to_k.weight")->value),
+            0.0);
+  EXPECT_EQ(testing::max_abs_diff(joined.narrow(0, 3 * d, 4 * d),
+                                  plain.model->find_parameter("single_transformer_blocks.0.proj_mlp.weight")->value),
+            0.0);
+  expect_exports_exactly("dev", "diffusion_pytorch_model.safetensors", true);
+  expect_exports_exactly("dev_original_layout", "flux1.safetensors", true);
+  expect_exports_exactly("schnell_original_layout", "flux1.safetensors", true);
 }
 
 TEST(FluxLoading, TheOriginalLayoutLoadsTheDiffusersParametersBitForBit) {
