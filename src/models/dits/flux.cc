@@ -228,8 +228,9 @@ ModelIO FluxTransformer2DModel::io() const {
                 {"pooled_projections", {2}, ElementKind::Floating, true, InputRole::Other},
                 {"timestep", {1}, ElementKind::Number, true, InputRole::Timestep},
                 // [S, 3]; the deprecated [B, S, 3] is read as its item 0, as the reference does.
-                {"img_ids", {2, 3}, ElementKind::Number, true, InputRole::Other},
-                {"txt_ids", {2, 3}, ElementKind::Number, true, InputRole::Other}};
+                // Read on the host: their values pick the rotary table.
+                {"img_ids", {2, 3}, ElementKind::Number, true, InputRole::Other, true},
+                {"txt_ids", {2, 3}, ElementKind::Number, true, InputRole::Other, true}};
   if (config_.guidance_embeds)
     io.tensors.push_back({"guidance", {1}, ElementKind::Number, true, InputRole::Other});
   io.outputs = {"sample"};
