@@ -10,6 +10,7 @@
 // static objects may be freed after other statics are gone.
 #include "backends/cuda/cuda_device.h"
 
+#include <atomic>
 #include <cstring>
 
 #include <functional>
@@ -249,7 +250,16 @@ CachingAllocator& allocator() {
 
 // ---- device hooks ----------------------------------------------------------------------
 
-void* hook_allocate(size_t nbytes, int device) { return allocator().allocate(nbytes, device); }
+std::atomic<bool> g_poison_allocations{false};
+
+void* hook_allocate(size_t nbytes, int device) {
+  void* ptr = allocator().allocate(nbytes, device);
+  if (g_poison_allocations.load(std::memory_order_relaxed) && ptr != nullptr && nbytes > 0) {
+    // All-ones bits: NaN in float32, bfloat16 and float16.
+    FASTDIT_CUDA_CHECK(cudaMemsetAsync(ptr, 0xff, nbytes, current_stream(device)));
+  }
+  return ptr;
+}
 
 void hook_deallocate(void* ptr, size_t, int device) { allocator().deallocate(ptr, device); }
 
@@ -382,10 +392,6 @@ const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_cop
                              capture_graph,     replay_graph,           destroy_graph,
                              hook_device_wait_stream, hook_stream_wait_device};
 
-const bool kRegistered = [] {
-  register_device_hooks(DeviceType::CUDA, &kCudaHooks);
-  return true;
-}();
 
 // ---- streams and properties ------------------------------------------------------------
 
@@ -456,6 +462,10 @@ std::string hook_describe(int device) { return device_properties(device).name; }
 }  // namespace
 
 void empty_cache() { allocator().empty_cache(); }
+
+void register_device_hooks() { fastdit::register_device_hooks(DeviceType::CUDA, &kCudaHooks); }
+
+void set_allocation_poison(bool on) { g_poison_allocations.store(on, std::memory_order_relaxed); }
 
 DeviceGuard::DeviceGuard(int device) : device_(device) {
   FASTDIT_CUDA_CHECK(cudaGetDevice(&previous_));

@@ -164,4 +164,7 @@ class FluxTransformer2DModel : public DiTModel {
 // to_q/k/v, add_q/k/v_proj and the single blocks' to_q/k/v + proj_mlp merged into them).
 ParamNameMapping original_layout_mapping(const FluxArchConfig& config, bool fused = false);
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::flux
