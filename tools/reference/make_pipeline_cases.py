@@ -430,10 +430,10 @@ def main():
         print(f"{case.name:20s} {entry['loop']}\n    timesteps {entry['timesteps']}\n    experts {entry['experts']}\n"
               f"    |final| {entry['final_abs_mean']:.4f}  final vs noise rel_l2 {entry['noise_to_final_rel_l2']:.3f}",
               flush=True)
+    manifest["cases"] = {name: manifest["cases"][name] for name in known if name in manifest["cases"]}
     with open(tmp / "manifest.json", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    manifest["cases"] = {name: manifest["cases"][name] for name in known if name in manifest["cases"]}
     rc.replace_entries(tmp, out, [*written, "manifest.json"])  # keeps README.md and the cases not written
     print(f"wrote {len(written)} cases to {out}")
     if failed:
