@@ -1,7 +1,8 @@
-// fastdit generate: text-to-video latents from prompt embeddings. The model is a diffusers
-// Wan pipeline folder (model_index.json: transformer, transformer_2, scheduler,
-// boundary_ratio), a transformer folder, or a config with random weights; the sampling
-// settings come from built-in defaults < the model folder < a preset < flags.
+// fastdit generate: text-to-video (Wan) or text-to-image (Flux) latents from prompt
+// embeddings. The model is a diffusers WanPipeline or FluxPipeline folder (model_index.json:
+// transformer, transformer_2, scheduler, boundary_ratio), a transformer folder, or a config
+// with random weights; the sampling settings come from the pipeline's defaults < the model
+// folder < a preset < flags.
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "loader/safetensors.h"
 #include "ops/ops.h"
 #include "sampling/denoise.h"
+#include "sampling/flux_pipeline.h"
 #include "sampling/noise.h"
 #include "sampling/pipeline_folder.h"
 #include "sampling/sampling_config.h"
@@ -30,7 +32,7 @@ namespace fs = std::filesystem;
 using sampling::SamplingConfig;
 
 struct GenerateArgs {
-  std::string model, config, preset, prompt_embeds, negative_embeds, noise, output;
+  std::string model, config, preset, prompt_embeds, negative_embeds, pooled_embeds, noise, output;
   bool random_weights = false;
   bool cuda_graph = false;
   uint64_t weights_seed = 0;
@@ -42,21 +44,6 @@ struct GenerateArgs {
   const CLI::App* cmd = nullptr;  // tells given flags from defaults
   bool given(const char* flag) const { return cmd->count(flag) > 0; }
 };
-
-// WanPipeline.__call__'s defaults (UniPC flow shift 3 as its Wan2.1 scheduler configs).
-SamplingConfig builtin_defaults() {
-  SamplingConfig s;
-  s.scheduler = "UniPCMultistepScheduler";
-  s.steps = 50;
-  s.guidance_scale = 5.0;
-  s.height = 480;
-  s.width = 832;
-  s.frames = 81;
-  s.fps = 16;
-  s.seed = 0;
-  s.vae_stride = std::array<int64_t, 3>{4, 8, 8};
-  return s;
-}
 
 SamplingConfig flag_settings(const GenerateArgs& a) {
   SamplingConfig c;
@@ -137,11 +124,13 @@ LoadedModels load_models(const GenerateArgs& a, const sampling::PipelineFolder& 
   return m;
 }
 
-// generate makes text-to-video latents only: image-conditioned models need inputs it does not take.
-void check_text_to_video(const DiTModel& model) {
+// generate makes text-to-video and text-to-image latents only: image-conditioned models need
+// inputs it does not take (the ones the pipeline builds itself are `provided`).
+void check_text_conditioned(const DiTModel& model, const TensorMap& provided) {
   const ModelIO io = model.io();
   for (const auto& spec : io.tensors)
-    FASTDIT_CHECK(!spec.required || spec.role != InputRole::Other, model.type_name(), " needs input '", spec.name,
+    FASTDIT_CHECK(!spec.required || spec.role != InputRole::Other || provided.count(spec.name), model.type_name(),
+                  " needs input '", spec.name,
                   "' (image or other conditioning beyond latents, timestep and text), which generate does not take");
   for (const auto& spec : io.args)
     FASTDIT_CHECK(!spec.required, model.type_name(), " needs argument '", spec.name, "', which generate does not take");
@@ -161,6 +150,21 @@ Shape latent_shape(const SamplingConfig& s, int64_t batch, int64_t channels) {
   return {batch, channels, (*s.frames - 1) / stride_t + 1, *s.height / stride_h, *s.width / stride_w};
 }
 
+// Flux's initial latents: the --noise file, packed [B, N, C] as FluxPipeline takes `latents`,
+// or seeded noise [B, C / 4, H / 8, W / 8] packed.
+Tensor initial_flux_noise(const GenerateArgs& a, const sampling::PackedGrid& grid, int64_t batch,
+                          int64_t channels, uint64_t seed) {
+  if (a.noise.empty())
+    return sampling::pack_latents(
+        sampling::gaussian_noise({batch, channels / 4, 2 * grid.rows, 2 * grid.cols}, seed));
+  Tensor noise = read_named_tensor(a.noise, "latents");
+  FASTDIT_CHECK(noise.dim() == 3 && noise.size(0) == batch && noise.size(1) == grid.tokens() &&
+                    noise.size(2) == channels,
+                a.noise, ": latents must be packed [", batch, ", ", grid.tokens(), " (", grid.rows, " x ", grid.cols,
+                " patches of --height x --width), ", channels, "], got ", noise.str());
+  return noise;
+}
+
 // The initial latents: the --noise file, or seeded noise of the settings' video size.
 Tensor initial_noise(const GenerateArgs& a, const SamplingConfig& s, int64_t batch, int64_t channels) {
   if (a.noise.empty()) return sampling::gaussian_noise(latent_shape(s, batch, channels), *s.seed);
@@ -174,9 +178,10 @@ Tensor initial_noise(const GenerateArgs& a, const SamplingConfig& s, int64_t bat
   return noise;
 }
 
-// Stand-in prompt embeddings of 512 tokens for a random-weights model (a benchmark needs no meaning).
-Tensor random_text(const DiTModel& model, uint64_t seed) {
-  return model.example_inputs(ExampleShape{1, 1, 2, 2, 512}, seed).at("encoder_hidden_states");
+// Stand-in prompt embeddings of 512 tokens for a random-weights model (a benchmark needs no
+// meaning): the text input, or another the model takes (Flux's pooled_projections).
+Tensor random_text(const DiTModel& model, uint64_t seed, const std::string& name = "encoder_hidden_states") {
+  return model.example_inputs(ExampleShape{1, 1, 2, 2, 512}, seed).at(name);
 }
 
 double now_seconds() {
@@ -256,7 +261,7 @@ std::string describe(const SamplingConfig& s, const sampling::Scheduler& schedul
   }
   if (s.flow_shift) j["flow_shift"] = *s.flow_shift;
   j["noise"] = a.noise.empty() ? "seed " + std::to_string(*s.seed) + " (fastdit's generator)" : a.noise;
-  j["fps"] = *s.fps;
+  if (s.frames != 1) j["fps"] = *s.fps;
   j["preset"] = a.preset;
   return j.dump();
 }
@@ -266,9 +271,10 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-SamplingConfig resolve_settings(const GenerateArgs& a, const sampling::PipelineFolder& folder) {
+SamplingConfig resolve_settings(const GenerateArgs& a, const sampling::PipelineFolder& folder,
+                                const sampling::PipelineChoice& pipeline) {
   const SamplingConfig flags = flag_settings(a);
-  SamplingConfig s = builtin_defaults();
+  SamplingConfig s = sampling::pipeline_defaults(pipeline.kind);
   s.override_with(folder.settings);
   if (!a.preset.empty()) s.override_with(sampling::read_sampling_preset(find_preset(a.preset)));
   s.override_with(flags);
@@ -281,10 +287,10 @@ SamplingConfig resolve_settings(const GenerateArgs& a, const sampling::PipelineF
 }
 
 std::unique_ptr<sampling::Scheduler> make_scheduler(const sampling::PipelineFolder& folder,
-                                                    const SamplingConfig& s) {
+                                                    const sampling::PipelineChoice& pipeline, const SamplingConfig& s) {
   if (folder.scheduler_config) return sampling::load_scheduler(*folder.scheduler_config, s.flow_shift);
-  return sampling::make_scheduler(sampling::default_scheduler_config(*s.scheduler), "scheduler " + *s.scheduler,
-                                  s.flow_shift);
+  return sampling::make_scheduler(sampling::default_pipeline_scheduler(pipeline, *s.scheduler),
+                                  "scheduler " + *s.scheduler, s.flow_shift);
 }
 
 void run_generate(const GenerateArgs& a) {
@@ -300,21 +306,32 @@ void run_generate(const GenerateArgs& a) {
   // Everything that can be checked without the model is, before the (slow) load.
   const sampling::PipelineFolder folder =
       a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
-  const SamplingConfig s = resolve_settings(a, folder);
-  const auto scheduler = make_scheduler(folder, s);
+  const sampling::PipelineChoice pipeline =
+      sampling::choose_pipeline(folder, a.config.empty() ? folder.transformer : fs::path(a.config));
+  const bool flux = pipeline.kind == sampling::PipelineKind::Flux;
+  const SamplingConfig s = resolve_settings(a, folder, pipeline);
+  const auto scheduler = make_scheduler(folder, pipeline, s);
   Tensor prompt = a.prompt_embeds.empty() ? Tensor{} : read_named_tensor(a.prompt_embeds, "prompt_embeds");
   Tensor negative =
       a.negative_embeds.empty() ? Tensor{} : read_named_tensor(a.negative_embeds, "negative_prompt_embeds");
-  const bool guided = *s.guidance_scale > 1.0;
+  Tensor pooled =
+      a.pooled_embeds.empty() ? Tensor{} : read_named_tensor(a.pooled_embeds, "pooled_prompt_embeds");
+  // FluxPipeline's guidance scale is the distilled guidance the model embeds, not CFG.
+  const bool guided = !flux && *s.guidance_scale > 1.0;
   FASTDIT_CHECK(!guided || negative.defined() || a.random_weights, "guidance_scale ", *s.guidance_scale,
                 " > 1 applies classifier-free guidance and needs --negative-embeds (--guidance 1 for none)");
+  FASTDIT_CHECK(!flux || negative.defined() == false, "--negative-embeds: FluxPipeline's guidance is distilled "
+                "into the model (no classifier-free guidance), so generate takes no negative prompt for Flux");
+  FASTDIT_CHECK(flux || pooled.defined() == false, "--pooled-embeds: only Flux takes pooled prompt embeddings");
+  FASTDIT_CHECK(!flux || pooled.defined() || a.random_weights,
+                "generate: Flux needs --pooled-embeds (the CLIP pooled prompt embedding, 'pooled_prompt_embeds')");
 
   const LoadOptions options = a.run.load_options(true);
   LoadedModels models = load_models(a, folder, s.boundary_ratio.has_value(), options);
   DiTModel& model = models.transformer.model();
-  check_text_to_video(model);
   if (!prompt.defined()) prompt = random_text(model, a.weights_seed + 1);
   if (!negative.defined() && guided) negative = random_text(model, a.weights_seed + 2);
+  if (!pooled.defined() && flux) pooled = random_text(model, a.weights_seed + 3, "pooled_projections");
 
   sampling::DenoiseRequest request;
   request.expert = {&model, *s.guidance_scale};
@@ -324,9 +341,17 @@ void run_generate(const GenerateArgs& a) {
     request.boundary_ratio = s.boundary_ratio;
   }
   request.steps = *s.steps;
-  request.latents =
-      initial_noise(a, s, prompt.size(0), model.arch_config().in_channels).to(options.device, DType::Float32);
+  const int64_t channels = model.arch_config().in_channels;
   request.prompt_embeds = prompt.to(options.device, DType::Float32);
+  if (flux) {
+    const sampling::PackedGrid grid = sampling::flux_packed_grid(*s.height, *s.width, (*s.vae_stride)[1]);
+    request.latents = initial_flux_noise(a, grid, prompt.size(0), channels, *s.seed).to(options.device, DType::Float32);
+    sampling::prepare_flux_request(request, model, *scheduler, grid, pooled.to(options.device, DType::Float32),
+                                   *s.guidance_scale);
+  } else {
+    request.latents = initial_noise(a, s, prompt.size(0), channels).to(options.device, DType::Float32);
+  }
+  check_text_conditioned(model, request.conditioning);
   if (guided) request.negative_prompt_embeds = negative.to(options.device, DType::Float32);
   request.cfg_batching =
       a.cfg_batching == "batched" ? sampling::CfgBatching::Batched : sampling::CfgBatching::Sequential;
@@ -345,7 +370,7 @@ void run_generate(const GenerateArgs& a) {
             << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "
             << seconds / static_cast<double>(steps.size()) << " s/step, median " << median(steps) << " s/step ("
             << std::defaultfloat << scheduler->class_name() << ", guidance " << *s.guidance_scale
-            << (guided ? ", CFG " + a.cfg_batching : ", no CFG") << (a.cuda_graph ? ", CUDA graph" : "") << ", "
+            << (flux ? " (distilled, no CFG)" : guided ? ", CFG " + a.cfg_batching : ", no CFG") << (a.cuda_graph ? ", CUDA graph" : "") << ", "
             << model.type_name() << " on "
             << describe_device(options.device) << " in " << dtype_name(options.dtype) << ")\n";
 }
@@ -354,7 +379,8 @@ void run_generate(const GenerateArgs& a) {
 
 void add_generate_command(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  auto* cmd = app.add_subcommand("generate", "denoise text-to-video latents from prompt embeddings");
+  auto* cmd = app.add_subcommand("generate", "denoise text-to-video (Wan) or text-to-image (Flux) latents from prompt "
+                                             "embeddings");
   a->cmd = cmd;
   cmd->add_option("--model", a->model, "diffusers pipeline folder (model_index.json) or transformer folder");
   cmd->add_option("--config", a->config, "config.json or model dir to build with --random-weights instead");
@@ -366,9 +392,13 @@ void add_generate_command(CLI::App& app) {
                   "safetensors with the text encoder's output [B, L, D]: its only tensor, or 'prompt_embeds'");
   cmd->add_option("--negative-embeds", a->negative_embeds,
                   "the negative prompt's, its only tensor or 'negative_prompt_embeds'; needed when guidance > 1");
-  cmd->add_option("--preset", a->preset, "sampling preset: a name in presets/ (wan2.1-t2v-1.3b, ...) or a .json");
+  cmd->add_option("--pooled-embeds", a->pooled_embeds,
+                  "Flux: safetensors with the pooled text embedding [B, P]: its only tensor or 'pooled_prompt_embeds'");
+  cmd->add_option("--preset", a->preset,
+                  "sampling preset: a name in presets/ (wan2.1-t2v-1.3b, flux1-dev, flux1-schnell, ...) or a .json");
   cmd->add_option("--steps", a->steps, "denoising steps");
-  cmd->add_option("--guidance", a->guidance, "guidance scale (> 1: classifier-free guidance)");
+  cmd->add_option("--guidance", a->guidance,
+                  "guidance scale (Wan: > 1 is classifier-free guidance; Flux: the distilled guidance embedded)");
   cmd->add_option("--guidance-2", a->guidance_2, "transformer_2's guidance scale (Wan2.2 A14B)");
   cmd->add_option("--shift", a->shift, "flow shift (replaces the scheduler config's)");
   cmd->add_option("--boundary-ratio", a->boundary_ratio, "switch to transformer_2 below this fraction of 1000");
@@ -380,7 +410,8 @@ void add_generate_command(CLI::App& app) {
                   "seed of the initial noise (fastdit's generator, not torch's: use --noise "
                   "to reproduce a PyTorch run)");
   cmd->add_option("--noise", a->noise,
-                  "safetensors with the initial latents [B, C, F, H, W] (only tensor or 'latents')");
+                  "safetensors with the initial latents (only tensor or 'latents'): [B, C, F, H, W]; Flux: packed "
+                  "[B, N, C]");
   cmd->add_option("--cfg-batching", a->cfg_batching,
                   "batched: cond and uncond in one forward; sequential: two forwards, less memory")
       ->capture_default_str();

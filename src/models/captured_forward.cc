@@ -1,5 +1,7 @@
 #include "models/captured_forward.h"
 
+#include "ops/ops.h"
+
 namespace fastdit {
 
 namespace {
@@ -30,15 +32,20 @@ CapturedForward::CapturedForward(DiTModel& model) : model_(model), device_(param
 
 TensorMap CapturedForward::forward(const TensorMap& inputs, const ArgMap& args) {
   Signature signature;
+  const ModelIO io = model_.io();
   for (const auto& [name, tensor] : inputs) {
     FASTDIT_CHECK(tensor.defined(), "CUDA graph forward: input '", name, "' is undefined");
-    signature.first.emplace_back(name, tensor.shape(), tensor.dtype());
+    std::get<0>(signature).emplace_back(name, tensor.shape(), tensor.dtype());
+    const TensorInputSpec* spec = io.find_tensor(name);
+    if (spec && spec->read_on_host)
+      std::get<2>(signature)[name] = ops::cast(tensor.to(Device::cpu()), DType::Float32).to_float_vector();
   }
-  for (const auto& [name, value] : args) signature.second += name + "=" + arg_value_str(value) + ";";
+  for (const auto& [name, value] : args) std::get<1>(signature) += name + "=" + arg_value_str(value) + ";";
   const auto found = graphs_.find(signature);
   if (found == graphs_.end()) return capture(signature, inputs, args);
   Captured& captured = found->second;
-  for (auto& [name, buffer] : captured.inputs) buffer.copy_(inputs.at(name));
+  for (auto& [name, buffer] : captured.inputs)
+    if (!std::get<2>(signature).count(name)) buffer.copy_(inputs.at(name));  // host inputs: the same values
   captured.graph.replay();
   TensorMap outputs;
   for (const auto& [name, buffer] : captured.outputs) outputs[name] = buffer.clone();
@@ -49,7 +56,8 @@ TensorMap CapturedForward::capture(const Signature& signature, const TensorMap& 
   check_no_forward_hooks(model_);
   Captured captured;
   for (const auto& [name, tensor] : inputs) {
-    Tensor buffer = Tensor::empty(tensor.shape(), tensor.dtype(), device_);
+    const bool host = std::get<2>(signature).count(name) > 0;
+    Tensor buffer = Tensor::empty(tensor.shape(), tensor.dtype(), host ? Device::cpu() : device_);
     buffer.copy_(tensor);
     captured.inputs[name] = buffer;
   }

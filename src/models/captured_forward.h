@@ -2,7 +2,8 @@
 // that small shapes are not bound by kernel launches.
 //
 // One graph per input signature (the inputs' names, shapes and dtypes, and the values of
-// the non-tensor arguments, which the forward reads on the host). The first call
+// the non-tensor arguments and of the inputs declared read_on_host, which the forward
+// reads on the host; those inputs stay on the host). The first call
 // with a signature copies the inputs into device buffers of its own, runs the forward
 // eagerly on them (which also builds what the capture must find ready: GEMM and
 // attention plans, the cuBLASLt workspace, rotary and timestep tables) and returns that
@@ -38,7 +39,8 @@ class CapturedForward {
   size_t graph_count() const { return graphs_.size(); }
 
  private:
-  using Signature = std::pair<std::vector<std::tuple<std::string, Shape, DType>>, std::string>;
+  using Signature = std::tuple<std::vector<std::tuple<std::string, Shape, DType>>, std::string,
+                               std::map<std::string, std::vector<float>>>;
   struct Captured {
     TensorMap inputs;   // the buffers every replay reads
     TensorMap outputs;  // the buffers every replay writes

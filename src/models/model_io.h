@@ -36,6 +36,10 @@ struct TensorInputSpec {
   ElementKind kind = ElementKind::Floating;
   bool required = true;
   InputRole role = InputRole::Other;
+  // The forward reads this input's values on the host (positions that pick a rotary table):
+  // a captured forward (models/captured_forward.h) keeps it on the host and keys its graphs
+  // on the values, so a replay never meets a table built for other values.
+  bool read_on_host = false;
 };
 
 enum class ArgType { Bool, Int, Float, IntList, FloatList };

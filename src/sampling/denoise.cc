@@ -25,8 +25,11 @@ void check_request(const DenoiseRequest& r) {
   if (r.expert_2 && r.expert_2->model) check_roles(*r.expert_2->model);
   FASTDIT_CHECK(!r.boundary_ratio || (r.expert_2 && r.expert_2->model),
                 "denoise: boundary_ratio is set but there is no transformer_2 to take the low-noise steps");
-  FASTDIT_CHECK(r.latents.defined() && r.latents.dim() == 5, "denoise: latents must be [B, C, F, H, W]",
+  FASTDIT_CHECK(r.latents.defined() && r.latents.dim() >= 3, "denoise: latents must be [B, ...] of rank 3 or more",
                 r.latents.defined() ? ", got " + r.latents.str() : std::string());
+  FASTDIT_CHECK(r.timestep_divisor > 0, "denoise: timestep_divisor must be positive");
+  FASTDIT_CHECK(r.sigmas.empty() || static_cast<int64_t>(r.sigmas.size()) == r.steps, "denoise: ", r.sigmas.size(),
+                " sigmas for ", r.steps, " steps");
   const int64_t batch = r.latents.size(0);
   const auto check_embeds = [&](const Tensor& embeds, const char* name) {
     FASTDIT_CHECK(embeds.defined() && embeds.dim() == 3 && embeds.size(0) == batch, "denoise: ", name, " must be [",
@@ -35,6 +38,8 @@ void check_request(const DenoiseRequest& r) {
   check_embeds(r.prompt_embeds, "prompt embeddings");
   if (!uses_guidance(r)) return;
   check_embeds(r.negative_prompt_embeds, "negative prompt embeddings (guidance scale > 1)");
+  FASTDIT_CHECK(r.conditioning.empty(),
+                "denoise: classifier-free guidance with conditioning inputs besides the text is not supported");
   FASTDIT_CHECK(r.negative_prompt_embeds.size(2) == r.prompt_embeds.size(2),
                 "denoise: prompt and negative prompt embeddings differ in width: ", r.prompt_embeds.str(), " vs ",
                 r.negative_prompt_embeds.str());
@@ -46,16 +51,19 @@ void check_request(const DenoiseRequest& r) {
 // memory pool) rather than joining it.
 class Forwards {
  public:
-  explicit Forwards(bool cuda_graph) : cuda_graph_(cuda_graph) {}
+  Forwards(bool cuda_graph, const TensorMap& conditioning, float timestep_divisor)
+      : cuda_graph_(cuda_graph), conditioning_(conditioning), timestep_divisor_(timestep_divisor) {}
 
   // The model's inputs by the roles it declares; its first output head is the prediction.
   Tensor operator()(DiTModel& model, const Tensor& latents, float t, const Tensor& text) {
     const ModelIO io = model.io();
     const int64_t batch = latents.size(0);
-    const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), t), {batch});
-    TensorMap inputs{{io.name_of(InputRole::Latents), latents},
-                     {io.name_of(InputRole::Timestep), timestep.to(latents.device())},
-                     {io.name_of(InputRole::TextEmbeddings), text}};
+    const float model_t = t / timestep_divisor_;
+    const Tensor timestep = Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch), model_t), {batch});
+    TensorMap inputs = conditioning_;
+    inputs[io.name_of(InputRole::Latents)] = latents;
+    inputs[io.name_of(InputRole::Timestep)] = timestep.to(latents.device());
+    inputs[io.name_of(InputRole::TextEmbeddings)] = text;
     if (!cuda_graph_) return model.forward(inputs).at(io.outputs.front());
     if (graph_model_ != &model) {
       graph_.reset();
@@ -67,6 +75,8 @@ class Forwards {
 
  private:
   bool cuda_graph_;
+  const TensorMap& conditioning_;
+  float timestep_divisor_;
   const DiTModel* graph_model_ = nullptr;
   std::unique_ptr<CapturedForward> graph_;
 };
@@ -98,14 +108,18 @@ bool uses_guidance(const DenoiseRequest& request) { return request.expert.guidan
 
 Tensor denoise(Scheduler& scheduler, const DenoiseRequest& request, const DenoiseCallbacks& callbacks) {
   check_request(request);
-  scheduler.set_timesteps(request.steps);
+  if (request.sigmas.empty()) {
+    scheduler.set_timesteps(request.steps, request.mu);
+  } else {
+    scheduler.set_sigmas(request.sigmas, request.mu);
+  }
   // WanPipeline compares the scheduler's timestep (float32 or int64) with a Python float.
   const std::optional<float> boundary =
       request.boundary_ratio ? std::optional<float>(static_cast<float>(
                                    *request.boundary_ratio * static_cast<double>(scheduler.num_train_timesteps())))
                              : std::nullopt;
   Tensor latents = request.latents;
-  Forwards forward(request.cuda_graph);
+  Forwards forward(request.cuda_graph, request.conditioning, request.timestep_divisor);
   for (int64_t i = 0; i < scheduler.num_steps(); ++i) {
     const float t = scheduler.timesteps()[static_cast<size_t>(i)];
     const StepEvent event{i, scheduler.num_steps(), t, boundary && t < *boundary};

@@ -1,5 +1,6 @@
 // The denoising loop of diffusers' WanPipeline, with classifier-free guidance and Wan2.2
-// A14B's two experts, on any scheduler.
+// A14B's two experts, on any scheduler; with the conditioning inputs, the timestep scale and
+// the sigmas a pipeline adds around it (FluxPipeline: sampling/flux_pipeline.h).
 #pragma once
 
 #include <functional>
@@ -26,10 +27,20 @@ struct DenoiseRequest {
   std::optional<Expert> expert_2;        // `transformer_2`: the steps below the boundary
   std::optional<double> boundary_ratio;  // switch at boundary_ratio · num_train_timesteps
   int64_t steps = 50;
-  Tensor latents;                 // initial noise [B, C, F, H, W], on the models' device
+  // The pipeline's own sigmas (one per step) and resolution-dependent mu for
+  // scheduler.set_timesteps; empty sigmas: the scheduler's spacing for `steps`.
+  std::vector<double> sigmas;
+  std::optional<double> mu;
+  Tensor latents;                 // initial noise [B, ...] as the model takes it, on the models' device
   Tensor prompt_embeds;           // [B, L, D]
   Tensor negative_prompt_embeds;  // [B, L', D]; required when guidance applies
   CfgBatching cfg_batching = CfgBatching::Batched;
+  // Inputs besides latents, timestep and text that every step feeds unchanged (Flux: the
+  // pooled text embedding, the ids, the distilled guidance), by the model's input names.
+  TensorMap conditioning;
+  // The model's timestep is the scheduler's divided by this, in float32 (FluxPipeline feeds
+  // t / 1000).
+  float timestep_divisor = 1.0f;
   // Each expert's forward captured into a CUDA graph at its first step and replayed on
   // the later ones (models/captured_forward.h): the same numbers, fewer launches.
   bool cuda_graph = false;

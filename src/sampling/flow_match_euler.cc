@@ -12,8 +12,12 @@ FlowMatchEulerScheduler::FlowMatchEulerScheduler(ConfigReader& config, std::opti
   if (shift) shift_.shift = *shift;
   // The anchors of a pipeline's resolution-dependent mu (diffusers' calculate_shift lives in
   // the pipelines, which pass mu to set_timesteps).
-  for (const char* key : {"base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len"})
-    config.ignore(key, "used by pipelines to compute mu");
+  anchors_.base_image_seq_len = config.get_int("base_image_seq_len", anchors_.base_image_seq_len);
+  anchors_.max_image_seq_len = config.get_int("max_image_seq_len", anchors_.max_image_seq_len);
+  anchors_.base_shift = config.get_float("base_shift", anchors_.base_shift);
+  anchors_.max_shift = config.get_float("max_shift", anchors_.max_shift);
+  FASTDIT_CHECK(anchors_.max_image_seq_len != anchors_.base_image_seq_len, config.source(),
+                ": max_image_seq_len must differ from base_image_seq_len");
   for (const char* key :
        {"invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "stochastic_sampling"})
     FASTDIT_CHECK(!config.get_bool(key, false), config.source(), ": ", key, " is not supported");
@@ -36,7 +40,16 @@ void FlowMatchEulerScheduler::set_timesteps(int64_t steps, std::optional<double>
   std::vector<double> sigmas = linspace(sigma_max_ * n, sigma_min_ * n, steps);
   for (double& sigma : sigmas) sigma /= n;
   sigmas = shift_.apply(std::move(sigmas), mu);
-  sigmas_.assign(sigmas.begin(), sigmas.end());
+  set_table(std::vector<float>(sigmas.begin(), sigmas.end()));
+}
+
+void FlowMatchEulerScheduler::set_sigmas(const std::vector<double>& sigmas, std::optional<double> mu) {
+  FASTDIT_CHECK(!sigmas.empty(), class_name(), ": need at least one sigma");
+  set_table(shift_.apply(std::vector<float>(sigmas.begin(), sigmas.end()), mu));
+}
+
+void FlowMatchEulerScheduler::set_table(const std::vector<float>& sigmas) {
+  sigmas_ = sigmas;
   timesteps_.clear();
   for (float sigma : sigmas_) timesteps_.push_back(sigma * static_cast<float>(num_train_timesteps_));
   sigmas_.push_back(0.0f);

@@ -10,6 +10,12 @@
 
 namespace fastdit::sampling {
 
+double calculate_shift(int64_t image_seq_len, const ShiftAnchors& a) {
+  const double m = (a.max_shift - a.base_shift) / static_cast<double>(a.max_image_seq_len - a.base_image_seq_len);
+  const double b = a.base_shift - m * static_cast<double>(a.base_image_seq_len);
+  return static_cast<double>(image_seq_len) * m + b;
+}
+
 std::vector<double> linspace(double start, double stop, int64_t num) {
   FASTDIT_CHECK(num >= 1, "linspace: need at least one value, got ", num);
   std::vector<double> values(static_cast<size_t>(num), start);
@@ -51,6 +57,29 @@ std::vector<double> SigmaShift::apply(std::vector<double> sigmas, std::optional<
     for (double& sigma : sigmas) sigma = 1.0 - (1.0 - sigma) / scale;
   }
   return sigmas;
+}
+
+std::vector<float> SigmaShift::apply(std::vector<float> sigmas, std::optional<double> mu) const {
+  FASTDIT_CHECK(!dynamic || mu.has_value(), "use_dynamic_shifting needs a resolution-dependent mu and none was given");
+  // Python floats meet the float32 array as float32 scalars: each is rounded first.
+  const auto s = static_cast<float>(shift), s_minus_1 = static_cast<float>(shift - 1.0);
+  const float e = dynamic ? static_cast<float>(linear_time_shift ? *mu : std::exp(*mu)) : 0.0f;
+  for (float& sigma : sigmas) {
+    if (dynamic) {
+      sigma = e / (e + (1.0f / sigma - 1.0f));  // exp(mu) / (exp(mu) + (1 / t - 1) ** 1.0)
+    } else {
+      sigma = s * sigma / (1.0f + s_minus_1 * sigma);
+    }
+  }
+  if (terminal) {
+    const float scale = (1.0f - sigmas.back()) / static_cast<float>(1.0 - *terminal);
+    for (float& sigma : sigmas) sigma = 1.0f - (1.0f - sigma) / scale;
+  }
+  return sigmas;
+}
+
+void Scheduler::set_sigmas(const std::vector<double>&, std::optional<double>) {
+  FASTDIT_FAIL(class_name(), " does not take a pipeline's custom sigmas (FlowMatchEulerDiscreteScheduler does)");
 }
 
 int64_t Scheduler::begin_step() const {

@@ -35,7 +35,23 @@ struct SigmaShift {
   static SigmaShift from_config(ConfigReader& config, const std::string& shift_key);
   // The shifted sigmas (float64, as numpy computes them). mu is required when dynamic.
   std::vector<double> apply(std::vector<double> sigmas, std::optional<double> mu) const;
+  // The same on float32 sigmas in float32 arithmetic, as numpy shifts a pipeline's custom
+  // sigmas (an np.float32 array with Python scalars).
+  std::vector<float> apply(std::vector<float> sigmas, std::optional<double> mu) const;
 };
+
+// The anchors of a pipeline's resolution-dependent mu, as a FlowMatchEulerDiscreteScheduler
+// config carries them (FluxPipeline reads them with these defaults).
+struct ShiftAnchors {
+  int64_t base_image_seq_len = 256;
+  int64_t max_image_seq_len = 4096;
+  double base_shift = 0.5;
+  double max_shift = 1.15;
+};
+
+// diffusers' calculate_shift (the Flux pipelines): mu linear in the image sequence length,
+// base_shift at base_image_seq_len and max_shift at max_image_seq_len.
+double calculate_shift(int64_t image_seq_len, const ShiftAnchors& anchors);
 
 // numpy.linspace(start, stop, num) to the last bit: i·step + start, the last value exact.
 std::vector<double> linspace(double start, double stop, int64_t num);
@@ -48,11 +64,15 @@ class Scheduler {
   // Builds the tables for `steps` denoising steps and resets the multistep state. mu is
   // the resolution-dependent shift, required exactly when dynamic_shifting().
   virtual void set_timesteps(int64_t steps, std::optional<double> mu = std::nullopt) = 0;
+  // set_timesteps(sigmas=..., mu=...): the pipeline's own sigmas (one per step) instead of
+  // the scheduler's spacing. Only schedulers that take them override this.
+  virtual void set_sigmas(const std::vector<double>& sigmas, std::optional<double> mu = std::nullopt);
   // One denoising step at step_index(): model_output is the (guided) flow prediction for
   // `sample`. Returns the next sample on the same device; the step index advances.
   virtual Tensor step(const Tensor& model_output, const Tensor& sample) = 0;
 
   bool dynamic_shifting() const { return shift_.dynamic; }
+  const ShiftAnchors& shift_anchors() const { return anchors_; }
   int64_t num_train_timesteps() const { return num_train_timesteps_; }
   const std::vector<float>& timesteps() const { return timesteps_; }
   const std::vector<float>& sigmas() const { return sigmas_; }
@@ -65,6 +85,7 @@ class Scheduler {
 
   int64_t num_train_timesteps_ = 1000;
   SigmaShift shift_;
+  ShiftAnchors anchors_;
   std::vector<float> timesteps_;
   std::vector<float> sigmas_;
   int64_t step_index_ = 0;

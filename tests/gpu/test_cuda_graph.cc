@@ -95,7 +95,8 @@ TEST_P(GraphParity, ReplayEqualsEagerBitForBitAndRereadsInputs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GraphParity,
-                         ::testing::Combine(::testing::Values("wan/t2v", "wan/ti2v_per_token", "wan/i2v", "sd3/sd3"),
+                         ::testing::Combine(::testing::Values("wan/t2v", "wan/ti2v_per_token", "wan/i2v", "sd3/sd3",
+                                                              "flux/dev", "flux/schnell_batch2"),
                                             ::testing::Values(DType::BFloat16, DType::Float32)),
                          [](const auto& info) {
                            std::string name = std::get<0>(info.param) + "_" + dtype_name(std::get<1>(info.param));
@@ -119,6 +120,24 @@ TEST(CapturedForward, NewSignatureCapturesAnotherGraph) {
   EXPECT_EQ(graph.graph_count(), 2u);
   expect_same_bits(graph.forward(c.inputs).at("sample"), eager_1, "batch 1 replay");
   expect_same_bits(graph.forward(batch2).at("sample"), eager_2, "batch 2 replay");
+}
+
+// Flux's ids pick its rotary table on the host: other id values are another signature (a
+// replay never reads a table built for other positions), the same values replay.
+TEST(CapturedForward, FluxIdValuesPickTheirOwnGraph) {
+  CaseModel c = load_case("flux/dev", DType::BFloat16);
+  DiTModel& model = *c.loaded.model;
+  TensorMap moved = c.inputs;
+  moved["img_ids"] = ops::scale(c.inputs.at("img_ids"), 2.0f);
+  const Tensor eager = model.forward(c.inputs).at("sample"), eager_moved = model.forward(moved).at("sample");
+  ASSERT_FALSE(bytes_of(eager) == bytes_of(eager_moved));
+  CapturedForward graph(model);
+  graph.forward(c.inputs);
+  graph.forward(moved);
+  EXPECT_EQ(graph.graph_count(), 2u);
+  expect_same_bits(graph.forward(c.inputs).at("sample"), eager, "the pipeline's ids");
+  expect_same_bits(graph.forward(moved).at("sample"), eager_moved, "ids scaled by 2");
+  EXPECT_EQ(graph.graph_count(), 2u);
 }
 
 // A hook reads module outputs on the host mid-forward: refused before anything is captured.

@@ -30,6 +30,13 @@ TEST_P(FluxParity, BFloat16OnCpuWithinTheReferencesOwnBf16Error) {
   EXPECT_GT(r.rel_l2, 1e-6);  // really ran in bfloat16
 }
 
+// One GEMM per double-stream q|k|v and one per single-stream q|k|v|mlp_in, from either layout.
+TEST_P(FluxParity, Float32OnCpuWithFusedProjections) {
+  const ParityResult r = run_parity_case(case_dir(GetParam()), Device::cpu(), DType::Float32, true);
+  EXPECT_TRUE(r.pass) << head_lines(r);
+  EXPECT_LE(r.rel_l2, 1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, FluxParity, ::testing::ValuesIn(testing::family_cases("flux")));
 
 TEST(FluxCases, CoverBothVariantsAndBothLayouts) {

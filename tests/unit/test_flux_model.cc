@@ -10,6 +10,8 @@
 
 #include "loader/safetensors.h"
 #include "loader/transformer_loader.h"
+#include "sampling/flux_pipeline.h"
+#include "sampling/scheduler.h"
 #include "support/test_support.h"
 
 namespace fastdit {
@@ -124,8 +126,57 @@ TEST(FluxModel, ExampleInputsRunAtAnImageShape) {
   EXPECT_THROW(model->example_inputs(shape, 11), Error);
 }
 
-void expect_exports_exactly(const std::string& name, const std::string& file) {
-  const auto loaded = load_transformer(fixture(name) / "transformer", {});
+// What FluxPipeline adds around the loop (pipeline_flux.py): ids (0, row, col) on the packed
+// grid and text ids zeros, guidance [B] in float32 only for a guidance-distilled model, the
+// timestep t / 1000, sigmas linspace(1, 1/steps, steps) and mu from the image tokens; no CFG.
+TEST(FluxPipelineRequest, IsBuiltAsFluxPipelineBuildsIt) {
+  for (const char* name : {"dev", "schnell_batch2"}) {
+    auto model = build_transformer(fixture(name));
+    const bool dev = std::string(name) == "dev";
+    auto scheduler = sampling::make_scheduler(sampling::flux_scheduler_config(dev), "scheduler");
+    const sampling::PackedGrid grid = sampling::flux_packed_grid(64, 96, 8);
+    ASSERT_EQ(grid.rows, 4);
+    ASSERT_EQ(grid.cols, 6);
+    sampling::DenoiseRequest r;
+    r.expert = {model.get(), 3.5};
+    r.steps = 6;
+    r.latents = Tensor::zeros({2, grid.tokens(), 16}, DType::Float32);
+    r.prompt_embeds = Tensor::zeros({2, 5, 12}, DType::Float32);
+    sampling::prepare_flux_request(r, *model, *scheduler, grid, Tensor::zeros({2, 8}, DType::Float32), 3.5);
+    EXPECT_EQ(r.expert.guidance_scale, 1.0) << "no classifier-free guidance";
+    EXPECT_EQ(r.timestep_divisor, 1000.0f);
+    EXPECT_EQ(r.sigmas, sampling::linspace(1.0, 1.0 / 6, 6));
+    EXPECT_DOUBLE_EQ(*r.mu, sampling::calculate_shift(24, scheduler->shift_anchors()));
+    EXPECT_EQ(r.conditioning.at("txt_ids").shape(), (Shape{5, 3}));
+    EXPECT_EQ(r.conditioning.at("txt_ids").to_float_vector(), std::vector<float>(15, 0.0f));
+    const std::vector<float> ids = r.conditioning.at("img_ids").to_float_vector();
+    ASSERT_EQ(ids.size(), 24u * 3);
+    EXPECT_EQ((std::vector<float>(ids.begin() + 7 * 3, ids.begin() + 8 * 3)), (std::vector<float>{0, 1, 1}));
+    EXPECT_EQ(r.conditioning.count("guidance"), dev ? 1u : 0u) << name;
+    if (dev) EXPECT_EQ(r.conditioning.at("guidance").to_float_vector(), (std::vector<float>{3.5f, 3.5f}));
+    // The request runs: two steps of the real loop on the tiny model.
+    r.steps = 2;
+    sampling::prepare_flux_request(r, *model, *scheduler, grid, Tensor::zeros({2, 8}, DType::Float32), 3.5);
+    randomize_parameters(*model, LoadOptions{}, 5);
+    EXPECT_EQ(sampling::denoise(*scheduler, r).shape(), (Shape{2, 24, 16}));
+    // Latents that are not the grid's packed tokens are refused.
+    r.latents = Tensor::zeros({2, 23, 16}, DType::Float32);
+    EXPECT_THROW(sampling::prepare_flux_request(r, *model, *scheduler, grid, Tensor::zeros({2, 8}, DType::Float32), 3.5),
+                 Error);
+  }
+  // _pack_latents: token (r, c) holds (channel, py, px) channel-major.
+  Tensor x = Tensor::zeros({1, 2, 2, 4}, DType::Float32);
+  float* p = x.data<float>();
+  for (int i = 0; i < 16; ++i) p[i] = static_cast<float>(i);
+  const Tensor packed = sampling::pack_latents(x);
+  ASSERT_EQ(packed.shape(), (Shape{1, 2, 8}));
+  EXPECT_EQ(packed.to_float_vector(), (std::vector<float>{0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15}));
+}
+
+void expect_exports_exactly(const std::string& name, const std::string& file, bool fused = false) {
+  LoadOptions options;
+  options.fuse_projections = fused;
+  const auto loaded = load_transformer(fixture(name) / "transformer", options);
   const SafetensorsFile original = SafetensorsFile::open(fixture(name) / "transformer" / file);
   const auto exported = export_checkpoint(loaded);
   ASSERT_EQ(exported.size(), original.names().size()) << name;
@@ -140,6 +191,39 @@ TEST(FluxLoading, BothLayoutsExportBackExactly) {
   expect_exports_exactly("dev", "diffusion_pytorch_model.safetensors");
   expect_exports_exactly("dev_original_layout", "flux1.safetensors");
   expect_exports_exactly("schnell_original_layout", "flux1.safetensors");
+}
+
+// Fused projections: to_qkv / to_added_qkv per double block, to_qkv_mlp = q|k|v|proj_mlp
+// per single block (Black Forest Labs' linear1 taken whole), and back out exactly.
+TEST(FluxLoading, FusedProjectionsLoadFromBothLayoutsAndExportBackExactly) {
+  for (const char* name : {"dev", "dev_original_layout"}) {
+    LoadOptions options;
+    options.fuse_projections = true;
+    const auto loaded = load_transformer(fixture(name) / "transformer", options);
+    for (const char* param : {"transformer_blocks.0.attn.to_qkv.weight", "transformer_blocks.0.attn.to_added_qkv.bias",
+                              "single_transformer_blocks.1.to_qkv_mlp.weight"})
+      EXPECT_NE(loaded.model->find_parameter(param), nullptr) << name << " " << param;
+    EXPECT_EQ(loaded.model->find_parameter("single_transformer_blocks.1.proj_mlp.weight"), nullptr);
+    EXPECT_EQ(loaded.model->find_parameter("transformer_blocks.0.attn.to_q.weight"), nullptr);
+  }
+  // The fused rows are the separate parameters in order: q, k, v, then the MLP's input.
+  const auto fused = load_transformer(fixture("dev") / "transformer", [] {
+    LoadOptions o;
+    o.fuse_projections = true;
+    return o;
+  }());
+  const auto plain = load_transformer(fixture("dev") / "transformer", {});
+  const Tensor joined = fused.model->find_parameter("single_transformer_blocks.0.to_qkv_mlp.weight")->value;
+  const int64_t d = joined.size(1);
+  EXPECT_EQ(testing::max_abs_diff(joined.narrow(0, d, d),
+                                  plain.model->find_parameter("single_transformer_blocks.0.attn.to_k.weight")->value),
+            0.0);
+  EXPECT_EQ(testing::max_abs_diff(joined.narrow(0, 3 * d, 4 * d),
+                                  plain.model->find_parameter("single_transformer_blocks.0.proj_mlp.weight")->value),
+            0.0);
+  expect_exports_exactly("dev", "diffusion_pytorch_model.safetensors", true);
+  expect_exports_exactly("dev_original_layout", "flux1.safetensors", true);
+  expect_exports_exactly("schnell_original_layout", "flux1.safetensors", true);
 }
 
 TEST(FluxLoading, TheOriginalLayoutLoadsTheDiffusersParametersBitForBit) {

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "loader/safetensors.h"
+#include "sampling/flux_pipeline.h"
 #include "sampling/scheduler.h"
 #include "support/test_support.h"
 
@@ -171,6 +172,32 @@ TEST(Schedulers, LinspaceIsNumpys) {
   EXPECT_EQ(v.front(), 1.0);
   EXPECT_EQ(v.back(), 0.001);
   EXPECT_EQ(v[7], 7.0 * ((0.001 - 1.0) / 50.0) + 1.0);
+}
+
+// FluxPipeline at 1024 x 1024 (4,096 image tokens), 28 steps on FLUX.1-dev's scheduler:
+// mu = calculate_shift = max_shift, and the custom sigmas linspace(1, 1/28, 28) shifted in
+// float32 as numpy shifts an np.float32 array (values from numpy 1.24, float32 x 1000).
+TEST(Schedulers, FluxDevCustomSigmasAreNumpysFloat32) {
+  auto scheduler = make_scheduler(flux_scheduler_config(true), "FLUX.1-dev");
+  const double mu = calculate_shift(4096, scheduler->shift_anchors());
+  EXPECT_NEAR(mu, 1.15, 1e-12);
+  EXPECT_DOUBLE_EQ(calculate_shift(24, scheduler->shift_anchors()), 0.4607291666666667);
+  scheduler->set_sigmas(flux_sigmas(28), mu);
+  const std::vector<float> expected = {
+      1000.0f,       988.4086303710938f, 976.2224731445312f, 963.3944091796875f, 949.87255859375f,
+      935.5989379882812f, 920.5089721679688f, 904.53076171875f,   887.5834350585938f, 869.575927734375f,
+      850.4057006835938f, 829.9564208984375f, 808.0955200195312f, 784.671630859375f,  759.5109252929688f,
+      732.412841796875f,  703.1447143554688f, 671.434814453125f,  636.9644775390625f, 599.356689453125f,
+      558.162841796875f,  512.8441162109375f, 462.7484130859375f, 407.07843017578125f, 344.84893798828125f,
+      274.8279724121094f, 195.45458984375f,   104.72090148925781f};
+  EXPECT_EQ(scheduler->timesteps(), expected);
+  EXPECT_EQ(scheduler->sigmas().back(), 0.0f);
+  // FLUX.1-schnell: static shift 1 leaves the sigmas as given; mu is ignored.
+  auto schnell = make_scheduler(flux_scheduler_config(false), "FLUX.1-schnell");
+  schnell->set_sigmas(flux_sigmas(4), 0.5);
+  EXPECT_EQ(schnell->timesteps(), (std::vector<float>{1000.0f, 750.0f, 500.0f, 250.0f}));
+  // UniPC takes no custom sigmas.
+  EXPECT_THROW(make_scheduler(default_scheduler_config("UniPCMultistepScheduler"), "unipc")->set_sigmas({1.0}), Error);
 }
 
 }  // namespace

@@ -52,30 +52,48 @@ JointRotary FluxPosEmbed::forward(const Tensor& txt_ids, const Tensor& img_ids, 
 // ---- attention -----------------------------------------------------------------------
 
 FluxAttention::FluxAttention(const FluxArchConfig& c, bool joint, const BuildOptions& options)
-    : Module("FluxAttention"), num_heads_(c.num_attention_heads), attention_(options.sequence_parallel) {
+    : Module("FluxAttention"),
+      num_heads_(c.num_attention_heads),
+      fused_(options.fuse_projections),
+      attention_(options.sequence_parallel) {
   const int64_t d = c.hidden_size, dh = c.attention_head_dim;
   // Declared in the reference's order, so the parameter list matches its state dict.
   norm_q_ = add_module<nn::RMSNorm>("norm_q", dh, kEps);
   norm_k_ = add_module<nn::RMSNorm>("norm_k", dh, kEps);
-  to_q_k_v_ = {add_module<nn::ReplicatedLinear>("to_q", d, d), add_module<nn::ReplicatedLinear>("to_k", d, d),
-               add_module<nn::ReplicatedLinear>("to_v", d, d)};
+  if (fused_ && joint) {
+    to_qkv_ = add_module<nn::ReplicatedLinear>("to_qkv", d, 3 * d);
+  } else if (!fused_) {
+    to_q_k_v_ = {add_module<nn::ReplicatedLinear>("to_q", d, d), add_module<nn::ReplicatedLinear>("to_k", d, d),
+                 add_module<nn::ReplicatedLinear>("to_v", d, d)};
+  }
   if (!joint) return;  // pre_only: the single-stream block projects the output itself
   auto* to_out = add_module<nn::ModuleList>("to_out");
   to_out_ = to_out->append<nn::ReplicatedLinear>(d, d);
   out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
   norm_added_q_ = add_module<nn::RMSNorm>("norm_added_q", dh, kEps);
   norm_added_k_ = add_module<nn::RMSNorm>("norm_added_k", dh, kEps);
-  add_q_k_v_proj_ = {add_module<nn::ReplicatedLinear>("add_q_proj", d, d),
-                     add_module<nn::ReplicatedLinear>("add_k_proj", d, d),
-                     add_module<nn::ReplicatedLinear>("add_v_proj", d, d)};
+  if (fused_) {
+    to_added_qkv_ = add_module<nn::ReplicatedLinear>("to_added_qkv", d, 3 * d);
+  } else {
+    add_q_k_v_proj_ = {add_module<nn::ReplicatedLinear>("add_q_proj", d, d),
+                       add_module<nn::ReplicatedLinear>("add_k_proj", d, d),
+                       add_module<nn::ReplicatedLinear>("add_v_proj", d, d)};
+  }
   to_add_out_ = add_module<nn::ReplicatedLinear>("to_add_out", d, d);
 }
 
-FluxAttention::Heads FluxAttention::project(const Tensor& x, const std::array<nn::ReplicatedLinear*, 3>& qkv,
+FluxAttention::Heads FluxAttention::project(const Tensor& x, const nn::ReplicatedLinear* fused,
+                                            const std::array<nn::ReplicatedLinear*, 3>& qkv,
                                             const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k) const {
   const auto heads = [&](const Tensor& t) { return t.reshape({t.size(0), t.size(1), num_heads_, -1}); };
-  return {norm_q->forward(heads(qkv[0]->forward(x))), norm_k->forward(heads(qkv[1]->forward(x))),
-          heads(qkv[2]->forward(x))};
+  if (!fused_) {
+    return {norm_q->forward(heads(qkv[0]->forward(x))), norm_k->forward(heads(qkv[1]->forward(x))),
+            heads(qkv[2]->forward(x))};
+  }
+  const Tensor all = fused ? fused->forward(x) : x;  // the single stream's q|k|v comes projected
+  const int64_t d = all.size(-1) / 3;
+  return {norm_q->forward(heads(all.narrow(-1, 0, d))), norm_k->forward(heads(all.narrow(-1, d, d))),
+          heads(all.narrow(-1, 2 * d, d))};
 }
 
 nn::DistributedAttention::Output FluxAttention::attend(const Heads& image, const Heads& text,
@@ -88,8 +106,8 @@ nn::DistributedAttention::Output FluxAttention::attend(const Heads& image, const
 
 FluxAttention::Output FluxAttention::forward(const Tensor& x, const Tensor& context, const JointRotary& rope,
                                              int64_t image_tokens) const {
-  const Heads image = project(x, to_q_k_v_, norm_q_, norm_k_);
-  const Heads text = project(context, add_q_k_v_proj_, norm_added_q_, norm_added_k_);
+  const Heads image = project(x, to_qkv_, to_q_k_v_, norm_q_, norm_k_);
+  const Heads text = project(context, to_added_qkv_, add_q_k_v_proj_, norm_added_q_, norm_added_k_);
   const auto attended = attend(image, text, rope, image_tokens);
   Output out;
   out.x = out_dropout_->forward(to_out_->forward(merge_heads(attended.out)));
@@ -101,7 +119,7 @@ FluxAttention::Output FluxAttention::forward(const Tensor& x, const Tensor& cont
 
 Tensor FluxAttention::forward_joined(const Tensor& joined, int64_t text_tokens, const JointRotary& rope,
                                      int64_t image_tokens) const {
-  const Heads all = project(joined, to_q_k_v_, norm_q_, norm_k_);
+  const Heads all = project(joined, nullptr, to_q_k_v_, norm_q_, norm_k_);
   const int64_t local = joined.size(1) - text_tokens;
   const auto part = [&](int64_t first, int64_t count) {
     return Heads{all.q.narrow(1, first, count), all.k.narrow(1, first, count), all.v.narrow(1, first, count)};
@@ -148,7 +166,11 @@ FluxSingleTransformerBlock::FluxSingleTransformerBlock(const FluxArchConfig& c, 
     : Module("FluxSingleTransformerBlock") {
   const int64_t d = c.hidden_size, mlp = 4 * d;
   norm_ = add_module<nn::AdaLayerNormZeroSingle>("norm", d);
-  proj_mlp_ = add_module<nn::ReplicatedLinear>("proj_mlp", d, mlp);
+  if (options.fuse_projections) {
+    to_qkv_mlp_ = add_module<nn::ReplicatedLinear>("to_qkv_mlp", d, 3 * d + mlp);
+  } else {
+    proj_mlp_ = add_module<nn::ReplicatedLinear>("proj_mlp", d, mlp);
+  }
   act_mlp_ = add_module<nn::ActivationModule>("act_mlp", nn::Activation::GELUTanh);
   proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d + mlp, d);
   attn_ = add_module<FluxAttention>("attn", c, false, options);
@@ -157,8 +179,16 @@ FluxSingleTransformerBlock::FluxSingleTransformerBlock(const FluxArchConfig& c, 
 Tensor FluxSingleTransformerBlock::forward(const Tensor& joined, int64_t text_tokens, const Tensor& temb,
                                            const JointRotary& rope, int64_t image_tokens) const {
   const auto n = norm_->forward(joined, temb);
-  const Tensor mlp = act_mlp_->forward(proj_mlp_->forward(n.x));
-  const Tensor attn = attn_->forward_joined(n.x, text_tokens, rope, image_tokens);
+  Tensor mlp, attn;
+  if (to_qkv_mlp_) {
+    const Tensor all = to_qkv_mlp_->forward(n.x);
+    const int64_t qkv = 3 * joined.size(-1);
+    mlp = act_mlp_->forward(all.narrow(-1, qkv, all.size(-1) - qkv).contiguous());
+    attn = attn_->forward_joined(all.narrow(-1, 0, qkv), text_tokens, rope, image_tokens);
+  } else {
+    mlp = act_mlp_->forward(proj_mlp_->forward(n.x));
+    attn = attn_->forward_joined(n.x, text_tokens, rope, image_tokens);
+  }
   const Tensor parts[] = {attn, mlp};
   const Tensor out = clip_float16(ops::gated_add(joined, proj_out_->forward_concat(parts), n.gate, joined.dtype()));
   if (has_forward_hooks()) {
@@ -173,7 +203,7 @@ Tensor FluxSingleTransformerBlock::forward(const Tensor& joined, int64_t text_to
 FluxTransformer2DModel::FluxTransformer2DModel(FluxArchConfig config, const BuildOptions& options)
     : DiTModel("FluxTransformer2DModel"),
       config_(std::move(config)),
-      mapping_(original_layout_mapping(config_)),
+      mapping_(original_layout_mapping(config_, options.fuse_projections)),
       parallel_(options.sequence_parallel ? *options.sequence_parallel : nn::single_process()) {
   const auto& c = config_;
   const int64_t d = c.hidden_size;
@@ -198,8 +228,9 @@ ModelIO FluxTransformer2DModel::io() const {
                 {"pooled_projections", {2}, ElementKind::Floating, true, InputRole::Other},
                 {"timestep", {1}, ElementKind::Number, true, InputRole::Timestep},
                 // [S, 3]; the deprecated [B, S, 3] is read as its item 0, as the reference does.
-                {"img_ids", {2, 3}, ElementKind::Number, true, InputRole::Other},
-                {"txt_ids", {2, 3}, ElementKind::Number, true, InputRole::Other}};
+                // Read on the host: their values pick the rotary table.
+                {"img_ids", {2, 3}, ElementKind::Number, true, InputRole::Other, true},
+                {"txt_ids", {2, 3}, ElementKind::Number, true, InputRole::Other, true}};
   if (config_.guidance_embeds)
     io.tensors.push_back({"guidance", {1}, ElementKind::Number, true, InputRole::Other});
   io.outputs = {"sample"};
@@ -294,7 +325,7 @@ TensorMap FluxTransformer2DModel::example_inputs(const ExampleShape& s, uint64_t
   return inputs;
 }
 
-ParamNameMapping original_layout_mapping(const FluxArchConfig& c) {
+ParamNameMapping original_layout_mapping(const FluxArchConfig& c, bool fused) {
   const int64_t d = c.hidden_size;
   const std::string wb = R"(\.(weight|bias)$)";
   ParamNameMapping m;
@@ -318,11 +349,16 @@ ParamNameMapping original_layout_mapping(const FluxArchConfig& c) {
       {R"(img_mlp\.0)", "ff.net.0.proj"},          {R"(img_mlp\.2)", "ff.net.2"},
       {R"(txt_mlp\.0)", "ff_context.net.0.proj"},  {R"(txt_mlp\.2)", "ff_context.net.2"}};
   for (const auto& [original, native] : double_renames) m.rename(dbl + original + wb, to_dbl + native + ".$2");
-  m.split(dbl + R"(img_attn\.qkv)" + wb,
-          {{to_dbl + "attn.to_q.$2", d}, {to_dbl + "attn.to_k.$2", d}, {to_dbl + "attn.to_v.$2", d}});
-  m.split(dbl + R"(txt_attn\.qkv)" + wb, {{to_dbl + "attn.add_q_proj.$2", d},
-                                          {to_dbl + "attn.add_k_proj.$2", d},
-                                          {to_dbl + "attn.add_v_proj.$2", d}});
+  if (fused) {
+    m.rename(dbl + R"(img_attn\.qkv)" + wb, to_dbl + "attn.to_qkv.$2");
+    m.rename(dbl + R"(txt_attn\.qkv)" + wb, to_dbl + "attn.to_added_qkv.$2");
+  } else {
+    m.split(dbl + R"(img_attn\.qkv)" + wb,
+            {{to_dbl + "attn.to_q.$2", d}, {to_dbl + "attn.to_k.$2", d}, {to_dbl + "attn.to_v.$2", d}});
+    m.split(dbl + R"(txt_attn\.qkv)" + wb, {{to_dbl + "attn.add_q_proj.$2", d},
+                                            {to_dbl + "attn.add_k_proj.$2", d},
+                                            {to_dbl + "attn.add_v_proj.$2", d}});
+  }
   const std::pair<const char*, const char*> double_norms[] = {
       {"img_attn", "norm"}, {"txt_attn", "norm_added"}};
   for (const auto& [stream, native] : double_norms) {
@@ -331,14 +367,29 @@ ParamNameMapping original_layout_mapping(const FluxArchConfig& c) {
   }
 
   const std::string single = R"(^single_blocks\.(\d+)\.)", to_single = "single_transformer_blocks.$1.";
-  m.split(single + R"(linear1)" + wb, {{to_single + "attn.to_q.$2", d},
-                                       {to_single + "attn.to_k.$2", d},
-                                       {to_single + "attn.to_v.$2", d},
-                                       {to_single + "proj_mlp.$2", 4 * d}});
+  if (fused) {
+    m.rename(single + R"(linear1)" + wb, to_single + "to_qkv_mlp.$2");
+  } else {
+    m.split(single + R"(linear1)" + wb, {{to_single + "attn.to_q.$2", d},
+                                         {to_single + "attn.to_k.$2", d},
+                                         {to_single + "attn.to_v.$2", d},
+                                         {to_single + "proj_mlp.$2", 4 * d}});
+  }
   m.rename(single + R"(linear2)" + wb, to_single + "proj_out.$2");
   m.rename(single + R"(modulation\.lin)" + wb, to_single + "norm.linear.$2");
   m.rename(single + R"(norm\.query_norm\.scale$)", to_single + "attn.norm_q.weight");
   m.rename(single + R"(norm\.key_norm\.scale$)", to_single + "attn.norm_k.weight");
+  if (!fused) return m;
+  // diffusers' layout onto the fused projections.
+  const std::string in_dbl = R"(^(transformer_blocks\.\d+\.attn)\.)", in_single = R"(^(single_transformer_blocks\.\d+)\.)";
+  const char* image[] = {"to_q", "to_k", "to_v"};
+  const char* text[] = {"add_q_proj", "add_k_proj", "add_v_proj"};
+  for (int i = 0; i < 3; ++i) {
+    m.merge(in_dbl + image[i] + wb, "$1.to_qkv.$2", i, 3);
+    m.merge(in_dbl + text[i] + wb, "$1.to_added_qkv.$2", i, 3);
+    m.merge(in_single + "attn." + image[i] + wb, "$1.to_qkv_mlp.$2", i, 4);
+  }
+  m.merge(in_single + "proj_mlp" + wb, "$1.to_qkv_mlp.$2", 3, 4);
   return m;
 }
 

@@ -45,6 +45,10 @@ class FluxPosEmbed : public nn::Module {
 // the image stream projects through to_q/k/v and to_out, the text stream through
 // add_q/k/v_proj and to_add_out. Otherwise (single-stream blocks, pre_only) one set of
 // projections serves the joined sequence and there is no output projection.
+//
+// options.fuse_projections: one GEMM per stream for q|k|v (to_qkv, to_added_qkv, diffusers'
+// fused names) in the double-stream blocks; the single-stream block projects q|k|v|mlp_in
+// itself in one GEMM (Black Forest Labs' linear1) and hands this attention its q|k|v.
 class FluxAttention : public nn::Module {
  public:
   FluxAttention(const FluxArchConfig& config, bool joint, const BuildOptions& options);
@@ -56,7 +60,8 @@ class FluxAttention : public nn::Module {
   // image_tokens is the whole sequence's count), context [B, L, D] the text tokens.
   Output forward(const Tensor& x, const Tensor& context, const JointRotary& rope, int64_t image_tokens) const;
   // Single stream: joined [B, L + N_local, D], text rows first -> the attention's rows
-  // [B, L + N_local, D] (heads merged, no projection).
+  // [B, L + N_local, D] (heads merged, no projection). Fused: `joined` is the block's
+  // q|k|v projection [B, L + N_local, 3D] instead.
   Tensor forward_joined(const Tensor& joined, int64_t text_tokens, const JointRotary& rope,
                         int64_t image_tokens) const;
 
@@ -64,15 +69,19 @@ class FluxAttention : public nn::Module {
   struct Heads {
     Tensor q, k, v;  // [B, S, H, dh], q and k normalised
   };
-  Heads project(const Tensor& x, const std::array<nn::ReplicatedLinear*, 3>& qkv, const nn::RMSNorm* norm_q,
-                const nn::RMSNorm* norm_k) const;
+  // Three GEMMs, or one fused GEMM's (or a given) [B, S, 3D] output split in thirds.
+  Heads project(const Tensor& x, const nn::ReplicatedLinear* fused, const std::array<nn::ReplicatedLinear*, 3>& qkv,
+                const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k) const;
   // Text heads rotated with their rows here (they join as replicated tokens, which the
   // attention layer does not rotate), image heads with theirs inside the attention.
   nn::DistributedAttention::Output attend(const Heads& image, const Heads& text, const JointRotary& rope,
                                           int64_t image_tokens) const;
   int64_t num_heads_;
   nn::RMSNorm *norm_q_, *norm_k_, *norm_added_q_ = nullptr, *norm_added_k_ = nullptr;
+  bool fused_;
+  nn::ReplicatedLinear* to_qkv_ = nullptr;
   std::array<nn::ReplicatedLinear*, 3> to_q_k_v_{};
+  nn::ReplicatedLinear* to_added_qkv_ = nullptr;
   std::array<nn::ReplicatedLinear*, 3> add_q_k_v_proj_{};
   nn::ReplicatedLinear* to_out_ = nullptr;
   nn::ActivationModule* out_dropout_ = nullptr;
@@ -103,7 +112,8 @@ class FluxTransformerBlock : public nn::Module {
 
 // diffusers FluxSingleTransformerBlock. The reference joins the streams, runs the block and
 // splits them again every block; the joined sequence is kept across blocks here instead
-// (the same numbers) and traced as the reference's (text, image) pair.
+// (the same numbers) and traced as the reference's (text, image) pair. Fused projections:
+// to_qkv_mlp = q|k|v|proj_mlp in one GEMM (Black Forest Labs' linear1).
 class FluxSingleTransformerBlock : public nn::Module {
  public:
   FluxSingleTransformerBlock(const FluxArchConfig& config, const BuildOptions& options);
@@ -113,7 +123,8 @@ class FluxSingleTransformerBlock : public nn::Module {
 
  private:
   nn::AdaLayerNormZeroSingle* norm_;
-  nn::ReplicatedLinear* proj_mlp_;
+  nn::ReplicatedLinear* to_qkv_mlp_ = nullptr;
+  nn::ReplicatedLinear* proj_mlp_ = nullptr;
   nn::ActivationModule* act_mlp_;
   nn::ReplicatedLinear* proj_out_;
   FluxAttention* attn_;
@@ -149,7 +160,9 @@ class FluxTransformer2DModel : public DiTModel {
 // Black Forest Labs' single-file names (flux1-dev.safetensors) onto the diffusers ones:
 // fused img_attn.qkv / txt_attn.qkv and single_blocks.N.linear1 (q|k|v|mlp_in) split,
 // final_layer.adaLN_modulation.1's (shift, scale) rows reordered to (scale, shift).
-ParamNameMapping original_layout_mapping(const FluxArchConfig& config);
+// fused: onto the fused projections instead (those three taken whole, and diffusers'
+// to_q/k/v, add_q/k/v_proj and the single blocks' to_q/k/v + proj_mlp merged into them).
+ParamNameMapping original_layout_mapping(const FluxArchConfig& config, bool fused = false);
 
 // Registers this family's class names with the model registry (models/builtin.cc).
 void register_models();
