@@ -57,9 +57,9 @@ std::array<int64_t, 3> flux_vae_stride(const fs::path& config_path) {
 }
 
 nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  FASTDIT_CHECK(in.good(), path.string(), ": cannot open");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const std::string text = read_regular_file(path);
+  check_json_depth(text, 256, path.string());
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(json.is_object(), path.string(), ": not a JSON object");
   return json;
 }
