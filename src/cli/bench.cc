@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "core/json_depth.h"
 #include "perf/environment.h"
 #include "perf/record.h"
 
@@ -38,7 +39,7 @@ bool names_benchmark_definition(const std::string& config) {
   if (config.empty() || std::filesystem::is_directory(config)) return false;
   std::ifstream in(config);
   FASTDIT_CHECK(in.good(), config, ": cannot open");
-  const nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  const nlohmann::json json = nlohmann::json::parse(bounded_json_text(in, config), nullptr, false);
   FASTDIT_CHECK(!json.is_discarded() && json.is_object(), config, ": not a JSON object");
   FASTDIT_CHECK(perf::is_benchmark_definition(json) || json.contains("_class_name"), config,
                 ": neither a benchmark definition (no \"benchmark_id\") nor a model config (no \"_class_name\")");

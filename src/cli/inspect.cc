@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cli/common.h"
+#include "core/json_depth.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::cli {
@@ -27,7 +28,7 @@ Json read_config(const fs::path& path) {
   FASTDIT_CHECK(in, path.string(), ": cannot open");
   Json config;
   try {
-    config = Json::parse(in);
+    config = Json::parse(bounded_json_text(in, path.string()));
   } catch (const Json::exception& e) {
     FASTDIT_FAIL(path.string(), ": not valid JSON: ", e.what());
   }

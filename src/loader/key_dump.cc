@@ -1,4 +1,5 @@
 #include "loader/key_dump.h"
+#include "core/json_depth.h"
 
 #include <fstream>
 #include <set>
@@ -25,7 +26,7 @@ std::vector<CheckpointTensor> read_key_dump(const std::filesystem::path& path) {
   FASTDIT_CHECK(in, path.string(), ": cannot open");
   nlohmann::json dump;
   try {
-    dump = nlohmann::json::parse(in);
+    dump = nlohmann::json::parse(bounded_json_text(in, path.string()));
   } catch (const nlohmann::json::exception& e) {
     FASTDIT_FAIL(path.string(), ": not valid JSON: ", e.what());
   }

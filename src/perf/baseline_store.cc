@@ -1,4 +1,5 @@
 #include "perf/baseline_store.h"
+#include "core/json_depth.h"
 
 #include <algorithm>
 #include <fstream>
@@ -40,6 +41,7 @@ std::vector<PerfRecord> BaselineStore::read_cohort_file(const std::filesystem::p
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path.string() + ":" + std::to_string(number);
+    check_json_depth(line, where);
     nlohmann::ordered_json json = nlohmann::ordered_json::parse(line, nullptr, false);
     FASTDIT_CHECK(!json.is_discarded(), where, ": not valid JSON");
     records.push_back(parse_record(std::move(json), where));

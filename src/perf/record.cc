@@ -1,4 +1,5 @@
 #include "perf/record.h"
+#include "core/json_depth.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -14,7 +15,7 @@ namespace {
 nlohmann::json read_json_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   FASTDIT_CHECK(in.good(), path, ": cannot open");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  nlohmann::json json = nlohmann::json::parse(bounded_json_text(in, path.string()), nullptr, false);
   FASTDIT_CHECK(!json.is_discarded(), path, ": not valid JSON");
   return json;
 }
@@ -218,7 +219,7 @@ PerfRecord parse_record(nlohmann::ordered_json json, std::string source) {
 PerfRecord read_record_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   FASTDIT_CHECK(in.good(), path.string(), ": cannot open record");
-  nlohmann::ordered_json json = nlohmann::ordered_json::parse(in, nullptr, false);
+  nlohmann::ordered_json json = nlohmann::ordered_json::parse(bounded_json_text(in, path.string()), nullptr, false);
   FASTDIT_CHECK(!json.is_discarded(), path.string(), ": not valid JSON");
   return parse_record(std::move(json), path.string());
 }

@@ -1,4 +1,5 @@
 #include "sampling/pipeline_folder.h"
+#include "core/json_depth.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,7 +33,7 @@ std::optional<fs::path> component(ConfigReader& index, const fs::path& root, con
 std::array<int64_t, 3> vae_stride(const fs::path& config_path) {
   std::ifstream in(config_path);
   FASTDIT_CHECK(in.good(), config_path.string(), ": cannot open");
-  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json json = nlohmann::json::parse(bounded_json_text(in, config_path.string()), nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(json.is_object(), config_path.string(), ": not a JSON object");
   const auto factor = [&](const char* key, int64_t fallback) {
     if (!json.contains(key) || json.at(key).is_null()) return fallback;

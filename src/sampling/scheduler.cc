@@ -1,4 +1,5 @@
 #include "sampling/scheduler.h"
+#include "core/json_depth.h"
 
 #include <cmath>
 #include <fstream>
@@ -79,7 +80,7 @@ std::unique_ptr<Scheduler> make_scheduler(const nlohmann::json& config, const st
 std::unique_ptr<Scheduler> load_scheduler(const std::filesystem::path& config_json, std::optional<double> shift) {
   std::ifstream in(config_json);
   FASTDIT_CHECK(in.good(), config_json.string(), ": cannot open scheduler config");
-  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json json = nlohmann::json::parse(bounded_json_text(in, config_json.string()), nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(!json.is_discarded(), config_json.string(), ": not valid JSON");
   return make_scheduler(json, config_json.string(), shift);
 }

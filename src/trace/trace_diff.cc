@@ -1,4 +1,5 @@
 #include "trace/trace_diff.h"
+#include "core/json_depth.h"
 
 #include <algorithm>
 #include <cmath>
@@ -73,6 +74,7 @@ std::vector<TraceRecord> read_trace(const std::string& path) {
   std::string line;
   for (size_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    check_json_depth(line, path + ":" + std::to_string(number));
     auto json = nlohmann::ordered_json::parse(line, nullptr, false);
     FASTDIT_CHECK(!json.is_discarded() && json.is_object(), path, ":", number, ": not a JSON object");
     FASTDIT_CHECK(json.contains("module") && json["module"].is_string() && json.contains("tensor") &&
