@@ -1,8 +1,5 @@
 // The CPU device: aligned host memory and the strided copy/convert loop every other
 // part of core relies on.
-#include <sys/resource.h>
-
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -177,43 +174,12 @@ void cpu_copy_convert(Tensor& dst, const Tensor& src) {
   }
 }
 
-// A "<key>: <n> kB" line of a /proc file, in bytes; 0 when absent.
-size_t proc_kib(const char* file, const std::string& key) {
-  std::ifstream in(file);
-  std::string name;
-  size_t kib = 0;
-  while (in >> name) {
-    if (name == key + ":" && in >> kib) return kib * 1024;
-    in.ignore(4096, '\n');
-  }
-  return 0;
-}
-
-// What is left under a resource limit given what the process uses of it now.
-size_t left_under(int resource, size_t used) {
-  struct rlimit limit {};
-  if (::getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
-  return limit.rlim_cur > used ? limit.rlim_cur - used : 0;
-}
-
-void cpu_memory_info(int, size_t* available, size_t* total) {
-  *total = proc_kib("/proc/meminfo", "MemTotal");
-  *available = proc_kib("/proc/meminfo", "MemAvailable");
-  if (*total == 0) *available = *total = SIZE_MAX;  // no /proc: nothing to tell
-  *available = std::min({*available, left_under(RLIMIT_AS, proc_kib("/proc/self/status", "VmSize")),
-                         left_under(RLIMIT_DATA, proc_kib("/proc/self/status", "VmData"))});
-}
-
 }  // namespace
 
 const DeviceHooks& cpu_device_hooks() {
-  static const DeviceHooks hooks = [] {
-    DeviceHooks h{cpu_allocate,     cpu_deallocate,   cpu_copy_bytes,
-                  cpu_fill_zero,    cpu_copy_convert, cpu_synchronize,
-                  cpu_memory_stats, cpu_reset_peak_memory, cpu_describe};
-    h.memory_info = cpu_memory_info;
-    return h;
-  }();
+  static const DeviceHooks hooks{cpu_allocate,     cpu_deallocate,   cpu_copy_bytes,
+                                 cpu_fill_zero,    cpu_copy_convert, cpu_synchronize,
+                                 cpu_memory_stats, cpu_reset_peak_memory, cpu_describe};
   return hooks;
 }
 

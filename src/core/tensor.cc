@@ -80,30 +80,6 @@ std::string describe_device(Device device) {
   return hooks.describe ? hooks.describe(device.index) : device.str();
 }
 
-std::optional<DeviceMemory> device_memory(Device device) {
-  const DeviceHooks& hooks = device_hooks(device.type);
-  if (!hooks.memory_info) return std::nullopt;
-  DeviceMemory memory;
-  hooks.memory_info(device.index, &memory.available, &memory.total);
-  return memory;
-}
-
-std::string gib_str(double bytes) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(bytes < (1 << 30) ? 3 : 1);
-  out << bytes / (1 << 30) << " GiB";
-  return out.str();
-}
-
-void require_memory(Device device, size_t bytes, const std::string& what) {
-  const auto memory = device_memory(device);
-  if (!memory || bytes <= memory->available) return;
-  FASTDIT_FAIL(what, " needs ~", gib_str(static_cast<double>(bytes)), ", ", device.str(), " has ",
-               gib_str(static_cast<double>(memory->total)), " (free ", gib_str(static_cast<double>(memory->available)),
-               ")");
-}
-
 void device_wait_stream(Device device, void* stream) {
   const DeviceHooks& hooks = device_hooks(device.type);
   if (hooks.device_wait_stream) hooks.device_wait_stream(device.index, stream);

@@ -7,7 +7,6 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,8 +52,6 @@ struct DeviceHooks {
   // waits for what the device holds now. Null where a device runs everything in order.
   void (*device_wait_stream)(int index, void* stream) = nullptr;
   void (*stream_wait_device)(int index, void* stream) = nullptr;
-  // Optional: bytes this process could still allocate on the device, and the device's total.
-  void (*memory_info)(int index, size_t* available, size_t* total) = nullptr;
 };
 // Helpers over the optional hooks (no-ops / zeros where a device has none).
 void synchronize(Device device);
@@ -65,19 +62,6 @@ struct MemoryStats {
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
 std::string describe_device(Device device);
-// What the device can still give this process (CPU: MemAvailable, bounded by RLIMIT_AS /
-// RLIMIT_DATA; CUDA: cudaMemGetInfo plus the caching allocator's free blocks); none where the
-// backend cannot tell.
-struct DeviceMemory {
-  size_t available = 0;
-  size_t total = 0;
-};
-std::optional<DeviceMemory> device_memory(Device device);
-// Fails with `<what> needs ~X GiB, <device> has Y GiB (free Z GiB)` when `bytes` exceeds what
-// the device can still give; a no-op where it cannot tell. `bytes` is an estimate made before
-// allocating, so an impossible run stops before it takes the memory.
-void require_memory(Device device, size_t bytes, const std::string& what);
-std::string gib_str(double bytes);  // "12.3 GiB"
 void device_wait_stream(Device device, void* stream);
 void stream_wait_device(Device device, void* stream);
 void register_device_hooks(DeviceType type, const DeviceHooks* hooks);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "core/checked_math.h"
+#include "core/device_memory.h"
 #include "ops/ops.h"
 
 namespace fastdit {

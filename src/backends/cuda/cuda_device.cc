@@ -10,6 +10,8 @@
 // static objects may be freed after other statics are gone.
 #include "backends/cuda/cuda_device.h"
 
+#include "core/device_memory.h"
+
 #include <cstring>
 
 #include <functional>
@@ -360,7 +362,7 @@ void hook_synchronize(int device);
 void hook_memory_stats(int device, size_t* in_use, size_t* peak);
 void hook_reset_peak_memory(int device);
 std::string hook_describe(int device);
-void hook_memory_info(int device, size_t* available, size_t* total);
+DeviceMemory hook_memory_info(int device);
 
 // One event orders `waiter` after what `signaller` holds now. Destroying it right away is
 // allowed: CUDA releases it once the wait is done.
@@ -385,10 +387,11 @@ const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_cop
                              hook_fill_zero,    copy_convert,           hook_synchronize,
                              hook_memory_stats, hook_reset_peak_memory, hook_describe,
                              capture_graph,     replay_graph,           destroy_graph,
-                             hook_device_wait_stream, hook_stream_wait_device, hook_memory_info};
+                             hook_device_wait_stream, hook_stream_wait_device};
 
 const bool kRegistered = [] {
   register_device_hooks(DeviceType::CUDA, &kCudaHooks);
+  register_memory_info(DeviceType::CUDA, hook_memory_info);
   return true;
 }();
 
@@ -482,12 +485,13 @@ void hook_reset_peak_memory(int device) { allocator().reset_peak(device); }
 std::string hook_describe(int device) { return device_properties(device).name; }
 
 // The driver's free memory plus the blocks the caching allocator holds unused.
-void hook_memory_info(int device, size_t* available, size_t* total) {
+DeviceMemory hook_memory_info(int device) {
   DeviceGuard guard(device);
-  size_t free = 0;
-  FASTDIT_CUDA_CHECK(cudaMemGetInfo(&free, total));
+  DeviceMemory memory;
+  FASTDIT_CUDA_CHECK(cudaMemGetInfo(&memory.available, &memory.total));
   const MemoryStats stats = allocator().stats(device);
-  *available = free + (stats.reserved_bytes - stats.allocated_bytes);
+  memory.available += stats.reserved_bytes - stats.allocated_bytes;
+  return memory;
 }
 }  // namespace
 
