@@ -2,6 +2,7 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // Usage errors read as every other error: `error: ...`, exit 2.
     std::string commands;
-    for (const CLI::App* sub : app.get_subcommands({})) commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    for (const CLI::App* sub : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
+      commands += (commands.empty() ? "" : ", ") + sub->get_name();
     const bool no_command = argc < 2 || std::string_view(argv[1]).starts_with("-");
     if (app.get_subcommands().empty() && !no_command)
       std::cerr << "error: unknown command '" << argv[1] << "' (commands: " << commands << ")\n";

@@ -1,5 +1,6 @@
 #include "configs/config_reader.h"
 
+#include <cstdint>
 #include <fstream>
 
 #include "core/error.h"
@@ -114,7 +115,7 @@ std::vector<int64_t> ConfigReader::get_int_list(const std::string& key,
   if (!v->is_array()) type_error(key, "a list of integers");
   std::vector<int64_t> out;
   for (const auto& item : *v) {
-    if (!item.is_number_integer() || (item.is_number_unsigned() && item.get<uint64_t>() > INT64_MAX))
+    if (!item.is_number_integer() || (item.is_number_unsigned() && item.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
       type_error(key, "a list of integers");
     out.push_back(bounded(key, item.get<int64_t>()));
   }
