@@ -49,9 +49,11 @@ grep -E "error|FAILED" "$logs/build.log" | head -30
 gpu_status=$?
 
 cudnn_status=skipped
-if [[ -n $torch_cudnn && -d $torch_cudnn/lib && -x build-gpu/tests/test_cuda_ops ]]; then
-  LD_LIBRARY_PATH=$torch_cudnn/lib:${LD_LIBRARY_PATH:-} build-gpu/tests/test_cuda_ops \
-    --gtest_filter='CudaAttention.Cudnn*:CudaAttention.Backend*' >"$logs/cudnn-torch.log" 2>&1
+if [[ -n $torch_cudnn && -d $torch_cudnn/lib && -x build-gpu/tests/test_cuda_device ]]; then
+  { LD_LIBRARY_PATH=$torch_cudnn/lib:${LD_LIBRARY_PATH:-} build-gpu/tests/test_cuda_device \
+      --gtest_filter='CudaAttention.*' &&
+    LD_LIBRARY_PATH=$torch_cudnn/lib:${LD_LIBRARY_PATH:-} build-gpu/tests/fastdit_backend_ops \
+      --filter '[cudnn]'; } >"$logs/cudnn-torch.log" 2>&1
   cudnn_status=$?
 fi
 

@@ -3,9 +3,17 @@
 #include <vector>
 
 namespace fastdit {
+// The built-in backends' parts, called explicitly (backends/*/library_versions.cc).
+namespace cpu {
+void add_library_versions(LibraryVersions& versions);
+}  // namespace cpu
+#ifdef FASTDIT_WITH_CUDA
+namespace cuda {
+void add_library_versions(LibraryVersions& versions);
+}  // namespace cuda
+#endif
+
 namespace {
-// A function-local static: providers register from other translation units' static
-// initialisers, whose order relative to this file's is unspecified.
 std::vector<LibraryVersionProvider>& providers() {
   static std::vector<LibraryVersionProvider> list;
   return list;
@@ -18,6 +26,10 @@ void register_library_version_provider(LibraryVersionProvider provider) {
 
 LibraryVersions library_versions() {
   LibraryVersions versions;
+  cpu::add_library_versions(versions);
+#ifdef FASTDIT_WITH_CUDA
+  cuda::add_library_versions(versions);
+#endif
   for (LibraryVersionProvider provider : providers()) provider(versions);
   return versions;
 }

@@ -1,7 +1,7 @@
 // Versions of the libraries a backend runs on (GPU driver, CUDA runtime, cuDNN, NCCL, …),
-// for the software fingerprint of benchmark records. Core knows none of them: a backend
-// registers a provider at static initialisation, as it registers its DeviceHooks, and a
-// build without that backend reports nothing for those names.
+// for the software fingerprint of benchmark records. The built-in backends' entries come
+// from their add_library_versions (called explicitly; a build without a backend reports
+// nothing for its names); an embedding program may register more providers.
 #pragma once
 
 #include <map>

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 
@@ -49,8 +50,19 @@ void register_device_hooks(DeviceType type, const DeviceHooks* hooks) {
   g_hooks[static_cast<size_t>(type)] = hooks;
 }
 
+#ifdef FASTDIT_WITH_CUDA
+namespace cuda {
+void register_device_hooks();  // backends/cuda/cuda_device.cc
+}  // namespace cuda
+#endif
+
 const DeviceHooks& device_hooks(DeviceType type) {
   if (type == DeviceType::CPU) return cpu_device_hooks();
+#ifdef FASTDIT_WITH_CUDA
+  // The CUDA backend installs its hooks here, explicitly, on the first non-CPU request.
+  static std::once_flag cuda_installed;
+  std::call_once(cuda_installed, [] { cuda::register_device_hooks(); });
+#endif
   const DeviceHooks* hooks = g_hooks[static_cast<size_t>(type)];
   FASTDIT_CHECK(hooks != nullptr, "device type ",
                 type == DeviceType::CUDA ? "cuda" : "cpu",

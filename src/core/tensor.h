@@ -25,8 +25,8 @@ Shape contiguous_strides(std::span<const int64_t> shape);
 
 class Tensor;
 
-// What a device backend provides to core. The CPU one is built in; the CUDA backend
-// installs its own at static initialisation.
+// What a device backend provides to core. The CPU one is built in; the CUDA backend's are
+// installed explicitly on the first CUDA request (cuda::register_device_hooks).
 struct DeviceHooks {
   void* (*allocate)(size_t nbytes, int index);
   void (*deallocate)(void* ptr, size_t nbytes, int index);

@@ -74,8 +74,11 @@ struct BuildOptions {
 
 using DiTFactory = std::function<std::unique_ptr<DiTModel>(ConfigReader& config, const BuildOptions& options)>;
 
-// Registers a class name at static initialisation (the C++ form of EntryClass).
+// Registers a class name (the C++ form of EntryClass). The built-in families register in
+// register_builtin_dits() (models/builtin.cc), called once before the registry's first
+// lookup; an embedding program or a test adds its own classes with register_dit.
 bool register_dit(const std::string& class_name, DiTFactory factory);
+void register_builtin_dits();
 // Builds the model for config["_class_name"]; unknown names list the registered ones.
 std::unique_ptr<DiTModel> create_dit(ConfigReader& config, const BuildOptions& options = {});
 std::vector<std::string> registered_dits();

@@ -1,12 +1,20 @@
+#include <mutex>
+
 #include "core/error.h"
 #include "models/dit.h"
 
 namespace fastdit {
 
 namespace {
+std::map<std::string, DiTFactory>& entries() {
+  static std::map<std::string, DiTFactory> map;
+  return map;
+}
+// The entries, with the built-in families registered before the first lookup.
 std::map<std::string, DiTFactory>& registry() {
-  static std::map<std::string, DiTFactory> entries;
-  return entries;
+  static std::once_flag builtins;
+  std::call_once(builtins, register_builtin_dits);
+  return entries();
 }
 }  // namespace
 
@@ -35,7 +43,7 @@ ExampleShape video_latent_shape(int64_t batch, int64_t frames, int64_t height, i
 }
 
 bool register_dit(const std::string& class_name, DiTFactory factory) {
-  registry()[class_name] = std::move(factory);
+  entries()[class_name] = std::move(factory);
   return true;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fastdit keys: the native surface from a config alone agrees with every shipped reference
-# key dump (tools/reference/dump_*_keys.py) and with an original-layout checkpoint through
+# key dump (tools/reference/dump_keys.py with the family's spec) and with an original-layout checkpoint through
 # the mapping; its --json dump has the scripts' exact row layout; a dump with a missing, an
 # extra, a mis-shaped or a wrongly kept dtype row is listed by name with exit 1; bad input
 # is exit 2.

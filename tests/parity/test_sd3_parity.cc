@@ -1,4 +1,4 @@
-// Every SD3 / SD3.5 parity case (made by tools/reference/make_sd3_cases.py from the official
+// Every SD3 / SD3.5 parity case (made by tools/reference/make_cases.py with specs/sd3.py from the official
 // diffusers model) through the production loader on the CPU, and the activation trace of
 // the fastdit model against the reference tracer's.
 #include <gtest/gtest.h>

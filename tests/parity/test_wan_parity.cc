@@ -1,4 +1,4 @@
-// Every Wan parity case (made by tools/reference/make_wan_cases.py from the official
+// Every Wan parity case (made by tools/reference/make_cases.py with specs/wan.py from the official
 // diffusers model) through the production loader on the CPU.
 #include <gtest/gtest.h>
 

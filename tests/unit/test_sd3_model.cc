@@ -1,6 +1,6 @@
 // The native SD3 model built from real config.json files (no weights) has exactly the
 // state-dict names, shapes and load dtypes of the official class (dumps made by
-// tools/reference/dump_sd3_keys.py); its config is read strictly; bad inputs are errors.
+// tools/reference/dump_keys.py with specs/sd3.py); its config is read strictly; bad inputs are errors.
 #include <gtest/gtest.h>
 
 #include <fstream>

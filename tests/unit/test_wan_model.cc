@@ -1,6 +1,6 @@
 // The native Wan model built from real config.json files (no weights) has exactly the
 // parameter names, shapes and load dtypes the official class has (dumps made by
-// tools/reference/dump_wan_keys.py).
+// tools/reference/dump_keys.py with specs/wan.py).
 #include <gtest/gtest.h>
 
 #include <fstream>

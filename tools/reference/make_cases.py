@@ -3,6 +3,7 @@
 
     make_cases.py --ref <reference src/> --spec tools/reference/specs/<family>.py
                   --out tests/fixtures/<family> [--cases a,b] [--ref-commit C]
+                  [--extra-ref NAME=PATH ...]
 
 Each case is a folder (DESIGN.md, "Parity cases"):
     transformer/config.json + weights   the official class saved with save_pretrained, or
@@ -37,8 +38,15 @@ and optionally:
     LAYOUTS          {name: layout} for cases in another checkpoint layout; a layout has
                      write(state_dict, config, transformer_dir) and
                      read(transformer_dir) -> (diffusers config, diffusers state dict), and
-                     may have checks(state_dict, config) -> [check sentences]
+                     may have checks(state_dict, config, transformer_dir) -> [check sentences]
+    manifest_extras(case, config) -> {key: value}   more fields of the case's manifest entry
+    EXTRA_REFS       {name: what it is}: further official sources the spec's hooks may read
+                     (given as --extra-ref NAME=PATH, read with make_cases.extra_ref(NAME);
+                     a hook whose source is not given does without the check it enables)
     REAL_CONFIGS     {variant: config} of the released checkpoints (dump_keys.py reads them)
+    REAL_CONFIG_FILE "saved" (default): keys/<variant>.config.json is the class's save_config;
+                     "given": the variant's config as REAL_CONFIGS lists it (the repository's
+                     file, whose missing keys take the class defaults)
 """
 
 import argparse
@@ -57,7 +65,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_common as rc  # noqa: E402
 import trace_reference  # noqa: E402
 
+if __name__ == "__main__":
+    sys.modules.setdefault("make_cases", sys.modules[__name__])  # a spec's `import make_cases` is this module
+
 TRACE_STATS = ("abs_mean", "sum", "min", "max", "mean", "std", "shape", "dtype")
+EXTRA_REFS = {}  # --extra-ref NAME=PATH, for the spec's hooks
+
+
+def extra_ref(name):
+    """The folder given as --extra-ref NAME=PATH, or None."""
+    return EXTRA_REFS.get(name)
+
+
+def parse_extra_refs(values, spec):
+    declared = getattr(spec, "EXTRA_REFS", {})
+    for value in values or ():
+        name, sep, path = value.partition("=")
+        if not sep or name not in declared:
+            known = ", ".join(f"{k} ({v})" for k, v in declared.items()) or "none"
+            sys.exit(f"error: --extra-ref {value!r}: expected NAME=PATH with NAME one of: {known}")
+        if not Path(path).is_dir():
+            sys.exit(f"error: --extra-ref {name}={path}: no such folder")
+        EXTRA_REFS[name] = path
 
 
 @dataclass
@@ -113,6 +142,25 @@ class Family:
 
     def config(self, case):
         return {**self.spec.CONFIG, **case.config}
+
+    def layout_of(self, case_dir):
+        """The layout a case folder is in: the one its manifest entry (beside the case) names;
+        else diffusers when transformer/config.json names the spec's class and diffusers'
+        weight files are there; else the spec's only other layout."""
+        case_dir = Path(case_dir)
+        transformer_dir = case_dir / "transformer"
+        manifest = case_dir.parent / "manifest.json"
+        if manifest.is_file():
+            entry = json.loads(manifest.read_text(encoding="utf-8")).get("cases", {}).get(case_dir.name, {})
+            if entry.get("layout") == "diffusers" or entry.get("layout") in self.layouts:
+                return entry["layout"]
+        class_name = rc.read_config(transformer_dir).get("_class_name")
+        if class_name == self.model_class.__name__ and any(transformer_dir.glob("diffusion_pytorch_model*")):
+            return "diffusers"
+        if len(self.layouts) == 1:
+            return next(iter(self.layouts))
+        sys.exit(f"error: {transformer_dir}: _class_name {class_name!r}, and no manifest entry beside the case "
+                 f"names its layout (one of diffusers, {', '.join(sorted(self.layouts))})")
 
     def loader(self, layout):
         """load(case_dir, dtype, device): the case's model as diffusers loads it,
@@ -172,7 +220,7 @@ def save_transformer(family, case, model, transformer_dir, checks):
     config = dict(model.config)
     layout.write(state_dict, config, transformer_dir)
     checks.append(f"{case.layout}-layout config.json and weights written")
-    for check in getattr(layout, "checks", lambda *_: [])(state_dict, config):
+    for check in getattr(layout, "checks", lambda *_: [])(state_dict, config, transformer_dir):
         checks.append(check)
     config_back, state_back = layout.read(transformer_dir)
     import torch
@@ -200,10 +248,10 @@ def write_case(family, case, out, info, built):
 
     case_dir = out / case.name
     checks = []
+    config = family.config(case)
     if case.weights_from:
         model, inputs = built[case.weights_from]
     else:
-        config = family.config(case)
         model = family.model_class(**config).eval()
         rc.fill_parameters(model, case.seed)
         rng = np.random.default_rng(1000 + case.seed)
@@ -230,8 +278,9 @@ def write_case(family, case, out, info, built):
     if case.trace:
         count = write_trace(family, case, case_dir, inputs)
         checks.append(f"trace.jsonl: {count} float32 records")
+    extras = getattr(family.spec, "manifest_extras", lambda *_: {})(case, config)
     return rc.case_entry(case.about, case_dir, model, inputs, outputs, stats, checks, layout=case.layout,
-                         args=case.args)
+                         args=case.args, **extras)
 
 
 def main():
@@ -241,9 +290,12 @@ def main():
     parser.add_argument("--spec", required=True, help="the family's case spec (tools/reference/specs/<family>.py)")
     parser.add_argument("--out", required=True, help="fixture folder to (re)write")
     parser.add_argument("--cases", help="comma list of case names (default: all)")
+    parser.add_argument("--extra-ref", action="append", metavar="NAME=PATH",
+                        help="a further official source the spec declares in EXTRA_REFS")
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
+    parse_extra_refs(args.extra_ref, spec)
     import_reference(args.ref, spec)
     import torch
 

@@ -2,15 +2,14 @@
 
 The reference implementation is imported from a source folder given on the command line
 (never installed, never committed). This module knows how to put it on the path, which
-commit it came from, how diffusers decides parameter dtypes at a bf16 load, how each
-family's pipelines cast the transformer's inputs, how a parity case folder is written
-(seeded weights, float32 and bf16 reference runs, manifest) and how it is read back.
+commit it came from, how diffusers decides parameter dtypes at a bf16 load, how a parity
+case folder is written (seeded weights, float32 and bf16 reference runs, manifest) and how
+it is read back.
 """
 
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 # Fixture tools never reach a hub: every model and input is made or read locally.
@@ -92,55 +91,20 @@ def max_abs(out, ref):
     return float((out.detach().double().cpu() - ref.detach().double().cpu()).abs().max())
 
 
-# What each family's pipelines hand the transformer in the transformer's own dtype; every
-# other input (the timestep) is passed as the scheduler makes it, float32, and the model
-# turns it into float32 sinusoids itself.
-PIPELINE_CASTS = {
-    # WanPipeline and its I2V / FLF2V / TI2V siblings: latents.to(transformer_dtype),
-    # prompt_embeds.to(transformer_dtype), image_embeds.to(transformer_dtype).
-    "WanTransformer3DModel": ("hidden_states", "encoder_hidden_states", "encoder_hidden_states_image"),
-    # StableDiffusion3Pipeline: prompt and pooled embeddings leave the text encoders in the
-    # pipeline's dtype, and prepare_latents makes the latents in prompt_embeds.dtype.
-    "SD3Transformer2DModel": ("hidden_states", "encoder_hidden_states", "pooled_projections"),
-}
-
-
-def pipeline_inputs(model, inputs, dtype, device):
-    """The case's float32 inputs as the family's pipeline feeds them to `model` run in `dtype`."""
-    casts = PIPELINE_CASTS[type(model).__name__]
-    fed = {}
-    for name, tensor in inputs.items():
-        if name in casts:
-            tensor = tensor.to(torch_dtype(dtype))
-        fed[name] = tensor.to(device)
-    return fed
-
-
 def read_config(transformer_dir):
     with open(Path(transformer_dir) / "config.json", encoding="utf-8") as f:
         return json.load(f)
 
 
 def load_case_model(case_dir, dtype, device):
-    """Loads `<case>/transformer` the way diffusers loads it: `from_pretrained(torch_dtype=...)`.
-
-    A folder in an original (non-diffusers) layout is first converted by diffusers' own
-    converter into a temporary diffusers folder, then loaded the same way.
-    """
+    """Loads a diffusers-layout `<case>/transformer` the way diffusers loads it:
+    `from_pretrained(torch_dtype=...)` of the config's `_class_name`. (Cases in another layout
+    load through their spec: make_cases.Family.loader.)"""
     import diffusers
 
     transformer_dir = Path(case_dir) / "transformer"
-    config = read_config(transformer_dir)
-    class_name = config["_class_name"]
-    with tempfile.TemporaryDirectory() as tmp:
-        if class_name == "WanModel":
-            import wan_layout
-
-            wan_layout.write_diffusers_folder_from_original(transformer_dir, Path(tmp))
-            transformer_dir = Path(tmp)
-            class_name = "WanTransformer3DModel"
-        model_class = getattr(diffusers, class_name)
-        model = model_class.from_pretrained(str(transformer_dir), torch_dtype=torch_dtype(dtype))
+    model_class = getattr(diffusers, read_config(transformer_dir)["_class_name"])
+    model = model_class.from_pretrained(str(transformer_dir), torch_dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
@@ -224,18 +188,15 @@ def head_stat(head, stat):
     return stat if head == "sample" else f"{head}.{stat}"
 
 
-def reference_outputs(case_dir, in_memory_model, inputs, checks, keep, load=None, feed=None, heads=("sample",),
-                      bf16=True):
+def reference_outputs(case_dir, in_memory_model, inputs, checks, keep, load, feed, heads=("sample",), bf16=True):
     """Each head (the forward's outputs with return_dict=False, in order): `<head>` = the case
     reloaded with from_pretrained and run in float32 on the CPU; `<head>_bf16` = loaded with
     torch_dtype=bfloat16 and run on CUDA (CPU without a GPU), inputs cast as the family's
     pipeline casts them (skipped when bf16 is false); all float32. Also returns stats.
 
     load(case_dir, dtype, device) -> model and feed(model, inputs, dtype, device) -> forward
-    kwargs default to load_case_model and pipeline_inputs."""
+    kwargs (make_cases.Family.loader and .feed)."""
     import torch
-
-    load, feed = load or load_case_model, feed or pipeline_inputs
 
     def run(model, kwargs):
         with torch.no_grad():

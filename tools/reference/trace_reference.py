@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes the reference activation trace of one parity case.
 
-    trace_reference.py --ref <diffusers src/> --case <case dir> --out trace.jsonl
+    trace_reference.py --ref <reference src/> --spec tools/reference/specs/<family>.py
+                       --case <case dir> --out trace.jsonl
                        [--dtype float32|bfloat16] [--device cpu|cuda]
 
-Loads <case>/transformer as diffusers does, runs it once on <case>/inputs.safetensors (cast
-as the pipeline casts them), and writes one JSON line per output tensor per module call, in
+Loads <case>/transformer as the family's spec loads it (from_pretrained, or through the
+spec's reader for a case in another layout), runs it once on <case>/inputs.safetensors
+and args.json (fed as the spec's pipeline feeds them), and writes one JSON line per output tensor per module call, in
 call order, for every named module but the root:
 
     {"module": "blocks.0.attn1", "tensor": "out", "step": 0, "abs_mean": ..., "sum": ...}
@@ -115,7 +117,8 @@ def trace(model, inputs, layers, stats, step=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ref", required=True, help="diffusers src/ folder")
+    parser.add_argument("--ref", required=True, help="reference source folder (diffusers' src/ or an official repo)")
+    parser.add_argument("--spec", required=True, help="the family's case spec (tools/reference/specs/<family>.py)")
     parser.add_argument("--case", required=True, help="parity case folder")
     parser.add_argument("--out", required=True, help="JSONL file to write")
     parser.add_argument("--dtype", choices=rc.DTYPES, default="float32")
@@ -125,12 +128,16 @@ def main():
     stats = parse_stats(env("TRACE_STATS", "abs_mean,sum"))
     steps = parse_steps(env("TRACE_STEPS"))
     layers = re.compile(env("TRACE_LAYERS"))
-    rc.import_diffusers(args.ref)
+    import make_cases
+
+    spec = make_cases.load_spec(args.spec)
+    make_cases.import_reference(args.ref, spec)
+    family = make_cases.Family(spec)
     device = args.device or rc.default_device(args.dtype)
     rc.disable_tf32()
 
-    model = rc.load_case_model(args.case, args.dtype, device)
-    inputs = rc.pipeline_inputs(model, rc.load_case_inputs(args.case), args.dtype, device)
+    model = family.loader(family.layout_of(args.case))(args.case, args.dtype, device)
+    inputs = family.feed(args.case)(model, rc.load_case_inputs(args.case), args.dtype, device)
     records = trace(model, inputs, layers, stats) if steps is None or 0 in steps else []
 
     out = Path(args.out)

@@ -5,11 +5,7 @@
 #include "core/library_versions.h"
 
 namespace fastdit::cpu {
-namespace {
 
-void add_openblas_version(LibraryVersions& versions) { versions["openblas"] = openblas_get_config(); }
+void add_library_versions(LibraryVersions& versions) { versions["openblas"] = openblas_get_config(); }
 
-const bool registered = (register_library_version_provider(add_openblas_version), true);
-
-}  // namespace
 }  // namespace fastdit::cpu

@@ -88,7 +88,7 @@ void attention_with(AttentionBackend backend, const Tensor& q, const Tensor& k, 
   }
   switch (backend) {
     case AttentionBackend::Cudnn: return cudnn_sdpa(q, k, v, scale, out);
-    case AttentionBackend::Flash: return flash_attention(q, k, v, scale, out);
+    case AttentionBackend::Flash: return flash_attention(q, k, v, scale, out, mask);
     case AttentionBackend::Reference: return reference_attention(q, k, v, mask, scale, out);
   }
 }

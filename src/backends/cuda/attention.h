@@ -16,13 +16,23 @@ void cudnn_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, float scale, 
 
 std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& mask);
-void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out);
+// mask (optional) is a key mask (is_key_mask): Bool (false drops the key) or float (added to
+// the scaled scores, −10000 text masks and −inf alike), served inside the kernels as a
+// float32 bias per key; a query row whose keys are all dropped gives zeros.
+void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out,
+                     const Tensor& mask = {});
+// Whether mask only varies over keys (and batch items): [B or 1, 1, 1, Sk], or Sk elements.
+bool is_key_mask(const Tensor& mask, int64_t batch, int64_t kv_len);
+// The mask as float32 [B or 1, Sk rounded up to even] times `factor` (Bool: 0 or −inf;
+// padding −inf), on the mask's device.
+Tensor key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor);
 // The Hopper kernel flash_attention runs where it can (attention_flash_sm90.cu): head dims 64
-// and 128 (D = Dv), as many K/V heads as query heads, a positive scale, an sm_90 device; the
-// mma.sync kernel serves the rest.
+// and 128 (D = Dv), K/V heads dividing the query heads, a positive scale, an sm_90 device; the
+// mma.sync kernel serves the rest. key_bias (optional) from key_bias_from_mask(mask, Sk,
+// 1 / scale): added to raw scores.
 bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor& v, float scale);
 void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                          Tensor& out);
+                          const Tensor& key_bias, Tensor& out);
 
 // Serves every call the op allows, masks included.
 void reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,

@@ -57,6 +57,10 @@ struct FlashParams {
   int64_t heads, kv_heads;  // query head h reads K/V head h / (heads / kv_heads)
   int head_dim, value_dim;
   float scale_log2;  // softmax scale · log2(e)
+  // Optional additive key bias (a key mask), float32 rows of bias_batch_stride (0: one row
+  // for the batch), in natural units (added to scale · q·k); −inf drops a key.
+  const float* key_bias;
+  int64_t bias_batch_stride;
 };
 
 // ---- PTX wrappers ----------------------------------------------------------------------
@@ -174,9 +178,11 @@ __device__ __forceinline__ void query_key_scores(const T* q_tile, const T* k_til
 
 // Folds one tile of scores into the running softmax: S becomes exp2(S·scale − max), O and
 // the sums are rescaled by exp2(old max − new max).
+// With a key bias, bias[key] · log2(e) is added; a row may then have seen no key yet (max
+// −inf), and 0 stands in for its max so that its exponentials are 0, not NaN.
 template <int kHeadDim>
 __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t first_key,
-                                               int64_t kv_len, float scale_log2) {
+                                               int64_t kv_len, float scale_log2, const float* bias) {
   using Tiles = Tile<kHeadDim>;
   const int lane = threadIdx.x % 32;
 #pragma unroll
@@ -186,7 +192,8 @@ __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t f
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t key = first_key + n * 8 + (lane % 4) * 2 + (e & 1);
-        w.s[m][n][e] = key < kv_len ? w.s[m][n][e] * scale_log2 : -INFINITY;
+        const float added = bias != nullptr && key < kv_len ? __ldg(bias + key) * 1.4426950408889634f : 0.0f;
+        w.s[m][n][e] = key < kv_len ? fmaf(w.s[m][n][e], scale_log2, added) : -INFINITY;
       }
     }
 #pragma unroll
@@ -198,8 +205,10 @@ __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t f
       }
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      const float new_max = fmaxf(w.row_max[m][r], tile_max);  // finite: a key < kv_len is here
-      const float correction = exp2f(w.row_max[m][r] - new_max);
+      // Finite without a bias (a key < kv_len is in every tile).
+      const float new_max = fmaxf(w.row_max[m][r], tile_max);
+      const float base = new_max == -INFINITY ? 0.0f : new_max;
+      const float correction = exp2f(w.row_max[m][r] - base);
       w.row_max[m][r] = new_max;
       w.row_sum[m][r] *= correction;
 #pragma unroll
@@ -209,8 +218,8 @@ __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t f
       }
 #pragma unroll
       for (int n = 0; n < Tiles::kKeys / 8; ++n) {
-        w.s[m][n][2 * r] = exp2f(w.s[m][n][2 * r] - new_max);
-        w.s[m][n][2 * r + 1] = exp2f(w.s[m][n][2 * r + 1] - new_max);
+        w.s[m][n][2 * r] = exp2f(w.s[m][n][2 * r] - base);
+        w.s[m][n][2 * r + 1] = exp2f(w.s[m][n][2 * r + 1] - base);
         w.row_sum[m][r] += w.s[m][n][2 * r] + w.s[m][n][2 * r + 1];
       }
     }
@@ -264,7 +273,7 @@ __device__ __forceinline__ void store_output(const WarpState<kHeadDim>& w, T* ou
       float sum = w.row_sum[m][r];
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inv_sum = 1.0f / sum;
+      const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;  // 0: every key dropped (zeros)
       const int64_t row = first_query + (warp * Tiles::kRowBlocks + m) * 16 + lane / 4 + 8 * r;
       if (row >= q_len) continue;
 #pragma unroll
@@ -320,7 +329,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
     cp_async_commit();
 
     query_key_scores<T, kHeadDim>(q_tile, k_tile, p.head_dim, w);
-    online_softmax<kHeadDim>(w, first_key, p.kv_len, p.scale_log2);
+    online_softmax<kHeadDim>(w, first_key, p.kv_len, p.scale_log2,
+                             p.key_bias != nullptr ? p.key_bias + b * p.bias_batch_stride : nullptr);
 
     cp_async_wait_all();
     __syncthreads();  // V_j visible to all; every warp is done with K_j
@@ -365,7 +375,10 @@ std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tens
     return fastdit::detail::concat("the flash kernel takes bfloat16 or float16, not ",
                                    dtype_name(q.dtype()));
   }
-  if (mask.defined()) return "the flash kernel takes no mask";
+  if (mask.defined() && !is_key_mask(mask, q.size(0), k.size(1))) {
+    return fastdit::detail::concat("the flash kernel takes key masks only ([B or 1, 1, 1, Sk] or Sk elements), not ",
+                                   shape_str(mask.shape()));
+  }
   const int64_t d = q.size(3), dv = v.size(3);
   if (d % 8 != 0 || dv % 8 != 0 || d > 256 || dv > 256) {
     return fastdit::detail::concat(
@@ -376,9 +389,70 @@ std::string flash_attention_refusal(const Tensor& q, const Tensor& k, const Tens
   return {};
 }
 
-void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out) {
-  if (flash_attention_sm90_serves(q, k, v, scale)) return flash_attention_sm90(q, k, v, scale, out);
+bool is_key_mask(const Tensor& mask, int64_t batch, int64_t kv_len) {
+  const Shape& s = mask.shape();
+  if (mask.numel() == kv_len && !s.empty() && s.back() == kv_len) return true;  // shared by all
+  return s.size() == 4 && (s[0] == batch || s[0] == 1) && s[1] == 1 && s[2] == 1 && s[3] == kv_len;
+}
+
+namespace {
+
+// mask (Bool: false drops the key; float: added) -> float32 [rows][stride], stride kv_len
+// rounded up to even (so that rows start 8-byte aligned), values times `factor`.
+__global__ void key_bias_kernel(const void* mask, bool is_bool, int float_kind, int64_t rows, int64_t kv_len,
+                                int64_t stride, float factor, float* out) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= rows * stride) return;
+  const int64_t row = i / stride, key = i % stride;
+  if (key >= kv_len) {
+    out[i] = -INFINITY;
+    return;
+  }
+  const int64_t at = row * kv_len + key;
+  float value;
+  if (is_bool) {
+    value = static_cast<const bool*>(mask)[at] ? 0.0f : -INFINITY;
+  } else if (float_kind == 0) {
+    value = static_cast<const float*>(mask)[at] * factor;
+  } else if (float_kind == 1) {
+    value = __bfloat162float(static_cast<const __nv_bfloat16*>(mask)[at]) * factor;
+  } else {
+    value = __half2float(static_cast<const __half*>(mask)[at]) * factor;
+  }
+  out[i] = value;
+}
+
+}  // namespace
+
+Tensor key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor) {
+  const int64_t rows = mask.shape().size() == 4 ? mask.size(0) : 1;
+  const int64_t stride = (kv_len + 1) / 2 * 2;
+  Tensor bias = Tensor::empty({rows, stride}, DType::Float32, mask.device());
+  const int kind = mask.dtype() == DType::Float32 ? 0 : mask.dtype() == DType::BFloat16 ? 1 : 2;
+  FASTDIT_CHECK(mask.dtype() == DType::Bool || mask.dtype() == DType::Float32 || mask.dtype() == DType::BFloat16 ||
+                    mask.dtype() == DType::Float16,
+                "attention mask of dtype ", dtype_name(mask.dtype()), " (Bool or a float dtype)");
+  const int64_t n = rows * stride;
+  key_bias_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, current_stream(mask.device().index)>>>(
+      mask.data_ptr(), mask.dtype() == DType::Bool, kind, rows, kv_len, stride, factor, bias.data<float>());
+  FASTDIT_CUDA_CHECK_LAUNCH();
+  return bias;
+}
+
+void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out,
+                     const Tensor& mask) {
+  DeviceGuard device_guard(out.device());
+  if (flash_attention_sm90_serves(q, k, v, scale)) {
+    // The Hopper kernel adds the bias to raw scores: divided by the (positive) scale.
+    const Tensor bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f / scale) : Tensor{};
+    return flash_attention_sm90(q, k, v, scale, bias, out);
+  }
+  const Tensor bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f) : Tensor{};
   FlashParams p{};
+  if (bias.defined()) {
+    p.key_bias = bias.data<float>();
+    p.bias_batch_stride = bias.size(0) == 1 ? 0 : bias.size(1);
+  }
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
@@ -390,7 +464,6 @@ void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float sc
   p.head_dim = static_cast<int>(q.size(3));
   p.value_dim = static_cast<int>(v.size(3));
   p.scale_log2 = scale * 1.4426950408889634f;
-  DeviceGuard guard(out.device());
   const cudaStream_t stream = current_stream(out.device().index);
   if (q.dtype() == DType::BFloat16) return launch_for_head_dim<__nv_bfloat16>(p, q.size(0), stream);
   launch_for_head_dim<__half>(p, q.size(0), stream);

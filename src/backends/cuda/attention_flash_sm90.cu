@@ -68,7 +68,12 @@ struct Sm90Params {
   CUtensorMap q_map, k_map, v_map;  // [B, S, H, D] seen as 4-D {D, H, S, B}
   void* out;
   int q_len, kv_len, heads;
+  int group;         // query heads per K/V head (query head h reads K/V head h / group)
   float scale_log2;  // softmax scale · log2(e), > 0
+  // Optional additive key bias (a key mask), float32 [B or 1][kv_len], pre-divided by the
+  // scale so it adds to raw scores; −inf drops a key. bias_batch_stride 0: shared by the batch.
+  const float* key_bias;
+  int64_t bias_batch_stride;
 };
 
 // ---- PTX wrappers ----------------------------------------------------------------------
@@ -247,13 +252,28 @@ __device__ __forceinline__ float exp2_approx(float x) {
 // Folds one tile of raw scores into the running softmax of the thread's two rows: the row
 // max (of raw scores; the scale is positive) and sum are updated, S becomes
 // exp2(S·scale − max·scale), and `correction` says by how much O must shrink. With kMask,
-// keys at or past kv_len count as −inf.
-template <bool kMask, int kKeys>
+// keys at or past kv_len count as −inf. With kBias, bias[key] (raw-score units) is added
+// first; a row may then have seen no key yet (its max −inf), and its probabilities are 0.
+template <bool kMask, bool kBias, int kKeys>
 __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_max)[2],
                                              float (&row_sum)[2], float (&correction)[2],
-                                             int first_key, int kv_len, float scale_log2) {
+                                             int first_key, int kv_len, float scale_log2,
+                                             const float* bias) {
   const int lane = threadIdx.x % 32;
-  if constexpr (kMask) {
+  if constexpr (kBias) {
+#pragma unroll
+    for (int i = 0; i < kKeys / 2; i += 2) {
+      const int key = first_key + (i / 4) * 8 + (lane % 4) * 2;  // even: a float2 pair
+      if (kMask && key + 1 >= kv_len) {
+        s[i] = key < kv_len ? s[i] + bias[key] : -INFINITY;
+        s[i + 1] = -INFINITY;
+      } else {
+        const float2 b = *reinterpret_cast<const float2*>(bias + key);
+        s[i] += b.x;
+        s[i + 1] += b.y;
+      }
+    }
+  } else if constexpr (kMask) {
 #pragma unroll
     for (int i = 0; i < kKeys / 2; ++i) {
       const int key = first_key + (i / 4) * 8 + (lane % 4) * 2 + (i & 1);
@@ -269,8 +289,17 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_
     }
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-    // Finite: every tile holds at least one key < kv_len. The first tile's old max is −inf,
-    // and exp2(−inf) = 0 scales the empty O and sum.
+    // Without a bias finite: every tile holds at least one key < kv_len. The first tile's
+    // old max is −inf, and exp2(−inf) = 0 scales the empty O and sum. With one, a row whose
+    // keys so far are all dropped keeps max −inf: 0 stands in, so its exponentials are 0.
+    if constexpr (kBias) {
+      if (tile_max == -INFINITY) {
+        correction[r] = 1.0f;
+#pragma unroll
+        for (int n = 0; n < kKeys / 8; ++n) s[4 * n + 2 * r] = s[4 * n + 2 * r + 1] = 0.0f;
+        continue;
+      }
+    }
     const float scaled_max = tile_max * scale_log2;
     correction[r] = exp2_approx((row_max[r] - tile_max) * scale_log2);
     row_max[r] = tile_max;
@@ -342,13 +371,13 @@ __device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<
     if (j >= kStages) barrier_wait(smem.k_empty(stage), previous_use_parity);
     barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes);
     for (int c = 0; c < Tiles::kPanels; ++c) {
-      copy_tile(smem.k_tile(stage) + c * Tiles::kKvPanelBytes, p.k_map, c * 64, head, first_key,
+      copy_tile(smem.k_tile(stage) + c * Tiles::kKvPanelBytes, p.k_map, c * 64, head / p.group, first_key,
                 batch, smem.k_full(stage));
     }
     if (j >= kStages) barrier_wait(smem.v_empty(stage), previous_use_parity);
     barrier_arrive_expect_bytes(smem.v_full(stage), Tiles::kKvBytes);
     for (int c = 0; c < Tiles::kPanels; ++c) {
-      copy_tile(smem.v_tile(stage) + c * Tiles::kKvPanelBytes, p.v_map, c * 64, head, first_key,
+      copy_tile(smem.v_tile(stage) + c * Tiles::kKvPanelBytes, p.v_map, c * 64, head / p.group, first_key,
                 batch, smem.v_full(stage));
     }
   }
@@ -394,13 +423,19 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
     }
   };
   const bool ragged = p.kv_len % kKeys != 0;
+  const float* bias = p.key_bias != nullptr ? p.key_bias + batch * p.bias_batch_stride : nullptr;
   auto softmax = [&](int j) {
-    if (ragged && j == tiles - 1) {
-      softmax_tile<true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len,
-                                p.scale_log2);
+    const bool last = ragged && j == tiles - 1;
+    if (bias != nullptr) {
+      if (last) {
+        softmax_tile<true, true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, bias);
+      } else {
+        softmax_tile<false, true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, bias);
+      }
+    } else if (last) {
+      softmax_tile<true, false, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, nullptr);
     } else {
-      softmax_tile<false, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len,
-                                 p.scale_log2);
+      softmax_tile<false, false, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, nullptr);
     }
   };
   auto parity = [](int j) { return static_cast<uint32_t>(j / kStages) & 1; };
@@ -457,7 +492,7 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
     float sum = row_sum[r];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inv_sum = 1.0f / sum;
+    const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;  // 0: every key dropped (zeros)
     const int row = first_query + group * 64 + warp * 16 + lane / 4 + 8 * r;
     if (row >= p.q_len) continue;
     T* out_row = out + (int64_t{batch} * p.q_len + row) * row_stride + int64_t{head} * kHeadDim;
@@ -542,8 +577,8 @@ CUtensorMap head_tile_map(const Tensor& t, int rows) {
 }
 
 template <class T, int kHeadDim>
-void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out,
-                 cudaStream_t stream) {
+void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_bias,
+                 Tensor& out, cudaStream_t stream) {
   using Tiles = Sm90Tile<kHeadDim>;
   Sm90Params p{};
   p.q_map = head_tile_map(q, Tiles::kQueryRows);
@@ -553,7 +588,12 @@ void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   p.q_len = static_cast<int>(q.size(1));
   p.kv_len = static_cast<int>(k.size(1));
   p.heads = static_cast<int>(q.size(2));
+  p.group = static_cast<int>(q.size(2) / k.size(2));
   p.scale_log2 = scale * 1.4426950408889634f;
+  if (key_bias.defined()) {
+    p.key_bias = key_bias.data<float>();
+    p.bias_batch_stride = key_bias.size(0) == 1 ? 0 : key_bias.size(1);
+  }
   FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_sm90<T, kHeadDim>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Tiles::kSharedBytes));
@@ -575,23 +615,23 @@ bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor&
 #endif
   const int64_t d = q.size(3);
   const cudaDeviceProp& device = device_properties(q.device().index);
-  // sm_90a code runs on compute capability 9.0 alone; it has no grouped K/V heads.
-  return device.major == 9 && device.minor == 0 && (d == 64 || d == 128) && k.size(2) == q.size(2) &&
+  // sm_90a code runs on compute capability 9.0 alone.
+  return device.major == 9 && device.minor == 0 && (d == 64 || d == 128) && q.size(2) % k.size(2) == 0 &&
          v.size(3) == d && scale > 0.0f && std::isfinite(scale) && q.size(1) < kMaxSequence &&
          k.size(1) < kMaxSequence;
 }
 
 void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                          Tensor& out) {
+                          const Tensor& key_bias, Tensor& out) {
   DeviceGuard guard(out.device());
   const cudaStream_t stream = current_stream(out.device().index);
   const bool bf16 = q.dtype() == DType::BFloat16;
   if (q.size(3) == 64) {
-    return bf16 ? launch_sm90<__nv_bfloat16, 64>(q, k, v, scale, out, stream)
-                : launch_sm90<__half, 64>(q, k, v, scale, out, stream);
+    return bf16 ? launch_sm90<__nv_bfloat16, 64>(q, k, v, scale, key_bias, out, stream)
+                : launch_sm90<__half, 64>(q, k, v, scale, key_bias, out, stream);
   }
-  bf16 ? launch_sm90<__nv_bfloat16, 128>(q, k, v, scale, out, stream)
-       : launch_sm90<__half, 128>(q, k, v, scale, out, stream);
+  bf16 ? launch_sm90<__nv_bfloat16, 128>(q, k, v, scale, key_bias, out, stream)
+       : launch_sm90<__half, 128>(q, k, v, scale, key_bias, out, stream);
 }
 
 }  // namespace fastdit::cuda

@@ -12,6 +12,7 @@
 
 #include "core/device_memory.h"
 
+#include <atomic>
 #include <cstring>
 
 #include <functional>
@@ -255,7 +256,16 @@ CachingAllocator& allocator() {
 
 // ---- device hooks ----------------------------------------------------------------------
 
-void* hook_allocate(size_t nbytes, int device) { return allocator().allocate(nbytes, device); }
+std::atomic<bool> g_poison_allocations{false};
+
+void* hook_allocate(size_t nbytes, int device) {
+  void* ptr = allocator().allocate(nbytes, device);
+  if (g_poison_allocations.load(std::memory_order_relaxed) && ptr != nullptr && nbytes > 0) {
+    // All-ones bits: NaN in float32, bfloat16 and float16.
+    FASTDIT_CUDA_CHECK(cudaMemsetAsync(ptr, 0xff, nbytes, current_stream(device)));
+  }
+  return ptr;
+}
 
 void hook_deallocate(void* ptr, size_t, int device) { allocator().deallocate(ptr, device); }
 
@@ -389,11 +399,6 @@ const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_cop
                              capture_graph,     replay_graph,           destroy_graph,
                              hook_device_wait_stream, hook_stream_wait_device};
 
-const bool kRegistered = [] {
-  register_device_hooks(DeviceType::CUDA, &kCudaHooks);
-  register_memory_info(DeviceType::CUDA, hook_memory_info);
-  return true;
-}();
 
 // ---- streams and properties ------------------------------------------------------------
 
@@ -496,6 +501,13 @@ DeviceMemory hook_memory_info(int device) {
 }  // namespace
 
 void empty_cache() { allocator().empty_cache(); }
+
+void register_device_hooks() {
+  fastdit::register_device_hooks(DeviceType::CUDA, &kCudaHooks);
+  register_memory_info(DeviceType::CUDA, hook_memory_info);
+}
+
+void set_allocation_poison(bool on) { g_poison_allocations.store(on, std::memory_order_relaxed); }
 
 DeviceGuard::DeviceGuard(int device) : device_(device) {
   check_device_exists(device);

@@ -1,7 +1,7 @@
 // The CUDA device as the rest of the backend sees it: one stream per device that every
 // kernel and copy runs on, a caching allocator behind Tensor::empty, and the DeviceHooks
-// core calls (installed at static initialisation; nothing here touches the GPU until a
-// CUDA tensor is made).
+// core calls (installed by core on its first CUDA request through register_device_hooks;
+// nothing here touches the GPU until a CUDA tensor is made).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -45,6 +45,14 @@ struct MemoryStats {
 MemoryStats cuda_memory_stats(int device = 0);
 // Returns every cached free block of every device to the driver.
 void empty_cache();
+
+// Installs the CUDA DeviceHooks in core (core/tensor.cc calls it once).
+void register_device_hooks();
+
+// While on, every new allocation is filled with all-ones bits (NaN in every float dtype)
+// on the device's stream, so a kernel that leaves an output element unwritten shows. For
+// tests (the op harness); off by default.
+void set_allocation_poison(bool on);
 
 // Makes `device` the current CUDA device for the scope, restoring the previous one.
 class DeviceGuard {

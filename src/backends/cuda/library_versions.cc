@@ -19,7 +19,9 @@ namespace {
 // 13000 -> "13.0"; cuDNN and NCCL codes have their own layouts.
 std::string cuda_version_text(int code) { return std::to_string(code / 1000) + "." + std::to_string(code % 1000 / 10); }
 
-void add_cuda_versions(LibraryVersions& versions) {
+}  // namespace
+
+void add_library_versions(LibraryVersions& versions) {
   int driver = 0, runtime = 0;
   if (cudaDriverGetVersion(&driver) == cudaSuccess) versions["cuda_driver"] = cuda_version_text(driver);
   if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) versions["cuda_runtime"] = cuda_version_text(runtime);
@@ -35,7 +37,4 @@ void add_cuda_versions(LibraryVersions& versions) {
 #endif
 }
 
-const bool registered = (register_library_version_provider(add_cuda_versions), true);
-
-}  // namespace
 }  // namespace fastdit::cuda

@@ -342,11 +342,10 @@ ParamNameMapping original_layout_mapping(const FluxArchConfig& c) {
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("FluxTransformer2DModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<FluxTransformer2DModel>(FluxArchConfig::from_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("FluxTransformer2DModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<FluxTransformer2DModel>(FluxArchConfig::from_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::flux

@@ -151,4 +151,7 @@ class FluxTransformer2DModel : public DiTModel {
 // final_layer.adaLN_modulation.1's (shift, scale) rows reordered to (scale, shift).
 ParamNameMapping original_layout_mapping(const FluxArchConfig& config);
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::flux

@@ -233,11 +233,10 @@ ParamNameMapping fused_projection_mapping() {
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("SD3Transformer2DModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<SD3Transformer2DModel>(SD3ArchConfig::from_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("SD3Transformer2DModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<SD3Transformer2DModel>(SD3ArchConfig::from_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::sd3

@@ -102,4 +102,7 @@ class SD3Transformer2DModel : public DiTModel {
 // Rules that merge diffusers' to_q/k/v and add_q/k/v_proj into to_qkv and to_added_qkv.
 ParamNameMapping fused_projection_mapping();
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::sd3

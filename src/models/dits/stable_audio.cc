@@ -261,11 +261,10 @@ ParamNameMapping stable_audio_mapping(const StableAudioArchConfig& c, bool fused
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("StableAudioDiTModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<StableAudioDiTModel>(StableAudioArchConfig::from_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("StableAudioDiTModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<StableAudioDiTModel>(StableAudioArchConfig::from_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::stable_audio

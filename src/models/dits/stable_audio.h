@@ -92,4 +92,7 @@ class StableAudioDiTModel : public DiTModel {
 // table). Diffusers names map to themselves, or merge into the fused projections.
 ParamNameMapping stable_audio_mapping(const StableAudioArchConfig& config, bool fused);
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::stable_audio

@@ -434,15 +434,13 @@ ParamNameMapping fused_projection_mapping() {
   return m;
 }
 
-namespace {
-[[maybe_unused]] const bool kRegistered =
-    register_dit("WanTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config), options);
-    });
-[[maybe_unused]] const bool kRegisteredOriginal =
-    register_dit("WanModel", [](ConfigReader& config, const BuildOptions& options) {
-      return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_original_reader(config), options);
-    });
-}  // namespace
+void register_models() {
+  register_dit("WanTransformer3DModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_reader(config), options);
+  });
+  register_dit("WanModel", [](ConfigReader& config, const BuildOptions& options) {
+    return std::make_unique<WanTransformer3DModel>(WanArchConfig::from_original_reader(config), options);
+  });
+}
 
 }  // namespace fastdit::wan

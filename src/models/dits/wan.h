@@ -109,4 +109,7 @@ ParamNameMapping original_wan_mapping();
 // Rules that merge diffusers q/k/v (and cross-attention k/v) into fused projections.
 ParamNameMapping fused_projection_mapping();
 
+// Registers this family's class names with the model registry (models/builtin.cc).
+void register_models();
+
 }  // namespace fastdit::wan

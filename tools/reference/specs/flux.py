@@ -235,7 +235,7 @@ class BflLayout:
             raise AssertionError(f"the converter left original tensors unread: {sorted(original)}")
         return config, converted
 
-    def checks(self, state_dict, config):
+    def checks(self, state_dict, config, transformer_dir):
         return ["original names turn back into the diffusers names through diffusers' "
                 "scripts/convert_flux_to_diffusers.py (convert_flux_transformer_checkpoint_to_diffusers, "
                 "which also swaps final_layer.adaLN_modulation.1 back to (scale, shift))"]

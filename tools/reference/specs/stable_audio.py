@@ -218,7 +218,7 @@ class OriginalLayout:
         converted["time_proj.weight"] = converted.pop("timestep_features.weight")
         return config, converted
 
-    def checks(self, state_dict, config):
+    def checks(self, state_dict, config, transformer_dir):
         return ["original names turn back into the diffusers names through diffusers' "
                 "scripts/convert_stable_audio.py (convert_stable_audio_state_dict_to_diffusers), "
                 "which leaves timestep_features.weight unrenamed and keeps rotary_pos_emb.inv_freq"]

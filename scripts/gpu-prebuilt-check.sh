@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# On the GPU machine, with binaries built on the CPU machine (the same CUDA 13 toolkit builds
+# sm_90a there) and carried as a tarball, so no device time goes to compiling:
+#   1. the op harness: every op case on CUDA against the CPU (tests/ops/backend_ops.cc);
+#   2. the CUDA device tests (allocator, poisoning, copies, attention backend choice);
+#   3. every parity case under tests/fixtures on CUDA: float32, float32 with fused
+#      projections, bfloat16;
+#   4. the harness's --perf lines for attention (masked, grouped and plain on one kernel);
+#   5. the bench definitions and reference scripts named in GPU_PREBUILT_BENCH (each a
+#      "name|fastdit args|reference command" line; optional).
+# Each step has its own time limit; a summary is printed last.
+# Make the tarball here:  bash scripts/gpu-prebuilt-check.sh --pack .dev/bins.tar.xz
+# Run there:              bash scripts/gpu-prebuilt-check.sh .dev/bins.tar.xz   (logs in $OUT)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ${1:-} == --pack ]]; then
+  out=$2
+  mkdir -p "$(dirname "$out")"
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"' EXIT
+  cp build/fastdit build/tests/fastdit_backend_ops "$stage/"
+  for t in test_cuda_device test_cuda_graph; do [[ -x build/tests/$t ]] && cp "build/tests/$t" "$stage/"; done
+  strip "$stage"/*
+  tar cJf "$out" -C "$stage" .
+  ls -la "$out"
+  exit 0
+fi
+
+tarball=$1
+logs=${OUT:-/tmp/fastdit-gpu-logs}
+mkdir -p "$logs"
+bin=/tmp/fastdit-prebuilt
+rm -rf "$bin" && mkdir -p "$bin" && tar xJf "$tarball" -C "$bin"
+source scripts/device-deps.sh
+# The CUDA libraries: the toolkit's, then those of PyTorch's wheels for what it lacks.
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+wheels=$(python3 -c 'import nvidia, os; print(" ".join(sorted(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in os.listdir(p))))' 2>/dev/null)
+for d in $wheels; do [[ -d $d ]] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; done
+export FASTDIT_SOURCE_DIR=$PWD
+missing=$(ldd "$bin/fastdit" | grep "not found")
+[[ -n $missing ]] && echo "missing libraries: $missing"
+nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader
+summary=()
+step() {  # <name> <seconds> <command...>: runs it into $logs/<name>.log
+  local name=$1 seconds=$2 start=$SECONDS
+  shift 2
+  timeout "$seconds" "$@" >"$logs/$name.log" 2>&1
+  local status=$?
+  summary+=("$name: exit $status in $((SECONDS - start)) s")
+  echo "== $name: exit $status in $((SECONDS - start)) s"
+  return $status
+}
+
+step harness 200 "$bin/fastdit_backend_ops"
+grep -E "^FAIL|^PASS" "$logs/harness.log" | head -40
+for t in test_cuda_device test_cuda_graph; do
+  [[ -x $bin/$t ]] && step "$t" 120 "$bin/$t" && true
+  [[ -f $logs/$t.log ]] && grep -E "FAILED|PASSED" "$logs/$t.log" | head -10
+done
+
+parity_cases() {
+  for inputs in tests/fixtures/*/*/inputs.safetensors; do
+    local dir=${inputs%/inputs.safetensors}
+    [[ -f $dir/outputs.safetensors ]] && echo "$dir"
+  done
+}
+run_parity() {
+  local failed=0 total=0
+  for c in $(parity_cases); do
+    for mode in "float32|" "fused|--fuse on" "bfloat16|--dtype bfloat16"; do
+      local label=${mode%%|*} flags=${mode#*|}
+      total=$((total + 1))
+      # shellcheck disable=SC2086
+      if line=$(timeout 60 "$bin/fastdit" parity "$c" --device cuda $flags 2>&1 | tail -1) && [[ $line == PASS* ]]; then
+        echo "PASS $c $label: $line"
+      else
+        failed=$((failed + 1))
+        echo "FAIL $c $label: $line"
+      fi
+    done
+  done
+  echo "parity on cuda: $((total - failed)) of $total passed"
+  [[ $failed == 0 ]]
+}
+start=$SECONDS
+run_parity >"$logs/parity.log" 2>&1
+summary+=("parity: exit $? in $((SECONDS - start)) s")
+grep -E "^FAIL|parity on cuda" "$logs/parity.log" | head -40
+
+step attention-perf 90 "$bin/fastdit_backend_ops" --perf --filter "attention bfloat16 Wan 1.3B"
+cat "$logs/attention-perf.log"
+
+# Optional benches: GPU_PREBUILT_BENCH lines "name|fastdit bench arguments|reference command".
+while IFS='|' read -r name args reference; do
+  [[ -z $name ]] && continue
+  # shellcheck disable=SC2086
+  step "bench-$name" 150 "$bin/fastdit" bench $args --json "$logs/bench-$name.json"
+  grep -E "median|peak" "$logs/bench-$name.log" | head -4
+  if [[ -n $reference && -d .ref ]]; then
+    step "reference-$name" 200 bash -c "$reference"
+    tail -4 "$logs/reference-$name.log"
+  fi
+done <<<"${GPU_PREBUILT_BENCH:-}"
+
+printf '%s\n' "${summary[@]}"
