@@ -34,6 +34,8 @@ FluxArchConfig FluxArchConfig::from_reader(ConfigReader& r) {
 void FluxArchConfig::validate(const std::string& source) {
   check_positive(source, "num_attention_heads", num_attention_heads);
   check_positive(source, "attention_head_dim", attention_head_dim);
+  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
+                              attention_head_dim);
   check_block_count(source, "num_layers", num_layers);
   check_block_count(source, "num_single_layers", num_single_layers);
   FASTDIT_CHECK(num_layers + num_single_layers > 0, source,
@@ -47,8 +49,6 @@ void FluxArchConfig::validate(const std::string& source) {
   const int64_t rotary = std::accumulate(axes_dims_rope.begin(), axes_dims_rope.end(), int64_t{0});
   FASTDIT_CHECK(rotary == attention_head_dim, source, ": axes_dims_rope sums to ", rotary,
                 ", not attention_head_dim ", attention_head_dim, " (the rotary table covers the whole head)");
-  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
-                              attention_head_dim);
   num_channels_latents = in_channels;
 }
 

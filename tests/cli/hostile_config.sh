@@ -80,7 +80,7 @@ probe 2 heads_x_head_dim "num_attention_heads = 2147483648 x attention_head_dim 
 for family in sd3/sd3 stable_audio/base flux/dev; do
   config "$root/tests/fixtures/$family/transformer/config.json" "$tmp/$family" \
     num_attention_heads=2147483648 attention_head_dim=2147483648
-  probe 2 "heads_$family" "num_attention_heads = 2147483648 x attention_head_dim|attention_head_dim" \
+  probe 2 "heads_$family" "num_attention_heads = 2147483648 x attention_head_dim = 2147483648" \
     "$fastdit" run "$tmp/$family/config.json" --random-weights "${small[@]}"
   config "$root/tests/fixtures/$family/transformer/config.json" "$tmp/$family-ffn" num_layers=4611686018427387904
   probe 2 "layers_$family" "num_layers = 4611686018427387904" "$fastdit" run "$tmp/$family-ffn/config.json" --random-weights "${small[@]}"
