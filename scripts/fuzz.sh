@@ -16,6 +16,8 @@ targets=(
   fuzz_trace_reader:trace:65536
   fuzz_bench_definition:bench_definition:16384
   fuzz_perf_record:perf_record:65536
+  fuzz_config_reader:config_reader:16384
+  fuzz_model_args:model_args:16384
 )
 selected=()
 for entry in "${targets[@]}"; do

@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -54,6 +55,13 @@ std::optional<bool> RunOptions::parsed_fuse() const {
 
 LoadOptions RunOptions::load_options(bool progress) const {
   LoadOptions options{parsed_device(), parsed_dtype(), progress};
+  if (options.device.is_cuda()) {
+    try {
+      synchronize(options.device);  // a device that is not there is named by the flag, before any work
+    } catch (const Error& e) {
+      FASTDIT_FAIL("--device ", device, ": ", e.what());
+    }
+  }
   options.fuse_projections = parsed_fuse();
   return options;
 }
@@ -65,7 +73,8 @@ void add_run_options(CLI::App& cmd, RunOptions& options) {
       ->capture_default_str();
   cmd.add_option("--sp", options.sp,
                  "sequence-parallel ranks, one process per GPU (default: as many as a launcher such as "
-                 "mpirun or torchrun started, else 1)");
+                 "mpirun or torchrun started, else 1)")
+      ->check(CLI::Range(1, kMaxRanks));
 }
 
 void add_cuda_graph_flag(CLI::App& cmd, bool& cuda_graph) {
@@ -84,6 +93,25 @@ void check_cuda_graph(const RunOptions& options) {
   const int ranks = options.sp > 0 ? options.sp : launched ? launched->world_size : 1;
   FASTDIT_CHECK(ranks <= 1, "--cuda-graph with sequence parallelism over ", ranks,
                 " ranks: the collectives between them are not captured; run on one GPU");
+}
+
+void add_strict_flag(CLI::App& cmd, bool& strict) {
+  cmd.add_flag("--strict", strict, "fail (exit 2) when an output has NaN or Inf values, instead of only warning");
+}
+
+bool warn_non_finite(const std::vector<std::pair<std::string, Tensor>>& outputs) {
+  bool finite = true;
+  for (const auto& [name, tensor] : outputs) {
+    const Tensor values = tensor.to(Device::cpu(), DType::Float32);
+    const float* v = values.data<float>();
+    int64_t bad = 0;
+    for (int64_t i = 0; i < values.numel(); ++i) bad += std::isfinite(v[i]) ? 0 : 1;
+    if (bad == 0) continue;
+    std::cerr << "warning: output '" << name << "' has " << bad << " non-finite values (of " << values.numel()
+              << ")\n";
+    finite = false;
+  }
+  return finite;
 }
 
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options) {
@@ -150,6 +178,7 @@ class QuietOutput {
 
 int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&)>& body) {
   FASTDIT_CHECK(options.sp >= 0, "--sp ", options.sp, ": expected a number of ranks");
+  FASTDIT_CHECK(options.sp <= kMaxRanks, "--sp ", options.sp, ": at most ", kMaxRanks, " ranks");
   const auto env = distributed::launch_env_from_environment();
   if (!env && options.sp > 1) return distributed::launch_local_ranks(options.sp);
   FASTDIT_CHECK(!env || options.sp == 0 || options.sp == env->world_size, "--sp ", options.sp,

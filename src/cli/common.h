@@ -33,6 +33,9 @@ void print_columns(std::ostream& out, const std::vector<std::vector<std::string>
 std::string human_units(double value, const char* const* units, double step);
 std::string human_count(uint64_t n);
 
+// The most sequence-parallel ranks --sp may ask for.
+inline constexpr int kMaxRanks = 64;
+
 struct RunOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
@@ -51,6 +54,13 @@ void add_cuda_graph_flag(CLI::App& cmd, bool& cuda_graph);
 // What rules a capture out, checked before the (slow) load: a device other than CUDA, the
 // activation trace, sequence parallelism (--sp, or ranks a launcher started).
 void check_cuda_graph(const RunOptions& options);
+
+// --strict (run, generate): an output with NaN or Inf values fails the command (exit 2)
+// instead of only warning.
+void add_strict_flag(CLI::App& cmd, bool& strict);
+// Prints `warning: output '<name>' has N non-finite values` on stderr for each such output;
+// returns whether all were finite.
+bool warn_non_finite(const std::vector<std::pair<std::string, Tensor>>& outputs);
 
 // A loaded model with the activation trace attached when the environment asks for it.
 struct PreparedModel {

@@ -35,6 +35,7 @@ struct GenerateArgs {
   std::string model, config, preset, prompt_embeds, negative_embeds, pooled_embeds, noise, output;
   bool random_weights = false;
   bool cuda_graph = false;
+  bool strict = false;
   uint64_t weights_seed = 0;
   int64_t steps = 0, height = 0, width = 0, frames = 0, fps = 0;
   double guidance = 0, guidance_2 = 0, shift = 0, boundary_ratio = 0;
@@ -142,12 +143,9 @@ void check_text_conditioned(const DiTModel& model, const TensorMap& provided) {
 }
 
 Shape latent_shape(const SamplingConfig& s, int64_t batch, int64_t channels) {
-  const auto [stride_t, stride_h, stride_w] = *s.vae_stride;
-  FASTDIT_CHECK((*s.frames - 1) % stride_t == 0, "frames ", *s.frames, ": must be 1 + a multiple of the VAE's ",
-                "temporal stride ", stride_t);
-  FASTDIT_CHECK(*s.height % stride_h == 0 && *s.width % stride_w == 0, "height x width ", *s.height, "x", *s.width,
-                ": must be multiples of the VAE's spatial stride ", stride_h);
-  return {batch, channels, (*s.frames - 1) / stride_t + 1, *s.height / stride_h, *s.width / stride_w};
+  const ExampleShape latent =
+      video_latent_shape(batch, *s.frames, *s.height, *s.width, 1, *s.vae_stride, "--frames/--height/--width");
+  return {batch, channels, latent.frames, latent.height, latent.width};
 }
 
 // Flux's initial latents: the --noise file, packed [B, N, C] as FluxPipeline takes `latents`,
@@ -296,6 +294,10 @@ std::unique_ptr<sampling::Scheduler> make_scheduler(const sampling::PipelineFold
 void run_generate(const GenerateArgs& a) {
   FASTDIT_CHECK(a.model.empty() != a.config.empty(), "generate: give --model or --config (not both)");
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "generate: --config needs --random-weights (no checkpoint)");
+  FASTDIT_CHECK(a.model.empty() || !a.random_weights, "generate: --random-weights builds the model from --config "
+                "and loads no checkpoint; it does not go with --model (give the folder's config.json as --config)");
+  FASTDIT_CHECK(a.noise.empty() || !a.given("--seed"), "generate: --seed and --noise are exclusive (the noise file "
+                "is the initial latents; the seed would make them)");
   FASTDIT_CHECK(a.random_weights || !a.prompt_embeds.empty(),
                 "generate: --prompt-embeds is required (random stand-ins only with --random-weights)");
   FASTDIT_CHECK(a.cfg_batching == "batched" || a.cfg_batching == "sequential", "--cfg-batching ", a.cfg_batching,
@@ -316,6 +318,9 @@ void run_generate(const GenerateArgs& a) {
       a.negative_embeds.empty() ? Tensor{} : read_named_tensor(a.negative_embeds, "negative_prompt_embeds");
   Tensor pooled =
       a.pooled_embeds.empty() ? Tensor{} : read_named_tensor(a.pooled_embeds, "pooled_prompt_embeds");
+  for (const auto& [tensor, path] : {std::pair{&prompt, &a.prompt_embeds}, std::pair{&negative, &a.negative_embeds}})
+    FASTDIT_CHECK(!tensor->defined() || (tensor->dim() == 3 && tensor->numel() > 0), *path,
+                  ": prompt embeddings must be a non-empty [B, L, D], got ", tensor->str());
   // FluxPipeline's guidance scale is the distilled guidance the model embeds, not CFG.
   const bool guided = !flux && *s.guidance_scale > 1.0;
   FASTDIT_CHECK(!guided || negative.defined() || a.random_weights, "guidance_scale ", *s.guidance_scale,
@@ -358,11 +363,18 @@ void run_generate(const GenerateArgs& a) {
   request.cuda_graph = a.cuda_graph;
 
   check_output_path(a.output, "--output");  // now that the checkpoint files are known inputs too
+  // The forward's activations (CFG batched: twice the batch) and the loop's latents, the
+  // scheduler's history and the guided prediction (about 6 latents in float32).
+  Shape forward_latents = request.latents.shape();
+  if (guided && request.cfg_batching == sampling::CfgBatching::Batched) forward_latents[0] *= 2;
+  require_forward_memory(model, forward_latents, options.dtype, options.device, 6 * request.latents.nbytes());
   StepReporter reporter(options.device, models.transformer.trace);
   const double start = now_seconds();
   const Tensor latents =
       sampling::denoise(*scheduler, request, reporter.callbacks()).to(Device::cpu(), DType::Float32);
   const double seconds = now_seconds() - start;
+  FASTDIT_CHECK(warn_non_finite({{"latents", latents}}) || !a.strict,
+                "--strict: the latents have non-finite values; nothing written");
   write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}},
                     {.label = "--output"});
   const auto& steps = reporter.step_seconds();
@@ -418,6 +430,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--output", a->output, "safetensors to write ('latents', float32)")->required();
   add_run_options(*cmd, a->run);
   add_cuda_graph_flag(*cmd, a->cuda_graph);
+  add_strict_flag(*cmd, a->strict);
   cmd->callback([a] { run_generate(*a); });
 }
 

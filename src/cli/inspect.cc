@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cli/common.h"
+#include "core/json_depth.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::cli {
@@ -24,6 +25,7 @@ using Json = nlohmann::ordered_json;
 // The config with _class_name first: it says what everything else means.
 Json read_config(const fs::path& path) {
   const std::string text = read_regular_file(path);
+  check_json_depth(text, path.string());
   Json config;
   try {
     config = Json::parse(text);

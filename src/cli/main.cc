@@ -1,5 +1,8 @@
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -28,9 +31,25 @@ int main(int argc, char** argv) {
   fastdit::cli::add_perf_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    // Usage errors read as every other error: `error: ...`, exit 2.
+    std::string commands;
+    for (const CLI::App* sub : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
+      commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    const bool no_command = argc < 2 || std::string_view(argv[1]).starts_with("-");
+    if (app.get_subcommands().empty() && !no_command)
+      std::cerr << "error: unknown command '" << argv[1] << "' (commands: " << commands << ")\n";
+    else if (app.get_subcommands().empty())
+      std::cerr << "error: give a command (" << commands << "); fastdit --help says more\n";
+    else
+      std::cerr << "error: " << app.get_subcommands().front()->get_name() << ": " << e.what() << "\n";
+    return 2;
   } catch (const fastdit::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     if (std::getenv("FASTDIT_DEBUG") && !e.where().empty()) std::cerr << "  at " << e.where() << "\n";

@@ -25,6 +25,7 @@ struct RunArgs {
   std::vector<int64_t> example;  // video frames, height, width (pixels)
   bool random_weights = false;
   bool cuda_graph = false;
+  bool strict = false;
   uint64_t seed = 0;
   double max_rel_l2 = 1e-2;
   RunOptions run;
@@ -32,9 +33,8 @@ struct RunArgs {
 
 // --example's latent sizes through the Wan VAE's compression (4 frames, 8 x 8 pixels).
 ExampleShape example_shape(const RunArgs& args) {
-  FASTDIT_CHECK(args.example.size() == 3 && args.example[0] > 0 && args.example[1] > 0 && args.example[2] > 0,
-                "run: --example takes the video's frames,height,width in pixels");
-  return {1, (args.example[0] - 1) / 4 + 1, args.example[1] / 8, args.example[2] / 8, 512};
+  FASTDIT_CHECK(args.example.size() == 3, "run: --example takes the video's frames,height,width in pixels");
+  return video_latent_shape(1, args.example[0], args.example[1], args.example[2], 512, {4, 8, 8}, "--example");
 }
 
 TensorMap make_inputs(const RunArgs& args, const DiTModel& model, Device device) {
@@ -80,12 +80,16 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   FASTDIT_CHECK(!args.output.empty() || !args.compare.empty(), "run: give --output, --compare or both");
   for (const std::string* input : {&args.inputs, &args.args_file, &args.compare}) note_input_file(*input);
   if (!args.output.empty()) check_output_path(args.output, "--output");
+  FASTDIT_CHECK(std::isfinite(args.max_rel_l2) && args.max_rel_l2 >= 0, "--max-rel-l2 ", args.max_rel_l2,
+                ": expected a finite bound >= 0");
   const LoadOptions options = parallel.load_options(args.run, true);
   PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
                                                : prepare_model(args.model_dir, options);
   const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
   const ArgMap forward_args = make_args(args, prepared.model());
   if (!args.output.empty()) check_output_path(args.output, "--output");  // the checkpoint is a known input now
+  if (const std::string latents = prepared.model().io().name_of(InputRole::Latents); inputs.count(latents))
+    require_forward_memory(prepared.model(), inputs.at(latents).shape(), options.dtype, options.device);
   std::optional<CapturedForward> graph;
   if (args.cuda_graph) {
     graph.emplace(prepared.model());
@@ -101,6 +105,7 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   for (const auto& [name, tensor] : outputs) named.emplace_back(name, tensor.to(Device::cpu()));
   std::cerr << "forward " << std::fixed << std::setprecision(1) << ms << " ms on " << parallel.world_size()
             << " rank(s)" << (graph ? " (CUDA graph replay)" : "") << "\n";
+  FASTDIT_CHECK(warn_non_finite(named) || !args.strict, "--strict: an output has non-finite values; nothing written");
   if (!args.output.empty() && parallel.is_main()) {
     write_safetensors(args.output, named, {}, {.label = "--output"});
     for (const auto& [name, tensor] : named) std::cerr << "wrote " << name << " " << tensor.str() << "\n";
@@ -126,6 +131,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--max-rel-l2", args->max_rel_l2, "bound for --compare")->capture_default_str();
   add_run_options(*cmd, args->run);
   add_cuda_graph_flag(*cmd, args->cuda_graph);
+  add_strict_flag(*cmd, args->strict);
   cmd->callback([args] {
     if (args->cuda_graph) check_cuda_graph(args->run);
     exit_code() = run_parallel(args->run, [&](ParallelRun& parallel) { return run_model(*args, parallel); });

@@ -1,9 +1,11 @@
 #include "configs/config_reader.h"
 
+#include <cstdint>
 #include <fstream>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json_depth.h"
 
 namespace fastdit {
 
@@ -14,6 +16,7 @@ ConfigReader::ConfigReader(nlohmann::json json, std::string source)
 
 ConfigReader ConfigReader::from_file(const std::string& path) {
   const std::string text = read_regular_file(path);  // a FIFO or folder is refused, never opened
+  check_json_depth(text, path);
   nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(!json.is_discarded(), path, ": not valid JSON");
   return ConfigReader(std::move(json), path);
@@ -42,11 +45,23 @@ T required(const std::optional<T>& fallback, const std::string& source, const st
 }
 }  // namespace
 
-int64_t ConfigReader::get_int(const std::string& key, std::optional<int64_t> fallback) {
+int64_t ConfigReader::bounded(const std::string& key, int64_t value) const {
+  FASTDIT_CHECK(value >= -kMaxConfigInt && value <= kMaxConfigInt, source_, ": ", key, " = ", value,
+                " is out of range (config sizes are at most 2^31 = ", kMaxConfigInt, ")");
+  return value;
+}
+
+int64_t ConfigReader::get_int64(const std::string& key, std::optional<int64_t> fallback) {
   const auto* v = lookup(key, "an integer");
   if (!v) return required(fallback, source_, key);
   if (!v->is_number_integer()) type_error(key, "an integer");
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    FASTDIT_FAIL(source_, ": ", key, " = ", v->dump(), " does not fit in int64");
   return v->get<int64_t>();
+}
+
+int64_t ConfigReader::get_int(const std::string& key, std::optional<int64_t> fallback) {
+  return bounded(key, get_int64(key, fallback));
 }
 
 double ConfigReader::get_float(const std::string& key, std::optional<double> fallback) {
@@ -78,6 +93,14 @@ std::optional<int64_t> ConfigReader::get_optional_int(const std::string& key) {
   return get_int(key);
 }
 
+std::optional<int64_t> ConfigReader::get_optional_int64(const std::string& key) {
+  if (!has(key)) {
+    consumed_.insert(key);
+    return std::nullopt;
+  }
+  return get_int64(key);
+}
+
 std::optional<std::string> ConfigReader::get_optional_string(const std::string& key) {
   if (!has(key)) {
     consumed_.insert(key);
@@ -93,8 +116,9 @@ std::vector<int64_t> ConfigReader::get_int_list(const std::string& key,
   if (!v->is_array()) type_error(key, "a list of integers");
   std::vector<int64_t> out;
   for (const auto& item : *v) {
-    if (!item.is_number_integer()) type_error(key, "a list of integers");
-    out.push_back(item.get<int64_t>());
+    if (!item.is_number_integer() || (item.is_number_unsigned() && item.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+      type_error(key, "a list of integers");
+    out.push_back(bounded(key, item.get<int64_t>()));
   }
   return out;
 }

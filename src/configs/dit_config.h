@@ -21,6 +21,21 @@ struct DiTArchConfig {
  protected:
   // Keys every diffusers config.json may carry besides the model's own fields.
   static void ignore_bookkeeping_keys(ConfigReader& reader);
+
+  // Checks every family's validate() shares, each an error `<source>: <field> = <value> ...`.
+  // A width derived as a product (hidden size = heads x head dim), bounded as config sizes are.
+  static int64_t derived_width(const std::string& source, const char* a_name, int64_t a, const char* b_name,
+                               int64_t b);
+  // A block count: 0 (or `minimum`) to kMaxBlocks.
+  static void check_block_count(const std::string& source, const char* name, int64_t value, int64_t minimum = 0);
+  // A size that must be positive (a width, a channel count, a patch size).
+  static void check_positive(const std::string& source, const char* name, int64_t value);
+  // A norm epsilon: finite and positive.
+  static void check_eps(const std::string& source, const char* name, double value);
+
+ public:
+  // The most transformer blocks a config may ask for (every released DiT has under 100).
+  static constexpr int64_t kMaxBlocks = 1024;
 };
 
 }  // namespace fastdit

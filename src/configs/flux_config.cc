@@ -32,9 +32,13 @@ FluxArchConfig FluxArchConfig::from_reader(ConfigReader& r) {
 }
 
 void FluxArchConfig::validate(const std::string& source) {
-  FASTDIT_CHECK(num_attention_heads > 0 && attention_head_dim > 0, source,
-                ": num_attention_heads and attention_head_dim must be positive");
-  FASTDIT_CHECK(num_layers >= 0 && num_single_layers >= 0 && num_layers + num_single_layers > 0, source,
+  check_positive(source, "num_attention_heads", num_attention_heads);
+  check_positive(source, "attention_head_dim", attention_head_dim);
+  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
+                              attention_head_dim);
+  check_block_count(source, "num_layers", num_layers);
+  check_block_count(source, "num_single_layers", num_single_layers);
+  FASTDIT_CHECK(num_layers + num_single_layers > 0, source,
                 ": num_layers and num_single_layers must be non-negative, and not both zero");
   FASTDIT_CHECK(patch_size > 0 && in_channels > 0 && out_channels > 0 && joint_attention_dim > 0 &&
                     pooled_projection_dim > 0,
@@ -45,7 +49,6 @@ void FluxArchConfig::validate(const std::string& source) {
   const int64_t rotary = std::accumulate(axes_dims_rope.begin(), axes_dims_rope.end(), int64_t{0});
   FASTDIT_CHECK(rotary == attention_head_dim, source, ": axes_dims_rope sums to ", rotary,
                 ", not attention_head_dim ", attention_head_dim, " (the rotary table covers the whole head)");
-  hidden_size = num_attention_heads * attention_head_dim;
   num_channels_latents = in_channels;
 }
 

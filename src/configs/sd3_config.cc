@@ -42,9 +42,11 @@ SD3ArchConfig SD3ArchConfig::from_reader(ConfigReader& r) {
 }
 
 void SD3ArchConfig::validate(const std::string& source) {
-  FASTDIT_CHECK(num_attention_heads > 0 && attention_head_dim > 0 && num_layers > 0, source,
-                ": num_attention_heads, attention_head_dim and num_layers must be positive");
-  hidden_size = num_attention_heads * attention_head_dim;
+  check_positive(source, "num_attention_heads", num_attention_heads);
+  check_positive(source, "attention_head_dim", attention_head_dim);
+  check_block_count(source, "num_layers", num_layers, 1);
+  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
+                              attention_head_dim);
   FASTDIT_CHECK(caption_projection_dim == hidden_size, source, ": caption_projection_dim ", caption_projection_dim,
                 " must equal num_attention_heads x attention_head_dim = ", hidden_size,
                 " (the context stream shares the image stream's width)");
@@ -53,6 +55,7 @@ void SD3ArchConfig::validate(const std::string& source) {
                 source, ": patch_size, channels, joint_attention_dim, pooled_projection_dim and "
                 "sample_size must be positive");
   FASTDIT_CHECK(pos_embed_max_size > 0, source, ": pos_embed_max_size must be positive");
+  derived_width(source, "pos_embed_max_size", pos_embed_max_size, "pos_embed_max_size", pos_embed_max_size);
   for (int64_t layer : dual_attention_layers)
     FASTDIT_CHECK(layer >= 0 && layer < num_layers, source, ": dual_attention_layers entry ", layer,
                   " is not a block index (num_layers ", num_layers, ")");

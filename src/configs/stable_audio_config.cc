@@ -25,14 +25,20 @@ StableAudioArchConfig StableAudioArchConfig::from_reader(ConfigReader& r) {
 }
 
 void StableAudioArchConfig::validate(const std::string& source) {
-  FASTDIT_CHECK(num_attention_heads > 0 && attention_head_dim > 0 && num_layers > 0, source,
-                ": num_attention_heads, attention_head_dim and num_layers must be positive");
+  check_positive(source, "num_attention_heads", num_attention_heads);
+  check_positive(source, "attention_head_dim", attention_head_dim);
+  check_block_count(source, "num_layers", num_layers, 1);
+  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
+                              attention_head_dim);
   FASTDIT_CHECK(attention_head_dim % 4 == 0, source, ": attention_head_dim ", attention_head_dim,
                 " must be a multiple of 4 (RoPE rotates pairs within the first half of each head)");
   FASTDIT_CHECK(num_key_value_attention_heads > 0 && num_attention_heads % num_key_value_attention_heads == 0,
                 source, ": num_key_value_attention_heads ", num_key_value_attention_heads,
                 " must divide num_attention_heads ", num_attention_heads);
-  FASTDIT_CHECK(cross_attention_dim == num_key_value_attention_heads * attention_head_dim, source,
+  FASTDIT_CHECK(cross_attention_dim == derived_width(source, "num_key_value_attention_heads",
+                                                     num_key_value_attention_heads, "attention_head_dim",
+                                                     attention_head_dim),
+                source,
                 ": cross_attention_dim ", cross_attention_dim, " must equal num_key_value_attention_heads x "
                 "attention_head_dim = ", num_key_value_attention_heads * attention_head_dim,
                 " (the reference reads the K/V head count off that width)");
@@ -42,7 +48,6 @@ void StableAudioArchConfig::validate(const std::string& source) {
                     cross_attention_input_dim > 0 && sample_size > 0,
                 source, ": channels, global_states_input_dim, cross_attention_input_dim and sample_size must "
                 "be positive");
-  hidden_size = num_attention_heads * attention_head_dim;
   num_channels_latents = in_channels;
 }
 

@@ -73,8 +73,15 @@ WanArchConfig WanArchConfig::from_original_reader(ConfigReader& r) {
 }
 
 void WanArchConfig::validate(const std::string& source) {
-  FASTDIT_CHECK(num_attention_heads > 0 && attention_head_dim > 0 && num_layers >= 0, source,
-                ": num_attention_heads and attention_head_dim must be positive");
+  check_positive(source, "num_attention_heads", num_attention_heads);
+  check_positive(source, "attention_head_dim", attention_head_dim);
+  check_block_count(source, "num_layers", num_layers);
+  for (int64_t p : patch_size) check_positive(source, "patch_size entry", p);
+  check_eps(source, "eps", eps);
+  check_positive(source, "rope_max_seq_len", rope_max_seq_len);
+  for (const auto& [name, value] : {std::pair{"image_dim", image_dim}, std::pair{"added_kv_proj_dim", added_kv_proj_dim},
+                                    std::pair{"pos_embed_seq_len", pos_embed_seq_len}})
+    if (value) check_positive(source, name, *value);
   FASTDIT_CHECK(attention_head_dim % 2 == 0, source, ": attention_head_dim ", attention_head_dim,
                 " must be even for rotary embedding");
   FASTDIT_CHECK(!qk_norm || *qk_norm == "rms_norm_across_heads", source, ": qk_norm '", *qk_norm,
@@ -82,7 +89,8 @@ void WanArchConfig::validate(const std::string& source) {
   FASTDIT_CHECK(freq_dim > 0 && freq_dim % 2 == 0, source, ": freq_dim must be even");
   FASTDIT_CHECK(in_channels > 0 && text_dim >= 0 && ffn_dim > 0, source,
                 ": in_channels and ffn_dim must be positive");
-  hidden_size = num_attention_heads * attention_head_dim;
+  hidden_size = derived_width(source, "num_attention_heads", num_attention_heads, "attention_head_dim",
+                              attention_head_dim);
   if (out_channels == 0) out_channels = in_channels;
   num_channels_latents = out_channels;
 }

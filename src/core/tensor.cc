@@ -7,6 +7,8 @@
 #include <numeric>
 #include <sstream>
 
+#include "core/checked_math.h"
+
 namespace fastdit {
 
 std::string shape_str(std::span<const int64_t> shape) {
@@ -19,7 +21,11 @@ std::string shape_str(std::span<const int64_t> shape) {
 
 int64_t shape_numel(std::span<const int64_t> shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    const auto next = checked_mul(n, d);
+    FASTDIT_CHECK(next.has_value(), "shape ", shape_str(shape), " has more elements than int64 can count");
+    n = *next;
+  }
   return n;
 }
 
@@ -100,10 +106,20 @@ Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   for (int64_t d : shape) FASTDIT_CHECK(d >= 0, "negative dimension in shape ", shape_str(shape));
   const DeviceHooks& hooks = device_hooks(device.type);
   Tensor t;
-  t.storage_bytes_ = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const auto nbytes = checked_mul(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)));
+  FASTDIT_CHECK(nbytes.has_value(), "tensor ", dtype_name(dtype), shape_str(shape), " has more bytes than int64 can count");
+  t.storage_bytes_ = static_cast<size_t>(*nbytes);
   const size_t bytes = t.storage_bytes_;
   const int index = device.index;
-  void* ptr = hooks.allocate(bytes, index);
+  void* ptr = nullptr;
+  try {
+    ptr = hooks.allocate(bytes, index);
+  } catch (const std::bad_alloc&) {
+    FASTDIT_FAIL("out of memory allocating ", dtype_name(dtype), shape_str(shape), " (", bytes, " bytes) on ",
+                 device.str());
+  } catch (const Error& e) {
+    FASTDIT_FAIL("allocating ", dtype_name(dtype), shape_str(shape), " on ", device.str(), ": ", e.what());
+  }
   const DeviceHooks* h = &hooks;
   t.storage_ = std::shared_ptr<void>(ptr, [h, bytes, index](void* p) { h->deallocate(p, bytes, index); });
   t.strides_ = contiguous_strides(shape);

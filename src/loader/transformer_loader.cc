@@ -6,6 +6,8 @@
 #include <map>
 #include <unordered_map>
 
+#include "core/checked_math.h"
+#include "core/device_memory.h"
 #include "ops/ops.h"
 
 namespace fastdit {
@@ -148,6 +150,40 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
 
 }  // namespace
 
+namespace {
+void require_weight_memory(DiTModel& model, const LoadOptions& options, const std::string& config_source) {
+  require_memory(options.device, parameter_bytes(model, options.dtype, config_source),
+                 detail::concat(model.type_name(), "'s weights (", config_source, ", ", dtype_name(options.dtype), ")"));
+}
+}  // namespace
+
+size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source) {
+  int64_t total = 0;
+  for (auto& [name, param] : model.named_parameters()) {
+    std::optional<int64_t> bytes = static_cast<int64_t>(dtype_size(parameter_dtype(*param, run_dtype)));
+    for (int64_t d : param->shape) bytes = bytes ? checked_mul(*bytes, d) : bytes;
+    if (bytes) bytes = checked_add(total, *bytes);
+    FASTDIT_CHECK(bytes.has_value(), config_source, ": parameter '", name, "' ", shape_str(param->shape),
+                  " of ", model.type_name(), " would take more bytes than int64 can count (a size in the config is "
+                  "too large)");
+    total = *bytes;
+  }
+  return static_cast<size_t>(total);
+}
+
+size_t forward_activation_bytes(const DiTModel& model, const Shape& latents, DType run_dtype) {
+  const DiTArchConfig& arch = model.arch_config();
+  const double tokens = static_cast<double>(shape_numel(latents)) / static_cast<double>(std::max<int64_t>(arch.in_channels, 1) * 4);
+  return static_cast<size_t>(3.0 * tokens * static_cast<double>(arch.hidden_size) * static_cast<double>(dtype_size(run_dtype)));
+}
+
+void require_forward_memory(const DiTModel& model, const Shape& latents, DType run_dtype, Device device,
+                            size_t extra_bytes) {
+  require_memory(device, forward_activation_bytes(model, latents, run_dtype) + extra_bytes,
+                 detail::concat("a forward of ", model.type_name(), " on latents ", shape_str(latents), " in ",
+                                dtype_name(run_dtype)));
+}
+
 DType parameter_dtype(const nn::Parameter& param, DType run_dtype) {
   return param.policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : run_dtype;
 }
@@ -219,6 +255,7 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
   // taken for them.
   CheckpointMatch match = match_checkpoint(model, checkpoint_tensors(checkpoint), loaded.dir.string());
   if (!match.findings.empty()) FASTDIT_FAIL(match.findings.front().message);
+  require_weight_memory(model, options, (loaded.dir / "config.json").string());
   const bool together = allocate_parameters_together(model, options);
   size_t done = 0;
   for (auto& [name, param] : model.named_parameters()) {
@@ -240,6 +277,7 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
 }
 
 void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed) {
+  require_weight_memory(model, options, model.type_name() + " config");
   const bool together = allocate_parameters_together(model, options);
   uint64_t index = 0;
   for (auto& [name, param] : model.named_parameters()) {

@@ -45,6 +45,18 @@ DType parameter_dtype(const nn::Parameter& param, DType run_dtype);
 // its policy gives, on options.device: a model without a checkpoint, for benchmarks.
 void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed);
 
+// Memory bounds checked before allocating (DESIGN.md, errors). The bytes the model's
+// parameters take in their load dtypes; a parameter whose size leaves int64 is an error
+// naming it and the model's config.
+size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source);
+// A lower bound of what one forward over `latents` needs besides the weights: three hidden
+// states of the token count a patch of at most 4 latent pixels gives (the residual, the
+// normed input, one projection), in the run dtype.
+size_t forward_activation_bytes(const DiTModel& model, const Shape& latents, DType run_dtype);
+// Fails before a forward over `latents` that cannot fit on `device` (require_memory).
+void require_forward_memory(const DiTModel& model, const Shape& latents, DType run_dtype, Device device,
+                            size_t extra_bytes = 0);
+
 // One checkpoint tensor as the name mapping sees it: a safetensors header entry, or a row
 // of a key dump (tools/reference/dump_*_keys.py, `fastdit keys --json`).
 struct CheckpointTensor {

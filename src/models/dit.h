@@ -2,6 +2,7 @@
 // config.json `_class_name` to a factory.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,14 @@ struct ExampleShape {
   int64_t width = 64;   // latent width
   int64_t text_len = 512;
 };
+
+// The latent size of a video of frames x height x width pixels through a VAE that
+// compresses by `vae_stride` (t, h, w): frames must be 1 + a multiple of the temporal
+// stride, height and width multiples of the spatial ones, every size positive and at most
+// 2^20 pixels; an error names `what` (a flag or a file) otherwise. generate, run --example and
+// bench share it, so what one refuses no other floors.
+ExampleShape video_latent_shape(int64_t batch, int64_t frames, int64_t height, int64_t width, int64_t text_len,
+                                const std::array<int64_t, 3>& vae_stride, const std::string& what);
 
 class DiTModel : public nn::Module {
  public:

@@ -153,6 +153,8 @@ ArgMap check_call(const ModelIO& io, const std::string& what, const TensorMap& i
     }
     FASTDIT_CHECK(kind_accepts(spec->kind, tensor.dtype()), what, ": input '", name, "' must be ",
                   kind_name(spec->kind), " tensor, got ", tensor.str());
+    FASTDIT_CHECK(spec->role == InputRole::Other || tensor.numel() > 0, what, ": input '", name, "' ", tensor.str(),
+                  " is empty (a dimension of size 0)");
   }
   for (const auto& spec : io.tensors) {
     auto it = inputs.find(spec.name);

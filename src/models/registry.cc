@@ -30,6 +30,21 @@ TensorMap DiTModel::forward(const TensorMap& inputs, const ArgMap& args) {
   return outputs;
 }
 
+ExampleShape video_latent_shape(int64_t batch, int64_t frames, int64_t height, int64_t width, int64_t text_len,
+                                const std::array<int64_t, 3>& vae_stride, const std::string& what) {
+  constexpr int64_t kMaxPixels = int64_t{1} << 20;
+  for (const auto& [name, value] : {std::pair{"batch", batch}, std::pair{"frames", frames}, std::pair{"height", height},
+                                    std::pair{"width", width}, std::pair{"text length", text_len}})
+    FASTDIT_CHECK(value > 0 && value <= kMaxPixels, what, ": ", name, " ", value, " must lie in [1, ", kMaxPixels, "]");
+  const auto [stride_t, stride_h, stride_w] = vae_stride;
+  FASTDIT_CHECK(stride_t > 0 && stride_h > 0 && stride_w > 0, what, ": VAE strides must be positive");
+  FASTDIT_CHECK((frames - 1) % stride_t == 0, what, ": frames ", frames, " must be 1 + a multiple of the VAE's ",
+                "temporal stride ", stride_t);
+  FASTDIT_CHECK(height % stride_h == 0 && width % stride_w == 0, what, ": height x width ", height, "x", width,
+                " must be multiples of the VAE's spatial stride ", stride_h, "x", stride_w);
+  return {batch, (frames - 1) / stride_t + 1, height / stride_h, width / stride_w, text_len};
+}
+
 bool register_dit(const std::string& class_name, DiTFactory factory) {
   entries()[class_name] = std::move(factory);
   return true;
@@ -44,9 +59,9 @@ std::vector<std::string> registered_dits() {
 std::unique_ptr<DiTModel> create_dit(ConfigReader& config, const BuildOptions& options) {
   FASTDIT_CHECK(config.has("_class_name"), config.source(),
                 ": missing '_class_name' (which model class this config describes)");
-  const std::string class_name = config.json().at("_class_name").is_string()
-                                     ? config.json().at("_class_name").get<std::string>()
-                                     : config.json().at("_class_name").dump();
+  FASTDIT_CHECK(config.json().at("_class_name").is_string(), config.source(),
+                ": '_class_name' must be a string (a model class name), found ", config.json().at("_class_name").dump());
+  const std::string class_name = config.json().at("_class_name").get<std::string>();
   auto it = registry().find(class_name);
   if (it == registry().end()) {
     std::string known;

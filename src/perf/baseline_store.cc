@@ -1,4 +1,5 @@
 #include "perf/baseline_store.h"
+#include "core/json_depth.h"
 
 #include <algorithm>
 #include <fstream>

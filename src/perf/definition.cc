@@ -32,7 +32,7 @@ void read_model(BenchmarkDefinition& def, ConfigReader& top) {
   def.model_config = def.path.parent_path() / model.get_string("config");
   FASTDIT_CHECK(std::filesystem::exists(def.model_config), model.source(), ": config ", def.model_config,
                 " does not exist (paths are relative to the definition)");
-  def.seed = static_cast<uint64_t>(model.get_int("seed", 0));
+  def.seed = static_cast<uint64_t>(model.get_int64("seed", 0));
   model.finish();
 }
 

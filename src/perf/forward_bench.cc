@@ -37,11 +37,7 @@ BenchModel load_bench_model(const ForwardBenchSpec& spec) {
 }  // namespace
 
 ExampleShape VideoShape::latent() const {
-  FASTDIT_CHECK(batch > 0 && frames > 0 && height > 0 && width > 0 && text_len > 0,
-                "bench: batch, frames, height, width and text length must be positive");
-  FASTDIT_CHECK(std::all_of(vae_stride.begin(), vae_stride.end(), [](int64_t s) { return s > 0; }),
-                "bench: the VAE stride must be positive");
-  return {batch, (frames - 1) / vae_stride[0] + 1, height / vae_stride[1], width / vae_stride[2], text_len};
+  return video_latent_shape(batch, frames, height, width, text_len, vae_stride, "bench");
 }
 
 double median(std::vector<double> values) {
@@ -69,6 +65,8 @@ ForwardBenchResult run_forward_bench(const ForwardBenchSpec& spec) {
   TensorMap inputs = model.example_inputs(result.latent, spec.seed + 1);
   for (auto& [name, tensor] : inputs) tensor = tensor.to(device);
   const ArgMap args = model.example_args(result.latent);
+  if (const std::string latents = model.io().name_of(InputRole::Latents); inputs.count(latents))
+    require_forward_memory(model, inputs.at(latents).shape(), spec.load.dtype, device);
 
   std::optional<CapturedForward> graph;
   const auto iteration = [&] {

@@ -1,4 +1,5 @@
 #include "perf/record.h"
+#include "core/json_depth.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -18,7 +19,9 @@ namespace {
 constexpr size_t kMaxRecordDepth = 64;
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
-  nlohmann::json json = nlohmann::json::parse(read_regular_file(path), nullptr, false);
+  const std::string text = read_regular_file(path);
+  check_json_depth(text, kMaxRecordDepth, path.string());
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, false);
   FASTDIT_CHECK(!json.is_discarded(), path.string(), ": not valid JSON");
   return json;
 }

@@ -1,4 +1,5 @@
 #include "sampling/pipeline_folder.h"
+#include "core/json_depth.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,7 @@
 #include "sampling/sampling_config.h"
 
+#include <cmath>
+
 #include "configs/config_reader.h"
 #include "core/error.h"
 
@@ -44,9 +46,14 @@ void SamplingConfig::validate(const std::string& source) const {
   positive(width, "width");
   positive(frames, "frames");
   positive(fps, "fps");
-  FASTDIT_CHECK(!guidance_scale || *guidance_scale >= 0, source, ": guidance_scale must be >= 0");
-  FASTDIT_CHECK(!guidance_scale_2 || *guidance_scale_2 >= 0, source, ": guidance_scale_2 must be >= 0");
-  FASTDIT_CHECK(!flow_shift || *flow_shift > 0, source, ": flow_shift must be positive");
+  FASTDIT_CHECK(!steps || *steps <= kMaxSteps, source, ": steps ", *steps, " is more than ", kMaxSteps);
+  const auto finite = [&](const std::optional<double>& v, const char* name, bool positive) {
+    FASTDIT_CHECK(!v || (std::isfinite(*v) && (positive ? *v > 0 : *v >= 0)), source, ": ", name, " must be a finite number ",
+                  positive ? "> 0" : ">= 0", ", got ", v.value_or(0));
+  };
+  finite(guidance_scale, "guidance_scale", false);
+  finite(guidance_scale_2, "guidance_scale_2", false);
+  finite(flow_shift, "flow_shift", true);
   FASTDIT_CHECK(!boundary_ratio || (*boundary_ratio > 0 && *boundary_ratio < 1), source,
                 ": boundary_ratio must lie in (0, 1)");
   if (vae_stride)
@@ -68,7 +75,7 @@ SamplingConfig read_sampling_preset(const std::filesystem::path& path) {
   c.width = reader.get_optional_int("width");
   c.frames = reader.get_optional_int("frames");
   c.fps = reader.get_optional_int("fps");
-  if (const auto seed = reader.get_optional_int("seed")) {
+  if (const auto seed = reader.get_optional_int64("seed")) {
     FASTDIT_CHECK(*seed >= 0, path.string(), ": seed must be >= 0");
     c.seed = static_cast<uint64_t>(*seed);
   }

@@ -11,6 +11,9 @@
 
 namespace fastdit::sampling {
 
+// The most denoising steps a run may ask for (released pipelines use 4 to 100).
+inline constexpr int64_t kMaxSteps = 10'000;
+
 struct SamplingConfig {
   std::optional<std::string> scheduler;  // diffusers class, for models without scheduler_config.json
   std::optional<int64_t> steps;

@@ -1,4 +1,5 @@
 #include "sampling/scheduler.h"
+#include "core/json_depth.h"
 
 #include <cmath>
 #include <fstream>

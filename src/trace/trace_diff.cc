@@ -1,4 +1,5 @@
 #include "trace/trace_diff.h"
+#include "core/json_depth.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,8 @@
 // running max, a running sum of exp(score - max) and an unnormalised output row, so
 // the [Sq, Sk] score matrix never exists. A key block (kKeyBlock × D floats) stays
 // in cache while every query row of the block uses it. Rows whose keys are all
-// masked out produce zeros. With grouped K/V heads, query head h reads kv head h / (H / Hkv)
+// masked out produce zeros. A NaN score makes its row NaN, as softmax does in PyTorch
+// (a NaN is never taken for a masked key). With grouped K/V heads, query head h reads kv head h / (H / Hkv)
 // in place.
 #include <algorithm>
 #include <array>
@@ -60,6 +61,9 @@ float dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+// The larger of a and b, NaN when either is (std::max keeps its first argument then).
+float max_or_nan(float a, float b) { return std::isnan(a) || std::isnan(b) ? std::numeric_limits<float>::quiet_NaN() : std::max(a, b); }
+
 // One query row's running state folded over one key block.
 struct RunningRow {
   float max = kMinusInf;
@@ -67,8 +71,9 @@ struct RunningRow {
   float* acc;  // value_dim unnormalised outputs
 
   void fold(const float* scores, int64_t n, const float* v, int64_t v_row_stride, int64_t value_dim) {
-    const float block_max = *std::max_element(scores, scores + n);
-    const float new_max = std::max(max, block_max);
+    float block_max = kMinusInf;
+    for (int64_t j = 0; j < n; ++j) block_max = max_or_nan(block_max, scores[j]);
+    const float new_max = max_or_nan(max, block_max);
     if (new_max == kMinusInf) return;  // every key so far is masked out
     const float correction = std::exp(max - new_max);
     sum *= correction;
@@ -108,7 +113,8 @@ void attend_query_block(const float* q, const float* k, const float* v, const Ad
   }
   for (int64_t r = 0; r < rows; ++r) {
     float* o = out + ((b * s.q_len + i0 + r) * s.heads + h) * s.value_dim;
-    const float inv_sum = running[r].sum > 0.0f ? 1.0f / running[r].sum : 0.0f;
+    const float sum = running[r].sum;
+    const float inv_sum = std::isnan(sum) ? sum : sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int64_t c = 0; c < s.value_dim; ++c) o[c] = running[r].acc[c] * inv_sum;
   }
 }

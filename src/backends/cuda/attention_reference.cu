@@ -72,7 +72,9 @@ __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferencePara
       score = dot * p.scale;
       if (p.mask.data) score += p.mask.additive(b, h, i, j);
     }
-    const float new_max = fmaxf(running_max, block_max(score, scratch));
+    // A NaN score counts as +inf for the max (fmaxf would drop it and could take the chunk for
+    // a masked one), so it reaches the sum and its row comes out NaN, as softmax's does.
+    const float new_max = fmaxf(running_max, block_max(isnan(score) ? INFINITY : score, scratch));
     if (new_max == -INFINITY) continue;  // every key so far is masked out
     const float correction = expf(running_max - new_max);
     const float probability = score == -INFINITY ? 0.0f : expf(score - new_max);
@@ -90,7 +92,7 @@ __global__ void __launch_bounds__(kChunk) reference_attention_rows(ReferencePara
     }
     __syncthreads();  // probabilities are rewritten by the next chunk
   }
-  const float inv_sum = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+  const float inv_sum = isnan(running_sum) ? running_sum : running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
   const int64_t out_row = ((b * p.q_len + i) * p.heads + h) * p.value_dim;
   for (int64_t c = threadIdx.x; c < p.value_dim; c += blockDim.x) {
     store_float(p.out, p.code, out_row + c, acc[c] * inv_sum);

@@ -10,6 +10,8 @@
 // static objects may be freed after other statics are gone.
 #include "backends/cuda/cuda_device.h"
 
+#include "core/device_memory.h"
+
 #include <atomic>
 #include <cstring>
 
@@ -186,9 +188,13 @@ class CachingAllocator {
     }
     if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
+      size_t free = 0, total = 0;
+      cudaMemGetInfo(&free, &total);
+      cudaGetLastError();
       FASTDIT_FAIL("out of CUDA memory on cuda:", device, " allocating ", size, " bytes (",
                    pool.stats.allocated_bytes, " bytes in tensors, ", pool.stats.reserved_bytes,
-                   " reserved)");
+                   " reserved; the device has ", gib_str(static_cast<double>(total)), ", free ",
+                   gib_str(static_cast<double>(free)), ")");
     }
     FASTDIT_CUDA_CHECK(status);
     pool.stats.reserved_bytes += size;
@@ -366,6 +372,7 @@ void hook_synchronize(int device);
 void hook_memory_stats(int device, size_t* in_use, size_t* peak);
 void hook_reset_peak_memory(int device);
 std::string hook_describe(int device);
+DeviceMemory hook_memory_info(int device);
 
 // One event orders `waiter` after what `signaller` holds now. Destroying it right away is
 // allowed: CUDA releases it once the wait is done.
@@ -395,6 +402,34 @@ const DeviceHooks kCudaHooks{hook_allocate,     hook_deallocate,        hook_cop
 
 // ---- streams and properties ------------------------------------------------------------
 
+// The runtime's devices, probed once; none, with the runtime's reason, where there is no
+// GPU or the driver is older than the runtime.
+struct ProbedDevices {
+  int count = 0;
+  std::string reason;
+};
+const ProbedDevices& probed_devices() {
+  static const ProbedDevices probed = [] {
+    ProbedDevices p;
+    const cudaError_t status = cudaGetDeviceCount(&p.count);
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      p.count = 0;
+      p.reason = cudaGetErrorString(status);
+    } else if (p.count == 0) {
+      p.reason = "the runtime found no GPU";
+    }
+    return p;
+  }();
+  return probed;
+}
+
+void check_device_exists(int device) {
+  const ProbedDevices& probed = probed_devices();
+  FASTDIT_CHECK(probed.count > 0, "no CUDA device is available (", probed.reason, ")");
+  FASTDIT_CHECK(device >= 0 && device < probed.count, "cuda:", device, " does not exist (", probed.count,
+                " CUDA devices)");
+}
 struct DeviceState {
   std::once_flag created;
   cudaStream_t stream = nullptr;
@@ -402,10 +437,8 @@ struct DeviceState {
 };
 
 DeviceState& device_state(int device) {
-  static const int count = device_count();
-  static auto* states = new std::vector<DeviceState>(static_cast<size_t>(count));
-  FASTDIT_CHECK(device >= 0 && device < count, "cuda:", device, " does not exist (", count,
-                " CUDA devices)");
+  check_device_exists(device);
+  static auto* states = new std::vector<DeviceState>(static_cast<size_t>(device_count()));
   DeviceState& state = (*states)[device];
   std::call_once(state.created, [&] {
     DeviceGuard guard(device);
@@ -437,11 +470,7 @@ uint64_t begin_capture_pool(int device) { return allocator().begin_capture(devic
 void end_capture_pool(int device) { allocator().end_capture(device); }
 void release_capture_pool(uint64_t pool, int device) { allocator().release_capture(pool, device); }
 
-int device_count() {
-  int count = 0;
-  FASTDIT_CUDA_CHECK(cudaGetDeviceCount(&count));
-  return count;
-}
+int device_count() { return probed_devices().count; }
 
 const cudaDeviceProp& device_properties(int device) { return device_state(device).properties; }
 
@@ -459,15 +488,29 @@ void hook_memory_stats(int device, size_t* in_use, size_t* peak) {
 void hook_reset_peak_memory(int device) { allocator().reset_peak(device); }
 
 std::string hook_describe(int device) { return device_properties(device).name; }
+
+// The driver's free memory plus the blocks the caching allocator holds unused.
+DeviceMemory hook_memory_info(int device) {
+  DeviceGuard guard(device);
+  DeviceMemory memory;
+  FASTDIT_CUDA_CHECK(cudaMemGetInfo(&memory.available, &memory.total));
+  const MemoryStats stats = allocator().stats(device);
+  memory.available += stats.reserved_bytes - stats.allocated_bytes;
+  return memory;
+}
 }  // namespace
 
 void empty_cache() { allocator().empty_cache(); }
 
-void register_device_hooks() { fastdit::register_device_hooks(DeviceType::CUDA, &kCudaHooks); }
+void register_device_hooks() {
+  fastdit::register_device_hooks(DeviceType::CUDA, &kCudaHooks);
+  register_memory_info(DeviceType::CUDA, hook_memory_info);
+}
 
 void set_allocation_poison(bool on) { g_poison_allocations.store(on, std::memory_order_relaxed); }
 
 DeviceGuard::DeviceGuard(int device) : device_(device) {
+  check_device_exists(device);
   FASTDIT_CUDA_CHECK(cudaGetDevice(&previous_));
   if (previous_ != device_) FASTDIT_CUDA_CHECK(cudaSetDevice(device_));
 }
