@@ -193,8 +193,10 @@ typedef struct fastdit_forward_options {
 void fastdit_forward_options_init(fastdit_forward_options* options);
 
 /* One forward. Tensor inputs on the CPU are copied to the model's device; inputs on a GPU
-   must be on the model's. Every output head is written to outputs[i] in declaration order
-   and *num_outputs set; capacity must be at least fastdit_model_num_outputs. On failure no
+   must be on the model's. Every output head the call returns is written to outputs[i] in
+   declaration order and *num_outputs set (heads a model returns only when an argument asks
+   for them, such as LongCat-Video's return_kv cache, come after the others and only then);
+   capacity must be at least fastdit_model_num_outputs. On failure no
    output is written. options may be NULL (the defaults). */
 fastdit_status fastdit_model_forward(fastdit_model* model, const fastdit_tensor_arg* inputs, int64_t num_inputs,
                                      const fastdit_value_arg* args, int64_t num_args,

@@ -144,6 +144,9 @@ std::unique_ptr<fastdit_model> load(const char* path, const fastdit_load_options
   m->loaded = load_transformer(path, load_options);
   const DiTModel& model = *m->loaded.model;
   m->io = model.io();
+  // Every head a forward may return: the declared ones, then those only some calls return
+  // (an argument asks for them), so that a caller sizes its outputs once.
+  m->io.outputs.insert(m->io.outputs.end(), m->io.optional_outputs.begin(), m->io.optional_outputs.end());
   m->device = load_options.device;
   m->class_name = model.type_name();
   m->dir = m->loaded.dir.string();
@@ -224,15 +227,19 @@ std::vector<fastdit_tensor_out> forward(fastdit_model& m, const fastdit_tensor_a
   const TensorMap heads = m.loaded.model->forward(tensors, args);
 
   std::vector<std::unique_ptr<DLManagedTensor, void (*)(DLManagedTensor*)>> handed;
+  std::vector<const std::string*> returned;
   for (const auto& name : m.io.outputs) {
-    Tensor head = heads.at(name);
+    const auto found = heads.find(name);
+    if (found == heads.end()) continue;  // an optional head this call did not ask for
+    returned.push_back(&name);
+    Tensor head = found->second;
     if (options.outputs_float32) head = head.to(DType::Float32);
     if (options.outputs_on_host) head = head.to(Device::cpu());
     handed.emplace_back(hand_out(std::move(head), options.cuda_stream),
                         [](DLManagedTensor* t) { t->deleter(t); });
   }
   std::vector<fastdit_tensor_out> out;
-  for (size_t i = 0; i < handed.size(); ++i) out.push_back({m.io.outputs[i].c_str(), handed[i].release()});
+  for (size_t i = 0; i < handed.size(); ++i) out.push_back({returned[i]->c_str(), handed[i].release()});
   return out;
 }
 

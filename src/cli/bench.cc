@@ -203,6 +203,8 @@ void add_bench_command(CLI::App& app) {
     note_input_file(a->config);
     check_output_path(a->json, "--json");  // before the (slow) run, which its record is written after
     if (names_benchmark_definition(a->config)) return run_definition_bench(*a);
+    FASTDIT_CHECK(!(a->cuda_graph && a->components), "bench: --components times kernels one by one, "
+                  "synchronising after each, which a CUDA graph replay cannot do; drop --components or --cuda-graph");
     if (a->cuda_graph) check_cuda_graph(a->run);
     exit_code() = run_parallel(a->run, [&](ParallelRun& parallel) { return run_model_bench(*a, parallel); });
   });

@@ -93,7 +93,7 @@ expect_error "--prompt-embeds is required" --model "$case_dir"
 expect_error "needs --negative-embeds" --model "$case_dir" --prompt-embeds "$case_dir/prompt_embeds.safetensors"
 expect_error "switches to a transformer_2" --model "$case_dir" "${embeds[@]}" --preset wan2.2-t2v-a14b
 expect_error "image or other conditioning" --model "$root/tests/fixtures/wan/i2v" "${embeds[@]}"
-expect_error "frames 10: must be 1 + a multiple" --model "$case_dir" "${embeds[@]}" --frames 10
+expect_error "frames 10 must be 1 + a multiple" --model "$case_dir" "${embeds[@]}" --frames 10
 expect_error "no/such/model: no such file" --model "$work/no/such/model" "${embeds[@]}"
 expect_error "do not match --frames/--height/--width" --model "$case_dir" "${embeds[@]}" \
   --noise "$case_dir/noise.safetensors" --frames 13

@@ -89,15 +89,15 @@ done
 # ---- deeply nested JSON ------------------------------------------------------------------
 mkdir -p "$tmp/deep"
 deep "$tmp/deep/config.json" '{"_class_name": "WanTransformer3DModel", "ffn_dim": ' '}'
-probe 2 deep_config "nested deeper than 64" "$fastdit" run "$tmp/deep/config.json" --random-weights "${small[@]}"
-probe 2 deep_config_inspect "nested deeper than 64" "$fastdit" inspect "$tmp/deep/config.json"
+probe 2 deep_config "nested deeper than" "$fastdit" run "$tmp/deep/config.json" --random-weights "${small[@]}"
+probe 2 deep_config_inspect "nested deeper than" "$fastdit" inspect "$tmp/deep/config.json"
 deep "$tmp/deep/args.json" '{"x": ' '}'
-probe 2 deep_args "nested deeper than 64" "$fastdit" run "$wan/transformer" --inputs "$wan/inputs.safetensors" \
+probe 2 deep_args "nested deeper than" "$fastdit" run "$wan/transformer" --inputs "$wan/inputs.safetensors" \
   --args "$tmp/deep/args.json" --output "$tmp/o.safetensors"
 deep "$tmp/deep/bench.json" '{"benchmark_id": "x", "model": ' '}'
-probe 2 deep_bench_definition "nested deeper than 64" "$fastdit" bench --config "$tmp/deep/bench.json"
+probe 2 deep_bench_definition "nested deeper than" "$fastdit" bench --config "$tmp/deep/bench.json"
 deep "$tmp/deep/trace.jsonl" '{"module": "a", "tensor": "out", "step": 0, "abs_mean": ' '}'
-probe 2 deep_trace_line "nested deeper than 64" "$fastdit" trace-diff "$tmp/deep/trace.jsonl" "$wan/trace.jsonl"
+probe 2 deep_trace_line "nested deeper than" "$fastdit" trace-diff "$tmp/deep/trace.jsonl" "$wan/trace.jsonl"
 
 # ---- memory bounds -----------------------------------------------------------------------
 config "$wan_cfg" "$tmp/wan14b" num_attention_heads=40 attention_head_dim=128 ffn_dim=13824 num_layers=40 \
