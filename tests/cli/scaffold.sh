@@ -51,7 +51,7 @@ mkdir -p "$tree"
 find "$tree" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
 # What the build reads, with the working tree's times, so a kept build rebuilds only the family.
 (cd "$root" && git ls-files -co --exclude-standard -z -- CMakeLists.txt src tests/CMakeLists.txt tests/support \
-  tests/unit tests/parity tests/cli tools/scaffold | tar --null -T - -c) | tar -x -C "$tree" \
+  tests/unit tests/parity tests/cli tests/ops tests/temp_dir_check.sh tools/scaffold | tar --null -T - -c) | tar -x -C "$tree" \
   || fail "cannot copy the source tree (a git checkout is needed)"
 expect 0 "scaffold in the tree" "$fastdit" scaffold toy --class ToyTransformerModel --into "$tree"
 build() {
