@@ -8,6 +8,8 @@
 #   4. the harness's --perf lines for attention (masked, grouped and plain on one kernel);
 #   5. the bench definitions and reference scripts named in GPU_PREBUILT_BENCH (each a
 #      "name|fastdit args|reference command" line; optional).
+# GPU_PREBUILT_STEPS picks steps (comma list of harness,device,parity,attention,bench; default
+# all); GPU_PREBUILT_BENCH_S / GPU_PREBUILT_REF_S bound each bench / reference (150 / 200 s).
 # Each step has its own time limit; a summary is printed last.
 # Make the tarball here:  bash scripts/gpu-prebuilt-check.sh --pack .dev/bins.tar.xz
 # Run there:              bash scripts/gpu-prebuilt-check.sh .dev/bins.tar.xz   (logs in $OUT)
@@ -52,12 +54,18 @@ step() {  # <name> <seconds> <command...>: runs it into $logs/<name>.log
   return $status
 }
 
-step harness 150 "$bin/fastdit_backend_ops"
-grep -E "^FAIL|^PASS" "$logs/harness.log" | head -40
-for t in test_cuda_device test_cuda_graph; do
-  [[ -x $bin/$t ]] && step "$t" 60 "$bin/$t" && true
-  [[ -f $logs/$t.log ]] && grep -E "FAILED|PASSED" "$logs/$t.log" | head -10
-done
+want() { [[ ,${GPU_PREBUILT_STEPS:-harness,device,parity,attention,bench}, == *,$1,* ]]; }
+
+if want harness; then
+  step harness 150 "$bin/fastdit_backend_ops"
+  grep -E "^FAIL|^PASS" "$logs/harness.log" | head -40
+fi
+if want device; then
+  for t in test_cuda_device test_cuda_graph; do
+    [[ -x $bin/$t ]] && step "$t" 60 "$bin/$t" && true
+    [[ -f $logs/$t.log ]] && grep -E "FAILED|PASSED" "$logs/$t.log" | head -10
+  done
+fi
 
 parity_cases() {
   for inputs in tests/fixtures/*/*/inputs.safetensors; do
@@ -88,22 +96,26 @@ run_parity() {  # stops starting cases after GPU_PREBUILT_PARITY_S seconds (defa
   echo "parity on cuda: $((total - failed)) of $total passed"
   [[ $failed == 0 ]]
 }
-start=$SECONDS
-run_parity >"$logs/parity.log" 2>&1
-summary+=("parity: exit $? in $((SECONDS - start)) s")
-grep -E "^FAIL|^STOPPED|parity on cuda" "$logs/parity.log" | head -40
+if want parity; then
+  start=$SECONDS
+  run_parity >"$logs/parity.log" 2>&1
+  summary+=("parity: exit $? in $((SECONDS - start)) s")
+  grep -E "^FAIL|^STOPPED|parity on cuda" "$logs/parity.log" | head -40
+fi
 
-step attention-perf 90 "$bin/fastdit_backend_ops" --perf --filter "attention bfloat16 Wan 1.3B"
-cat "$logs/attention-perf.log"
+if want attention; then
+  step attention-perf 90 "$bin/fastdit_backend_ops" --perf --filter "attention bfloat16 Wan 1.3B"
+  cat "$logs/attention-perf.log"
+fi
 
 # Optional benches: GPU_PREBUILT_BENCH lines "name|fastdit bench arguments|reference command".
-while IFS='|' read -r name args reference; do
+while want bench && IFS='|' read -r name args reference; do
   [[ -z $name ]] && continue
   # shellcheck disable=SC2086
-  step "bench-$name" 150 "$bin/fastdit" bench $args --json "$logs/bench-$name.json"
+  step "bench-$name" "${GPU_PREBUILT_BENCH_S:-150}" "$bin/fastdit" bench $args --json "$logs/bench-$name.json"
   grep -E "median|peak" "$logs/bench-$name.log" | head -4
   if [[ -n $reference && -d .ref ]]; then
-    step "reference-$name" 200 bash -c "$reference"
+    step "reference-$name" "${GPU_PREBUILT_REF_S:-200}" bash -c "$reference"
     tail -4 "$logs/reference-$name.log"
   fi
 done <<<"${GPU_PREBUILT_BENCH:-}"
