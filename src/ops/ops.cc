@@ -139,16 +139,21 @@ Tensor unary_op(const char* op, const Tensor& x, void (*cpu_kernel)(Params...),
 }
 
 // add / sub / mul / modulate / gated_add: broadcast shape, promoted dtype, one kernel.
+// Checks a broadcasting op's tensors and allocates its output.
+Tensor broadcast_output(const char* op, std::initializer_list<Arg> args, std::optional<DType> out_dtype) {
+  check_float_args(op, args);
+  for (const Arg& arg : args) require(op, arg);
+  FASTDIT_CHECK(!out_dtype || is_compute_float(*out_dtype), op, ": out_dtype must be float32, bfloat16 or float16");
+  return Tensor::empty(broadcast_shape(op, args), out_dtype.value_or(result_dtype(args)),
+                       args.begin()->tensor.device());
+}
+
 template <class... Params, class... Inputs>
 Tensor broadcasting_op(const char* op, std::initializer_list<Arg> args,
                        std::optional<DType> out_dtype, void (*cpu_kernel)(Params...),
                        std::type_identity_t<void (*)(Params...)> cuda_kernel,
                        const Inputs&... inputs) {
-  check_float_args(op, args);
-  for (const Arg& arg : args) require(op, arg);
-  FASTDIT_CHECK(!out_dtype || is_compute_float(*out_dtype), op, ": out_dtype must be float32, bfloat16 or float16");
-  Tensor out = Tensor::empty(broadcast_shape(op, args), out_dtype.value_or(result_dtype(args)),
-                             args.begin()->tensor.device());
+  Tensor out = broadcast_output(op, args, out_dtype);
   run_kernel(op, out.device(), cpu_kernel, cuda_kernel, contiguous(inputs)..., out);
   return out;
 }
@@ -293,14 +298,24 @@ Tensor clamp(const Tensor& x, float lo, float hi) {
   return unary_op("clamp", x, cpu::clamp, CUDA_KERNEL(clamp), lo, hi);
 }
 
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype) {
-  return broadcasting_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype,
-                         cpu::modulate, CUDA_KERNEL(modulate), x, shift, scale);
+Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype,
+                Rounding rounding) {
+  constexpr const char* op = "modulate";
+  const std::initializer_list<Arg> args{{"x", x}, {"shift", shift}, {"scale", scale}};
+  Tensor out = broadcast_output(op, args, out_dtype);
+  run_kernel(op, out.device(), cpu::modulate, CUDA_KERNEL(modulate), contiguous(x), contiguous(shift),
+             contiguous(scale), rounding == Rounding::EachStep, out);
+  return out;
 }
 
-Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, std::optional<DType> out_dtype) {
-  return broadcasting_op("gated_add", {{"residual", residual}, {"x", x}, {"gate", gate}}, out_dtype,
-                         cpu::gated_add, CUDA_KERNEL(gated_add), residual, x, gate);
+Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, std::optional<DType> out_dtype,
+                 Rounding rounding) {
+  constexpr const char* op = "gated_add";
+  const std::initializer_list<Arg> args{{"residual", residual}, {"x", x}, {"gate", gate}};
+  Tensor out = broadcast_output(op, args, out_dtype);
+  run_kernel(op, out.device(), cpu::gated_add, CUDA_KERNEL(gated_add), contiguous(residual), contiguous(x),
+             contiguous(gate), rounding == Rounding::EachStep, out);
+  return out;
 }
 
 void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
@@ -313,7 +328,7 @@ void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
                 " must broadcast to residual ", shape_str(residual.shape()));
   FASTDIT_CHECK(residual.is_contiguous(), op, ": residual ", residual.str(), " must be contiguous");
   run_kernel(op, residual.device(), cpu::gated_add, CUDA_KERNEL(gated_add), residual, contiguous(x),
-             contiguous(gate), residual);
+             contiguous(gate), false, residual);
 }
 
 AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,

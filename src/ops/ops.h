@@ -57,13 +57,18 @@ Tensor cos(const Tensor& x);
 Tensor sin(const Tensor& x);
 // min(max(x, lo), hi), in x's dtype (torch's clip: Flux's float16 residual guard).
 Tensor clamp(const Tensor& x, float lo, float hi);
+// How modulate and gated_add round. Once: float32 math, one rounding to the output dtype.
+// EachStep: every step rounded to the output dtype, as the chain of separate ops a reference
+// runs in that dtype gives (x·(1 + scale) + shift: 1 + scale, the product and the sum;
+// residual + x·gate: the product and the sum), bit for bit, in the same one pass.
+enum class Rounding { Once, EachStep };
 // x * (1 + scale) + shift, scale and shift broadcast against x. out_dtype (default: the
 // promoted dtype) rounds the float32 result once, so a cast after the op is fused in.
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
-                std::optional<DType> out_dtype = std::nullopt);
-// residual + x * gate, gate broadcast against x; out_dtype as for modulate.
+                std::optional<DType> out_dtype = std::nullopt, Rounding rounding = Rounding::Once);
+// residual + x * gate, gate broadcast against x; out_dtype and rounding as for modulate.
 Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate,
-                 std::optional<DType> out_dtype = std::nullopt);
+                 std::optional<DType> out_dtype = std::nullopt, Rounding rounding = Rounding::Once);
 
 // residual += x * gate in place (float32 math, rounded once to residual's dtype), x and
 // gate broadcast against residual, which must be contiguous: a residual stream updated

@@ -65,6 +65,15 @@ void ternary(const Tensor& a, const Tensor& b, const Tensor& c, Tensor& out, Fn 
   elementwise<3>({&a, &b, &c}, out, fn);
 }
 
+// Rounds a float32 value to dtype's precision (and back), as storing it in dtype would.
+auto rounder(DType dtype) {
+  return [dtype](float v) {
+    if (dtype == DType::BFloat16) return bf16_bits_to_float(float_to_bf16_bits(v));
+    if (dtype == DType::Float16) return f16_bits_to_float(float_to_f16_bits(v));
+    return v;
+  };
+}
+
 }  // namespace
 
 void gelu(const Tensor& x, ops::GeluApprox approx, Tensor& out) {
@@ -89,14 +98,9 @@ void sigmoid(const Tensor& x, Tensor& out) {
 
 void swiglu(const Tensor& x, Tensor& out) {
   const int64_t n = out.size(-1);
-  const DType dtype = out.dtype();
   // silu(gate) is rounded to out's dtype before the product, as a reference running the
   // two ops in that dtype rounds it.
-  const auto rounded = [dtype](float v) {
-    if (dtype == DType::BFloat16) return bf16_bits_to_float(float_to_bf16_bits(v));
-    if (dtype == DType::Float16) return f16_bits_to_float(float_to_f16_bits(v));
-    return v;
-  };
+  const auto rounded = rounder(out.dtype());
   const Tensor value = x.narrow(-1, 0, n), gate = x.narrow(-1, n, n);
   binary(value, gate, out, [&](float v, float g) { return v * rounded(g / (1.0f + std::exp(-g))); });
 }
@@ -129,12 +133,18 @@ void mul(const Tensor& a, const Tensor& b, Tensor& out) {
   binary(a, b, out, [](float u, float v) { return u * v; });
 }
 
-void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor& out) {
-  ternary(x, shift, scale, out, [](float v, float s, float c) { return v * (1.0f + c) + s; });
+void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, bool each_step, Tensor& out) {
+  if (!each_step || out.dtype() == DType::Float32)
+    return ternary(x, shift, scale, out, [](float v, float s, float c) { return v * (1.0f + c) + s; });
+  const auto r = rounder(out.dtype());
+  ternary(x, shift, scale, out, [=](float v, float s, float c) { return r(r(v * r(1.0f + c)) + s); });
 }
 
-void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {
-  ternary(residual, x, gate, out, [](float r, float v, float g) { return r + v * g; });
+void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, bool each_step, Tensor& out) {
+  if (!each_step || out.dtype() == DType::Float32)
+    return ternary(residual, x, gate, out, [](float r, float v, float g) { return r + v * g; });
+  const auto r = rounder(out.dtype());
+  ternary(residual, x, gate, out, [=](float res, float v, float g) { return r(res + r(v * g)); });
 }
 
 }  // namespace fastdit::cpu

@@ -68,14 +68,25 @@ struct Sub {
 struct Mul {
   __device__ float operator()(float a, float b) const { return a * b; }
 };
+// Rounds v to the precision of `code` (and back), as storing it in that dtype would.
+__device__ inline float round_to(FloatCode code, float v) {
+  if (code == FloatCode::BF16) return __bfloat162float(__float2bfloat16(v));
+  if (code == FloatCode::F16) return __half2float(__float2half(v));
+  return v;
+}
+// `code` F32: one rounding at the store; else each step rounded to that dtype (ops::Rounding).
 struct Modulate {
+  FloatCode code = FloatCode::F32;
   __device__ float operator()(float x, float shift, float scale) const {
-    return x * (1.0f + scale) + shift;
+    if (code == FloatCode::F32) return x * (1.0f + scale) + shift;
+    return round_to(code, x * round_to(code, 1.0f + scale)) + shift;
   }
 };
 struct GatedAdd {
+  FloatCode code = FloatCode::F32;
   __device__ float operator()(float residual, float x, float gate) const {
-    return residual + x * gate;
+    if (code == FloatCode::F32) return residual + x * gate;
+    return residual + round_to(code, x * gate);
   }
 };
 
@@ -202,13 +213,13 @@ void sub(const Tensor& a, const Tensor& b, Tensor& out) { elementwise<2>(Sub{}, 
 
 void mul(const Tensor& a, const Tensor& b, Tensor& out) { elementwise<2>(Mul{}, {&a, &b}, out); }
 
-void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor& out) {
-  elementwise<3>(Modulate{}, {&x, &shift, &scale}, out);
+void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, bool each_step, Tensor& out) {
+  elementwise<3>(Modulate{each_step ? float_code(out.dtype()) : FloatCode::F32}, {&x, &shift, &scale}, out);
 }
 
-void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {
-  if (gated_add_by_rows(residual, x, gate, out)) return;
-  elementwise<3>(GatedAdd{}, {&residual, &x, &gate}, out);
+void gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, bool each_step, Tensor& out) {
+  if (!each_step && gated_add_by_rows(residual, x, gate, out)) return;
+  elementwise<3>(GatedAdd{each_step ? float_code(out.dtype()) : FloatCode::F32}, {&residual, &x, &gate}, out);
 }
 
 }  // namespace fastdit::cuda

@@ -313,7 +313,7 @@ void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate,
   if (try_vectorized(p, residual.dtype(), current_stream(residual.device().index))) return;
   // Rows the vectorised kernel cannot hold: the sum first, then the norm reads it back.
   if (gate.defined()) {
-    gated_add(residual, x, gate, sum);
+    gated_add(residual, x, gate, false, sum);
   } else {
     add(residual, x, sum);
   }

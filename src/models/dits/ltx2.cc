@@ -23,27 +23,24 @@ std::vector<Tensor> mod_params(const Tensor& table, const Tensor& emb) {
 }
 
 // Additive text / self-attention bias (1 − m)·(−10000) from a [B, S] or [B, N, N] mask, each
-// step in dtype as the reference computes it (m cast to the hidden dtype first).
-Tensor additive_bias(const Tensor& mask, DType dtype) {
-  const Tensor one = cast(Tensor::scalar(1.0f).to(mask.device()), dtype);
+// step in dtype as the reference computes it (m cast to the hidden dtype first). `one` is a
+// 1 in dtype on the mask's device (made before any CUDA graph capture: no upload inside one).
+Tensor additive_bias(const Tensor& mask, DType dtype, const Tensor& one) {
   return ops::scale(ops::sub(one, cast(mask, dtype)), -10000.0f);
 }
 
 Tensor merged(const Tensor& t) { return t.reshape({t.size(0), t.size(1), -1}); }
 
-// The reference's modulation and gated residuals are separate ops in the stream's dtype, each
-// rounding to it: x·(1 + scale) + shift and x + y·gate. In float32 that is the fused op's
-// result; in bfloat16 the same three (two) roundings are kept, so a bf16 run drifts from the
-// float32 one as the reference's does.
+// The reference's modulation and gated residuals, x·(1 + scale) + shift and x + y·gate, are
+// separate ops in the stream's dtype, each rounding to it. Here each is one pass that rounds
+// every step as those ops do (ops::Rounding::EachStep): the same numbers, so a bf16 run drifts
+// from the float32 one as the reference's does.
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
-  if (x.dtype() == DType::Float32) return ops::modulate(x, shift, scale, DType::Float32);
-  const Tensor one = cast(Tensor::scalar(1.0f).to(x.device()), x.dtype());
-  return ops::add(ops::mul(x, ops::add(scale, one)), shift);
+  return ops::modulate(x, shift, scale, x.dtype(), ops::Rounding::EachStep);
 }
 
 Tensor gated_residual(const Tensor& x, const Tensor& y, const Tensor& gate) {
-  if (x.dtype() == DType::Float32) return ops::gated_add(x, y, gate, DType::Float32);
-  return ops::add(x, ops::mul(y, gate));
+  return ops::gated_add(x, y, gate, x.dtype(), ops::Rounding::EachStep);
 }
 }  // namespace
 
@@ -370,6 +367,12 @@ Tensor LTX2VideoTransformer3DModel::audio_coordinates(int64_t frames) const {
   return Tensor::from_vector(out, {1, 1, n});
 }
 
+const Tensor& LTX2VideoTransformer3DModel::one(DType dtype, Device device) const {
+  auto [it, added] = ones_.try_emplace({dtype, device.type, device.index});
+  if (added) it->second = cast(Tensor::scalar(1.0f), dtype).to(device);
+  return it->second;
+}
+
 LTX2VideoTransformer3DModel::Tables LTX2VideoTransformer3DModel::build_tables(const Tensor& video_coords,
                                                                               const Tensor& audio_coords,
                                                                               Device device) const {
@@ -527,7 +530,7 @@ TensorMap LTX2VideoTransformer3DModel::run(const TensorMap& inputs, const ArgMap
     if (!mask.defined()) return {};
     FASTDIT_CHECK(mask.size(0) == batch && mask.size(1) == tokens, name, " must be [", batch, ", ", tokens, "], got ",
                   mask.str());
-    return additive_bias(mask, dtype).reshape({batch, 1, 1, tokens});
+    return additive_bias(mask, dtype, one(dtype, device)).reshape({batch, 1, 1, tokens});
   };
   ctx.text_mask = text_bias("encoder_attention_mask", text_in.size(1));
   ctx.audio_text_mask = text_bias("audio_encoder_attention_mask", audio_text_in.size(1));
@@ -535,7 +538,7 @@ TensorMap LTX2VideoTransformer3DModel::run(const TensorMap& inputs, const ArgMap
     FASTDIT_CHECK(m.size(0) == batch && m.size(1) == n_v && m.size(2) == n_v, "video_self_attention_mask must be [",
                   batch, ", ", n_v, ", ", n_v, "], got ", m.str());
     FASTDIT_CHECK(!sharded, "video_self_attention_mask is not supported under sequence parallelism");
-    ctx.video_self_mask = additive_bias(m, dtype).unsqueeze(1);
+    ctx.video_self_mask = additive_bias(m, dtype, one(dtype, device)).unsqueeze(1);
   }
 
   // 2. input projections; 3. timestep embeddings [B, T, k·D]

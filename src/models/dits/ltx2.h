@@ -161,6 +161,9 @@ class LTX2VideoTransformer3DModel : public DiTModel {
                                 Device device) const;
   Tensor video_coordinates(int64_t frames, int64_t height, int64_t width, double fps) const;
   Tensor audio_coordinates(int64_t frames) const;
+  // A 1 in dtype on device, made once (an eager forward runs before any CUDA graph capture,
+  // which may not upload).
+  const Tensor& one(DType dtype, Device device) const;
 
   Ltx2ArchConfig config_;
   ParamNameMapping mapping_;
@@ -168,6 +171,7 @@ class LTX2VideoTransformer3DModel : public DiTModel {
   ops::RopeStyle rope_style_;
   using TableKey = std::tuple<int64_t, int64_t, int64_t, double, int64_t, DeviceType, int>;
   mutable std::map<TableKey, Tables> cached_tables_;
+  mutable std::map<std::tuple<DType, DeviceType, int>, Tensor> ones_;
   nn::Parameter *scale_shift_table_, *audio_scale_shift_table_;
   nn::Parameter* keyframes_abs_pos_embedding_ = nullptr;
   nn::ReplicatedLinear *proj_in_, *audio_proj_in_;
