@@ -236,6 +236,42 @@ __device__ __forceinline__ void store_run(T* p, const float (&v)[kRun<T>]) {
   *reinterpret_cast<Vector<T>*>(p) = out;
 }
 
+// E elements from float32 to p as T, rounded to nearest even: whole 16-byte vectors, or
+// one E·sizeof(T)-byte store (p aligned to it).
+template <int E, class T>
+__device__ __forceinline__ void store_elements(T* p, const float (&v)[E]) {
+  constexpr int kPer = Vector<T>::kSize;
+  if constexpr (E >= kPer) {
+    static_assert(E % kPer == 0, "a run is whole 16-byte vectors or half of one");
+#pragma unroll
+    for (int c = 0; c < E / kPer; ++c) {
+      Vector<T> out;
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) out.values[e] = from_float<T>(v[c * kPer + e]);
+      reinterpret_cast<Vector<T>*>(p)[c] = out;
+    }
+  } else {
+    struct alignas(E * sizeof(T)) Part {
+      T values[E];
+    };
+    Part out;
+#pragma unroll
+    for (int e = 0; e < E; ++e) out.values[e] = from_float<T>(v[e]);
+    *reinterpret_cast<Part*>(p) = out;
+  }
+}
+
+// E elements to an output of any float dtype from element i on (the counterpart of the
+// load_run above: a float32 output of a bfloat16 row takes 32 bytes per run).
+template <int E>
+__device__ __forceinline__ void store_run(void* base, FloatCode code, int64_t i, const float (&v)[E]) {
+  switch (code) {
+    case FloatCode::F32: return store_elements<E>(static_cast<float*>(base) + i, v);
+    case FloatCode::BF16: return store_elements<E>(static_cast<__nv_bfloat16*>(base) + i, v);
+    default: return store_elements<E>(static_cast<__half*>(base) + i, v);
+  }
+}
+
 // A [B, L, D] or [B, 1, D] per-row operand (modulation shift / scale, a gate) of a
 // [B, L, D] row kernel: row r = b·L + l starts at b·batch_stride + l·seq_stride.
 struct RowOperand {

@@ -31,7 +31,8 @@ constexpr int kPreferredRuns = 3;
 
 struct NormalizeParams {
   const void* x;  // [rows, D] of the kernel's T
-  void* out;      // [rows, D] of T
+  void* out;      // [rows, D] of out_code (T but for layer_norm_modulate's out dtype)
+  FloatCode out_code;
   int64_t rows, length;
   float eps;
   bool subtract_mean;
@@ -54,7 +55,7 @@ __global__ void normalize_rows(NormalizeParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.length;
-  T* out = static_cast<T*>(p.out) + row * p.length;
+  const int64_t out_base = row * p.length;
   float mean = 0.0f;
   if (p.subtract_mean) {
     float sum = 0.0f;
@@ -76,7 +77,7 @@ __global__ void normalize_rows(NormalizeParams p) {
     if (p.bias) v += load_float(p.bias, p.bias_code, j);
     if (p.scale.data) v *= 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j);
     if (p.shift.data) v += load_float(p.shift.data, p.shift.code, shift_row + j);
-    out[j] = from_float<T>(v);
+    store_float(p.out, p.out_code, out_base + j, v);
   }
 }
 
@@ -201,7 +202,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
 #pragma unroll
   for (int k = 0; k < kRuns; ++k) {
     const int run = k * group + lane;
-    if (run < runs) store_run(static_cast<T*>(p.out) + base + static_cast<int64_t>(run) * E, v[k]);
+    if (run < runs) store_run<E>(p.out, p.out_code, base + static_cast<int64_t>(run) * E, v[k]);
   }
 }
 
@@ -235,6 +236,7 @@ NormalizeParams params_for(const Tensor& x, Tensor& out, float eps, bool subtrac
   NormalizeParams p{};
   p.x = x.data_ptr();
   p.out = out.data_ptr();
+  p.out_code = float_code(out.dtype());
   p.length = x.size(-1);
   p.rows = p.length == 0 ? 0 : x.numel() / p.length;
   p.eps = eps;
@@ -279,8 +281,8 @@ void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& sca
                          Tensor& out) {
   FASTDIT_CHECK(x.dim() == 3 && x.is_contiguous(), "layer_norm_modulate: x ", shape_str(x.shape()),
                 " must be a contiguous [B, L, D]");
-  FASTDIT_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(),
-                "layer_norm_modulate: out ", out.str(), " must be a contiguous ", x.str());
+  FASTDIT_CHECK(out.shape() == x.shape() && out.is_contiguous(), "layer_norm_modulate: out ", out.str(),
+                " must be contiguous and of x's shape ", shape_str(x.shape()));
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);
   p.shift = row_operand("layer_norm_modulate", "shift", shift, x);
   p.scale = row_operand("layer_norm_modulate", "scale", scale, x);
