@@ -154,6 +154,77 @@ std::vector<OpCase> make_cases() {
       }
     }
   }
+  // The RMS norm modulated, with and without a weight, into either dtype.
+  for (int64_t d : {96, 1536, 100, 5120}) {
+    for (int64_t rows : {1, 37}) {
+      for (bool weighted : {false, true}) {
+        const DType out = (rows == 1) == weighted ? DType::Float32 : DType::BFloat16;
+        add({.op = "rms_norm_modulate",
+             .shape = str({2, 37, d}) + " modulation rows " + std::to_string(rows) + (weighted ? " weight" : "") + " -> " +
+                      dtype_name(out),
+             .make = [d, rows, weighted](Inputs& in) {
+               return Tensors{in.rand({2, 37, d}, -2, 3), in.rand_as(kF32, {2, rows, d}), in.rand({2, rows, d}),
+                              weighted ? in.rand_as(kF32, {d}) : Tensor{}};
+             },
+             .call = [out](const Tensors& t) { return Tensors{ops::rms_norm_modulate(t[0], t[3], t[1], t[2], 1e-6f, out)}; }});
+      }
+    }
+  }
+  // Modulation per frame: x [B, T, N, D] with shift/scale/gate [B, T, 1, D] (LongCat's per
+  // latent-frame tables), through the modulated norms, the gated residual and the fused add.
+  for (int64_t d : {96, 100, 1536}) {
+    const Shape x{2, 3, 37, d}, frame{2, 3, 1, d};
+    add({.op = "layer_norm_modulate", .shape = str(x) + " per frame " + str(frame) + " -> bfloat16",
+         .make = [=](Inputs& in) { return Tensors{in.rand(x, -2, 3), in.rand_as(kF32, frame), in.rand_as(kF32, frame)}; },
+         .call = [](const Tensors& t) { return Tensors{ops::layer_norm_modulate(t[0], t[1], t[2], 1e-6f, kBF16)}; }});
+    add({.op = "rms_norm_modulate", .shape = str(x) + " per frame " + str(frame) + " weight -> float32",
+         .make = [=](Inputs& in) {
+           return Tensors{in.rand(x, -2, 3), in.rand_as(kF32, frame), in.rand_as(kF32, frame), in.rand({d})};
+         },
+         .call = [](const Tensors& t) { return Tensors{ops::rms_norm_modulate(t[0], t[3], t[1], t[2], 1e-6f, kF32)}; }});
+    add({.op = "gated_add", .shape = str(x) + " per frame gate " + str(frame) + " -> residual dtype",
+         .make = [=](Inputs& in) { return Tensors{in.rand(x), in.rand(x), in.rand_as(kF32, frame)}; },
+         .call = [](const Tensors& t) { return Tensors{ops::gated_add(t[0], t[1], t[2], t[0].dtype())}; }});
+    for (ops::NormKind kind : {ops::NormKind::Layer, ops::NormKind::Rms}) {
+      add({.op = "add_layer_norm",
+           .shape = str(x) + " per frame gate, shift, scale " + str(frame) + (kind == ops::NormKind::Rms ? " rms" : ""),
+           .make = [=](Inputs& in) {
+             return Tensors{in.rand(x, -2, 3), in.rand(x), in.rand_as(kF32, frame), in.rand_as(kF32, frame), in.rand(frame)};
+           },
+           .call = [kind](const Tensors& t) {
+             const ops::AddNorm r = ops::add_layer_norm(t[0], t[1], t[2], {}, {}, t[3], t[4], 1e-6f, kind);
+             return Tensors{r.sum, r.normed};
+           }});
+    }
+  }
+  // The fused add + RMS norm: with and without weight, or modulated; gate per item / token.
+  for (int64_t d : {96, 1536, 100, 5120}) {
+    for (int64_t gate_rows : {0, 1, 37}) {
+      for (int form : {0, 1, 2}) {  // 0: no weight, 1: weight, 2: modulated
+        const Shape s{2, 37, d};
+        const int64_t rows = gate_rows == 0 ? 1 : gate_rows;
+        add({.op = "add_layer_norm",
+             .shape = str(s) + " rms gate rows " + std::to_string(gate_rows) +
+                      (form == 0 ? " no weight" : form == 1 ? " weight" : " modulated"),
+             .make = [=](Inputs& in) {
+               Tensors t{in.rand(s, -2, 3), in.rand(s), gate_rows ? in.rand_as(kF32, {2, rows, d}) : Tensor{}};
+               if (form == 1) t.push_back(in.rand_as(kF32, {d}));
+               if (form == 2) {
+                 t.push_back(in.rand_as(kF32, {2, rows, d}));
+                 t.push_back(in.rand({2, rows, d}));
+               }
+               return t;
+             },
+             .call = [form](const Tensors& t) {
+               const ops::AddNorm r =
+                   form == 2 ? ops::add_layer_norm(t[0], t[1], t[2], {}, {}, t[3], t[4], 1e-6f, ops::NormKind::Rms)
+                             : ops::add_layer_norm(t[0], t[1], t[2], form == 1 ? t[3] : Tensor{}, {}, {}, {}, 1e-6f,
+                                                   ops::NormKind::Rms);
+               return Tensors{r.sum, r.normed};
+             }});
+      }
+    }
+  }
   // The fused add + norm: no gate, a gate per item, a gate per token; x of the residual's
   // dtype or float32; affine or modulated; and an operand off 16-byte alignment (unfused).
   for (int64_t d : {96, 1536, 100, 5120}) {

@@ -272,8 +272,9 @@ __device__ __forceinline__ void store_run(void* base, FloatCode code, int64_t i,
   }
 }
 
-// A [B, L, D] or [B, 1, D] per-row operand (modulation shift / scale, a gate) of a
-// [B, L, D] row kernel: row r = b·L + l starts at b·batch_stride + l·seq_stride.
+// A [..., L, D] or [..., 1, D] per-row operand (modulation shift / scale, a gate) of a
+// [..., L, D] row kernel, the leading dims flattened to one b (an item, or a frame of an
+// item): row r = b·L + l starts at b·batch_stride + l·seq_stride.
 struct RowOperand {
   const void* data = nullptr;  // null: the operand is absent
   FloatCode code = FloatCode::F32;
@@ -284,14 +285,16 @@ struct RowOperand {
   }
 };
 
-// `t` as a per-row operand of x [B, L, D]: [B, 1, D] or [B, L, D], contiguous.
+// `t` as a per-row operand of x [..., L, D]: [..., 1, D] or [..., L, D] (x's leading dims),
+// contiguous.
 inline RowOperand row_operand(const char* op, const char* name, const Tensor& t, const Tensor& x) {
-  const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
-  FASTDIT_CHECK(t.dim() == 3 && t.size(0) == batch && (t.size(1) == 1 || t.size(1) == seq) &&
-                    t.size(2) == d && t.is_contiguous(),
-                op, ": ", name, " ", shape_str(t.shape()), " must be [", batch, ", 1, ", d, "] or [", batch,
-                ", ", seq, ", ", d, "] and contiguous");
-  return {t.data_ptr(), float_code(t.dtype()), t.size(1) * d, t.size(1) == 1 ? 0 : d};
+  const int64_t rank = x.dim(), seq = x.size(-2), d = x.size(-1);
+  bool fits = rank >= 2 && t.dim() == rank && t.is_contiguous() && t.size(-1) == d &&
+              (t.size(-2) == 1 || t.size(-2) == seq);
+  for (int64_t i = 0; fits && i + 2 < rank; ++i) fits = t.size(i) == x.size(i);
+  FASTDIT_CHECK(fits, op, ": ", name, " ", shape_str(t.shape()), " must be contiguous and of x's shape ",
+                shape_str(x.shape()), " or that with 1 in dim -2");
+  return {t.data_ptr(), float_code(t.dtype()), t.size(-2) * d, t.size(-2) == 1 ? 0 : d};
 }
 
 // Sum over the `group` consecutive threads that share a row (a multiple of 32 dividing

@@ -1,5 +1,5 @@
-// layer_norm, rms_norm, layer_norm_modulate and add_layer_norm (the residual add fused
-// in front of the norm). Statistics are float32 and two-pass (mean, then the mean of
+// layer_norm, rms_norm, layer_norm_modulate / rms_norm_modulate and add_layer_norm (the
+// residual add fused in front of the layer or RMS norm). Statistics are float32 and two-pass (mean, then the mean of
 // squared deviations); the per-column affine (weight, bias) and the per-row modulation
 // (x̂ · (1 + scale) + shift) are optional and may have any float dtype.
 //
@@ -277,36 +277,40 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   launch(p, x);
 }
 
-void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
-                         Tensor& out) {
-  FASTDIT_CHECK(x.dim() == 3 && x.is_contiguous(), "layer_norm_modulate: x ", shape_str(x.shape()),
-                " must be a contiguous [B, L, D]");
-  FASTDIT_CHECK(out.shape() == x.shape() && out.is_contiguous(), "layer_norm_modulate: out ", out.str(),
+void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
+                   bool rms, Tensor& out) {
+  const char* op = rms ? "rms_norm_modulate" : "layer_norm_modulate";
+  FASTDIT_CHECK(x.dim() >= 2 && x.is_contiguous(), op, ": x ", shape_str(x.shape()),
+                " must be a contiguous [..., L, D]");
+  FASTDIT_CHECK(out.shape() == x.shape() && out.is_contiguous(), op, ": out ", out.str(),
                 " must be contiguous and of x's shape ", shape_str(x.shape()));
-  NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);
-  p.shift = row_operand("layer_norm_modulate", "shift", shift, x);
-  p.scale = row_operand("layer_norm_modulate", "scale", scale, x);
-  p.seq = x.size(1);
+  FASTDIT_CHECK(rms || !weight.defined(), op, ": the modulated layer norm takes no weight");
+  NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/!rms);
+  set_affine(p, weight, Tensor{});
+  p.shift = row_operand(op, "shift", shift, x);
+  p.scale = row_operand(op, "scale", scale, x);
+  p.seq = x.size(-2);
   launch(p, x);
 }
 
 void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, Tensor& sum,
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, Tensor& sum,
                     Tensor& normed) {
   constexpr const char* op = "add_layer_norm";
-  FASTDIT_CHECK(residual.dim() == 3 && residual.is_contiguous() && x.shape() == residual.shape() &&
+  FASTDIT_CHECK(residual.dim() >= 2 && residual.is_contiguous() && x.shape() == residual.shape() &&
                     x.is_contiguous(),
-                op, ": residual ", residual.str(), " and x ", x.str(), " must be contiguous [B, L, D] of one shape");
+                op, ": residual ", residual.str(), " and x ", x.str(), " must be contiguous [..., L, D] of one shape");
+  FASTDIT_CHECK(!rms || !bias.defined(), op, ": the RMS norm takes no bias");
   for (const Tensor* t : {&sum, &normed}) {
     FASTDIT_CHECK(t->shape() == residual.shape() && t->dtype() == residual.dtype() && t->is_contiguous(), op,
                   ": outputs must be contiguous ", residual.str(), ", got ", t->str());
   }
-  NormalizeParams p = params_for(residual, normed, eps, /*subtract_mean=*/true);
+  NormalizeParams p = params_for(residual, normed, eps, /*subtract_mean=*/!rms);
   set_affine(p, weight, bias);
   if (shift.defined()) p.shift = row_operand(op, "shift", shift, residual);
   if (scale.defined()) p.scale = row_operand(op, "scale", scale, residual);
   if (gate.defined()) p.gate = row_operand(op, "gate", gate, residual);
-  p.seq = residual.size(1);
+  p.seq = residual.size(-2);
   p.addend = x.data_ptr();
   p.addend_code = float_code(x.dtype());
   p.sum = sum.data_ptr();
