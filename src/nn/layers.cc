@@ -70,6 +70,12 @@ Tensor RMSNorm::forward(const Tensor& x) const {
   return emit(ops::rms_norm(x, optional_value(weight), eps_));
 }
 
+Tensor RMSNorm::forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype) const {
+  if (has_forward_hooks())
+    return ops::modulate(forward(ops::cast(x, DType::Float32)), shift, scale, out_dtype);
+  return ops::rms_norm_modulate(x, optional_value(weight), shift, scale, eps_, out_dtype);
+}
+
 Activation parse_activation(std::string_view name) {
   if (name == "silu" || name == "swish") return Activation::SiLU;
   if (name == "gelu") return Activation::GELU;

@@ -58,6 +58,9 @@ class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dim, float eps, bool elementwise_affine = true);
   Tensor forward(const Tensor& x) const;
+  // forward(x) in float32 · (1 + scale) + shift, rounded once to out_dtype
+  // (ops::rms_norm_modulate), unless a hook wants this norm's own output.
+  Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype) const;
   float eps() const { return eps_; }
   Parameter* weight = nullptr;
 

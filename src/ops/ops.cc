@@ -225,10 +225,23 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
   return out;
 }
 
-Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
-                           DType out_dtype) {
-  constexpr const char* op = "layer_norm_modulate";
-  check_norm_args(op, x, {}, {});
+namespace {
+#ifdef FASTDIT_CUDA_KERNELS
+// Whether t (undefined, or of x's rank and shape but for dim -2, which may be 1) is a row
+// operand of the fused row kernels against x: per item / frame rows, or per token.
+bool row_operand_fits(const Tensor& t, const Tensor& x) {
+  if (!t.defined()) return true;
+  if (t.dim() != x.dim() || x.dim() < 2) return false;
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    if (t.size(d) != x.size(d) && !(d == x.dim() - 2 && t.size(d) == 1)) return false;
+  }
+  return true;
+}
+#endif
+
+Tensor norm_modulate(const char* op, const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale,
+                     float eps, DType out_dtype, bool rms) {
+  check_norm_args(op, x, weight, {});
   check_float_args(op, {{"x", x}, {"shift", shift}, {"scale", scale}});
   require(op, {"shift", shift});
   require(op, {"scale", scale});
@@ -237,18 +250,28 @@ Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& s
   FASTDIT_CHECK(shape == x.shape(), op, ": shift ", shape_str(shift.shape()), " and scale ",
                 shape_str(scale.shape()), " must broadcast to x ", shape_str(x.shape()));
 #ifdef FASTDIT_CUDA_KERNELS
-  // The fused kernel takes x [B, L, D] with shift/scale [B, 1, D] or [B, L, D].
-  const auto fits = [&](const Tensor& t) {
-    return t.dim() == 3 && t.size(0) == x.size(0) && (t.size(1) == 1 || t.size(1) == x.size(1));
-  };
-  if (x.device().is_cuda() && x.dim() == 3 && fits(shift) && fits(scale)) {
+  // The fused kernel takes x [..., L, D] with shift/scale [..., 1, D] or [..., L, D].
+  if (x.device().is_cuda() && x.dim() >= 2 && row_operand_fits(shift, x) && row_operand_fits(scale, x)) {
     Tensor out = Tensor::empty(x.shape(), out_dtype, x.device());
-    observed(op, x.device(),
-             [&] { cuda::layer_norm_modulate(contiguous(x), contiguous(shift), contiguous(scale), eps, out); });
+    observed(op, x.device(), [&] {
+      cuda::norm_modulate(contiguous(x), contiguous(weight), contiguous(shift), contiguous(scale), eps, rms, out);
+    });
     return out;
   }
 #endif
-  return modulate(layer_norm(cast(x, DType::Float32), {}, {}, eps), shift, scale, out_dtype);
+  const Tensor wide = cast(x, DType::Float32);
+  return modulate(rms ? rms_norm(wide, weight, eps) : layer_norm(wide, {}, {}, eps), shift, scale, out_dtype);
+}
+}  // namespace
+
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
+                           DType out_dtype) {
+  return norm_modulate("layer_norm_modulate", x, {}, shift, scale, eps, out_dtype, /*rms=*/false);
+}
+
+Tensor rms_norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
+                         DType out_dtype) {
+  return norm_modulate("rms_norm_modulate", x, weight, shift, scale, eps, out_dtype, /*rms=*/true);
 }
 
 // ---- activations ---------------------------------------------------------------------
@@ -332,8 +355,10 @@ void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
 }
 
 AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps) {
+                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, NormKind kind) {
   constexpr const char* op = "add_layer_norm";
+  const bool rms = kind == NormKind::Rms;
+  FASTDIT_CHECK(!rms || !bias.defined(), op, ": the RMS norm takes no bias");
   check_float_args(op, {{"residual", residual}, {"x", x}, {"gate", gate}, {"weight", weight}, {"bias", bias},
                         {"shift", shift}, {"scale", scale}});
   require(op, {"x", x});
@@ -350,23 +375,22 @@ AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& ga
                 " must broadcast to residual ", shape_str(residual.shape()));
   const DType dtype = residual.dtype();
 #ifdef FASTDIT_CUDA_KERNELS
-  // The fused kernel takes residual and x [B, L, D] with gate/shift/scale [B, 1, D] or [B, L, D].
-  const auto fits = [&](const Tensor& t) {
-    return !t.defined() ||
-           (t.dim() == 3 && t.size(0) == residual.size(0) && (t.size(1) == 1 || t.size(1) == residual.size(1)));
-  };
-  if (residual.device().is_cuda() && residual.dim() == 3 && x.shape() == shape && fits(gate) && fits(shift) &&
+  // The fused kernel takes residual and x [..., L, D] with gate/shift/scale [..., 1, D] or
+  // [..., L, D] (per item, per frame or per token).
+  const auto fits = [&](const Tensor& t) { return row_operand_fits(t, residual); };
+  if (residual.device().is_cuda() && residual.dim() >= 2 && x.shape() == shape && fits(gate) && fits(shift) &&
       fits(scale)) {
     AddNorm out{Tensor::empty(shape, dtype, residual.device()), Tensor::empty(shape, dtype, residual.device())};
     observed(op, residual.device(), [&] {
       cuda::add_layer_norm(contiguous(residual), contiguous(x), contiguous(gate), contiguous(weight),
-                           contiguous(bias), contiguous(shift), contiguous(scale), eps, out.sum, out.normed);
+                           contiguous(bias), contiguous(shift), contiguous(scale), eps, rms, out.sum, out.normed);
     });
     return out;
   }
 #endif
   Tensor sum = gate.defined() ? gated_add(residual, x, gate, dtype) : cast(add(residual, x), dtype);
-  Tensor normed = modulated ? layer_norm_modulate(sum, shift, scale, eps, dtype) : layer_norm(sum, weight, bias, eps);
+  Tensor normed = rms ? (modulated ? rms_norm_modulate(sum, {}, shift, scale, eps, dtype) : rms_norm(sum, weight, eps))
+                      : (modulated ? layer_norm_modulate(sum, shift, scale, eps, dtype) : layer_norm(sum, weight, bias, eps));
   return {std::move(sum), std::move(normed)};
 }
 

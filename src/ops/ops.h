@@ -28,11 +28,17 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, Ge
 // Over the last dim. weight and bias [D] are each optional (undefined = no scale / no shift).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);
 // layer_norm(x) without affine, times (1 + scale), plus shift, all in float32 and rounded
-// once to out_dtype (the adaLN modulation of DiT blocks). shift/scale broadcast to x.
+// once to out_dtype (the adaLN modulation of DiT blocks). shift/scale broadcast to x: per
+// item [B, 1, D], per token [B, L, D], or per frame [B, T, 1, D] against x [B, T, N, D] (a
+// frame's N tokens share its row), each served by the fused row kernel on CUDA.
 Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                            DType out_dtype);
 // x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+// rms_norm(x, weight) (weight optional) times (1 + scale), plus shift, in float32 and
+// rounded once to out_dtype; shift/scale as for layer_norm_modulate.
+Tensor rms_norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
+                         DType out_dtype);
 
 // ---- activations ---------------------------------------------------------------------
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);
@@ -80,14 +86,17 @@ void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate);
 //   sum = residual + x · gate (gate optional), in float32, rounded once to residual's dtype;
 //   normed = layer_norm(sum, weight, bias, eps), weight and bias each optional, or, given
 //            shift and scale (and no weight or bias), layer_norm_modulate(sum, shift, scale,
-//            eps, residual's dtype).
+//            eps, residual's dtype); with NormKind::Rms the RMS norm instead (rms_norm(sum,
+//            weight, eps), no bias, or rms_norm_modulate(sum, {}, shift, scale, eps, dtype)).
 // The same numbers as those ops in sequence (the norm reads the rounded sum). x, gate,
 // shift and scale broadcast against residual, whose shape and dtype both outputs take.
 struct AddNorm {
   Tensor sum, normed;
 };
+enum class NormKind { Layer, Rms };
 AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps);
+                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps,
+                       NormKind kind = NormKind::Layer);
 
 // ---- reductions ----------------------------------------------------------------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);

@@ -154,6 +154,77 @@ std::vector<OpCase> make_cases() {
       }
     }
   }
+  // The RMS norm modulated, with and without a weight, into either dtype.
+  for (int64_t d : {96, 1536, 100, 5120}) {
+    for (int64_t rows : {1, 37}) {
+      for (bool weighted : {false, true}) {
+        const DType out = (rows == 1) == weighted ? DType::Float32 : DType::BFloat16;
+        add({.op = "rms_norm_modulate",
+             .shape = str({2, 37, d}) + " modulation rows " + std::to_string(rows) + (weighted ? " weight" : "") + " -> " +
+                      dtype_name(out),
+             .make = [d, rows, weighted](Inputs& in) {
+               return Tensors{in.rand({2, 37, d}, -2, 3), in.rand_as(kF32, {2, rows, d}), in.rand({2, rows, d}),
+                              weighted ? in.rand_as(kF32, {d}) : Tensor{}};
+             },
+             .call = [out](const Tensors& t) { return Tensors{ops::rms_norm_modulate(t[0], t[3], t[1], t[2], 1e-6f, out)}; }});
+      }
+    }
+  }
+  // Modulation per frame: x [B, T, N, D] with shift/scale/gate [B, T, 1, D] (LongCat's per
+  // latent-frame tables), through the modulated norms, the gated residual and the fused add.
+  for (int64_t d : {96, 100, 1536}) {
+    const Shape x{2, 3, 37, d}, frame{2, 3, 1, d};
+    add({.op = "layer_norm_modulate", .shape = str(x) + " per frame " + str(frame) + " -> bfloat16",
+         .make = [=](Inputs& in) { return Tensors{in.rand(x, -2, 3), in.rand_as(kF32, frame), in.rand_as(kF32, frame)}; },
+         .call = [](const Tensors& t) { return Tensors{ops::layer_norm_modulate(t[0], t[1], t[2], 1e-6f, kBF16)}; }});
+    add({.op = "rms_norm_modulate", .shape = str(x) + " per frame " + str(frame) + " weight -> float32",
+         .make = [=](Inputs& in) {
+           return Tensors{in.rand(x, -2, 3), in.rand_as(kF32, frame), in.rand_as(kF32, frame), in.rand({d})};
+         },
+         .call = [](const Tensors& t) { return Tensors{ops::rms_norm_modulate(t[0], t[3], t[1], t[2], 1e-6f, kF32)}; }});
+    add({.op = "gated_add", .shape = str(x) + " per frame gate " + str(frame) + " -> residual dtype",
+         .make = [=](Inputs& in) { return Tensors{in.rand(x), in.rand(x), in.rand_as(kF32, frame)}; },
+         .call = [](const Tensors& t) { return Tensors{ops::gated_add(t[0], t[1], t[2], t[0].dtype())}; }});
+    for (ops::NormKind kind : {ops::NormKind::Layer, ops::NormKind::Rms}) {
+      add({.op = "add_layer_norm",
+           .shape = str(x) + " per frame gate, shift, scale " + str(frame) + (kind == ops::NormKind::Rms ? " rms" : ""),
+           .make = [=](Inputs& in) {
+             return Tensors{in.rand(x, -2, 3), in.rand(x), in.rand_as(kF32, frame), in.rand_as(kF32, frame), in.rand(frame)};
+           },
+           .call = [kind](const Tensors& t) {
+             const ops::AddNorm r = ops::add_layer_norm(t[0], t[1], t[2], {}, {}, t[3], t[4], 1e-6f, kind);
+             return Tensors{r.sum, r.normed};
+           }});
+    }
+  }
+  // The fused add + RMS norm: with and without weight, or modulated; gate per item / token.
+  for (int64_t d : {96, 1536, 100, 5120}) {
+    for (int64_t gate_rows : {0, 1, 37}) {
+      for (int form : {0, 1, 2}) {  // 0: no weight, 1: weight, 2: modulated
+        const Shape s{2, 37, d};
+        const int64_t rows = gate_rows == 0 ? 1 : gate_rows;
+        add({.op = "add_layer_norm",
+             .shape = str(s) + " rms gate rows " + std::to_string(gate_rows) +
+                      (form == 0 ? " no weight" : form == 1 ? " weight" : " modulated"),
+             .make = [=](Inputs& in) {
+               Tensors t{in.rand(s, -2, 3), in.rand(s), gate_rows ? in.rand_as(kF32, {2, rows, d}) : Tensor{}};
+               if (form == 1) t.push_back(in.rand_as(kF32, {d}));
+               if (form == 2) {
+                 t.push_back(in.rand_as(kF32, {2, rows, d}));
+                 t.push_back(in.rand({2, rows, d}));
+               }
+               return t;
+             },
+             .call = [form](const Tensors& t) {
+               const ops::AddNorm r =
+                   form == 2 ? ops::add_layer_norm(t[0], t[1], t[2], {}, {}, t[3], t[4], 1e-6f, ops::NormKind::Rms)
+                             : ops::add_layer_norm(t[0], t[1], t[2], form == 1 ? t[3] : Tensor{}, {}, {}, {}, 1e-6f,
+                                                   ops::NormKind::Rms);
+               return Tensors{r.sum, r.normed};
+             }});
+      }
+    }
+  }
   // The fused add + norm: no gate, a gate per item, a gate per token; x of the residual's
   // dtype or float32; affine or modulated; and an operand off 16-byte alignment (unfused).
   for (int64_t d : {96, 1536, 100, 5120}) {
@@ -296,6 +367,12 @@ std::vector<OpCase> make_cases() {
         t.push_back(keep);
       }
       if (mask_kind == 6) t.push_back(in.bool_mask({1, a.sk}, 0.9f));                 // one key mask for all
+      if (mask_kind == 7) {  // a NaN bias on one key of item 0: its rows are NaN, the others not
+        Tensor bias = Tensor::zeros({a.b, 1, 1, a.sk}, kF32);
+        bias.data<float>()[a.sk / 2] = std::nanf("");
+        for (int64_t j = 0; j + 1 < a.sk && a.b > 1; j += 3) bias.data<float>()[a.sk + j] = -INFINITY;
+        t.push_back(bias);
+      }
       return t;
     };
   };
@@ -308,7 +385,7 @@ std::vector<OpCase> make_cases() {
   const auto add_att = [&](Att a, std::vector<DType> dtypes, const char* backend, int mask_kind = 0, float scale = 1.0f,
                            double bound_half = 1e-2) {
     static const char* kMaskNames[] = {"", " bool mask", " float mask", " key mask", " -10000 key bias",
-                                       " key lengths (last item none)", " shared key mask"};
+                                       " key lengths (last item none)", " shared key mask", " NaN key bias"};
     add({.op = "attention", .shape = a.str() + kMaskNames[mask_kind] + (scale != 1.0f ? " scale x" + std::to_string(scale) : ""),
          .dtypes = std::move(dtypes), .make = att_make(a, mask_kind), .call = att_call(scale), .bound_half = bound_half,
          .attention_backend = backend});
@@ -357,6 +434,21 @@ std::vector<OpCase> make_cases() {
     }
   }
   add_att({2, 2, 200, 333, 128, 128}, {kBF16}, "flash", 4, -1.0f);  // masked, a scale <= 0
+  // NaN in the bias propagates (its tile is flagged), on both flash kernels.
+  for (const Att& a : {Att{2, 3, 70, 300, 72, 72}, Att{2, 2, 150, 333, 128, 128}}) add_att(a, kHalfOnly, "flash", 7);
+  // The query split (LongCat's condition tokens: the first N queries see the first N keys
+  // only, the rest see all), as nn::DistributedAttention runs it: two calls on views of q, k
+  // and v, on the flash kernels.
+  for (const auto& [a, n] : std::vector<std::pair<Att, int64_t>>{{Att{2, 3, 300, 300, 128, 128}, 130}, {Att{1, 2, 200, 200, 64, 64}, 37}}) {
+    add({.op = "attention", .shape = a.str() + " query split " + std::to_string(n), .dtypes = kHalfOnly, .make = att_make(a, 0),
+         .call = [n](const Tensors& t) {
+           const Tensor first = ops::attention(t[0].narrow(1, 0, n), t[1].narrow(1, 0, n), t[2].narrow(1, 0, n));
+           const Tensor rest = ops::attention(t[0].narrow(1, n, t[0].size(1) - n), t[1], t[2]);
+           const Tensor parts[] = {first, rest};
+           return Tensors{ops::concat(parts, 1)};
+         },
+         .attention_backend = "flash"});
+  }
   // Grouped heads on the Hopper kernel, unmasked.
   for (const Att& a : {Att{1, 8, 1000, 1000, 128, 128, 2}, Att{2, 12, 300, 512, 64, 64, 4}}) add_att(a, kHalfOnly, "flash");
 
@@ -534,6 +626,30 @@ std::vector<OpCase> make_cases() {
            .call = att_call(1.0f), .attention_backend = "flash", .perf = true, .check = false});
     }
   }
+  // Varlen (per-item key lengths as a boolean key mask: item 0 all 32760 keys, item 1 the
+  // first 24570) and the query split (the first 1560 queries, one latent frame of Wan 480p,
+  // see the first 1560 keys; the other 31200 all keys: two calls on views, timed without the
+  // concat), beside the unmasked [1,12,32760,128] line. Their TFLOP/s count every key of the
+  // calls made (masked keys included).
+  add({.op = "attention", .shape = "Wan 1.3B 480p [2,12,32760,128] varlen keys 32760|24570", .dtypes = {kBF16},
+       .make = [](Inputs& in) {
+         Tensors t{in.rand({2, 32760, 12, 128}), in.rand({2, 32760, 12, 128}), in.rand({2, 32760, 12, 128})};
+         Tensor keep = Tensor::empty({2, 1, 1, 32760}, DType::Bool);
+         for (int64_t j = 0; j < 2 * 32760; ++j) keep.data<bool>()[j] = j < 32760 || j - 32760 < 24570;
+         t.push_back(keep);
+         return t;
+       },
+       .call = att_call(1.0f), .attention_backend = "flash", .perf = true, .check = false});
+  add({.op = "attention", .shape = "Wan 1.3B 480p [1,12,32760,128] query split 1560", .dtypes = {kBF16},
+       .make = [](Inputs& in) {
+         return Tensors{in.rand({1, 32760, 12, 128}), in.rand({1, 32760, 12, 128}), in.rand({1, 32760, 12, 128})};
+       },
+       .call = [](const Tensors& t) {
+         const int64_t n = 1560;
+         return Tensors{ops::attention(t[0].narrow(1, 0, n), t[1].narrow(1, 0, n), t[2].narrow(1, 0, n)),
+                        ops::attention(t[0].narrow(1, n, t[0].size(1) - n), t[1], t[2])};
+       },
+       .attention_backend = "flash", .perf = true, .check = false});
   struct PerfGemm {
     const char* name;
     int64_t tokens, in, out;

@@ -23,16 +23,27 @@ void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float sc
                      const Tensor& mask = {});
 // Whether mask only varies over keys (and batch items): [B or 1, 1, 1, Sk], or Sk elements.
 bool is_key_mask(const Tensor& mask, int64_t batch, int64_t kv_len);
-// The mask as float32 [B or 1, Sk rounded up to even] times `factor` (Bool: 0 or −inf;
-// padding −inf), on the mask's device.
-Tensor key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor);
+// A key mask as the flash kernels read it, on the mask's device:
+//   bias       float32 [B or 1, stride], the mask times `factor` (Bool: 0 or −inf), stride
+//              Sk rounded up to kKeyBiasAlign keys, the padding −inf: every key tile of
+//              either kernel is a whole, 16-byte aligned piece of a row (staged into shared
+//              memory beside its K tile);
+//   tile_flags int32 [B or 1, stride / kKeyBiasChunk]: flag c is nonzero when keys
+//              kKeyBiasChunk·c … of the chunk (below Sk) carry any bias but zero (−inf, NaN
+//              and −10000 alike), so a kernel skips the add for a tile whose flags are all 0.
+constexpr int64_t kKeyBiasAlign = 128, kKeyBiasChunk = 32;
+struct KeyBias {
+  Tensor bias, tile_flags;
+  bool defined() const { return bias.defined(); }
+};
+KeyBias key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor);
 // The Hopper kernel flash_attention runs where it can (attention_flash_sm90.cu): head dims 64
 // and 128 (D = Dv), K/V heads dividing the query heads, a positive scale, an sm_90 device; the
 // mma.sync kernel serves the rest. key_bias (optional) from key_bias_from_mask(mask, Sk,
 // 1 / scale): added to raw scores.
 bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor& v, float scale);
 void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                          const Tensor& key_bias, Tensor& out);
+                          const KeyBias& key_bias, Tensor& out);
 
 // Serves every call the op allows, masks included.
 void reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,

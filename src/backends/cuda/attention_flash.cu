@@ -43,9 +43,12 @@ struct Tile {
   static constexpr int kQueryRows = kWarps * 16 * kRowBlocks;  // per CTA
   static constexpr int kKeys = kHeadDim <= 128 ? 64 : 32;      // per key/value tile
   static constexpr int kStride = kHeadDim + kRowPad;           // elements per shared row
-  static constexpr size_t shared_bytes(size_t element_size) {
+  static_assert(kKeys % kKeyBiasChunk == 0 && kKeyBiasAlign % kKeys == 0, "a key tile is whole bias chunks");
+  static constexpr size_t tiles_bytes(size_t element_size) {
     return static_cast<size_t>(kQueryRows + 2 * kKeys) * kStride * element_size;
   }
+  // The key tile's bias (float32) after the Q, K and V tiles.
+  static constexpr size_t shared_bytes(size_t element_size) { return tiles_bytes(element_size) + kKeys * 4; }
 };
 
 struct FlashParams {
@@ -59,7 +62,9 @@ struct FlashParams {
   float scale_log2;  // softmax scale · log2(e)
   // Optional additive key bias (a key mask), float32 rows of bias_batch_stride (0: one row
   // for the batch), in natural units (added to scale · q·k); −inf drops a key.
+  // tile_flags: KeyBias::tile_flags, rows of bias_batch_stride / kKeyBiasChunk.
   const float* key_bias;
+  const int32_t* tile_flags;
   int64_t bias_batch_stride;
 };
 
@@ -178,8 +183,9 @@ __device__ __forceinline__ void query_key_scores(const T* q_tile, const T* k_til
 
 // Folds one tile of scores into the running softmax: S becomes exp2(S·scale − max), O and
 // the sums are rescaled by exp2(old max − new max).
-// With a key bias, bias[key] · log2(e) is added; a row may then have seen no key yet (max
-// −inf), and 0 stands in for its max so that its exponentials are 0, not NaN.
+// With a key bias (the tile's, in shared memory: bias[key − first_key]), it is added times
+// log2(e); a row may then have seen no key yet (max −inf), and 0 stands in for its max so
+// that its exponentials are 0, not NaN.
 template <int kHeadDim>
 __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t first_key,
                                                int64_t kv_len, float scale_log2, const float* bias) {
@@ -192,7 +198,7 @@ __device__ __forceinline__ void online_softmax(WarpState<kHeadDim>& w, int64_t f
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t key = first_key + n * 8 + (lane % 4) * 2 + (e & 1);
-        const float added = bias != nullptr && key < kv_len ? __ldg(bias + key) * 1.4426950408889634f : 0.0f;
+        const float added = bias != nullptr && key < kv_len ? bias[key - first_key] * 1.4426950408889634f : 0.0f;
         w.s[m][n][e] = key < kv_len ? fmaf(w.s[m][n][e], scale_log2, added) : -INFINITY;
       }
     }
@@ -294,6 +300,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
   T* q_tile = reinterpret_cast<T*>(shared);
   T* k_tile = q_tile + Tiles::kQueryRows * Tiles::kStride;
   T* v_tile = k_tile + Tiles::kKeys * Tiles::kStride;
+  float* bias_tile = reinterpret_cast<float*>(shared + Tiles::tiles_bytes(sizeof(T)));
 
   const int64_t b = blockIdx.z, h = blockIdx.y,
                 first_query = int64_t{blockIdx.x} * Tiles::kQueryRows;
@@ -306,7 +313,25 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
 
   load_tile<T, kHeadDim, Tiles::kQueryRows>(q_tile, q, q_row_stride, first_query, p.q_len,
                                             p.head_dim);
+  const float* bias_row = p.key_bias != nullptr ? p.key_bias + b * p.bias_batch_stride : nullptr;
+  const int32_t* flag_row = p.key_bias != nullptr ? p.tile_flags + b * (p.bias_batch_stride / kKeyBiasChunk) : nullptr;
+  // The tile's bias rides with its K tile (the padded rows hold every tile whole); a tile
+  // whose flags are all 0 adds none, read or not.
+  const auto tile_biased = [&](int64_t j) {
+    if (flag_row == nullptr) return false;
+    int32_t any = 0;
+#pragma unroll
+    for (int c = 0; c < Tiles::kKeys / kKeyBiasChunk; ++c) any |= flag_row[j * (Tiles::kKeys / kKeyBiasChunk) + c];
+    return any != 0;
+  };
+  const auto load_bias = [&](int64_t j) {
+    if (bias_row == nullptr) return;
+    for (int chunk = threadIdx.x; chunk < Tiles::kKeys / 4; chunk += kThreads) {
+      cp_async_16(bias_tile + chunk * 4, bias_row + j * Tiles::kKeys + chunk * 4, 16);
+    }
+  };
   load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, k_row_stride, 0, p.kv_len, p.head_dim);
+  load_bias(0);
   cp_async_commit();
 
   WarpState<kHeadDim> w;
@@ -329,14 +354,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward(FlashParams p) {
     cp_async_commit();
 
     query_key_scores<T, kHeadDim>(q_tile, k_tile, p.head_dim, w);
-    online_softmax<kHeadDim>(w, first_key, p.kv_len, p.scale_log2,
-                             p.key_bias != nullptr ? p.key_bias + b * p.bias_batch_stride : nullptr);
+    online_softmax<kHeadDim>(w, first_key, p.kv_len, p.scale_log2, tile_biased(j) ? bias_tile : nullptr);
 
     cp_async_wait_all();
     __syncthreads();  // V_j visible to all; every warp is done with K_j
     if (j + 1 < tiles) {
       load_tile<T, kHeadDim, Tiles::kKeys>(k_tile, k, k_row_stride, first_key + Tiles::kKeys,
                                            p.kv_len, p.head_dim);
+      load_bias(j + 1);
     }
     cp_async_commit();
     accumulate_values<T, kHeadDim>(v_tile, p.value_dim, w);
@@ -397,20 +422,19 @@ bool is_key_mask(const Tensor& mask, int64_t batch, int64_t kv_len) {
 
 namespace {
 
-// mask (Bool: false drops the key; float: added) -> float32 [rows][stride], stride kv_len
-// rounded up to even (so that rows start 8-byte aligned), values times `factor`.
+// mask (Bool: false drops the key; float: added) -> float32 [rows][stride] (see KeyBias),
+// values times `factor`, and a flag per kKeyBiasChunk keys: one warp per chunk (stride is
+// a whole number of chunks, so a warp never straddles rows and whole warps fall past the end).
 __global__ void key_bias_kernel(const void* mask, bool is_bool, int float_kind, int64_t rows, int64_t kv_len,
-                                int64_t stride, float factor, float* out) {
+                                int64_t stride, float factor, float* out, int32_t* flags) {
+  static_assert(kKeyBiasChunk == 32, "a chunk is one warp");
   const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   if (i >= rows * stride) return;
   const int64_t row = i / stride, key = i % stride;
-  if (key >= kv_len) {
-    out[i] = -INFINITY;
-    return;
-  }
   const int64_t at = row * kv_len + key;
-  float value;
-  if (is_bool) {
+  float value = -INFINITY;
+  if (key >= kv_len) {
+  } else if (is_bool) {
     value = static_cast<const bool*>(mask)[at] ? 0.0f : -INFINITY;
   } else if (float_kind == 0) {
     value = static_cast<const float*>(mask)[at] * factor;
@@ -420,23 +444,27 @@ __global__ void key_bias_kernel(const void* mask, bool is_bool, int float_kind, 
     value = __half2float(static_cast<const __half*>(mask)[at]) * factor;
   }
   out[i] = value;
+  const unsigned biased = __ballot_sync(0xffffffffu, key < kv_len && !(value == 0.0f));
+  if (threadIdx.x % 32 == 0) flags[i / kKeyBiasChunk] = biased != 0;
 }
 
 }  // namespace
 
-Tensor key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor) {
+KeyBias key_bias_from_mask(const Tensor& mask, int64_t kv_len, float factor) {
   const int64_t rows = mask.shape().size() == 4 ? mask.size(0) : 1;
-  const int64_t stride = (kv_len + 1) / 2 * 2;
+  const int64_t stride = (kv_len + kKeyBiasAlign - 1) / kKeyBiasAlign * kKeyBiasAlign;
   Tensor bias = Tensor::empty({rows, stride}, DType::Float32, mask.device());
+  Tensor flags = Tensor::empty({rows, stride / kKeyBiasChunk}, DType::Int32, mask.device());
   const int kind = mask.dtype() == DType::Float32 ? 0 : mask.dtype() == DType::BFloat16 ? 1 : 2;
   FASTDIT_CHECK(mask.dtype() == DType::Bool || mask.dtype() == DType::Float32 || mask.dtype() == DType::BFloat16 ||
                     mask.dtype() == DType::Float16,
                 "attention mask of dtype ", dtype_name(mask.dtype()), " (Bool or a float dtype)");
   const int64_t n = rows * stride;
   key_bias_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, current_stream(mask.device().index)>>>(
-      mask.data_ptr(), mask.dtype() == DType::Bool, kind, rows, kv_len, stride, factor, bias.data<float>());
+      mask.data_ptr(), mask.dtype() == DType::Bool, kind, rows, kv_len, stride, factor, bias.data<float>(),
+      flags.data<int32_t>());
   FASTDIT_CUDA_CHECK_LAUNCH();
-  return bias;
+  return {bias, flags};
 }
 
 void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out,
@@ -444,14 +472,15 @@ void flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, float sc
   DeviceGuard device_guard(out.device());
   if (flash_attention_sm90_serves(q, k, v, scale)) {
     // The Hopper kernel adds the bias to raw scores: divided by the (positive) scale.
-    const Tensor bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f / scale) : Tensor{};
+    const KeyBias bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f / scale) : KeyBias{};
     return flash_attention_sm90(q, k, v, scale, bias, out);
   }
-  const Tensor bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f) : Tensor{};
+  const KeyBias bias = mask.defined() ? key_bias_from_mask(mask, k.size(1), 1.0f) : KeyBias{};
   FlashParams p{};
   if (bias.defined()) {
-    p.key_bias = bias.data<float>();
-    p.bias_batch_stride = bias.size(0) == 1 ? 0 : bias.size(1);
+    p.key_bias = bias.bias.data<float>();
+    p.tile_flags = bias.tile_flags.data<int32_t>();
+    p.bias_batch_stride = bias.bias.size(0) == 1 ? 0 : bias.bias.size(1);
   }
   p.q = q.data_ptr();
   p.k = k.data_ptr();

@@ -58,7 +58,10 @@ struct Sm90Tile {
   static constexpr uint32_t kKvBytes = kPanels * kKvPanelBytes;  // one K or V tile
   static constexpr uint32_t kKOffset = kQBytes;
   static constexpr uint32_t kVOffset = kKOffset + kStages * kKvBytes;
-  static constexpr uint32_t kBarrierOffset = kVOffset + kStages * kKvBytes;
+  // A key mask's bias for each K slot's tile (float32), copied with the K tile.
+  static constexpr uint32_t kBiasBytes = kKeys * 4;
+  static constexpr uint32_t kBiasOffset = kVOffset + kStages * kKvBytes;
+  static constexpr uint32_t kBarrierOffset = kBiasOffset + kStages * kBiasBytes;
   static constexpr int kBarriers = 1 + 4 * kStages;
   // The dynamic shared window is aligned up to 1024 bytes in the kernel, hence the slack.
   static constexpr size_t kSharedBytes = kBarrierOffset + kBarriers * 8 + 1024;
@@ -70,10 +73,12 @@ struct Sm90Params {
   int q_len, kv_len, heads;
   int group;         // query heads per K/V head (query head h reads K/V head h / group)
   float scale_log2;  // softmax scale · log2(e), > 0
-  // Optional additive key bias (a key mask), float32 [B or 1][kv_len], pre-divided by the
-  // scale so it adds to raw scores; −inf drops a key. bias_batch_stride 0: shared by the batch.
+  // Optional additive key bias (a key mask, KeyBias), float32 [B or 1][bias_batch_stride or
+  // the one row], pre-divided by the scale so it adds to raw scores; −inf drops a key.
+  // bias_batch_stride 0: shared by the batch. tile_flags: a flag per kKeyBiasChunk keys.
   const float* key_bias;
-  int64_t bias_batch_stride;
+  const int32_t* tile_flags;
+  int64_t bias_batch_stride, flags_batch_stride;
 };
 
 // ---- PTX wrappers ----------------------------------------------------------------------
@@ -109,6 +114,15 @@ __device__ __forceinline__ void barrier_wait(uint32_t barrier, uint32_t parity) 
         : "r"(barrier), "r"(parity)
         : "memory");
   }
+}
+
+// `bytes` (a multiple of 16) from global to shared memory, both 16-byte aligned; completes
+// on `barrier`.
+__device__ __forceinline__ void copy_bytes(uint32_t shared, const void* global, uint32_t bytes, uint32_t barrier) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(shared),
+      "l"(global), "r"(bytes), "r"(barrier)
+      : "memory");
 }
 
 // One box of a 4-D tensor map, {column, head, row, batch}, into shared memory; completes on
@@ -252,26 +266,23 @@ __device__ __forceinline__ float exp2_approx(float x) {
 // Folds one tile of raw scores into the running softmax of the thread's two rows: the row
 // max (of raw scores; the scale is positive) and sum are updated, S becomes
 // exp2(S·scale − max·scale), and `correction` says by how much O must shrink. With kMask,
-// keys at or past kv_len count as −inf. With kBias, bias[key] (raw-score units) is added
-// first; a row may then have seen no key yet (its max −inf), and its probabilities are 0.
+// keys at or past kv_len count as −inf. With kBias, the tile's bias (raw-score units, in
+// shared memory: bias[key − first_key], −inf past kv_len) is added first instead; a row may
+// then have seen no key yet (its max −inf), and its probabilities are 0.
 template <bool kMask, bool kBias, int kKeys>
 __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_max)[2],
                                              float (&row_sum)[2], float (&correction)[2],
                                              int first_key, int kv_len, float scale_log2,
                                              const float* bias) {
   const int lane = threadIdx.x % 32;
+  static_assert(!(kMask && kBias), "the bias masks the keys past kv_len");
   if constexpr (kBias) {
 #pragma unroll
     for (int i = 0; i < kKeys / 2; i += 2) {
-      const int key = first_key + (i / 4) * 8 + (lane % 4) * 2;  // even: a float2 pair
-      if (kMask && key + 1 >= kv_len) {
-        s[i] = key < kv_len ? s[i] + bias[key] : -INFINITY;
-        s[i + 1] = -INFINITY;
-      } else {
-        const float2 b = *reinterpret_cast<const float2*>(bias + key);
-        s[i] += b.x;
-        s[i + 1] += b.y;
-      }
+      const int key = (i / 4) * 8 + (lane % 4) * 2;  // within the tile, even: a float2 pair
+      const float2 b = *reinterpret_cast<const float2*>(bias + key);
+      s[i] += b.x;
+      s[i + 1] += b.y;
     }
   } else if constexpr (kMask) {
 #pragma unroll
@@ -338,7 +349,14 @@ template <int kHeadDim>
 struct SharedLayout {
   using Tiles = Sm90Tile<kHeadDim>;
   uint32_t base;
+  unsigned char* generic;  // base as a generic pointer
   __device__ uint32_t q_tile() const { return base; }
+  __device__ uint32_t bias_tile(int stage) const {
+    return base + Tiles::kBiasOffset + stage * Tiles::kBiasBytes;
+  }
+  __device__ const float* bias_values(int stage) const {
+    return reinterpret_cast<const float*>(generic + Tiles::kBiasOffset + stage * Tiles::kBiasBytes);
+  }
   __device__ uint32_t k_tile(int stage) const {
     return base + Tiles::kKOffset + stage * Tiles::kKvBytes;
   }
@@ -365,11 +383,13 @@ __device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<
     copy_tile(smem.q_tile() + c * Tiles::kQPanelBytes, p.q_map, c * 64, head, first_query, batch,
               smem.q_full());
   }
+  const float* bias = p.key_bias != nullptr ? p.key_bias + batch * p.bias_batch_stride : nullptr;
   for (int j = 0; j < tiles; ++j) {
     const int stage = j % kStages, first_key = j * Tiles::kKeys;
     const uint32_t previous_use_parity = (j / kStages - 1) & 1;
     if (j >= kStages) barrier_wait(smem.k_empty(stage), previous_use_parity);
-    barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes);
+    barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes + (bias ? Tiles::kBiasBytes : 0));
+    if (bias) copy_bytes(smem.bias_tile(stage), bias + first_key, Tiles::kBiasBytes, smem.k_full(stage));
     for (int c = 0; c < Tiles::kPanels; ++c) {
       copy_tile(smem.k_tile(stage) + c * Tiles::kKvPanelBytes, p.k_map, c * 64, head / p.group, first_key,
                 batch, smem.k_full(stage));
@@ -423,15 +443,21 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
     }
   };
   const bool ragged = p.kv_len % kKeys != 0;
-  const float* bias = p.key_bias != nullptr ? p.key_bias + batch * p.bias_batch_stride : nullptr;
-  auto softmax = [&](int j) {
+  // With a key mask its bias tile sits in the K slot (the K slot is released after the
+  // softmax then); a tile whose flags are all 0 skips the add.
+  const bool masked = p.key_bias != nullptr;
+  const int32_t* flags = masked ? p.tile_flags + batch * p.flags_batch_stride : nullptr;
+  static_assert(kKeys == 4 * kKeyBiasChunk, "a key tile is one int4 of flags");
+  auto tile_biased = [&](int j) {
+    if (!masked) return false;
+    const int4 f = reinterpret_cast<const int4*>(flags)[j];
+    return (f.x | f.y | f.z | f.w) != 0;
+  };
+  auto softmax = [&](int j, bool biased) {
     const bool last = ragged && j == tiles - 1;
-    if (bias != nullptr) {
-      if (last) {
-        softmax_tile<true, true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, bias);
-      } else {
-        softmax_tile<false, true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, bias);
-      }
+    if (biased) {
+      softmax_tile<false, true, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2,
+                                       smem.bias_values(j % kStages));
     } else if (last) {
       softmax_tile<true, false, kKeys>(s, row_max, row_sum, correction, j * kKeys, p.kv_len, p.scale_log2, nullptr);
     } else {
@@ -440,6 +466,7 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
   };
   auto parity = [](int j) { return static_cast<uint32_t>(j / kStages) & 1; };
 
+  bool biased = tile_biased(0);
   barrier_wait(smem.q_full(), 0);
   barrier_wait(smem.k_full(0), 0);
   wgmma_fence();
@@ -447,12 +474,14 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
   wgmma_commit();
   wgmma_wait<0>();
   fence_registers(s);
-  if (lane == 0) barrier_arrive(smem.k_empty(0));
-  softmax(0);  // O is still zero: no rescale
+  if (lane == 0 && !masked) barrier_arrive(smem.k_empty(0));
+  softmax(0, biased);  // O is still zero: no rescale
+  if (lane == 0 && masked) barrier_arrive(smem.k_empty(0));
   round_probabilities<T>(s, probabilities);
 
   for (int j = 1; j < tiles; ++j) {
     const int stage = j % kStages, previous = (j - 1) % kStages;
+    biased = tile_biased(j);  // read before the waits, which hide its latency
     barrier_wait(smem.k_full(stage), parity(j));
     barrier_wait(smem.v_full(previous), parity(j - 1));
     fence_registers(s);
@@ -465,8 +494,9 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
     wgmma_commit();
     wgmma_wait<1>();  // S_j is in; P·V_{j-1} may still run
     fence_registers(s);
-    if (lane == 0) barrier_arrive(smem.k_empty(stage));
-    softmax(j);
+    if (lane == 0 && !masked) barrier_arrive(smem.k_empty(stage));
+    softmax(j, biased);
+    if (lane == 0 && masked) barrier_arrive(smem.k_empty(stage));
     wgmma_wait<0>();
     fence_registers(o);
     fence_registers(probabilities);
@@ -510,7 +540,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Tiles = Sm90Tile<kHeadDim>;
   extern __shared__ unsigned char shared_raw[];
-  const SharedLayout<kHeadDim> smem{(shared_address(shared_raw) + 1023u) & ~1023u};
+  const uint32_t raw = shared_address(shared_raw), aligned = (raw + 1023u) & ~1023u;
+  const SharedLayout<kHeadDim> smem{aligned, shared_raw + (aligned - raw)};
   const int head = blockIdx.y, batch = blockIdx.z;
   const int first_query = blockIdx.x * Tiles::kQueryRows;
   const int tiles = (p.kv_len + Tiles::kKeys - 1) / Tiles::kKeys;
@@ -577,7 +608,7 @@ CUtensorMap head_tile_map(const Tensor& t, int rows) {
 }
 
 template <class T, int kHeadDim>
-void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_bias,
+void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const KeyBias& key_bias,
                  Tensor& out, cudaStream_t stream) {
   using Tiles = Sm90Tile<kHeadDim>;
   Sm90Params p{};
@@ -591,8 +622,14 @@ void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   p.group = static_cast<int>(q.size(2) / k.size(2));
   p.scale_log2 = scale * 1.4426950408889634f;
   if (key_bias.defined()) {
-    p.key_bias = key_bias.data<float>();
-    p.bias_batch_stride = key_bias.size(0) == 1 ? 0 : key_bias.size(1);
+    static_assert(kKeyBiasAlign % Tiles::kKeys == 0, "bias rows hold whole key tiles");
+    p.key_bias = key_bias.bias.data<float>();
+    p.tile_flags = key_bias.tile_flags.data<int32_t>();
+    const bool shared = key_bias.bias.size(0) == 1;
+    p.bias_batch_stride = shared ? 0 : key_bias.bias.size(1);
+    p.flags_batch_stride = shared ? 0 : key_bias.tile_flags.size(1);
+    FASTDIT_CHECK(reinterpret_cast<uintptr_t>(p.key_bias) % 16 == 0 && reinterpret_cast<uintptr_t>(p.tile_flags) % 16 == 0,
+                  "flash_attention_sm90: the key bias must be 16-byte aligned");
   }
   FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_sm90<T, kHeadDim>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -622,7 +659,7 @@ bool flash_attention_sm90_serves(const Tensor& q, const Tensor& k, const Tensor&
 }
 
 void flash_attention_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                          const Tensor& key_bias, Tensor& out) {
+                          const KeyBias& key_bias, Tensor& out) {
   DeviceGuard guard(out.device());
   const cudaStream_t stream = current_stream(out.device().index);
   const bool bf16 = q.dtype() == DType::BFloat16;

@@ -26,18 +26,19 @@ namespace fastdit::cuda {
 // the FFN up-projection. bias may be undefined.
 void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
 
-// layer_norm(x) without affine, statistics in float32, then x̂ · (1 + scale) + shift in
-// one pass. x [B, L, D]; shift and scale (any float dtype) are [B, 1, D] or [B, L, D].
-void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
-                         Tensor& out);
+// layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in
+// float32, then x̂ · (1 + scale) + shift in one pass, written as out's dtype. x [..., L, D]
+// contiguous; shift and scale (any float dtype) are [..., 1, D] or [..., L, D].
+void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
+                   bool rms, Tensor& out);
 
 // The residual add and the norm after it in one pass: sum = residual + x (· gate), rounded
 // to residual's dtype, and normed = the layer norm of that rounded sum with the optional
-// affine weight/bias and modulation shift/scale. residual, x, sum and normed are
-// contiguous [B, L, D] (sum and normed of residual's dtype); gate, shift and scale
-// [B, 1, D] or [B, L, D]; weight and bias [D].
+// affine weight/bias and modulation shift/scale (rms: the RMS norm, no bias). residual, x,
+// sum and normed are contiguous [..., L, D] (sum and normed of residual's dtype); gate,
+// shift and scale [..., 1, D] or [..., L, D]; weight and bias [D].
 void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, Tensor& sum,
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, Tensor& sum,
                     Tensor& normed);
 
 // Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D] contiguous;
@@ -45,8 +46,9 @@ void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate,
 void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
                    const Tensor& sin, ops::RopeStyle style, Tensor& q, Tensor& k, Tensor& v);
 
-// residual + x · gate when residual, x and out are [B, L, D] (contiguous) and gate is
-// [B, 1, D] or [B, L, D]; returns false (nothing done) for other shapes.
+// residual + x · gate when residual, x and out are [..., L, D] (contiguous) and gate is
+// [..., 1, D] or [..., L, D] (per item, per frame, per token); returns false (nothing
+// done) for other shapes.
 bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out);
 
 enum class AttentionBackend {

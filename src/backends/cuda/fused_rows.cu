@@ -248,17 +248,21 @@ void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
 }
 
 bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {
-  // residual, x and out [B, L, D] contiguous; gate [B, 1, D] or [B, L, D] contiguous.
-  if (out.dim() != 3 || residual.shape() != out.shape() || x.shape() != out.shape() || gate.dim() != 3 ||
-      gate.size(0) != out.size(0) || gate.size(2) != out.size(2) ||
-      (gate.size(1) != 1 && gate.size(1) != out.size(1)))
+  // residual, x and out [..., L, D] contiguous; gate [..., 1, D] or [..., L, D] contiguous
+  // (per item, per frame or per token), the leading dims flattened.
+  const int64_t rank = out.dim();
+  if (rank < 2 || residual.shape() != out.shape() || x.shape() != out.shape() || gate.dim() != rank ||
+      gate.size(-1) != out.size(-1) || (gate.size(-2) != 1 && gate.size(-2) != out.size(-2)))
     return false;
+  for (int64_t d = 0; d + 2 < rank; ++d) {
+    if (gate.size(d) != out.size(d)) return false;
+  }
   if (!residual.is_contiguous() || !x.is_contiguous() || !gate.is_contiguous() || !out.is_contiguous()) return false;
-  const int64_t rows = out.size(0) * out.size(1);
+  const int64_t rows = out.size(-1) == 0 ? 0 : out.numel() / out.size(-1);
   if (rows == 0) return true;
   GatedRowParams p{residual.data_ptr(), x.data_ptr(), gate.data_ptr(), out.data_ptr(),
                    float_code(residual.dtype()), float_code(x.dtype()), float_code(gate.dtype()),
-                   float_code(out.dtype()), out.size(2), out.size(1), gate.size(1) != 1};
+                   float_code(out.dtype()), out.size(-1), out.size(-2), gate.size(-2) != 1};
   DeviceGuard guard(out.device().index);
   const cudaStream_t stream = current_stream(out.device().index);
   if (try_gated_add_vectorized(p, rows, stream)) return true;

@@ -236,8 +236,45 @@ __device__ __forceinline__ void store_run(T* p, const float (&v)[kRun<T>]) {
   *reinterpret_cast<Vector<T>*>(p) = out;
 }
 
-// A [B, L, D] or [B, 1, D] per-row operand (modulation shift / scale, a gate) of a
-// [B, L, D] row kernel: row r = b·L + l starts at b·batch_stride + l·seq_stride.
+// E elements from float32 to p as T, rounded to nearest even: whole 16-byte vectors, or
+// one E·sizeof(T)-byte store (p aligned to it).
+template <int E, class T>
+__device__ __forceinline__ void store_elements(T* p, const float (&v)[E]) {
+  constexpr int kPer = Vector<T>::kSize;
+  if constexpr (E >= kPer) {
+    static_assert(E % kPer == 0, "a run is whole 16-byte vectors or half of one");
+#pragma unroll
+    for (int c = 0; c < E / kPer; ++c) {
+      Vector<T> out;
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) out.values[e] = from_float<T>(v[c * kPer + e]);
+      reinterpret_cast<Vector<T>*>(p)[c] = out;
+    }
+  } else {
+    struct alignas(E * sizeof(T)) Part {
+      T values[E];
+    };
+    Part out;
+#pragma unroll
+    for (int e = 0; e < E; ++e) out.values[e] = from_float<T>(v[e]);
+    *reinterpret_cast<Part*>(p) = out;
+  }
+}
+
+// E elements to an output of any float dtype from element i on (the counterpart of the
+// load_run above: a float32 output of a bfloat16 row takes 32 bytes per run).
+template <int E>
+__device__ __forceinline__ void store_run(void* base, FloatCode code, int64_t i, const float (&v)[E]) {
+  switch (code) {
+    case FloatCode::F32: return store_elements<E>(static_cast<float*>(base) + i, v);
+    case FloatCode::BF16: return store_elements<E>(static_cast<__nv_bfloat16*>(base) + i, v);
+    default: return store_elements<E>(static_cast<__half*>(base) + i, v);
+  }
+}
+
+// A [..., L, D] or [..., 1, D] per-row operand (modulation shift / scale, a gate) of a
+// [..., L, D] row kernel, the leading dims flattened to one b (an item, or a frame of an
+// item): row r = b·L + l starts at b·batch_stride + l·seq_stride.
 struct RowOperand {
   const void* data = nullptr;  // null: the operand is absent
   FloatCode code = FloatCode::F32;
@@ -248,14 +285,16 @@ struct RowOperand {
   }
 };
 
-// `t` as a per-row operand of x [B, L, D]: [B, 1, D] or [B, L, D], contiguous.
+// `t` as a per-row operand of x [..., L, D]: [..., 1, D] or [..., L, D] (x's leading dims),
+// contiguous.
 inline RowOperand row_operand(const char* op, const char* name, const Tensor& t, const Tensor& x) {
-  const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
-  FASTDIT_CHECK(t.dim() == 3 && t.size(0) == batch && (t.size(1) == 1 || t.size(1) == seq) &&
-                    t.size(2) == d && t.is_contiguous(),
-                op, ": ", name, " ", shape_str(t.shape()), " must be [", batch, ", 1, ", d, "] or [", batch,
-                ", ", seq, ", ", d, "] and contiguous");
-  return {t.data_ptr(), float_code(t.dtype()), t.size(1) * d, t.size(1) == 1 ? 0 : d};
+  const int64_t rank = x.dim(), seq = x.size(-2), d = x.size(-1);
+  bool fits = rank >= 2 && t.dim() == rank && t.is_contiguous() && t.size(-1) == d &&
+              (t.size(-2) == 1 || t.size(-2) == seq);
+  for (int64_t i = 0; fits && i + 2 < rank; ++i) fits = t.size(i) == x.size(i);
+  FASTDIT_CHECK(fits, op, ": ", name, " ", shape_str(t.shape()), " must be contiguous and of x's shape ",
+                shape_str(x.shape()), " or that with 1 in dim -2");
+  return {t.data_ptr(), float_code(t.dtype()), t.size(-2) * d, t.size(-2) == 1 ? 0 : d};
 }
 
 // Sum over the `group` consecutive threads that share a row (a multiple of 32 dividing

@@ -1,5 +1,5 @@
-// layer_norm, rms_norm, layer_norm_modulate and add_layer_norm (the residual add fused
-// in front of the norm). Statistics are float32 and two-pass (mean, then the mean of
+// layer_norm, rms_norm, layer_norm_modulate / rms_norm_modulate and add_layer_norm (the
+// residual add fused in front of the layer or RMS norm). Statistics are float32 and two-pass (mean, then the mean of
 // squared deviations); the per-column affine (weight, bias) and the per-row modulation
 // (x̂ · (1 + scale) + shift) are optional and may have any float dtype.
 //
@@ -31,7 +31,8 @@ constexpr int kPreferredRuns = 3;
 
 struct NormalizeParams {
   const void* x;  // [rows, D] of the kernel's T
-  void* out;      // [rows, D] of T
+  void* out;      // [rows, D] of out_code (T but for layer_norm_modulate's out dtype)
+  FloatCode out_code;
   int64_t rows, length;
   float eps;
   bool subtract_mean;
@@ -54,7 +55,7 @@ __global__ void normalize_rows(NormalizeParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.length;
-  T* out = static_cast<T*>(p.out) + row * p.length;
+  const int64_t out_base = row * p.length;
   float mean = 0.0f;
   if (p.subtract_mean) {
     float sum = 0.0f;
@@ -76,7 +77,7 @@ __global__ void normalize_rows(NormalizeParams p) {
     if (p.bias) v += load_float(p.bias, p.bias_code, j);
     if (p.scale.data) v *= 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j);
     if (p.shift.data) v += load_float(p.shift.data, p.shift.code, shift_row + j);
-    out[j] = from_float<T>(v);
+    store_float(p.out, p.out_code, out_base + j, v);
   }
 }
 
@@ -201,7 +202,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
 #pragma unroll
   for (int k = 0; k < kRuns; ++k) {
     const int run = k * group + lane;
-    if (run < runs) store_run(static_cast<T*>(p.out) + base + static_cast<int64_t>(run) * E, v[k]);
+    if (run < runs) store_run<E>(p.out, p.out_code, base + static_cast<int64_t>(run) * E, v[k]);
   }
 }
 
@@ -235,6 +236,7 @@ NormalizeParams params_for(const Tensor& x, Tensor& out, float eps, bool subtrac
   NormalizeParams p{};
   p.x = x.data_ptr();
   p.out = out.data_ptr();
+  p.out_code = float_code(out.dtype());
   p.length = x.size(-1);
   p.rows = p.length == 0 ? 0 : x.numel() / p.length;
   p.eps = eps;
@@ -275,36 +277,40 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   launch(p, x);
 }
 
-void layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
-                         Tensor& out) {
-  FASTDIT_CHECK(x.dim() == 3 && x.is_contiguous(), "layer_norm_modulate: x ", shape_str(x.shape()),
-                " must be a contiguous [B, L, D]");
-  FASTDIT_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(),
-                "layer_norm_modulate: out ", out.str(), " must be a contiguous ", x.str());
-  NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/true);
-  p.shift = row_operand("layer_norm_modulate", "shift", shift, x);
-  p.scale = row_operand("layer_norm_modulate", "scale", scale, x);
-  p.seq = x.size(1);
+void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
+                   bool rms, Tensor& out) {
+  const char* op = rms ? "rms_norm_modulate" : "layer_norm_modulate";
+  FASTDIT_CHECK(x.dim() >= 2 && x.is_contiguous(), op, ": x ", shape_str(x.shape()),
+                " must be a contiguous [..., L, D]");
+  FASTDIT_CHECK(out.shape() == x.shape() && out.is_contiguous(), op, ": out ", out.str(),
+                " must be contiguous and of x's shape ", shape_str(x.shape()));
+  FASTDIT_CHECK(rms || !weight.defined(), op, ": the modulated layer norm takes no weight");
+  NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/!rms);
+  set_affine(p, weight, Tensor{});
+  p.shift = row_operand(op, "shift", shift, x);
+  p.scale = row_operand(op, "scale", scale, x);
+  p.seq = x.size(-2);
   launch(p, x);
 }
 
 void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, Tensor& sum,
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, Tensor& sum,
                     Tensor& normed) {
   constexpr const char* op = "add_layer_norm";
-  FASTDIT_CHECK(residual.dim() == 3 && residual.is_contiguous() && x.shape() == residual.shape() &&
+  FASTDIT_CHECK(residual.dim() >= 2 && residual.is_contiguous() && x.shape() == residual.shape() &&
                     x.is_contiguous(),
-                op, ": residual ", residual.str(), " and x ", x.str(), " must be contiguous [B, L, D] of one shape");
+                op, ": residual ", residual.str(), " and x ", x.str(), " must be contiguous [..., L, D] of one shape");
+  FASTDIT_CHECK(!rms || !bias.defined(), op, ": the RMS norm takes no bias");
   for (const Tensor* t : {&sum, &normed}) {
     FASTDIT_CHECK(t->shape() == residual.shape() && t->dtype() == residual.dtype() && t->is_contiguous(), op,
                   ": outputs must be contiguous ", residual.str(), ", got ", t->str());
   }
-  NormalizeParams p = params_for(residual, normed, eps, /*subtract_mean=*/true);
+  NormalizeParams p = params_for(residual, normed, eps, /*subtract_mean=*/!rms);
   set_affine(p, weight, bias);
   if (shift.defined()) p.shift = row_operand(op, "shift", shift, residual);
   if (scale.defined()) p.scale = row_operand(op, "scale", scale, residual);
   if (gate.defined()) p.gate = row_operand(op, "gate", gate, residual);
-  p.seq = residual.size(1);
+  p.seq = residual.size(-2);
   p.addend = x.data_ptr();
   p.addend_code = float_code(x.dtype());
   p.sum = sum.data_ptr();

@@ -39,6 +39,13 @@ Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
   return ops::modulate(x, shift, scale, x.dtype(), ops::Rounding::EachStep);
 }
 
+// norm(x) modulated: in float32 one fused pass (the same numbers), else the reference's
+// rounded steps.
+Tensor norm_modulate(const nn::RMSNorm& norm, const Tensor& x, const Tensor& shift, const Tensor& scale) {
+  if (x.dtype() == DType::Float32) return norm.forward_modulated(x, shift, scale, DType::Float32);
+  return modulate(norm.forward(x), shift, scale);
+}
+
 Tensor gated_residual(const Tensor& x, const Tensor& y, const Tensor& gate) {
   return ops::gated_add(x, y, gate, x.dtype(), ops::Rounding::EachStep);
 }
@@ -181,11 +188,11 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   const std::vector<Tensor> v_ada = mod_params(scale_shift_table_->value, ctx.temb);
   const std::vector<Tensor> a_ada = mod_params(audio_scale_shift_table_->value, ctx.temb_audio);
   const bool distributed = !ctx.video_self_mask.defined();  // a mask is refused under SP
-  const Tensor v_self = attn1_->forward(modulate(norm1_->forward(x), v_ada[0], v_ada[1]), {},
+  const Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {},
                                         ctx.video_self_mask, ctx.video_rope, {}, perturbation, distributed,
                                         ctx.video_tokens);
   x = gated_residual(x, v_self, v_ada[2]);
-  const Tensor a_self = audio_attn1_->forward(modulate(audio_norm1_->forward(a), a_ada[0], a_ada[1]),
+  const Tensor a_self = audio_attn1_->forward(norm_modulate(*audio_norm1_, a, a_ada[0], a_ada[1]),
                                               {}, {}, ctx.audio_rope, {}, perturbation);
   a = gated_residual(a, a_self, a_ada[2]);
 
@@ -241,8 +248,8 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   }
 
   // 4. feed-forward
-  x = gated_residual(x, ff_->forward(modulate(norm3_->forward(x), v_ada[3], v_ada[4])), v_ada[5]);
-  a = gated_residual(a, audio_ff_->forward(modulate(audio_norm3_->forward(a), a_ada[3], a_ada[4])), a_ada[5]);
+  x = gated_residual(x, ff_->forward(norm_modulate(*norm3_, x, v_ada[3], v_ada[4])), v_ada[5]);
+  a = gated_residual(a, audio_ff_->forward(norm_modulate(*audio_norm3_, a, a_ada[3], a_ada[4])), a_ada[5]);
   emit(x, "out[0]");
   emit(a, "out[1]");
   return {x, a};
