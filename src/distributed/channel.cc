@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -288,6 +289,18 @@ void Channel::poll_peers(int milliseconds) {
 void Channel::check_peers() {
   if (!failure_.empty()) throw PeerFailure(failure_);
   poll_peers(0);
+  if (parent_) parent_->check_peers();
+}
+
+std::string Channel::local_address() const {
+  if (rank_ == 0 || peers_[0].fd < 0) return env_.master_addr;
+  sockaddr_in addr{};
+  socklen_t size = sizeof addr;
+  char text[INET_ADDRSTRLEN] = {};
+  if (::getsockname(peers_[0].fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0 ||
+      !::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text))
+    FASTDIT_FAIL("rank ", rank_, ": the local address of the connection to rank 0: ", std::strerror(errno));
+  return text;
 }
 
 std::string Channel::wait_for_data(int peer) {
@@ -303,6 +316,7 @@ std::string Channel::wait_for_data(int peer) {
       fail(-1, detail::concat("rank ", rank_, ": a collective timed out after ", timeout_seconds_,
                               " s waiting for rank ", peer, " (FASTDIT_NCCL_TIMEOUT_S)"));
     poll_peers(std::min(left, 100));
+    if (parent_) parent_->check_peers();
   }
   std::string data = std::move(p.data.front());
   p.data.pop_front();
@@ -328,6 +342,7 @@ void Channel::send_failure(const std::string& reason) noexcept {
   if (failure_.empty()) failure_ = reason;
   for (int r = 0; r < world_size(); ++r)
     if (r != rank_) try_write_frame(peers_[r].fd, kFailure, reason);
+  if (parent_) parent_->send_failure(reason);
 }
 
 void Channel::fail(int from, const std::string& reason) {
@@ -336,6 +351,7 @@ void Channel::fail(int from, const std::string& reason) {
     // Rank 0 passes a failure on to every other rank; another rank tells rank 0 of its own.
     for (int r = 0; r < world_size(); ++r)
       if (r != rank_ && r != from && (rank_ == 0 || r == 0)) try_write_frame(peers_[r].fd, kFailure, reason);
+    if (parent_) parent_->send_failure(reason);  // the ranks outside this group end too
   }
   throw PeerFailure(failure_);
 }

@@ -44,6 +44,14 @@ class Channel {
   // Every rank's bytes in rank order, relayed by rank 0 (the CPU transport's collective).
   std::vector<std::string> all_gather(const std::string& mine);
 
+  // The channel of a group split from `parent` (Communicator::split): its waits watch the
+  // parent's peers too, and failures it sees or sends reach the parent's ranks. The parent
+  // must outlive it.
+  void set_parent(Channel& parent) { parent_ = &parent; }
+  // The address this rank's peers reach it at: MASTER_ADDR on rank 0, else the local
+  // address of its connection to rank 0 (where a group split off can meet).
+  std::string local_address() const;
+
  private:
   struct Peer {
     int fd = -1;
@@ -69,6 +77,7 @@ class Channel {
   std::vector<Peer> peers_;  // by rank; rank 0 holds one per other rank, the others hold rank 0's
   std::string shared_bytes_;
   std::string failure_;      // the failure already seen, thrown again by every later call
+  Channel* parent_ = nullptr;
 };
 
 }  // namespace fastdit::distributed
