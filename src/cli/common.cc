@@ -149,6 +149,10 @@ ParallelRun::ParallelRun(const distributed::LaunchEnv& env, const RunOptions& op
   if (half > 1) parallel_ = nn::SequenceParallel(*group_);
 }
 
+void ParallelRun::linger() noexcept {
+  if (world_) world_->linger(5.0);
+}
+
 void ParallelRun::abort(const std::string& reason) noexcept {
   for (auto* comm : {pair_.get(), group_.get(), world_.get()})
     if (comm) comm->abort(reason);
@@ -218,7 +222,10 @@ int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&
     const QuietOutput quiet(!run->is_main());
     return body(*run);
   } catch (const distributed::PeerFailure&) {
-    if (env->rank != 0) return 2;  // rank 0 reports it
+    if (env->rank != 0) {  // rank 0 reports it
+      if (run) run->linger();
+      return 2;
+    }
     throw;
   } catch (const Error& e) {
     throw fail(e, e.where());

@@ -101,6 +101,9 @@ class ParallelRun {
   distributed::Communicator* cfg_pair() const { return pair_.get(); }
   // A rank that failed: tells every rank of the run, through each of its communicators.
   void abort(const std::string& reason) noexcept;
+  // A rank other than 0 that ends because another failed waits (a few seconds at most)
+  // for rank 0 to end first, so that rank 0 reports the failing rank.
+  void linger() noexcept;
 
  private:
   std::unique_ptr<distributed::Communicator> world_;

@@ -159,8 +159,12 @@ Channel::~Channel() {
 }
 
 std::unique_ptr<Channel> Channel::connect(const LaunchEnv& env, double timeout_seconds,
-                                          const std::function<std::string()>& make_shared_bytes) {
+                                          const std::function<std::string()>& make_shared_bytes,
+                                          std::vector<int> labels) {
   std::unique_ptr<Channel> channel(new Channel(env, timeout_seconds));
+  FASTDIT_CHECK(labels.empty() || static_cast<int>(labels.size()) == env.world_size, "channel: ", labels.size(),
+                " labels for ", env.world_size, " ranks");
+  channel->labels_ = std::move(labels);
   if (env.rank == 0) {
     if (env.world_size > 1) {
       const int listener = listen_on(env, channel->address_);
@@ -251,9 +255,9 @@ void Channel::join_rank_zero() {
 
 void Channel::send(int peer, uint32_t kind, const std::string& payload) {
   const Io io = write_frame(peers_[peer].fd, kind, payload, after(timeout_seconds_));
-  if (io == Io::Closed) fail(peer, exited(peer));
+  if (io == Io::Closed) fail(peer, exited(name(peer)));
   if (io == Io::TimedOut)
-    fail(-1, detail::concat("rank ", rank_, ": sending to rank ", peer, " timed out after ", timeout_seconds_,
+    fail(-1, detail::concat("rank ", name(rank_), ": sending to rank ", name(peer), " timed out after ", timeout_seconds_,
                             " s (FASTDIT_NCCL_TIMEOUT_S)"));
 }
 
@@ -264,7 +268,7 @@ void Channel::receive_from(int peer) {
   if (io != Io::Done) {
     ::close(p.fd);
     p.fd = -1;
-    if (!p.said_goodbye) fail(peer, exited(peer));
+    if (!p.said_goodbye) fail(peer, exited(name(peer)));
     return;
   }
   if (frame.kind == kData) p.data.push_back(std::move(frame.payload));
@@ -292,6 +296,18 @@ void Channel::check_peers() {
   if (parent_) parent_->check_peers();
 }
 
+void Channel::linger(double seconds) noexcept {
+  if (rank_ == 0 || peers_[0].fd < 0) return;
+  const auto deadline = after(seconds);
+  char buffer[4096];
+  while (milliseconds_left(deadline) > 0) {
+    pollfd p{peers_[0].fd, POLLIN, 0};
+    if (::poll(&p, 1, std::min(milliseconds_left(deadline), 100)) <= 0) continue;
+    const ssize_t n = ::recv(peers_[0].fd, buffer, sizeof buffer, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
+  }
+}
+
 std::string Channel::local_address() const {
   if (rank_ == 0 || peers_[0].fd < 0) return env_.master_addr;
   sockaddr_in addr{};
@@ -309,12 +325,12 @@ std::string Channel::wait_for_data(int peer) {
   while (p.data.empty()) {
     if (!failure_.empty()) throw PeerFailure(failure_);
     if (p.fd < 0)
-      fail(peer, detail::concat("rank ", peer, " finished while rank ", rank_,
+      fail(peer, detail::concat("rank ", name(peer), " finished while rank ", name(rank_),
                                 " still waited for it (the ranks ran different programs)"));
     const int left = milliseconds_left(deadline);
     if (left == 0)
-      fail(-1, detail::concat("rank ", rank_, ": a collective timed out after ", timeout_seconds_,
-                              " s waiting for rank ", peer, " (FASTDIT_NCCL_TIMEOUT_S)"));
+      fail(-1, detail::concat("rank ", name(rank_), ": a collective timed out after ", timeout_seconds_,
+                              " s waiting for rank ", name(peer), " (FASTDIT_NCCL_TIMEOUT_S)"));
     poll_peers(std::min(left, 100));
     if (parent_) parent_->check_peers();
   }

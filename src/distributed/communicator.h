@@ -55,6 +55,10 @@ class Communicator {
   // Called on a rank that failed: the other ranks' current and later collectives throw
   // PeerFailure carrying `reason` instead of waiting. Never throws.
   virtual void abort(const std::string& reason) noexcept = 0;
+  // Called on a rank that ends because another failed: stays reachable (up to `seconds`)
+  // until rank 0 has ended, so that rank 0 names the rank that failed, not this one's exit.
+  // Never throws.
+  virtual void linger(double /*seconds*/) noexcept {}
 
   // A collective: every rank calls it, in the same order as its other collectives. The
   // ranks that pass the same color form one group, ranked in this communicator's order;

@@ -45,6 +45,7 @@ class NcclCommunicator final : public Communicator {
   void all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void abort(const std::string& reason) noexcept override;
+  void linger(double seconds) noexcept override { channel_->linger(seconds); }
   // ncclCommSplit of this communicator; the group shares its control channel (failures).
   std::unique_ptr<Communicator> split(int color) override;
 

@@ -16,9 +16,11 @@ std::unique_ptr<Communicator> SocketCommunicator::split(int color) {
   LaunchEnv group;
   group.world_size = 0;
   int leader = -1;
+  std::vector<int> labels;  // the group's ranks by their world rank, in messages
   for (int r = 0; r < world_size(); ++r) {
     if (colors[r] != mine) continue;
     if (leader < 0) leader = r;
+    labels.push_back(channel_->name(r));
     if (r == rank()) group.rank = group.local_rank = group.world_size;
     ++group.world_size;
   }
@@ -29,7 +31,7 @@ std::unique_ptr<Communicator> SocketCommunicator::split(int color) {
   where >> group.master_addr >> group.master_port;
   FASTDIT_CHECK(!where.fail(), "rank ", rank(), ": split: rank ", leader, " offered '", offers[leader],
                 "', not an address and port");
-  auto channel = Channel::connect(group, channel_->timeout_seconds(), [] { return std::string(); });
+  auto channel = Channel::connect(group, channel_->timeout_seconds(), [] { return std::string(); }, labels);
   channel->set_parent(*channel_);
   return std::make_unique<SocketCommunicator>(std::move(channel), label_);
 }

@@ -18,6 +18,7 @@ class SocketCommunicator final : public HostCommunicator {
   int world_size() const override { return channel_->world_size(); }
   int rank() const override { return channel_->rank(); }
   void abort(const std::string& reason) noexcept override;
+  void linger(double seconds) noexcept override { channel_->linger(seconds); }
   // The group's leader (its lowest rank) listens on a free port at its local address; the
   // group's own channel carries its collectives.
   std::unique_ptr<Communicator> split(int color) override;
