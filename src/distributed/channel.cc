@@ -152,6 +152,7 @@ Channel::Channel(const LaunchEnv& env, double timeout_seconds)
       peers_(static_cast<size_t>(env.world_size)) {}
 
 Channel::~Channel() {
+  if (parent_) std::erase(parent_->children_, this);
   for (Peer& peer : peers_) {
     try_write_frame(peer.fd, kGoodbye, {});
     if (peer.fd >= 0) ::close(peer.fd);
@@ -354,11 +355,22 @@ std::vector<std::string> Channel::all_gather(const std::string& mine) {
   return all;
 }
 
-void Channel::send_failure(const std::string& reason) noexcept {
+void Channel::set_parent(Channel& parent) {
+  parent_ = &parent;
+  parent.children_.push_back(this);
+}
+
+void Channel::send_failure_down(const std::string& reason) noexcept {
   if (failure_.empty()) failure_ = reason;
   for (int r = 0; r < world_size(); ++r)
     if (r != rank_) try_write_frame(peers_[r].fd, kFailure, reason);
-  if (parent_) parent_->send_failure(reason);
+  for (Channel* child : children_) child->send_failure_down(reason);
+}
+
+void Channel::send_failure(const std::string& reason) noexcept {
+  Channel* root = this;
+  while (root->parent_) root = root->parent_;
+  root->send_failure_down(reason);
 }
 
 void Channel::fail(int from, const std::string& reason) {
@@ -367,7 +379,7 @@ void Channel::fail(int from, const std::string& reason) {
     // Rank 0 passes a failure on to every other rank; another rank tells rank 0 of its own.
     for (int r = 0; r < world_size(); ++r)
       if (r != rank_ && r != from && (rank_ == 0 || r == 0)) try_write_frame(peers_[r].fd, kFailure, reason);
-    if (parent_) parent_->send_failure(reason);  // the ranks outside this group end too
+    if (parent_) send_failure(reason);  // the ranks outside this group end too
   }
   throw PeerFailure(failure_);
 }

@@ -56,7 +56,8 @@ class Channel {
   // The channel of a group split from `parent` (Communicator::split): its waits watch the
   // parent's peers too, and failures it sees or sends reach the parent's ranks. The parent
   // must outlive it.
-  void set_parent(Channel& parent) { parent_ = &parent; }
+  // A failure sent or seen on any channel of a process is sent on all of them.
+  void set_parent(Channel& parent);
   // The address this rank's peers reach it at: MASTER_ADDR on rank 0, else the local
   // address of its connection to rank 0 (where a group split off can meet).
   std::string local_address() const;
@@ -87,6 +88,9 @@ class Channel {
   std::string shared_bytes_;
   std::string failure_;      // the failure already seen, thrown again by every later call
   Channel* parent_ = nullptr;
+  std::vector<Channel*> children_;  // the groups split off this one, alive
+  // Sends the failure to this channel's peers and to its children's, recursively.
+  void send_failure_down(const std::string& reason) noexcept;
   std::vector<int> labels_;
 };
 

@@ -51,7 +51,8 @@ class NcclCommunicator final : public Communicator {
 
  private:
   // A group split off `parent` (its NCCL communicator is set by the split).
-  NcclCommunicator(const NcclCommunicator& parent)
+  struct SplitFrom {};
+  NcclCommunicator(SplitFrom, const NcclCommunicator& parent)
       : channel_(parent.channel_), device_(parent.device_), timeout_seconds_(parent.timeout_seconds_) {}
   void create_events();
   // Messages name the world rank (the channel's), also in a split group.
@@ -119,7 +120,7 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color) {
   if (!comm_) throw PeerFailure("the NCCL communicator was aborted after an earlier failure");
   check_peers();
   cuda::DeviceGuard guard(device_);
-  std::unique_ptr<NcclCommunicator> group(new NcclCommunicator(*this));
+  std::unique_ptr<NcclCommunicator> group(new NcclCommunicator(SplitFrom{}, *this));
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   const ncclResult_t result = ncclCommSplit(comm_, color, rank_, &group->comm_, &config);
