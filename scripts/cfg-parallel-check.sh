@@ -10,9 +10,11 @@
 #           (default 50) on N GPUs: time1 one GPU (batched CFG), time2 --cfg-parallel,
 #           time4 --cfg-parallel --sp 2 and --sp 4, time8 --cfg-parallel --sp 4 and --sp 8.
 #           Each prints the seconds per step and the communication share per step.
-# One 14B step with CFG takes about 21 s on one H200 (two 10.3 s forwards), so 50 steps do
-# not fit in the device tool's 600 s per command on 1 GPU: run time1 with CFG_CHECK_STEPS=20
-# (the speedups compare median seconds per step; 50 steps take 50 x that). Every command
+# One 14B step with CFG takes about 21 s on one H200 (two 10.3 s forwards) and about 10.5 s
+# CFG-parallel on 2, so 50 steps do not fit in the device tool's 600 s per command on 1 or 2
+# GPUs: run time1 and time2 with CFG_CHECK_STEPS=20 (the speedups compare median seconds
+# per step; 50 steps take 50 x that; pass time1's as CFG_CHECK_BASELINE_S_PER_STEP to a
+# later call), time4 and time8 with the full 50. Every command
 # runs under a timeout inside CFG_CHECK_BUDGET_S (default 540 s).
 # Output: $OUT/cfg-parallel-check.log and $OUT/cfg-parallel-check.json (per run: GPUs, flags,
 # s/step, communication ms/step and share, speedup over time1's s/step when it ran in
