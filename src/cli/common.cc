@@ -90,8 +90,8 @@ void check_cuda_graph(const RunOptions& options) {
                 "--cuda-graph cannot run with the activation trace (FASTDIT_TRACE_ACTIVATIONS): the trace reads "
                 "every module's output on the host during the forward, which a graph replay skips");
   const auto launched = distributed::launch_env_from_environment();
-  const int ranks = options.sp > 0 ? options.sp : launched ? launched->world_size : 1;
-  FASTDIT_CHECK(ranks <= 1, "--cuda-graph with sequence parallelism over ", ranks,
+  const int ranks = options.ranks() > 0 ? options.ranks() : launched ? launched->world_size : 1;
+  FASTDIT_CHECK(ranks <= 1, "--cuda-graph with ", options.cfg_parallel ? "CFG" : "sequence", " parallelism over ", ranks,
                 " ranks: the collectives between them are not captured; run on one GPU");
 }
 
@@ -137,9 +137,25 @@ ParallelRun::ParallelRun(const distributed::LaunchEnv& env, const RunOptions& op
                   ": with sequence parallelism each rank drives cuda:<LOCAL_RANK>; give --device cuda");
     device = Device::cuda(env.local_rank);
   }
-  communicator_ = distributed::join_process_group(env, device);
-  parallel_ = nn::SequenceParallel(*communicator_);
+  world_ = distributed::join_process_group(env, device);
   device_ = device;
+  if (!options.cfg_parallel) {
+    parallel_ = nn::SequenceParallel(*world_);
+    return;
+  }
+  const int half = env.world_size / 2;
+  group_ = world_->split(env.rank / half);  // 0: cond, 1: uncond
+  pair_ = world_->split(env.rank % half);   // {r, r + N}: cond first
+  if (half > 1) parallel_ = nn::SequenceParallel(*group_);
+}
+
+void ParallelRun::linger() noexcept {
+  if (world_) world_->linger(5.0);
+}
+
+void ParallelRun::abort(const std::string& reason) noexcept {
+  for (auto* comm : {pair_.get(), group_.get(), world_.get()})
+    if (comm) comm->abort(reason);
 }
 
 LoadOptions ParallelRun::load_options(const RunOptions& options, bool progress) const {
@@ -178,18 +194,27 @@ class QuietOutput {
 
 int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&)>& body) {
   FASTDIT_CHECK(options.sp >= 0, "--sp ", options.sp, ": expected a number of ranks");
-  FASTDIT_CHECK(options.sp <= kMaxRanks, "--sp ", options.sp, ": at most ", kMaxRanks, " ranks");
+  FASTDIT_CHECK(options.ranks() <= kMaxRanks, options.cfg_parallel ? "--cfg-parallel --sp " : "--sp ", options.sp,
+                ": at most ", kMaxRanks, " ranks", options.cfg_parallel ? " in all (2 x --sp)" : "");
   const auto env = distributed::launch_env_from_environment();
-  if (!env && options.sp > 1) return distributed::launch_local_ranks(options.sp);
-  FASTDIT_CHECK(!env || options.sp == 0 || options.sp == env->world_size, "--sp ", options.sp,
-                " but the launcher started ", env ? env->world_size : 1, " rank(s) (WORLD_SIZE)");
+  if (!env && options.ranks() > 1) return distributed::launch_local_ranks(options.ranks());
+  if (options.cfg_parallel) {
+    const int world = env ? env->world_size : 1;
+    FASTDIT_CHECK(world % 2 == 0, "--cfg-parallel runs the cond and uncond forwards on two groups of equal size, "
+                  "but the launcher started ", world, " rank(s) (WORLD_SIZE); start an even number");
+    FASTDIT_CHECK(options.sp == 0 || 2 * options.sp == world, "--cfg-parallel --sp ", options.sp, " takes ",
+                  2 * options.sp, " ranks but the launcher started ", world, " (WORLD_SIZE)");
+  } else {
+    FASTDIT_CHECK(!env || options.sp == 0 || options.sp == env->world_size, "--sp ", options.sp,
+                  " but the launcher started ", env ? env->world_size : 1, " rank(s) (WORLD_SIZE)");
+  }
   if (!env || env->world_size == 1) {
     ParallelRun single;
     return body(single);
   }
   std::unique_ptr<ParallelRun> run;
   const auto fail = [&](const std::exception& e, const std::string& where) -> Error {
-    if (run) run->communicator()->abort(e.what());
+    if (run) run->abort(e.what());
     return Error(detail::concat("rank ", env->rank, ": ", e.what()), where);
   };
   try {
@@ -197,7 +222,10 @@ int run_parallel(const RunOptions& options, const std::function<int(ParallelRun&
     const QuietOutput quiet(!run->is_main());
     return body(*run);
   } catch (const distributed::PeerFailure&) {
-    if (env->rank != 0) return 2;  // rank 0 reports it
+    if (env->rank != 0) {  // rank 0 reports it
+      if (run) run->linger();
+      return 2;
+    }
     throw;
   } catch (const Error& e) {
     throw fail(e, e.where());

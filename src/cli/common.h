@@ -2,6 +2,7 @@
 // comparing outputs.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -41,6 +42,11 @@ struct RunOptions {
   std::string dtype = "float32";
   std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
   int sp = 0;  // sequence-parallel ranks; 0 = as many as a launcher started (else one)
+  // generate --cfg-parallel: the cond and uncond forwards on two groups of `sp` ranks
+  // each (2 x sp ranks in all; under a launcher, sp = WORLD_SIZE / 2).
+  bool cfg_parallel = false;
+  // The ranks a run takes: 2 x sp with cfg_parallel, else sp; 0: as many as a launcher started.
+  int ranks() const { return cfg_parallel ? 2 * std::max(sp, 1) : sp; }
   Device parsed_device() const { return Device::parse(device); }
   DType parsed_dtype() const;  // float32 / bfloat16 / float16 only
   std::optional<bool> parsed_fuse() const;
@@ -52,7 +58,7 @@ void add_run_options(CLI::App& cmd, RunOptions& options);
 // replayed (models/captured_forward.h).
 void add_cuda_graph_flag(CLI::App& cmd, bool& cuda_graph);
 // What rules a capture out, checked before the (slow) load: a device other than CUDA, the
-// activation trace, sequence parallelism (--sp, or ranks a launcher started).
+// activation trace, sequence or CFG parallelism (--sp, --cfg-parallel, or ranks a launcher started).
 void check_cuda_graph(const RunOptions& options);
 
 // --strict (run, generate): an output with NaN or Inf values fails the command (exit 2)
@@ -73,24 +79,36 @@ PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions
 PreparedModel prepare_random_model(const std::filesystem::path& path, const LoadOptions& options, uint64_t seed);
 
 // This process's place in a sequence-parallel run: one rank of the group a launcher
-// started (its GPU is cuda:LOCAL_RANK), or the only one.
+// started (its GPU is cuda:LOCAL_RANK), or the only one. With --cfg-parallel the world of
+// 2 x N ranks is split into two sequence-parallel groups of N (ranks [0, N) the cond
+// forwards, [N, 2N) the uncond ones) and N guidance pairs {r, r + N}.
 class ParallelRun {
  public:
   ParallelRun() = default;  // one process
   ParallelRun(const distributed::LaunchEnv& env, const RunOptions& options);
   ParallelRun(const ParallelRun&) = delete;  // models point at its layout
   ParallelRun& operator=(const ParallelRun&) = delete;
-  int rank() const { return parallel_.rank(); }
-  int world_size() const { return parallel_.world_size(); }
+  int rank() const { return world_ ? world_->rank() : 0; }  // in the whole run
+  int world_size() const { return world_ ? world_->world_size() : 1; }
   bool is_main() const { return rank() == 0; }  // the rank that prints and writes
   // options.load_options with this rank's device and the group the model shards over;
   // progress lines on the main rank only.
   LoadOptions load_options(const RunOptions& options, bool progress) const;
   const nn::SequenceParallel& sequence_parallel() const { return parallel_; }
-  distributed::Communicator* communicator() const { return communicator_.get(); }
+  // The sequence-parallel group's communicator (null: no sequence parallelism).
+  distributed::Communicator* communicator() const { return parallel_.communicator(); }
+  // The guidance pair of a CFG-parallel run (rank 0 of it cond, rank 1 uncond), else null.
+  distributed::Communicator* cfg_pair() const { return pair_.get(); }
+  // A rank that failed: tells every rank of the run, through each of its communicators.
+  void abort(const std::string& reason) noexcept;
+  // A rank other than 0 that ends because another failed waits (a few seconds at most)
+  // for rank 0 to end first, so that rank 0 reports the failing rank.
+  void linger() noexcept;
 
  private:
-  std::unique_ptr<distributed::Communicator> communicator_;
+  std::unique_ptr<distributed::Communicator> world_;
+  std::unique_ptr<distributed::Communicator> group_;  // CFG-parallel: this rank's half
+  std::unique_ptr<distributed::Communicator> pair_;   // CFG-parallel: its guidance pair
   nn::SequenceParallel parallel_;
   std::optional<Device> device_;  // this rank's device; unset: the one the options name
 };

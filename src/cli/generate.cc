@@ -41,6 +41,7 @@ struct GenerateArgs {
   double guidance = 0, guidance_2 = 0, shift = 0, boundary_ratio = 0;
   uint64_t seed = 0;
   std::string cfg_batching = "batched";
+  bool cfg_parallel = false;
   RunOptions run;
   const CLI::App* cmd = nullptr;  // tells given flags from defaults
   bool given(const char* flag) const { return cmd->count(flag) > 0; }
@@ -291,7 +292,8 @@ std::unique_ptr<sampling::Scheduler> make_scheduler(const sampling::PipelineFold
                                   "scheduler " + *s.scheduler, s.flow_shift);
 }
 
-void run_generate(const GenerateArgs& a) {
+// What generate checks before any rank starts: the flags among themselves.
+void check_flags(const GenerateArgs& a) {
   FASTDIT_CHECK(a.model.empty() != a.config.empty(), "generate: give --model or --config (not both)");
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "generate: --config needs --random-weights (no checkpoint)");
   FASTDIT_CHECK(a.model.empty() || !a.random_weights, "generate: --random-weights builds the model from --config "
@@ -302,27 +304,52 @@ void run_generate(const GenerateArgs& a) {
                 "generate: --prompt-embeds is required (random stand-ins only with --random-weights)");
   FASTDIT_CHECK(a.cfg_batching == "batched" || a.cfg_batching == "sequential", "--cfg-batching ", a.cfg_batching,
                 ": expected batched or sequential");
+  FASTDIT_CHECK(!a.cfg_parallel || !a.given("--cfg-batching"), "--cfg-batching ", a.cfg_batching, " with "
+                "--cfg-parallel: the cond and uncond forwards run on two rank groups, neither batched nor in turn; "
+                "give one of them");
   if (a.cuda_graph) check_cuda_graph(a.run);
+}
+
+// The settings and inputs of a run, everything that is checked before the (slow) load.
+struct Setup {
+  sampling::PipelineFolder folder;
+  sampling::PipelineChoice pipeline;
+  SamplingConfig s;
+  std::unique_ptr<sampling::Scheduler> scheduler;
+  Tensor prompt, negative, pooled;
+  bool flux = false, guided = false;
+};
+
+Setup setup_run(const GenerateArgs& a) {
+  Setup setup;
   for (const std::string* input : {&a.config, &a.prompt_embeds, &a.negative_embeds, &a.noise}) note_input_file(*input);
   check_output_path(a.output, "--output");
   // Everything that can be checked without the model is, before the (slow) load.
-  const sampling::PipelineFolder folder =
-      a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
-  const sampling::PipelineChoice pipeline =
-      sampling::choose_pipeline(folder, a.config.empty() ? folder.transformer : fs::path(a.config));
-  const bool flux = pipeline.kind == sampling::PipelineKind::Flux;
-  const SamplingConfig s = resolve_settings(a, folder, pipeline);
-  const auto scheduler = make_scheduler(folder, pipeline, s);
-  Tensor prompt = a.prompt_embeds.empty() ? Tensor{} : read_named_tensor(a.prompt_embeds, "prompt_embeds");
-  Tensor negative =
+  setup.folder = a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
+  const sampling::PipelineFolder& folder = setup.folder;
+  setup.pipeline = sampling::choose_pipeline(folder, a.config.empty() ? folder.transformer : fs::path(a.config));
+  const sampling::PipelineChoice& pipeline = setup.pipeline;
+  const bool flux = setup.flux = pipeline.kind == sampling::PipelineKind::Flux;
+  setup.s = resolve_settings(a, folder, pipeline);
+  const SamplingConfig& s = setup.s;
+  setup.scheduler = make_scheduler(folder, pipeline, s);
+  Tensor& prompt = setup.prompt;
+  Tensor& negative = setup.negative;
+  Tensor& pooled = setup.pooled;
+  prompt = a.prompt_embeds.empty() ? Tensor{} : read_named_tensor(a.prompt_embeds, "prompt_embeds");
+  negative =
       a.negative_embeds.empty() ? Tensor{} : read_named_tensor(a.negative_embeds, "negative_prompt_embeds");
-  Tensor pooled =
+  pooled =
       a.pooled_embeds.empty() ? Tensor{} : read_named_tensor(a.pooled_embeds, "pooled_prompt_embeds");
   for (const auto& [tensor, path] : {std::pair{&prompt, &a.prompt_embeds}, std::pair{&negative, &a.negative_embeds}})
     FASTDIT_CHECK(!tensor->defined() || (tensor->dim() == 3 && tensor->numel() > 0), *path,
                   ": prompt embeddings must be a non-empty [B, L, D], got ", tensor->str());
   // FluxPipeline's guidance scale is the distilled guidance the model embeds, not CFG.
-  const bool guided = !flux && *s.guidance_scale > 1.0;
+  const bool guided = setup.guided = !flux && *s.guidance_scale > 1.0;
+  FASTDIT_CHECK(!a.cfg_parallel || !flux, "--cfg-parallel: FluxPipeline's guidance is distilled into the model (one "
+                "forward per step, no classifier-free guidance), so there is no uncond forward to run in parallel");
+  FASTDIT_CHECK(!a.cfg_parallel || guided, "--cfg-parallel needs classifier-free guidance, but guidance_scale ",
+                *s.guidance_scale, " <= 1 runs one forward per step (no uncond forward to run in parallel)");
   FASTDIT_CHECK(!guided || negative.defined() || a.random_weights, "guidance_scale ", *s.guidance_scale,
                 " > 1 applies classifier-free guidance and needs --negative-embeds (--guidance 1 for none)");
   FASTDIT_CHECK(!flux || negative.defined() == false, "--negative-embeds: FluxPipeline's guidance is distilled "
@@ -330,8 +357,40 @@ void run_generate(const GenerateArgs& a) {
   FASTDIT_CHECK(flux || pooled.defined() == false, "--pooled-embeds: only Flux takes pooled prompt embeddings");
   FASTDIT_CHECK(!flux || pooled.defined() || a.random_weights,
                 "generate: Flux needs --pooled-embeds (the CLIP pooled prompt embedding, 'pooled_prompt_embeds')");
+  return setup;
+}
 
-  const LoadOptions options = a.run.load_options(true);
+// The communication of a parallel run, from this rank's communicators: per step, the
+// sequence-parallel collectives and the CFG exchange, and their share of the step time.
+std::string communication_summary(const ParallelRun& parallel, double seconds, size_t steps) {
+  if (!parallel.communicator() && !parallel.cfg_pair()) return {};
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2) << "communication per step (rank 0): ";
+  double total_ms = 0;
+  const auto part = [&](const distributed::Communicator* comm, const char* what) {
+    if (!comm) return;
+    const auto sum = comm->stats().total();
+    const double ms = sum.milliseconds / static_cast<double>(steps);
+    total_ms += ms;
+    out << what << " " << ms << " ms (" << comm->stats().collectives.size() / steps << " collectives, "
+        << sum.bytes_sent / static_cast<double>(steps) / (1 << 20) << " MiB sent), ";
+  };
+  part(parallel.communicator(), "sequence parallel");
+  part(parallel.cfg_pair(), "CFG exchange");
+  out << "total " << total_ms << " ms = " << 100 * total_ms / (1000 * seconds / static_cast<double>(steps))
+      << "% of the step\n";
+  return out.str();
+}
+
+int generate_rank(const GenerateArgs& a, ParallelRun& parallel) {
+  const Setup setup = setup_run(a);
+  const sampling::PipelineFolder& folder = setup.folder;
+  const SamplingConfig& s = setup.s;
+  const auto& scheduler = setup.scheduler;
+  Tensor prompt = setup.prompt, negative = setup.negative, pooled = setup.pooled;
+  const bool flux = setup.flux, guided = setup.guided;
+
+  const LoadOptions options = parallel.load_options(a.run, true);
   LoadedModels models = load_models(a, folder, s.boundary_ratio.has_value(), options);
   DiTModel& model = models.transformer.model();
   if (!prompt.defined()) prompt = random_text(model, a.weights_seed + 1);
@@ -361,30 +420,50 @@ void run_generate(const GenerateArgs& a) {
   request.cfg_batching =
       a.cfg_batching == "batched" ? sampling::CfgBatching::Batched : sampling::CfgBatching::Sequential;
   request.cuda_graph = a.cuda_graph;
+  request.cfg_parallel = parallel.cfg_pair();
 
   check_output_path(a.output, "--output");  // now that the checkpoint files are known inputs too
   // The forward's activations (CFG batched: twice the batch) and the loop's latents, the
   // scheduler's history and the guided prediction (about 6 latents in float32).
   Shape forward_latents = request.latents.shape();
-  if (guided && request.cfg_batching == sampling::CfgBatching::Batched) forward_latents[0] *= 2;
+  if (guided && !a.cfg_parallel && request.cfg_batching == sampling::CfgBatching::Batched) forward_latents[0] *= 2;
   require_forward_memory(model, forward_latents, options.dtype, options.device, 6 * request.latents.nbytes());
   StepReporter reporter(options.device, models.transformer.trace);
+  for (auto* comm : {parallel.communicator(), parallel.cfg_pair()})
+    if (comm) comm->reset_stats();
   const double start = now_seconds();
   const Tensor latents =
       sampling::denoise(*scheduler, request, reporter.callbacks()).to(Device::cpu(), DType::Float32);
   const double seconds = now_seconds() - start;
   FASTDIT_CHECK(warn_non_finite({{"latents", latents}}) || !a.strict,
                 "--strict: the latents have non-finite values; nothing written");
+  if (!parallel.is_main()) return 0;  // every rank has these latents; rank 0 writes them
   write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}},
                     {.label = "--output"});
   const auto& steps = reporter.step_seconds();
+  const int sp = parallel.sequence_parallel().world_size();
+  const std::string cfg_mode = a.cfg_parallel ? "parallel" : a.cfg_batching;
+  const std::string ranks =
+      parallel.world_size() == 1
+          ? std::string()
+          : a.cfg_parallel ? detail::concat(", 2 x ", sp, " ranks (CFG-parallel", sp > 1 ? " x sequence parallel" : "", ")")
+                           : detail::concat(", ", sp, " ranks (sequence parallel)");
   std::cout << "wrote " << a.output << ": latents " << latents.str() << "\n"
             << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "
             << seconds / static_cast<double>(steps.size()) << " s/step, median " << median(steps) << " s/step ("
             << std::defaultfloat << scheduler->class_name() << ", guidance " << *s.guidance_scale
-            << (flux ? " (distilled, no CFG)" : guided ? ", CFG " + a.cfg_batching : ", no CFG") << (a.cuda_graph ? ", CUDA graph" : "") << ", "
+            << (flux ? " (distilled, no CFG)" : guided ? ", CFG " + cfg_mode : ", no CFG") << (a.cuda_graph ? ", CUDA graph" : "") << ", "
             << model.type_name() << " on "
-            << describe_device(options.device) << " in " << dtype_name(options.dtype) << ")\n";
+            << describe_device(options.device) << " in " << dtype_name(options.dtype) << ranks << ")\n"
+            << communication_summary(parallel, seconds, steps.size());
+  return 0;
+}
+
+void run_generate(const GenerateArgs& a) {
+  check_flags(a);
+  // A run that starts its own ranks checks the settings and inputs once, before it does.
+  if (a.run.ranks() > 1 && !distributed::launch_env_from_environment()) setup_run(a);
+  exit_code() = run_parallel(a.run, [&](ParallelRun& parallel) { return generate_rank(a, parallel); });
 }
 
 }  // namespace
@@ -427,11 +506,17 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--cfg-batching", a->cfg_batching,
                   "batched: cond and uncond in one forward; sequential: two forwards, less memory")
       ->capture_default_str();
+  cmd->add_flag("--cfg-parallel", a->cfg_parallel,
+                "run each step's cond and uncond forwards on two rank groups at once (2 x --sp ranks, one per GPU); "
+                "needs guidance > 1");
   cmd->add_option("--output", a->output, "safetensors to write ('latents', float32)")->required();
   add_run_options(*cmd, a->run);
   add_cuda_graph_flag(*cmd, a->cuda_graph);
   add_strict_flag(*cmd, a->strict);
-  cmd->callback([a] { run_generate(*a); });
+  cmd->callback([a] {
+    a->run.cfg_parallel = a->cfg_parallel;
+    run_generate(*a);
+  });
 }
 
 }  // namespace fastdit::cli

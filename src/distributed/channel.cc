@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -151,6 +152,7 @@ Channel::Channel(const LaunchEnv& env, double timeout_seconds)
       peers_(static_cast<size_t>(env.world_size)) {}
 
 Channel::~Channel() {
+  if (parent_) std::erase(parent_->children_, this);
   for (Peer& peer : peers_) {
     try_write_frame(peer.fd, kGoodbye, {});
     if (peer.fd >= 0) ::close(peer.fd);
@@ -158,8 +160,12 @@ Channel::~Channel() {
 }
 
 std::unique_ptr<Channel> Channel::connect(const LaunchEnv& env, double timeout_seconds,
-                                          const std::function<std::string()>& make_shared_bytes) {
+                                          const std::function<std::string()>& make_shared_bytes,
+                                          std::vector<int> labels) {
   std::unique_ptr<Channel> channel(new Channel(env, timeout_seconds));
+  FASTDIT_CHECK(labels.empty() || static_cast<int>(labels.size()) == env.world_size, "channel: ", labels.size(),
+                " labels for ", env.world_size, " ranks");
+  channel->labels_ = std::move(labels);
   if (env.rank == 0) {
     if (env.world_size > 1) {
       const int listener = listen_on(env, channel->address_);
@@ -250,9 +256,9 @@ void Channel::join_rank_zero() {
 
 void Channel::send(int peer, uint32_t kind, const std::string& payload) {
   const Io io = write_frame(peers_[peer].fd, kind, payload, after(timeout_seconds_));
-  if (io == Io::Closed) fail(peer, exited(peer));
+  if (io == Io::Closed) fail(peer, exited(name(peer)));
   if (io == Io::TimedOut)
-    fail(-1, detail::concat("rank ", rank_, ": sending to rank ", peer, " timed out after ", timeout_seconds_,
+    fail(-1, detail::concat("rank ", name(rank_), ": sending to rank ", name(peer), " timed out after ", timeout_seconds_,
                             " s (FASTDIT_NCCL_TIMEOUT_S)"));
 }
 
@@ -263,7 +269,7 @@ void Channel::receive_from(int peer) {
   if (io != Io::Done) {
     ::close(p.fd);
     p.fd = -1;
-    if (!p.said_goodbye) fail(peer, exited(peer));
+    if (!p.said_goodbye) fail(peer, exited(name(peer)));
     return;
   }
   if (frame.kind == kData) p.data.push_back(std::move(frame.payload));
@@ -288,6 +294,30 @@ void Channel::poll_peers(int milliseconds) {
 void Channel::check_peers() {
   if (!failure_.empty()) throw PeerFailure(failure_);
   poll_peers(0);
+  if (parent_) parent_->check_peers();
+}
+
+void Channel::linger(double seconds) noexcept {
+  if (rank_ == 0 || peers_[0].fd < 0) return;
+  const auto deadline = after(seconds);
+  char buffer[4096];
+  while (milliseconds_left(deadline) > 0) {
+    pollfd p{peers_[0].fd, POLLIN, 0};
+    if (::poll(&p, 1, std::min(milliseconds_left(deadline), 100)) <= 0) continue;
+    const ssize_t n = ::recv(peers_[0].fd, buffer, sizeof buffer, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
+  }
+}
+
+std::string Channel::local_address() const {
+  if (rank_ == 0 || peers_[0].fd < 0) return env_.master_addr;
+  sockaddr_in addr{};
+  socklen_t size = sizeof addr;
+  char text[INET_ADDRSTRLEN] = {};
+  if (::getsockname(peers_[0].fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0 ||
+      !::inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text))
+    FASTDIT_FAIL("rank ", rank_, ": the local address of the connection to rank 0: ", std::strerror(errno));
+  return text;
 }
 
 std::string Channel::wait_for_data(int peer) {
@@ -296,13 +326,14 @@ std::string Channel::wait_for_data(int peer) {
   while (p.data.empty()) {
     if (!failure_.empty()) throw PeerFailure(failure_);
     if (p.fd < 0)
-      fail(peer, detail::concat("rank ", peer, " finished while rank ", rank_,
+      fail(peer, detail::concat("rank ", name(peer), " finished while rank ", name(rank_),
                                 " still waited for it (the ranks ran different programs)"));
     const int left = milliseconds_left(deadline);
     if (left == 0)
-      fail(-1, detail::concat("rank ", rank_, ": a collective timed out after ", timeout_seconds_,
-                              " s waiting for rank ", peer, " (FASTDIT_NCCL_TIMEOUT_S)"));
+      fail(-1, detail::concat("rank ", name(rank_), ": a collective timed out after ", timeout_seconds_,
+                              " s waiting for rank ", name(peer), " (FASTDIT_NCCL_TIMEOUT_S)"));
     poll_peers(std::min(left, 100));
+    if (parent_) parent_->check_peers();
   }
   std::string data = std::move(p.data.front());
   p.data.pop_front();
@@ -324,10 +355,22 @@ std::vector<std::string> Channel::all_gather(const std::string& mine) {
   return all;
 }
 
-void Channel::send_failure(const std::string& reason) noexcept {
+void Channel::set_parent(Channel& parent) {
+  parent_ = &parent;
+  parent.children_.push_back(this);
+}
+
+void Channel::send_failure_down(const std::string& reason) noexcept {
   if (failure_.empty()) failure_ = reason;
   for (int r = 0; r < world_size(); ++r)
     if (r != rank_) try_write_frame(peers_[r].fd, kFailure, reason);
+  for (Channel* child : children_) child->send_failure_down(reason);
+}
+
+void Channel::send_failure(const std::string& reason) noexcept {
+  Channel* root = this;
+  while (root->parent_) root = root->parent_;
+  root->send_failure_down(reason);
 }
 
 void Channel::fail(int from, const std::string& reason) {
@@ -336,6 +379,7 @@ void Channel::fail(int from, const std::string& reason) {
     // Rank 0 passes a failure on to every other rank; another rank tells rank 0 of its own.
     for (int r = 0; r < world_size(); ++r)
       if (r != rank_ && r != from && (rank_ == 0 || r == 0)) try_write_frame(peers_[r].fd, kFailure, reason);
+    if (parent_) send_failure(reason);  // the ranks outside this group end too
   }
   throw PeerFailure(failure_);
 }

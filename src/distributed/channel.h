@@ -25,8 +25,11 @@ namespace fastdit::distributed {
 class Channel {
  public:
   // make_shared_bytes runs on rank 0 once every rank has joined; its result reaches all.
+  // labels: the rank each rank is named by in messages (a split group's: their world
+  // ranks); empty: their own.
   static std::unique_ptr<Channel> connect(const LaunchEnv& env, double timeout_seconds,
-                                          const std::function<std::string()>& make_shared_bytes);
+                                          const std::function<std::string()>& make_shared_bytes,
+                                          std::vector<int> labels = {});
   ~Channel();  // says goodbye and closes
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -35,14 +38,29 @@ class Channel {
   int world_size() const { return static_cast<int>(peers_.size()); }
   double timeout_seconds() const { return timeout_seconds_; }
   const std::string& shared_bytes() const { return shared_bytes_; }
+  // The rank `rank` of this channel is named by in messages (its world rank).
+  int name(int rank) const { return labels_.empty() ? rank : labels_[static_cast<size_t>(rank)]; }
 
   // Throws PeerFailure when a peer reported a failure or closed its connection without a
   // goodbye; returns at once otherwise.
   void check_peers();
   // Tells the other ranks that this one failed with `reason`. Best effort; never throws.
   void send_failure(const std::string& reason) noexcept;
+  // On a rank other than 0 that ends because of another rank's failure: waits (up to
+  // `seconds`, discarding what arrives) until rank 0 closes its connection, so that rank 0
+  // learns of the failure from the rank that had it, not from this one's exit. Never throws.
+  void linger(double seconds) noexcept;
   // Every rank's bytes in rank order, relayed by rank 0 (the CPU transport's collective).
   std::vector<std::string> all_gather(const std::string& mine);
+
+  // The channel of a group split from `parent` (Communicator::split): its waits watch the
+  // parent's peers too, and failures it sees or sends reach the parent's ranks. The parent
+  // must outlive it.
+  // A failure sent or seen on any channel of a process is sent on all of them.
+  void set_parent(Channel& parent);
+  // The address this rank's peers reach it at: MASTER_ADDR on rank 0, else the local
+  // address of its connection to rank 0 (where a group split off can meet).
+  std::string local_address() const;
 
  private:
   struct Peer {
@@ -69,6 +87,11 @@ class Channel {
   std::vector<Peer> peers_;  // by rank; rank 0 holds one per other rank, the others hold rank 0's
   std::string shared_bytes_;
   std::string failure_;      // the failure already seen, thrown again by every later call
+  Channel* parent_ = nullptr;
+  std::vector<Channel*> children_;  // the groups split off this one, alive
+  // Sends the failure to this channel's peers and to its children's, recursively.
+  void send_failure_down(const std::string& reason) noexcept;
+  std::vector<int> labels_;
 };
 
 }  // namespace fastdit::distributed

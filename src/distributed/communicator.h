@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,6 +55,19 @@ class Communicator {
   // Called on a rank that failed: the other ranks' current and later collectives throw
   // PeerFailure carrying `reason` instead of waiting. Never throws.
   virtual void abort(const std::string& reason) noexcept = 0;
+  // Called on a rank that ends because another failed: stays reachable (up to `seconds`)
+  // until rank 0 has ended, so that rank 0 names the rank that failed, not this one's exit.
+  // Never throws.
+  virtual void linger(double /*seconds*/) noexcept {}
+
+  // A collective: every rank calls it, in the same order as its other collectives. The
+  // ranks that pass the same color form one group, ranked in this communicator's order;
+  // each rank gets its group's communicator. A group is a part of this one for failures: a
+  // rank failing or dying in either ends every rank of this one (an abort on the group
+  // reaches them all, and the group's waits watch this one's failures too). It must not
+  // outlive this communicator. Classifier-free-guidance parallelism splits a world of
+  // 2 x N ranks into two sequence-parallel groups of N and N guidance pairs.
+  virtual std::unique_ptr<Communicator> split(int color) = 0;
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }

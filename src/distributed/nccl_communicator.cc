@@ -39,14 +39,24 @@ class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const LaunchEnv& env, Device device);
   ~NcclCommunicator() override;
-  int world_size() const override { return channel_->world_size(); }
-  int rank() const override { return channel_->rank(); }
+  int world_size() const override { return size_; }
+  int rank() const override { return rank_; }
   Device device() const override { return device_; }
   void all_to_all(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void all_gather(std::span<const Tensor> sends, std::span<Tensor> recvs) override;
   void abort(const std::string& reason) noexcept override;
+  void linger(double seconds) noexcept override { channel_->linger(seconds); }
+  // ncclCommSplit of this communicator; the group shares its control channel (failures).
+  std::unique_ptr<Communicator> split(int color) override;
 
  private:
+  // A group split off `parent` (its NCCL communicator is set by the split).
+  struct SplitFrom {};
+  NcclCommunicator(SplitFrom, const NcclCommunicator& parent)
+      : channel_(parent.channel_), device_(parent.device_), timeout_seconds_(parent.timeout_seconds_) {}
+  void create_events();
+  // Messages name the world rank (the channel's), also in a split group.
+  int label() const { return channel_->rank(); }
   // Polls until the communicator has nothing in progress (initialisation, a group's enqueue).
   void wait_for_communicator(const char* what);
   // Enqueues `issue` between two events on the backend's stream and waits for it to run.
@@ -58,9 +68,10 @@ class NcclCommunicator final : public Communicator {
   [[noreturn]] void fail(const std::string& reason);
   void abort_communicator() noexcept;
 
-  std::unique_ptr<Channel> channel_;
+  std::shared_ptr<Channel> channel_;
   Device device_;
   double timeout_seconds_;
+  int rank_ = 0, size_ = 1;
   ncclComm_t comm_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
@@ -95,8 +106,36 @@ NcclCommunicator::NcclCommunicator(const LaunchEnv& env, Device device)
   if (result != ncclSuccess && result != ncclInProgress)
     fail(detail::concat("rank ", env.rank, ": ncclCommInitRankConfig: ", nccl_error(result, comm_)));
   wait_for_communicator("initialisation");
+  rank_ = env.rank;
+  size_ = env.world_size;
+  create_events();
+}
+
+void NcclCommunicator::create_events() {
   FASTDIT_CHECK(cudaEventCreate(&start_) == cudaSuccess && cudaEventCreate(&stop_) == cudaSuccess,
-                "rank ", env.rank, ": cudaEventCreate failed");
+                "rank ", label(), ": cudaEventCreate failed");
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color) {
+  if (!comm_) throw PeerFailure("the NCCL communicator was aborted after an earlier failure");
+  check_peers();
+  cuda::DeviceGuard guard(device_);
+  std::unique_ptr<NcclCommunicator> group(new NcclCommunicator(SplitFrom{}, *this));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  const ncclResult_t result = ncclCommSplit(comm_, color, rank_, &group->comm_, &config);
+  if (result != ncclSuccess && result != ncclInProgress)
+    fail(detail::concat("rank ", label(), ": ncclCommSplit: ", nccl_error(result, comm_)));
+  wait_for_communicator("split");
+  FASTDIT_CHECK(group->comm_, "rank ", label(), ": ncclCommSplit gave no communicator for color ", color);
+  group->wait_for_communicator("split");
+  int rank = 0, size = 0;
+  if (ncclCommUserRank(group->comm_, &rank) != ncclSuccess || ncclCommCount(group->comm_, &size) != ncclSuccess)
+    group->fail(detail::concat("rank ", label(), ": the split communicator's rank and size are unreadable"));
+  group->rank_ = rank;
+  group->size_ = size;
+  group->create_events();
+  return group;
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -132,7 +171,7 @@ void NcclCommunicator::fail(const std::string& reason) {
 }
 
 void NcclCommunicator::abort(const std::string& reason) noexcept {
-  channel_->send_failure(detail::concat("rank ", rank(), " failed: ", reason));
+  channel_->send_failure(detail::concat("rank ", label(), " failed: ", reason));
   abort_communicator();
 }
 
@@ -140,10 +179,10 @@ void NcclCommunicator::check_progress(const char* what, Clock::time_point deadli
   ncclResult_t state = ncclSuccess;
   ncclCommGetAsyncError(comm_, &state);
   if (state != ncclSuccess && state != ncclInProgress)
-    fail(detail::concat("rank ", rank(), ": NCCL ", what, " failed: ", nccl_error(state, comm_)));
+    fail(detail::concat("rank ", label(), ": NCCL ", what, " failed: ", nccl_error(state, comm_)));
   check_peers();
   if (Clock::now() > deadline)
-    fail(detail::concat("rank ", rank(), ": NCCL ", what, " timed out after ", timeout_seconds_,
+    fail(detail::concat("rank ", label(), ": NCCL ", what, " timed out after ", timeout_seconds_,
                         " s (FASTDIT_NCCL_TIMEOUT_S); a rank is stuck or gone"));
 }
 
@@ -176,7 +215,7 @@ void NcclCommunicator::run_collective(const char* name, double bytes,
   FASTDIT_CHECK(cudaEventRecord(start_, stream) == cudaSuccess, name, ": cudaEventRecord failed");
   const ncclResult_t result = issue(stream);
   if (result != ncclSuccess && result != ncclInProgress)
-    fail(detail::concat("rank ", rank(), ": NCCL ", name, " failed: ", nccl_error(result, comm_)));
+    fail(detail::concat("rank ", label(), ": NCCL ", name, " failed: ", nccl_error(result, comm_)));
   wait_for_communicator(name);
   FASTDIT_CHECK(cudaEventRecord(stop_, stream) == cudaSuccess, name, ": cudaEventRecord failed");
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -184,7 +223,7 @@ void NcclCommunicator::run_collective(const char* name, double bytes,
   int polls = 0;
   for (cudaError_t status = cudaEventQuery(stop_); status != cudaSuccess; status = cudaEventQuery(stop_)) {
     if (status != cudaErrorNotReady)
-      fail(detail::concat("rank ", rank(), ": CUDA error while waiting for ", name, ": ", cudaGetErrorString(status)));
+      fail(detail::concat("rank ", label(), ": CUDA error while waiting for ", name, ": ", cudaGetErrorString(status)));
     check_progress(name, deadline);
     pause(polls);
   }

@@ -36,6 +36,10 @@ void check_request(const DenoiseRequest& r) {
                   batch, ", L, D]", embeds.defined() ? ", got " + embeds.str() : std::string());
   };
   check_embeds(r.prompt_embeds, "prompt embeddings");
+  FASTDIT_CHECK(!r.cfg_parallel || uses_guidance(r), "denoise: CFG-parallel needs classifier-free guidance (guidance "
+                "scale > 1), got ", r.expert.guidance_scale);
+  FASTDIT_CHECK(!r.cfg_parallel || r.cfg_parallel->world_size() == 2, "denoise: CFG-parallel runs on a group of 2 "
+                "ranks (cond, uncond), got ", r.cfg_parallel ? r.cfg_parallel->world_size() : 0);
   if (!uses_guidance(r)) return;
   check_embeds(r.negative_prompt_embeds, "negative prompt embeddings (guidance scale > 1)");
   FASTDIT_CHECK(r.conditioning.empty(),
@@ -85,6 +89,20 @@ class Forwards {
 Tensor prediction(Forwards& forward, const Expert& expert, const Tensor& latents, float t, const DenoiseRequest& r) {
   if (!uses_guidance(r)) return forward(*expert.model, latents, t, r.prompt_embeds);
   Tensor cond, uncond;
+  if (r.cfg_parallel) {
+    // This rank's half, then both halves on both ranks: [2, B, ...] = (cond, uncond).
+    distributed::Communicator& pair = *r.cfg_parallel;
+    const Tensor& text = pair.rank() == 0 ? r.prompt_embeds : r.negative_prompt_embeds;
+    const Tensor mine = forward(*expert.model, latents, t, text).contiguous();
+    Shape both = mine.shape();
+    both.insert(both.begin(), 2);
+    Tensor gathered = Tensor::empty(both, mine.dtype(), mine.device());
+    pair.all_gather(std::span<const Tensor>(&mine, 1), std::span<Tensor>(&gathered, 1));
+    cond = gathered.narrow(0, 0, 1).reshape(mine.shape());
+    uncond = gathered.narrow(0, 1, 1).reshape(mine.shape());
+    const auto scale = static_cast<float>(expert.guidance_scale);
+    return ops::add(uncond, ops::scale(ops::sub(cond, uncond), scale));
+  }
   const bool batched =
       r.cfg_batching == CfgBatching::Batched && r.prompt_embeds.shape() == r.negative_prompt_embeds.shape();
   if (batched) {

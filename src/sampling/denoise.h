@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 
+#include "distributed/communicator.h"
 #include "models/dit.h"
 #include "sampling/scheduler.h"
 
@@ -44,6 +45,13 @@ struct DenoiseRequest {
   // Each expert's forward captured into a CUDA graph at its first step and replayed on
   // the later ones (models/captured_forward.h): the same numbers, fewer launches.
   bool cuda_graph = false;
+  // CFG-parallel: a group of two ranks, rank 0 running every step's cond forward and rank 1
+  // the uncond one, each forward the whole of its rank (or of the sequence-parallel group it
+  // leads its half of: the models' own communicator). The two predictions are exchanged
+  // in one all_gather per step and both ranks combine them alike, so every rank ends each
+  // step with the same latents, those of the single-process loop with
+  // CfgBatching::Sequential. Needs guidance (uses_guidance); cfg_batching is not used.
+  distributed::Communicator* cfg_parallel = nullptr;
 };
 
 struct StepEvent {

@@ -133,6 +133,41 @@ TEST_F(NcclCommunicator, ARankThatFailsEndsTheOthersWithItsError) {
   expect_rank_zero_ends(ranks, "rank 1 failed: out of memory on purpose");
 }
 
+// CFG-parallel's groups (ncclCommSplit): the halves and pairs of the world (4 GPUs: 2 x 2;
+// 2 GPUs: single-rank halves and one pair).
+TEST_F(NcclCommunicator, SplitGroupsPutEveryRanksDataInItsPlace) {
+  ForkedRanks ranks = gpu_ranks(world_);
+  for (int r = 1; r < world_; ++r) ranks.start(r, [](Communicator& comm) { return testing::split_and_gather(comm); });
+  auto comm = ranks.join_as_rank_zero();
+  EXPECT_TRUE(testing::split_and_gather(*comm));
+  comm.reset();
+  EXPECT_EQ(ranks.exit_codes(), std::vector<int>(world_ - 1, 0));
+}
+
+// The last rank fails in its half after the split; rank 0 waits in its pair's NCCL gather.
+TEST_F(NcclCommunicator, ARankOfASplitGroupThatFailsEndsEveryRank) {
+  ForkedRanks ranks = gpu_ranks(world_);
+  const int last = world_ - 1;
+  const std::string expected = "rank " + std::to_string(last) + " failed: out of memory on purpose";
+  ranks.start(last, [](Communicator& comm) {
+    const int half = std::max(comm.world_size() / 2, 1);
+    const auto group = comm.split(comm.rank() / half);
+    const auto pair = comm.split(comm.rank() % half);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    group->abort("out of memory on purpose");
+    return true;
+  });
+  for (int r = 1; r < last; ++r)
+    ranks.start(r, [expected](Communicator& comm) { return testing::split_then_fail_of(comm) == expected; });
+  auto comm = ranks.join_as_rank_zero();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(testing::split_then_fail_of(*comm), expected);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  EXPECT_EQ(Tensor::zeros({4}, DType::Float32, Device::cuda(0)).to_float_vector(), std::vector<float>(4, 0.0f));
+  comm.reset();
+  for (int code : ranks.exit_codes()) EXPECT_EQ(code, 0);
+}
+
 TEST_F(NcclCommunicator, AStalledRankTimesOut) {
   ::setenv("FASTDIT_NCCL_TIMEOUT_S", "6", 1);  // NCCL's initialisation fits in it too
   ForkedRanks ranks = gpu_ranks(world_);

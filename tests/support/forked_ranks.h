@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -79,6 +80,31 @@ inline bool gather_ranks(distributed::Communicator& comm) {
   for (int r = 0; r < comm.world_size(); ++r)
     if (values[r] != static_cast<float>(r)) return false;
   return true;
+}
+
+// CFG-parallel's layout of a world of 2 x N ranks (N = 1 for fewer than 4): the halves
+// [0, N) and [N, 2N) and the pairs {r, r + N}. Whether both kinds of group put their ranks
+// in their places, and the world still does after them.
+inline bool split_and_gather(distributed::Communicator& comm) {
+  const int half = std::max(comm.world_size() / 2, 1);
+  const auto group = comm.split(comm.rank() / half);
+  const auto pair = comm.split(comm.rank() % half);
+  return group->world_size() == std::min(half, comm.world_size()) && group->rank() == comm.rank() % half &&
+         pair->rank() == comm.rank() / half && gather_ranks(*group) && gather_ranks(*pair) && gather_ranks(comm);
+}
+
+// The same split, then a gather in the rank's pair: the PeerFailure it ends with, or "no failure".
+inline std::string split_then_fail_of(distributed::Communicator& comm) {
+  const int half = std::max(comm.world_size() / 2, 1);
+  const auto group = comm.split(comm.rank() / half);
+  const auto pair = comm.split(comm.rank() % half);
+  try {
+    gather_ranks(*pair);
+    gather_ranks(*group);
+  } catch (const distributed::PeerFailure& e) {
+    return e.what();
+  }
+  return "no failure";
 }
 
 // The message of the PeerFailure body() throws, or "no failure".

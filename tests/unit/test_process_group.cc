@@ -73,6 +73,43 @@ TEST(ProcessGroup, ARankThatFailsTellsTheOthersWhy) {
   EXPECT_EQ(ranks.exit_codes(), (std::vector<int>{0, 0}));
 }
 
+// CFG-parallel's groups: two halves and two pairs of 4 ranks, each over its own channel.
+TEST(ProcessGroup, SplitGroupsExchangeOverTheirOwnChannels) {
+  ::setenv("FASTDIT_NCCL_TIMEOUT_S", "20", 1);
+  ForkedRanks ranks = cpu_ranks(4);
+  for (int r : {1, 2, 3}) ranks.start(r, [](Communicator& comm) { return testing::split_and_gather(comm); });
+  auto comm = ranks.join_as_rank_zero();
+  EXPECT_TRUE(testing::split_and_gather(*comm));
+  comm.reset();
+  EXPECT_EQ(ranks.exit_codes(), (std::vector<int>{0, 0, 0}));
+}
+
+// Rank 3 fails (or dies) after the split while the others wait in their pairs, which rank
+// 3 is not in for ranks 0 and 2: every rank ends with rank 3's error, named by its world rank.
+TEST(ProcessGroup, ARankOfASplitGroupThatFailsOrDiesEndsEveryRank) {
+  ::setenv("FASTDIT_NCCL_TIMEOUT_S", "60", 1);
+  for (const bool dies : {false, true}) {
+    const std::string expected =
+        dies ? "rank 3 exited without finishing (it crashed or was killed)" : "rank 3 failed: out of memory on purpose";
+    ForkedRanks ranks = cpu_ranks(4);
+    ranks.start(3, [dies](Communicator& comm) {
+      const auto group = comm.split(comm.rank() / 2);
+      const auto pair = comm.split(comm.rank() % 2);
+      if (dies) ::_exit(0);
+      group->abort("out of memory on purpose");
+      return true;
+    });
+    for (int r : {1, 2})
+      ranks.start(r, [expected](Communicator& comm) { return testing::split_then_fail_of(comm) == expected; });
+    auto comm = ranks.join_as_rank_zero();
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(testing::split_then_fail_of(*comm), expected);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+    comm.reset();
+    EXPECT_EQ(ranks.exit_codes(), (std::vector<int>{0, 0, 0})) << (dies ? "dies" : "fails");
+  }
+}
+
 TEST(ProcessGroup, ACollectiveThatWaitsTooLongTimesOut) {
   ::setenv("FASTDIT_NCCL_TIMEOUT_S", "1", 1);
   ForkedRanks ranks = cpu_ranks(2);
