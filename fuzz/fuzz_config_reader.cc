@@ -11,7 +11,7 @@
 
 #include "configs/config_reader.h"
 #include "core/error.h"
-#include "core/json_depth.h"
+#include "core/files.h"
 #include "loader/transformer_loader.h"
 #include "models/dit.h"
 
@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
-    fastdit::check_json_depth(text, "config.json");
+    fastdit::check_json_depth(text, fastdit::kMaxJsonDepth, "config.json");
     nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.is_object()) return 0;
     if (!json.contains("_class_name") || !json["_class_name"].is_string()) {

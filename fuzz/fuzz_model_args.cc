@@ -12,7 +12,7 @@
 
 #include "configs/config_reader.h"
 #include "core/error.h"
-#include "core/json_depth.h"
+#include "core/files.h"
 #include "models/dit.h"
 
 namespace {
@@ -46,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
     const Declared& d = declared(name);
-    fastdit::check_json_depth(text, "args.json");
+    fastdit::check_json_depth(text, fastdit::kMaxJsonDepth, "args.json");
     const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded()) return 0;
     const fastdit::ArgMap args = fastdit::args_from_json(d.io, json, "args.json");

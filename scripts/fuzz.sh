@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang into build-fuzz/ (the whole library instrumented,
+# Builds the libFuzzer targets with clang into build-fuzz/ (the sources they reach instrumented,
 # AddressSanitizer + UBSan: fuzz/CMakeLists.txt) and fuzzes each target for SECONDS (default
 # 12, so CI spends about a minute) from its committed seeds in fuzz/corpus/<corpus>/. Exits
 # non-zero on a finding (crash, sanitizer report, leak, exception other than

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
-#include "core/json_depth.h"
+#include "core/files.h"
 #include "perf/environment.h"
 #include "perf/record.h"
 

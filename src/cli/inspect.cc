@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "cli/common.h"
-#include "core/json_depth.h"
+#include "core/files.h"
 #include "loader/safetensors.h"
 
 namespace fastdit::cli {
@@ -25,7 +25,7 @@ using Json = nlohmann::ordered_json;
 // The config with _class_name first: it says what everything else means.
 Json read_config(const fs::path& path) {
   const std::string text = read_regular_file(path);
-  check_json_depth(text, path.string());
+  check_json_depth(text, kMaxJsonDepth, path.string());
   Json config;
   try {
     config = Json::parse(text);

@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "core/files.h"
-#include "core/json_depth.h"
 
 namespace fastdit {
 
@@ -16,7 +15,7 @@ ConfigReader::ConfigReader(nlohmann::json json, std::string source)
 
 ConfigReader ConfigReader::from_file(const std::string& path) {
   const std::string text = read_regular_file(path);  // a FIFO or folder is refused, never opened
-  check_json_depth(text, path);
+  check_json_depth(text, kMaxJsonDepth, path);
   nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   FASTDIT_CHECK(!json.is_discarded(), path, ": not valid JSON");
   return ConfigReader(std::move(json), path);

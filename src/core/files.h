@@ -54,6 +54,9 @@ std::string read_regular_file(const std::filesystem::path& path, size_t max_byte
 // parses, so nothing recursive (dump, copy, compare) meets a hostile depth. Bytes inside
 // strings do not count.
 void check_json_depth(std::string_view text, size_t max_depth, std::string_view source);
+// The bound for a JSON file with no tighter one of its own (config.json, args.json, headers):
+// every real file nests under 10.
+inline constexpr size_t kMaxJsonDepth = 64;
 
 // Input tracking: when on, every file opened above (and every safetensors file mapped) is
 // remembered by device and inode, and an output naming one of them is refused.

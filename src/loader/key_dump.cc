@@ -1,5 +1,4 @@
 #include "loader/key_dump.h"
-#include "core/json_depth.h"
 
 #include <fstream>
 #include <set>
@@ -25,7 +24,7 @@ Shape row_shape(const nlohmann::json& dims, const std::string& where) {
 
 std::vector<CheckpointTensor> read_key_dump(const std::filesystem::path& path) {
   const std::string text = read_regular_file(path);
-  check_json_depth(text, path.string());
+  check_json_depth(text, kMaxJsonDepth, path.string());
   nlohmann::json dump;
   try {
     dump = nlohmann::json::parse(text);

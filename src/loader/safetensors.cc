@@ -1,6 +1,6 @@
 #include "loader/safetensors.h"
 
-#include "core/json_depth.h"
+#include "core/files.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -77,7 +77,7 @@ std::string parse_error_text(const Json::exception& e) {
 // Parses a JSON document, rejecting duplicate keys in any object (the DOM would silently
 // keep one of them, so a header could say two things about one tensor).
 Json parse_json_strict(std::string_view text, const std::string& what) {
-  check_json_depth(text, what);
+  check_json_depth(text, kMaxJsonDepth, what);
   std::vector<std::unordered_set<std::string>> open_objects;
   const Json::parser_callback_t reject_duplicates = [&](int depth, Json::parse_event_t event,
                                                         Json& parsed) {

@@ -1,5 +1,4 @@
 #include "perf/baseline_store.h"
-#include "core/json_depth.h"
 
 #include <algorithm>
 #include <fstream>

@@ -1,5 +1,4 @@
 #include "perf/record.h"
-#include "core/json_depth.h"
 
 #include <cmath>
 #include <cstdlib>

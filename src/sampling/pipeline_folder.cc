@@ -1,5 +1,4 @@
 #include "sampling/pipeline_folder.h"
-#include "core/json_depth.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>

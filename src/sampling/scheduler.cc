@@ -1,5 +1,4 @@
 #include "sampling/scheduler.h"
-#include "core/json_depth.h"
 
 #include <cmath>
 #include <fstream>

@@ -1,5 +1,4 @@
 #include "trace/trace_diff.h"
-#include "core/json_depth.h"
 
 #include <algorithm>
 #include <cmath>

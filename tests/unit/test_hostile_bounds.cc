@@ -9,7 +9,7 @@
 
 #include "configs/config_reader.h"
 #include "core/checked_math.h"
-#include "core/json_depth.h"
+#include "core/files.h"
 #include "core/tensor.h"
 #include "models/dit.h"
 #include "ops/ops.h"
@@ -40,12 +40,13 @@ TEST(CheckedMath, ProductsThatLeaveInt64AreRefused) {
 
 TEST(JsonDepth, DeepNestingIsRefusedBeforeParsing) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  EXPECT_NE(error_of([&] { check_json_depth(deep, "f.json"); }).find("f.json: JSON nested deeper than 64"),
+  EXPECT_NE(error_of([&] { check_json_depth(deep, kMaxJsonDepth, "f.json"); }).find("f.json: JSON nested deeper than 64"),
             std::string::npos);
   const std::string ok = std::string(64, '[') + std::string(64, ']');
-  EXPECT_EQ(error_of([&] { check_json_depth(ok, "f.json"); }), "");
+  EXPECT_EQ(error_of([&] { check_json_depth(ok, kMaxJsonDepth, "f.json"); }), "");
   // Brackets inside strings (escaped quotes too) do not count.
-  EXPECT_EQ(error_of([&] { check_json_depth("{\"a\": \"" + std::string(100, '[') + "\\\"\"}", "f.json"); }), "");
+  EXPECT_EQ(error_of([&] { check_json_depth("{\"a\": \"" + std::string(100, '[') + "\\\"\"}", kMaxJsonDepth, "f.json"); }),
+            "");
 }
 
 TEST(ConfigReader, IntegersAreBounded) {
