@@ -135,8 +135,11 @@ fs::path fastdit_binary() {
 // flux_schnell_tiny writes them on the GPU machine).
 std::vector<std::string> flux_pipeline_cases() {
   std::ifstream in(case_dir("manifest.json"));
+  // The parsed manifest is a named local: a range-for over items() of the temporary would
+  // iterate a destroyed object.
+  const nlohmann::json manifest = nlohmann::json::parse(in);
   std::vector<std::string> names;
-  for (const auto& [name, entry] : nlohmann::json::parse(in)["cases"].items())
+  for (const auto& [name, entry] : manifest.at("cases").items())
     if (name.starts_with("flux_")) names.push_back(name);
   return names;
 }
