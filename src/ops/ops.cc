@@ -321,24 +321,29 @@ Tensor clamp(const Tensor& x, float lo, float hi) {
   return unary_op("clamp", x, cpu::clamp, CUDA_KERNEL(clamp), lo, hi);
 }
 
+namespace {
+// modulate and gated_add: three broadcast tensors and the rounding flag the kernels take.
+using RoundedKernel = void (*)(const Tensor&, const Tensor&, const Tensor&, bool, Tensor&);
+Tensor rounded_op(const char* op, std::initializer_list<Arg> args, std::optional<DType> out_dtype, Rounding rounding,
+                  RoundedKernel cpu_kernel, RoundedKernel cuda_kernel) {
+  Tensor out = broadcast_output(op, args, out_dtype);
+  const Arg* a = args.begin();
+  run_kernel(op, out.device(), cpu_kernel, cuda_kernel, contiguous(a[0].tensor), contiguous(a[1].tensor),
+             contiguous(a[2].tensor), rounding == Rounding::EachStep, out);
+  return out;
+}
+}  // namespace
+
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, std::optional<DType> out_dtype,
                 Rounding rounding) {
-  constexpr const char* op = "modulate";
-  const std::initializer_list<Arg> args{{"x", x}, {"shift", shift}, {"scale", scale}};
-  Tensor out = broadcast_output(op, args, out_dtype);
-  run_kernel(op, out.device(), cpu::modulate, CUDA_KERNEL(modulate), contiguous(x), contiguous(shift),
-             contiguous(scale), rounding == Rounding::EachStep, out);
-  return out;
+  return rounded_op("modulate", {{"x", x}, {"shift", shift}, {"scale", scale}}, out_dtype, rounding, cpu::modulate,
+                    CUDA_KERNEL(modulate));
 }
 
 Tensor gated_add(const Tensor& residual, const Tensor& x, const Tensor& gate, std::optional<DType> out_dtype,
                  Rounding rounding) {
-  constexpr const char* op = "gated_add";
-  const std::initializer_list<Arg> args{{"residual", residual}, {"x", x}, {"gate", gate}};
-  Tensor out = broadcast_output(op, args, out_dtype);
-  run_kernel(op, out.device(), cpu::gated_add, CUDA_KERNEL(gated_add), contiguous(residual), contiguous(x),
-             contiguous(gate), rounding == Rounding::EachStep, out);
-  return out;
+  return rounded_op("gated_add", {{"residual", residual}, {"x", x}, {"gate", gate}}, out_dtype, rounding,
+                    cpu::gated_add, CUDA_KERNEL(gated_add));
 }
 
 void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
