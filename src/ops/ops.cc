@@ -217,11 +217,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   return out;
 }
 
-Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) {
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps, Rounding rounding) {
   check_norm_args("rms_norm", x, weight, Tensor{});
+  const bool each_step = rounding == Rounding::EachStep && weight.defined();
+  FASTDIT_CHECK(!each_step || weight.dtype() == x.dtype(), "rms_norm: Rounding::EachStep needs the weight in x's dtype (",
+                dtype_name(x.dtype()), "), got ", dtype_name(weight.dtype()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), contiguous(x),
-             contiguous(weight), eps, out);
+             contiguous(weight), eps, each_step, out);
   return out;
 }
 

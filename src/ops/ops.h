@@ -33,8 +33,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
 // frame's N tokens share its row), each served by the fused row kernel on CUDA.
 Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                            DType out_dtype);
-// x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32.
-Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+// How modulate, gated_add and rms_norm round. Once: float32 math, one rounding to the output dtype.
+// EachStep: every step rounded to the output dtype, as the chain of separate ops a reference
+// runs in that dtype gives (x·(1 + scale) + shift: 1 + scale, the product and the sum;
+// residual + x·gate: the product and the sum), bit for bit, in the same one pass.
+enum class Rounding { Once, EachStep };
+// x * rsqrt(mean(x²) + eps) [* weight]; statistics in float32. Rounding::EachStep rounds the
+// normalised row to x's dtype before the weight multiply, as a reference's
+// `norm(x.float()).type_as(x) * weight` in that dtype does (weight then of x's dtype).
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps, Rounding rounding = Rounding::Once);
 // rms_norm(x, weight) (weight optional) times (1 + scale), plus shift, in float32 and
 // rounded once to out_dtype; shift/scale as for layer_norm_modulate.
 Tensor rms_norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
@@ -63,11 +70,6 @@ Tensor cos(const Tensor& x);
 Tensor sin(const Tensor& x);
 // min(max(x, lo), hi), in x's dtype (torch's clip: Flux's float16 residual guard).
 Tensor clamp(const Tensor& x, float lo, float hi);
-// How modulate and gated_add round. Once: float32 math, one rounding to the output dtype.
-// EachStep: every step rounded to the output dtype, as the chain of separate ops a reference
-// runs in that dtype gives (x·(1 + scale) + shift: 1 + scale, the product and the sum;
-// residual + x·gate: the product and the sum), bit for bit, in the same one pass.
-enum class Rounding { Once, EachStep };
 // x * (1 + scale) + shift, scale and shift broadcast against x. out_dtype (default: the
 // promoted dtype) rounds the float32 result once, so a cast after the op is fused in.
 Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,

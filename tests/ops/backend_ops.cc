@@ -142,6 +142,9 @@ std::vector<OpCase> make_cases() {
          .call = [](const Tensors& t) { return Tensors{ops::rms_norm(t[0], t[1], 1e-6f)}; }});
     add({.op = "rms_norm", .shape = str(s) + " no weight", .make = [s](Inputs& in) { return Tensors{in.rand(s, -3, 5)}; },
          .call = [](const Tensors& t) { return Tensors{ops::rms_norm(t[0], {}, 1e-6f)}; }});
+    add({.op = "rms_norm", .shape = str(s) + " weight, rounded before it",
+         .make = [s, d](Inputs& in) { return Tensors{in.rand(s, -3, 5), in.rand({d})}; },
+         .call = [](const Tensors& t) { return Tensors{ops::rms_norm(t[0], t[1], 1e-6f, ops::Rounding::EachStep)}; }});
   }
   for (int64_t d : {96, 1536, 100, 5120}) {
     for (int64_t rows : {1, 37}) {

@@ -190,6 +190,43 @@ TEST(LongcatModel, FastVideoSplitLayoutLoadsAndExportsExactly) {
   }
 }
 
+// Fused projections (the CUDA default): the FFN's w3 and w1 load into one w13 (rows w3, then
+// w1) from the official and the FastVideo layout; the forward gives the unfused forward's
+// numbers bit for bit, in float32 and bfloat16; the export writes w1 and w3 back exactly.
+TEST(LongcatModel, FusedFeedForwardIsTheSeparateProjections) {
+  LoadOptions fused_options;
+  fused_options.fuse_projections = true;
+  const auto plain = load_transformer(tiny_case() / "transformer", LoadOptions{});
+  const auto fused = load_transformer(tiny_case() / "transformer", fused_options);
+  EXPECT_EQ(fused.model->find_parameter("blocks.0.ffn.w1.weight"), nullptr);
+  const Tensor w13 = fused.model->find_parameter("blocks.1.ffn.w13.weight")->value;
+  const Tensor w1 = plain.model->find_parameter("blocks.1.ffn.w1.weight")->value;
+  const Tensor w3 = plain.model->find_parameter("blocks.1.ffn.w3.weight")->value;
+  const int64_t hidden = w1.size(0);
+  ASSERT_EQ(w13.shape(), (Shape{2 * hidden, w1.size(1)}));
+  EXPECT_EQ(testing::max_abs_diff(w13.narrow(0, 0, hidden), w3), 0.0);
+  EXPECT_EQ(testing::max_abs_diff(w13.narrow(0, hidden, hidden), w1), 0.0);
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    LoadOptions a, b = fused_options;
+    a.dtype = b.dtype = dtype;
+    const auto x = load_transformer(tiny_case() / "transformer", a), y = load_transformer(tiny_case() / "transformer", b);
+    const TensorMap inputs = read_model_inputs(tiny_case() / "inputs.safetensors", *x.model, Device::cpu());
+    EXPECT_EQ(testing::max_abs_diff(x.model->forward(inputs).at("sample"), y.model->forward(inputs).at("sample")), 0.0)
+        << dtype_name(dtype);
+  }
+  const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(tiny_case() / "transformer");
+  const auto exported = export_checkpoint(fused);
+  ASSERT_EQ(exported.size(), checkpoint.names().size());
+  for (const auto& [name, tensor] : exported) EXPECT_EQ(testing::max_abs_diff(tensor, checkpoint.tensor(name)), 0.0) << name;
+  // The FastVideo layout's separate names merge the same way.
+  const fs::path dir = testing::temp_dir("longcat_fastvideo_fused") / "transformer";
+  fs::create_directories(dir);
+  fs::copy_file(tiny_case() / "transformer/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  write_safetensors(dir / "diffusion_pytorch_model.safetensors", fastvideo_layout(checkpoint));
+  const auto from_fastvideo = load_transformer(dir, fused_options);
+  EXPECT_EQ(testing::max_abs_diff(from_fastvideo.model->find_parameter("blocks.1.ffn.w13.weight")->value, w13), 0.0);
+}
+
 // The pipeline's continuation on our side: the cache pass's K/V heads, left where they are
 // (the model's device and dtype), are the next forward's kv_cache inputs; the pair gives the
 // official continuation's output.

@@ -277,6 +277,27 @@ TEST(OpsActivation, SwiGLU) {
   expect_error([&] { ops::swiglu(random_tensor({2, 7}, 1)); }, "swiglu: x [2, 7] must have an even last dim");
 }
 
+// Rounding::EachStep: the normalised row rounded to the dtype, then the weight multiply (a
+// reference's `norm(x.float()).type_as(x) * weight`), equal bit for bit to the two ops; in
+// float32 equal to the one-rounding form; a weight of another dtype is refused.
+TEST(OpsNorm, RmsNormRoundedBeforeWeight) {
+  const Tensor x = random_tensor({4, 6, 128}, 57, -3.0f, 5.0f);
+  const Tensor w = random_tensor({128}, 58, 0.5f, 2.0f);
+  EXPECT_EQ(testing::max_abs_diff(ops::rms_norm(x, w, 1e-6f, ops::Rounding::EachStep), ops::rms_norm(x, w, 1e-6f)),
+            0.0);
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    const Tensor xl = x.to(dtype), wl = w.to(dtype);
+    const Tensor two_ops = ops::mul(ops::rms_norm(xl, {}, 1e-6f), wl);
+    const Tensor fused = ops::rms_norm(xl, wl, 1e-6f, ops::Rounding::EachStep);
+    EXPECT_EQ(fused.dtype(), dtype);
+    EXPECT_EQ(testing::max_abs_diff(fused, two_ops), 0.0) << dtype_name(dtype);
+    // The one-rounding form differs somewhere (else the test would not tell them apart).
+    EXPECT_GT(testing::max_abs_diff(ops::rms_norm(xl, wl, 1e-6f), two_ops), 0.0) << dtype_name(dtype);
+  }
+  expect_error([&] { ops::rms_norm(x.to(DType::BFloat16), w, 1e-6f, ops::Rounding::EachStep); },
+               "rms_norm: Rounding::EachStep needs the weight in x's dtype (bfloat16), got float32");
+}
+
 TEST(OpsActivation, NonContiguousAndScalar) {
   const Tensor x = random_tensor({5, 3}, 53).transpose(0, 1);
   expect_close(ops::silu(x), map(x.contiguous(), silu), 1e-6);

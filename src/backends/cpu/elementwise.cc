@@ -65,14 +65,6 @@ void ternary(const Tensor& a, const Tensor& b, const Tensor& c, Tensor& out, Fn 
   elementwise<3>({&a, &b, &c}, out, fn);
 }
 
-// Rounds a float32 value to dtype's precision (and back), as storing it in dtype would.
-auto rounder(DType dtype) {
-  return [dtype](float v) {
-    if (dtype == DType::BFloat16) return bf16_bits_to_float(float_to_bf16_bits(v));
-    if (dtype == DType::Float16) return f16_bits_to_float(float_to_f16_bits(v));
-    return v;
-  };
-}
 
 }  // namespace
 

@@ -3,9 +3,19 @@
 // output dtype at the end (round to nearest even, through Tensor::copy_).
 #pragma once
 
+#include "core/half.h"
 #include "core/tensor.h"
 
 namespace fastdit::cpu {
+
+// Rounds a float32 value to dtype's precision (and back), as storing it in dtype would.
+inline auto rounder(DType dtype) {
+  return [dtype](float v) {
+    if (dtype == DType::BFloat16) return bf16_bits_to_float(float_to_bf16_bits(v));
+    if (dtype == DType::Float16) return f16_bits_to_float(float_to_f16_bits(v));
+    return v;
+  };
+}
 
 // The tensor itself when it is contiguous float32, else a converted copy.
 inline Tensor as_float32(const Tensor& t) { return t.to(DType::Float32).contiguous(); }

@@ -11,8 +11,9 @@ const float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>
 // layer_norm and rms_norm differ only in whether the row mean is subtracted before
 // the second moment is taken. Row statistics accumulate in double so the oracle does
 // not drift with the row length.
+// round_before_weight: the normalised value is rounded to out's dtype before the weight.
 void normalize_last_dim(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
-                        bool subtract_mean, Tensor& out) {
+                        bool subtract_mean, bool round_before_weight, Tensor& out) {
   const int64_t d = x.size(-1);
   const int64_t rows = d == 0 ? 0 : x.numel() / d;
   const Tensor x32 = as_float32(x);
@@ -20,6 +21,7 @@ void normalize_last_dim(const Tensor& x, const Tensor& weight, const Tensor& bia
   const Tensor bias32 = bias.defined() ? as_float32(bias) : Tensor{};
   const float* w = optional_data(weight32);
   const float* b = optional_data(bias32);
+  const auto round = rounder(round_before_weight ? out.dtype() : DType::Float32);
   Float32Output y(out);
 #pragma omp parallel for if (x.numel() > (1 << 14))
   for (int64_t row = 0; row < rows; ++row) {
@@ -37,7 +39,7 @@ void normalize_last_dim(const Tensor& x, const Tensor& weight, const Tensor& bia
     const auto mean32 = static_cast<float>(mean);
     for (int64_t j = 0; j < d; ++j) {
       float v = (xr[j] - mean32) * inv_std;
-      if (w) v *= w[j];
+      if (w) v = round(v) * w[j];
       if (b) v += b[j];
       yr[j] = v;
     }
@@ -48,11 +50,11 @@ void normalize_last_dim(const Tensor& x, const Tensor& weight, const Tensor& bia
 }  // namespace
 
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
-  normalize_last_dim(x, weight, bias, eps, /*subtract_mean=*/true, out);
+  normalize_last_dim(x, weight, bias, eps, /*subtract_mean=*/true, /*round_before_weight=*/false, out);
 }
 
-void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
-  normalize_last_dim(x, weight, Tensor{}, eps, /*subtract_mean=*/false, out);
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, bool round_before_weight, Tensor& out) {
+  normalize_last_dim(x, weight, Tensor{}, eps, /*subtract_mean=*/false, round_before_weight, out);
 }
 
 }  // namespace fastdit::cpu

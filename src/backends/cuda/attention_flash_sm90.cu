@@ -373,7 +373,7 @@ struct SharedLayout {
 
 // One thread: Q once, then K_j and V_j for every key tile into ring slot j mod kStages, each
 // after the consumers have released that slot's previous tile.
-template <int kHeadDim>
+template <int kHeadDim, bool kMasked>
 __device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<kHeadDim>& smem,
                                         int first_query, int head, int batch, int tiles) {
   using Tiles = Sm90Tile<kHeadDim>;
@@ -383,13 +383,13 @@ __device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<
     copy_tile(smem.q_tile() + c * Tiles::kQPanelBytes, p.q_map, c * 64, head, first_query, batch,
               smem.q_full());
   }
-  const float* bias = p.key_bias != nullptr ? p.key_bias + batch * p.bias_batch_stride : nullptr;
+  const float* bias = kMasked ? p.key_bias + batch * p.bias_batch_stride : nullptr;
   for (int j = 0; j < tiles; ++j) {
     const int stage = j % kStages, first_key = j * Tiles::kKeys;
     const uint32_t previous_use_parity = (j / kStages - 1) & 1;
     if (j >= kStages) barrier_wait(smem.k_empty(stage), previous_use_parity);
-    barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes + (bias ? Tiles::kBiasBytes : 0));
-    if (bias) copy_bytes(smem.bias_tile(stage), bias + first_key, Tiles::kBiasBytes, smem.k_full(stage));
+    barrier_arrive_expect_bytes(smem.k_full(stage), Tiles::kKvBytes + (kMasked ? Tiles::kBiasBytes : 0));
+    if constexpr (kMasked) copy_bytes(smem.bias_tile(stage), bias + first_key, Tiles::kBiasBytes, smem.k_full(stage));
     for (int c = 0; c < Tiles::kPanels; ++c) {
       copy_tile(smem.k_tile(stage) + c * Tiles::kKvPanelBytes, p.k_map, c * 64, head / p.group, first_key,
                 batch, smem.k_full(stage));
@@ -404,7 +404,7 @@ __device__ __forceinline__ void produce(const Sm90Params& p, const SharedLayout<
 }
 
 // A consumer warpgroup (`group` 0 or 1): query rows 64·group .. 64·group + 63 of the tile.
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, bool kMasked>
 __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<kHeadDim>& smem,
                                         int group, int first_query, int head, int batch,
                                         int tiles) {
@@ -444,12 +444,13 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
   };
   const bool ragged = p.kv_len % kKeys != 0;
   // With a key mask its bias tile sits in the K slot (the K slot is released after the
-  // softmax then); a tile whose flags are all 0 skips the add.
-  const bool masked = p.key_bias != nullptr;
+  // softmax then); a tile whose flags are all 0 skips the add. The unmasked kernel is its own
+  // instantiation, so none of this costs it registers or instructions.
+  constexpr bool masked = kMasked;
   const int32_t* flags = masked ? p.tile_flags + batch * p.flags_batch_stride : nullptr;
   static_assert(kKeys == 4 * kKeyBiasChunk, "a key tile is one int4 of flags");
   auto tile_biased = [&](int j) {
-    if (!masked) return false;
+    if constexpr (!masked) return false;
     const int4 f = reinterpret_cast<const int4*>(flags)[j];
     return (f.x | f.y | f.z | f.w) != 0;
   };
@@ -534,7 +535,7 @@ __device__ __forceinline__ void consume(const Sm90Params& p, const SharedLayout<
   }
 }
 
-template <class T, int kHeadDim>
+template <class T, int kHeadDim, bool kMasked>
 __global__ void __launch_bounds__(kThreads, 1)
     flash_forward_sm90(const __grid_constant__ Sm90Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -561,10 +562,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     registers_release<kProducerRegisters>();
-    if (threadIdx.x == 0) produce(p, smem, first_query, head, batch, tiles);
+    if (threadIdx.x == 0) produce<kHeadDim, kMasked>(p, smem, first_query, head, batch, tiles);
   } else {
     registers_claim<kConsumerRegisters>();
-    consume<T, kHeadDim>(p, smem, warpgroup - 1, first_query, head, batch, tiles);
+    consume<T, kHeadDim, kMasked>(p, smem, warpgroup - 1, first_query, head, batch, tiles);
   }
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: flash_attention_sm90_serves never picks this kernel then
@@ -631,12 +632,11 @@ void launch_sm90(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
     FASTDIT_CHECK(reinterpret_cast<uintptr_t>(p.key_bias) % 16 == 0 && reinterpret_cast<uintptr_t>(p.tile_flags) % 16 == 0,
                   "flash_attention_sm90: the key bias must be 16-byte aligned");
   }
-  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_sm90<T, kHeadDim>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          Tiles::kSharedBytes));
+  const auto kernel = key_bias.defined() ? flash_forward_sm90<T, kHeadDim, true> : flash_forward_sm90<T, kHeadDim, false>;
+  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tiles::kSharedBytes));
   const dim3 grid(static_cast<unsigned>((q.size(1) + Tiles::kQueryRows - 1) / Tiles::kQueryRows),
                   static_cast<unsigned>(q.size(2)), static_cast<unsigned>(q.size(0)));
-  flash_forward_sm90<T, kHeadDim><<<grid, kThreads, Tiles::kSharedBytes, stream>>>(p);
+  kernel<<<grid, kThreads, Tiles::kSharedBytes, stream>>>(p);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 

@@ -68,12 +68,6 @@ struct Sub {
 struct Mul {
   __device__ float operator()(float a, float b) const { return a * b; }
 };
-// Rounds v to the precision of `code` (and back), as storing it in that dtype would.
-__device__ inline float round_to(FloatCode code, float v) {
-  if (code == FloatCode::BF16) return __bfloat162float(__float2bfloat16(v));
-  if (code == FloatCode::F16) return __half2float(__float2half(v));
-  return v;
-}
 // `code` F32: one rounding at the store; else each step rounded to that dtype (ops::Rounding).
 struct Modulate {
   FloatCode code = FloatCode::F32;

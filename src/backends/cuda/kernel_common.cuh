@@ -59,6 +59,13 @@ __device__ __forceinline__ float load_float(const void* base, FloatCode code, in
   }
 }
 
+// Rounds v to the precision of `code` (and back), as storing it in that dtype would.
+__device__ __forceinline__ float round_to(FloatCode code, float v) {
+  if (code == FloatCode::BF16) return __bfloat162float(__float2bfloat16(v));
+  if (code == FloatCode::F16) return __half2float(__float2half(v));
+  return v;
+}
+
 __device__ __forceinline__ void store_float(void* base, FloatCode code, int64_t i, float v) {
   switch (code) {
     case FloatCode::F32: static_cast<float*>(base)[i] = v; return;

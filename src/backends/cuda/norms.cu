@@ -37,6 +37,7 @@ struct NormalizeParams {
   float eps;
   bool subtract_mean;
   const void* weight;  // [D] or null
+  FloatCode weight_round = FloatCode::F32;  // the normalised value rounded to this before the weight
   const void* bias;    // [D] or null
   FloatCode weight_code, bias_code;
   RowOperand shift, scale;  // null data: no modulation
@@ -73,7 +74,7 @@ __global__ void normalize_rows(NormalizeParams p) {
   const int64_t scale_row = p.scale.data ? p.scale.row_offset(row, p.seq) : 0;
   for (int64_t j = threadIdx.x; j < p.length; j += blockDim.x) {
     float v = (to_float(x[j]) - mean) * inv_std;
-    if (p.weight) v *= load_float(p.weight, p.weight_code, j);
+    if (p.weight) v = round_to(p.weight_round, v) * load_float(p.weight, p.weight_code, j);
     if (p.bias) v += load_float(p.bias, p.bias_code, j);
     if (p.scale.data) v *= 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j);
     if (p.shift.data) v += load_float(p.shift.data, p.shift.code, shift_row + j);
@@ -181,7 +182,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
     if (p.weight) {
       load_run<E>(p.weight, p.weight_code, j, operand);
 #pragma unroll
-      for (int e = 0; e < E; ++e) y[e] *= operand[e];
+      for (int e = 0; e < E; ++e) y[e] = round_to(p.weight_round, y[e]) * operand[e];
     }
     if (p.bias) {
       load_run<E>(p.bias, p.bias_code, j, operand);
@@ -271,9 +272,10 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float
   launch(p, x);
 }
 
-void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, bool round_before_weight, Tensor& out) {
   NormalizeParams p = params_for(x, out, eps, /*subtract_mean=*/false);
   set_affine(p, weight, Tensor{});
+  if (round_before_weight) p.weight_round = float_code(out.dtype());
   launch(p, x);
 }
 

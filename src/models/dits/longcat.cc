@@ -45,7 +45,10 @@ HeadRMSNorm::HeadRMSNorm(int64_t head_dim, float eps) : Module("RMSNorm_FP32"), 
 }
 
 Tensor HeadRMSNorm::forward(const Tensor& x) const {
-  return emit(ops::mul(ops::rms_norm(x, {}, eps_), param(weight)));
+  // `_norm(x.float()).type_as(x) * weight`: one pass when the weight has x's dtype.
+  const Tensor& w = param(weight);
+  if (w.dtype() == x.dtype()) return emit(ops::rms_norm(x, w, eps_, ops::Rounding::EachStep));
+  return emit(ops::mul(ops::rms_norm(x, {}, eps_), w));
 }
 
 Tensor Layout::frame_view(const Tensor& x) const {
@@ -185,13 +188,19 @@ Tensor LongCatCrossAttention::forward(const Tensor& x, const Text& text, int64_t
   return emit(out);
 }
 
-SwiGLUFeedForward::SwiGLUFeedForward(int64_t dim, int64_t hidden) : Module("FeedForwardSwiGLU") {
-  w1_ = add_module<nn::ReplicatedLinear>("w1", dim, hidden, false);
+SwiGLUFeedForward::SwiGLUFeedForward(int64_t dim, int64_t hidden, bool fused) : Module("FeedForwardSwiGLU") {
+  if (fused) {
+    w13_ = add_module<nn::ReplicatedLinear>("w13", dim, 2 * hidden, false);
+  } else {
+    w1_ = add_module<nn::ReplicatedLinear>("w1", dim, hidden, false);
+  }
   w2_ = add_module<nn::ReplicatedLinear>("w2", hidden, dim, false);
-  w3_ = add_module<nn::ReplicatedLinear>("w3", dim, hidden, false);
+  if (!fused) w3_ = add_module<nn::ReplicatedLinear>("w3", dim, hidden, false);
 }
 
 Tensor SwiGLUFeedForward::forward(const Tensor& x) const {
+  // swiglu takes [value | gate]: w3 x first, w1 x second.
+  if (w13_) return emit(w2_->forward(ops::swiglu(w13_->forward(x))));
   return emit(w2_->forward(ops::mul(ops::silu(w1_->forward(x)), w3_->forward(x))));
 }
 
@@ -206,7 +215,7 @@ LongCatSingleStreamBlock::LongCatSingleStreamBlock(const LongcatArchConfig& c, c
   pre_crs_attn_norm_ = add_module<nn::LayerNorm>("pre_crs_attn_norm", d, kEps, true);
   attn_ = add_module<LongCatAttention>("attn", c, options);
   cross_attn_ = add_module<LongCatCrossAttention>("cross_attn", c);
-  ffn_ = add_module<SwiGLUFeedForward>("ffn", d, c.ffn_hidden);
+  ffn_ = add_module<SwiGLUFeedForward>("ffn", d, c.ffn_hidden, options.fuse_projections);
 }
 
 Tensor LongCatSingleStreamBlock::forward(const Tensor& input, const Call& call) const {
@@ -251,6 +260,7 @@ LongCatVideoTransformer3DModel::LongCatVideoTransformer3DModel(LongcatArchConfig
   const int64_t patch_volume = c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
   final_layer_ = add_module<FinalLayer>("final_layer", d, patch_volume, c.out_channels, c.adaln_tembed_dim);
   mapping_ = fastvideo_mapping();
+  if (options.fuse_projections) mapping_.extend(ffn_fused_mapping());
 }
 
 ModelIO LongCatVideoTransformer3DModel::io() const {
@@ -446,6 +456,13 @@ ParamNameMapping fastvideo_mapping() {
   m.rename(block + R"(cross_attn\.to_out)" + wb, to + "cross_attn.proj.$2");
   m.rename(R"(^final_layer\.adaln_linear)" + wb, "final_layer.adaLN_modulation.1.$1");
   m.rename(R"(^final_layer\.proj)" + wb, "final_layer.linear.$1");
+  return m;
+}
+
+ParamNameMapping ffn_fused_mapping() {
+  ParamNameMapping m;
+  m.merge(R"(^(blocks\.\d+\.ffn)\.w3\.weight$)", "$1.w13.weight", 0, 2);
+  m.merge(R"(^(blocks\.\d+\.ffn)\.w1\.weight$)", "$1.w13.weight", 1, 2);
   return m;
 }
 

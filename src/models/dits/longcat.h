@@ -93,14 +93,17 @@ class LongCatCrossAttention : public nn::Module {
   nn::LocalAttention attention_{"cross_attention"};
 };
 
-// FeedForwardSwiGLU: w2(silu(w1 x) * w3 x), no biases.
+// FeedForwardSwiGLU: w2(silu(w1 x) * w3 x), no biases. Fused (BuildOptions::fuse_projections):
+// one GEMM of w13 = [w3 | w1] (the loader's merge mapping, ffn_fused_mapping) and one pass of
+// ops::swiglu, which rounds silu(w1 x) to the run dtype before the product as the reference's
+// separate ops do (the same numbers).
 class SwiGLUFeedForward : public nn::Module {
  public:
-  SwiGLUFeedForward(int64_t dim, int64_t hidden);
+  SwiGLUFeedForward(int64_t dim, int64_t hidden, bool fused);
   Tensor forward(const Tensor& x) const;
 
  private:
-  nn::ReplicatedLinear *w1_, *w2_, *w3_;
+  nn::ReplicatedLinear *w1_ = nullptr, *w2_ = nullptr, *w3_ = nullptr, *w13_ = nullptr;
 };
 
 // SiLU then Linear(adaln_tembed_dim -> k·D) (the reference's nn.Sequential, names 0 and 1),
@@ -214,6 +217,8 @@ class LongCatVideoTransformer3DModel : public DiTModel {
 // ones, the q/k/v and k/v pieces merged into attn.qkv and cross_attn.kv_linear. The
 // official names (the dit/ folder) map to themselves.
 ParamNameMapping fastvideo_mapping();
+// The FFN's w3 and w1 merged into blocks.N.ffn.w13 (rows: w3, then w1), for fused builds.
+ParamNameMapping ffn_fused_mapping();
 
 // Registers this family's class names with the model registry (models/builtin.cc).
 void register_models();
