@@ -228,17 +228,27 @@ Tensor LongCatSingleStreamBlock::forward(const Tensor& input, const Call& call) 
   const auto view = [&](const Tensor& t) { return layout.frame_view(t); };
   const auto back = [&](const Tensor& t) { return t.reshape(input.shape()); };
 
-  // Modulated norm and each gated residual in float32, rounded once to the run dtype.
+  // Modulated norm and each gated residual in float32, rounded once to the run dtype. Each
+  // residual add runs fused with the norm after it (ops::add_layer_norm: the same numbers).
   Tensor x = back(mod_norm_attn_->forward_modulated(view(input), piece(0), piece(1), dtype));
   Tensor y = attn_->forward(x, call.attention);
-  x = back(ops::gated_add(view(input), view(y), piece(2), dtype));
+  Tensor normed;
   if (!call.skip_cross_attention) {
+    ops::AddNorm r = pre_crs_attn_norm_->add_and_forward(view(input), view(y), piece(2));
+    x = back(r.sum);
+    y = {};
     // Condition tokens (cond mode without a cache) get no cross-attention; ungated residual
-    // in the run dtype.
+    // in the run dtype, added in front of the FFN's norm.
     const int64_t skip = call.attention.cache_k ? 0 : layout.local_rows_before(call.attention.cond_tokens, x.size(1));
-    x = ops::add(x, cross_attn_->forward(pre_crs_attn_norm_->forward(x), *call.text, skip));
+    const Tensor crossed = cross_attn_->forward(back(r.normed), *call.text, skip);
+    r = mod_norm_ffn_->add_and_forward(view(x), view(crossed), {}, piece(3), piece(4));
+    x = back(r.sum);
+    normed = back(r.normed);
+  } else {
+    x = back(ops::gated_add(view(input), view(y), piece(2), dtype));
+    normed = back(mod_norm_ffn_->forward_modulated(view(x), piece(3), piece(4), dtype));
   }
-  y = ffn_->forward(back(mod_norm_ffn_->forward_modulated(view(x), piece(3), piece(4), dtype)));
+  y = ffn_->forward(normed);
   return emit(back(ops::gated_add(view(x), view(y), piece(5), dtype)));
 }
 
