@@ -494,7 +494,7 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle sty
 }
 
 QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, int64_t heads,
-                  const Tensor& cos, const Tensor& sin, RopeStyle style) {
+                  const Tensor& cos, const Tensor& sin, RopeStyle style, QkNorm norm) {
   constexpr const char* op = "qkv_norm_rope";
   check_float_args(op, {{"qkv", qkv}, {"norm_q", norm_q}, {"norm_k", norm_k}, {"cos", cos}, {"sin", sin}});
   for (const Arg& arg : {Arg{"norm_q", norm_q}, Arg{"norm_k", norm_k}, Arg{"cos", cos}, Arg{"sin", sin}})
@@ -504,8 +504,12 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
   FASTDIT_CHECK(d > 0 && qkv.size(2) == 3 * d && heads > 0 && d % heads == 0 && (d / heads) % 2 == 0, op, ": qkv ",
                 shape_str(qkv.shape()), " does not split into 3 x ", heads, " heads of an even size");
   const int64_t head_dim = d / heads;
-  check_vector(op, {"norm_q", norm_q}, d);
-  check_vector(op, {"norm_k", norm_k}, d);
+  const bool per_head = norm == QkNorm::PerHead;
+  check_vector(op, {"norm_q", norm_q}, per_head ? head_dim : d);
+  check_vector(op, {"norm_k", norm_k}, per_head ? head_dim : d);
+  FASTDIT_CHECK(!per_head || (norm_q.dtype() == qkv.dtype() && norm_k.dtype() == qkv.dtype()), op,
+                ": per-head norms round before the weight and need the weights in qkv's dtype (", dtype_name(qkv.dtype()),
+                "), got ", dtype_name(norm_q.dtype()), " and ", dtype_name(norm_k.dtype()));
   const Shape table{qkv.size(1), head_dim};
   FASTDIT_CHECK(cos.shape() == table && sin.shape() == table, op, ": cos/sin must be ", shape_str(table),
                 ", got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
@@ -515,14 +519,22 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
       norm_q.dtype() == norm_k.dtype()) {
     QKV out{Tensor::empty(shape, qkv.dtype(), qkv.device()), Tensor::empty(shape, qkv.dtype(), qkv.device()),
             Tensor::empty(shape, qkv.dtype(), qkv.device())};
+    bool served = false;
     observed(op, qkv.device(), [&] {
-      cuda::qkv_norm_rope(contiguous(qkv), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
-                          contiguous(sin), style, out.q, out.k, out.v);
+      served = cuda::qkv_norm_rope(contiguous(qkv), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
+                                   contiguous(sin), style, per_head, out.q, out.k, out.v);
     });
-    return out;
+    if (served) return out;
   }
 #endif
   const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d); };
+  if (per_head) {
+    const auto normed = [&](int64_t i, const Tensor& w) {
+      return rms_norm(part(i).reshape(shape), w, eps, Rounding::EachStep);
+    };
+    return {rope(normed(0, norm_q), cos, sin, style), rope(normed(1, norm_k), cos, sin, style),
+            part(2).contiguous().reshape(shape)};
+  }
   return {rope(rms_norm(part(0), norm_q, eps).reshape(shape), cos, sin, style),
           rope(rms_norm(part(1), norm_k, eps).reshape(shape), cos, sin, style), part(2).contiguous().reshape(shape)};
 }

@@ -148,14 +148,17 @@ inline RopeTableLayout rope_table_layout(const Tensor& cos) {
 
 // Self-attention inputs from a fused q|k|v projection: qkv [B, S, 3D] -> q, k, v
 // [B, S, H, D/H] with q = rope(rms_norm(qkv[..., :D], norm_q)), k likewise with norm_k,
-// v = qkv[..., 2D:]. The norms run across all heads with float32 statistics and are
-// rounded to qkv's dtype before the rotation, exactly as the separate ops give; the CUDA
-// backend does it in one pass.
+// v = qkv[..., 2D:]. QkNorm::AcrossHeads: the norms run across all heads (weights [D]);
+// QkNorm::PerHead: each head's D/H values are normalised alone (weights [D/H] of qkv's
+// dtype) and rounded before the weight (rms_norm's Rounding::EachStep, a per-head
+// RMSNorm_FP32). Float32 statistics, rounded to qkv's dtype before the rotation, exactly as
+// the separate ops give; the CUDA backend does it in one pass.
 struct QKV {
   Tensor q, k, v;
 };
+enum class QkNorm { AcrossHeads, PerHead };
 QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, int64_t heads,
-                  const Tensor& cos, const Tensor& sin, RopeStyle style);
+                  const Tensor& cos, const Tensor& sin, RopeStyle style, QkNorm norm = QkNorm::AcrossHeads);
 
 // ---- layout --------------------------------------------------------------------------
 // Any dtype. Each returns new storage, even where a view would do (an identity

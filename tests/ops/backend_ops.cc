@@ -502,6 +502,23 @@ std::vector<OpCase> make_cases() {
          }});
   }
 
+  // Per-head norms (weights [dh] of qkv's dtype, rounded before them): the team kernel serves
+  // interleaved pairs at dh of whole runs up to a warp (128, 64); 20 and split-half compose.
+  for (const Qkv& c : {Qkv{4, 128, RopeStyle::Interleaved}, Qkv{3, 64, RopeStyle::Interleaved},
+                       Qkv{2, 20, RopeStyle::Interleaved}, Qkv{3, 16, RopeStyle::SplitHalf}}) {
+    const int64_t d = c.heads * c.head_dim, seq = 37;
+    add({.op = "qkv_norm_rope",
+         .shape = detail::concat("[2,", seq, ",3x", d, "] per head ", c.head_dim, c.style == RopeStyle::Interleaved ? " interleaved" : " split-half"),
+         .make = [=](Inputs& in) {
+           return Tensors{in.rand({2, seq, 3 * d}, -2, 2), in.rand({c.head_dim}, 0.5f, 1.5f), in.rand({c.head_dim}, 0.5f, 1.5f),
+                          in.rand_as(kF32, {seq, c.head_dim}), in.rand_as(kF32, {seq, c.head_dim})};
+         },
+         .call = [c](const Tensors& t) {
+           const ops::QKV r = ops::qkv_norm_rope(t[0], t[1], t[2], 1e-6f, c.heads, t[3], t[4], c.style, ops::QkNorm::PerHead);
+           return Tensors{r.q, r.k, r.v};
+         }});
+  }
+
   // ---- layout and casts (bit-identical) ------------------------------------------------------
   const std::vector<DType> kLayoutTypes = {kF32, kBF16, kF16, DType::Int64};
   const auto rand_any = [](Inputs& in, const Shape& s) {
@@ -699,6 +716,15 @@ std::vector<OpCase> make_cases() {
          },
          .call = [dim](const Tensors& t) {
            const ops::QKV r = ops::qkv_norm_rope(t[0], t[1], t[1], 1e-6f, dim / 128, t[2], t[3], RopeStyle::Interleaved);
+           return Tensors{r.q, r.k, r.v};
+         }, .perf = true, .check = false});
+    add({.op = "qkv_norm_rope", .shape = at + " per head", .dtypes = {kBF16},
+         .make = [dim](Inputs& in) {
+           return Tensors{in.rand({1, 32760, 3 * dim}), in.rand({128}), in.rand_as(kF32, {32760, 128}), in.rand_as(kF32, {32760, 128})};
+         },
+         .call = [dim](const Tensors& t) {
+           const ops::QKV r = ops::qkv_norm_rope(t[0], t[1], t[1], 1e-6f, dim / 128, t[2], t[3], RopeStyle::Interleaved,
+                                                 ops::QkNorm::PerHead);
            return Tensors{r.q, r.k, r.v};
          }, .perf = true, .check = false});
     add({.op = "transpose", .shape = detail::concat(" [1,", dim, ",32760] -> [1,32760,", dim, "] (patchify)"), .dtypes = {kBF16},

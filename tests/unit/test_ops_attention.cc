@@ -364,5 +364,40 @@ TEST(OpsRope, QkvNormRopeIsTheSeparateOpsAndRejectsBadArguments) {
                "qkv_norm_rope: qkv [2, 5, 73] does not split into 3 x 3 heads of an even size");
 }
 
+// Per-head norms: each head's values normalised alone (weights [head_dim]), in bfloat16
+// rounded before the weight and again before the rotation: the separate per-head modules.
+TEST(OpsRope, QkvNormRopePerHeadIsThePerHeadModules) {
+  const int64_t heads = 3, head_dim = 8, d = heads * head_dim;
+  const Shape shape{2, 5, heads, head_dim};
+  const Tensor cos = random_tensor({5, head_dim}, 343), sin = random_tensor({5, head_dim}, 344);
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    const Tensor qkv = random_tensor({2, 5, 3 * d}, 340, -3.0f, 3.0f).to(dtype);
+    const Tensor wq = random_tensor({head_dim}, 341, 0.5f, 2.0f).to(dtype), wk = random_tensor({head_dim}, 342).to(dtype);
+    const ops::QKV got =
+        ops::qkv_norm_rope(qkv, wq, wk, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHead);
+    const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d).contiguous().reshape(shape); };
+    const auto modules = [&](int64_t i, const Tensor& w) {
+      return ops::rope(ops::mul(ops::rms_norm(part(i), {}, 1e-6f), w), cos, sin, ops::RopeStyle::Interleaved);
+    };
+    EXPECT_EQ(testing::max_abs_diff(got.q, modules(0, wq)), 0.0) << dtype_name(dtype);
+    EXPECT_EQ(testing::max_abs_diff(got.k, modules(1, wk)), 0.0) << dtype_name(dtype);
+    EXPECT_EQ(testing::max_abs_diff(got.v, part(2)), 0.0) << dtype_name(dtype);
+    // Not the across-heads norm.
+    const Tensor across = ops::concat(std::vector<Tensor>(3, wq), 0);
+    EXPECT_GT(testing::max_abs_diff(
+                  got.q, ops::qkv_norm_rope(qkv, across, across, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved).q),
+              0.0);
+  }
+  expect_error([&] {
+    ops::qkv_norm_rope(random_tensor({2, 5, 3 * d}, 1), random_tensor({d}, 2), random_tensor({d}, 3), 1e-6f, heads, cos,
+                       sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHead);
+  }, "norm_q");
+  expect_error([&] {
+    ops::qkv_norm_rope(random_tensor({2, 5, 3 * d}, 1).to(DType::BFloat16), random_tensor({head_dim}, 2),
+                       random_tensor({head_dim}, 3), 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved,
+                       ops::QkNorm::PerHead);
+  }, "qkv_norm_rope: per-head norms round before the weight and need the weights in qkv's dtype (bfloat16), got float32 and float32");
+}
+
 }  // namespace
 }  // namespace fastdit

@@ -6,6 +6,9 @@
 //    of the unfused path become one pass. Vectorised (a group of threads per row, the
 //    row's q then k held in registers as 16-byte runs, interleaved pairs inside a run)
 //    where the shapes allow; one CTA per row otherwise.
+//    With per-head norms (LongCat's RMSNorm_FP32 per head) a team of dh/E threads of one
+//    warp owns one (token, q|k|v, head) run of dh values: the team's squares are summed with
+//    shuffles, the row rounded before the weight and again before the rotation.
 //  - gated residual add with a per-batch or per-token gate row, any input dtypes: the
 //    broadcast the generic strided walker handles with index arithmetic per element.
 //    Vectorised (one 16-byte run per thread) when residual and out share a dtype.
@@ -129,6 +132,68 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
   }
 }
 
+// Per-head norms: `lanes` = dh / E threads (a power of two, at most a warp) per (token, part,
+// head), each holding one 16-byte run; part 2 is v, copied. Interleaved pairs only (a pair
+// never straddles a run). Every thread of a warp joins the shuffles, active or not.
+template <class T>
+__global__ void __launch_bounds__(kRowThreads) qkv_head_norm_rope(QkvParams p, int lanes) {
+  constexpr int E = kRun<T>;
+  const int64_t thread = static_cast<int64_t>(blockIdx.x) * kRowThreads + threadIdx.x;
+  const int lane = static_cast<int>(thread % lanes);
+  const int64_t heads = p.dim / p.head_dim, team = thread / lanes;
+  const bool active = team < p.rows * 3 * heads;
+  const int64_t row = team / (3 * heads), part = team / heads % 3, head = team % heads;
+  const int64_t in_offset = row * 3 * p.dim + part * p.dim + head * p.head_dim + lane * E;
+  float v[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) v[e] = 0.0f;
+  if (active) load_run<E>(static_cast<const T*>(p.qkv) + in_offset, v);
+  float squares = 0.0f;
+#pragma unroll
+  for (int e = 0; e < E; ++e) squares += v[e] * v[e];
+  for (int offset = lanes / 2; offset > 0; offset /= 2) squares += __shfl_xor_sync(0xffffffffu, squares, offset);
+  if (!active) return;
+  const int64_t out_offset = row * p.dim + head * p.head_dim + lane * E;
+  if (part == 2) {
+    store_run(static_cast<T*>(p.v) + out_offset, v);  // exact: v holds values of T
+    return;
+  }
+  const float inv_rms = 1.0f / sqrtf(squares / static_cast<float>(p.head_dim) + p.eps);
+  const int64_t table = (row % p.seq) * p.head_dim + lane * E;
+  float w[E], cos[E], sin[E], y[E];
+  load_run<E>(part == 0 ? p.norm_q : p.norm_k, p.norm_code, lane * E, w);
+  load_run<E>(p.cos + table, cos);
+  load_run<E>(p.sin + table, sin);
+  const auto normed = [&](float x, float weight) {
+    return to_float(from_float<T>(to_float(from_float<T>(x * inv_rms)) * weight));
+  };
+#pragma unroll
+  for (int e = 0; e < E; e += 2) {
+    const float x1 = normed(v[e], w[e]), x2 = normed(v[e + 1], w[e + 1]);
+    y[e] = x1 * cos[e] - x2 * sin[e];
+    y[e + 1] = x2 * cos[e + 1] + x1 * sin[e + 1];
+  }
+  store_run(static_cast<T*>(part == 0 ? p.q : p.k) + out_offset, y);
+}
+
+bool try_qkv_per_head(const QkvParams& p, FloatCode code, cudaStream_t stream) {
+  const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
+  const int64_t lanes = p.head_dim / e;
+  if (!p.interleaved || p.head_dim % e != 0 || lanes > 32 || (lanes & (lanes - 1)) != 0) return false;
+  for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
+    if (!aligned16(ptr)) return false;
+  }
+  const int64_t threads = p.rows * 3 * (p.dim / p.head_dim) * lanes;
+  const auto blocks = static_cast<unsigned>((threads + kRowThreads - 1) / kRowThreads);
+  switch (code) {
+    case FloatCode::F32: qkv_head_norm_rope<float><<<blocks, kRowThreads, 0, stream>>>(p, static_cast<int>(lanes)); break;
+    case FloatCode::BF16: qkv_head_norm_rope<__nv_bfloat16><<<blocks, kRowThreads, 0, stream>>>(p, static_cast<int>(lanes)); break;
+    case FloatCode::F16: qkv_head_norm_rope<__half><<<blocks, kRowThreads, 0, stream>>>(p, static_cast<int>(lanes)); break;
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
@@ -214,10 +279,10 @@ bool try_gated_add_vectorized(const GatedRowParams& p, int64_t rows, cudaStream_
 
 }  // namespace
 
-void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
-                   const Tensor& sin, ops::RopeStyle style, Tensor& q, Tensor& k, Tensor& v) {
+bool qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
+                   const Tensor& sin, ops::RopeStyle style, bool per_head, Tensor& q, Tensor& k, Tensor& v) {
   const int64_t rows = qkv.numel() / qkv.size(-1);
-  if (rows == 0) return;
+  if (rows == 0) return true;
   QkvParams p{};
   p.qkv = qkv.data_ptr();
   p.q = q.data_ptr();
@@ -238,13 +303,15 @@ void qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
   p.rows = rows;
   DeviceGuard guard(qkv.device().index);
   const cudaStream_t stream = current_stream(qkv.device().index);
-  if (try_qkv_vectorized(p, float_code(qkv.dtype()), stream)) return;
+  if (per_head) return try_qkv_per_head(p, float_code(qkv.dtype()), stream);
+  if (try_qkv_vectorized(p, float_code(qkv.dtype()), stream)) return true;
   switch (float_code(qkv.dtype())) {
     case FloatCode::F32: qkv_norm_rope_rows<float><<<rows, kRowThreads, 0, stream>>>(p); break;
     case FloatCode::BF16: qkv_norm_rope_rows<__nv_bfloat16><<<rows, kRowThreads, 0, stream>>>(p); break;
     case FloatCode::F16: qkv_norm_rope_rows<__half><<<rows, kRowThreads, 0, stream>>>(p); break;
   }
   FASTDIT_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 bool gated_add_by_rows(const Tensor& residual, const Tensor& x, const Tensor& gate, Tensor& out) {

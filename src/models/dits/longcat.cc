@@ -133,6 +133,23 @@ LongCatAttention::LongCatAttention(const LongcatArchConfig& c, const BuildOption
 Tensor LongCatAttention::forward(const Tensor& x, const Call& call) const {
   const int64_t d = proj_->in_features();
   const Tensor qkv = qkv_->forward(x);  // [B, S, 3 | H | Dh]
+  nn::DistributedAttention::Extras extras;
+  extras.isolated_prefix = call.cond_tokens;
+  if (call.cache_k) {
+    extras.extra_k = *call.cache_k;
+    extras.extra_v = *call.cache_v;
+  }
+  const Tensor& wq = param(q_norm_->weight);
+  if (call.rope && !call.returned && call.rope->cos.size(0) == x.size(1) && wq.dtype() == qkv.dtype() &&
+      param(k_norm_->weight).dtype() == qkv.dtype() && !q_norm_->has_forward_hooks() && !k_norm_->has_forward_hooks()) {
+    // One process (the table's rows are this sequence's): the per-head norms and the
+    // rotation in one pass from the projection (the same numbers as the modules in turn).
+    const auto [q, k, v] = ops::qkv_norm_rope(qkv, wq, param(k_norm_->weight), q_norm_->eps(), heads_, call.rope->cos,
+                                              call.rope->sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHead);
+    const Tensor out =
+        attention_.forward(q, k, v, call.full_length, nullptr, ops::RopeStyle::Interleaved, extras).out;
+    return emit(proj_->forward(out.reshape({x.size(0), x.size(1), d})));
+  }
   const Tensor q = q_norm_->forward(heads(qkv.narrow(-1, 0, d), heads_));
   const Tensor k = k_norm_->forward(heads(qkv.narrow(-1, d, d), heads_));
   const Tensor v = heads(qkv.narrow(-1, 2 * d, d), heads_);
@@ -140,12 +157,6 @@ Tensor LongCatAttention::forward(const Tensor& x, const Call& call) const {
     const Tensor parts[] = {k, v.contiguous()};
     auto full = attention_.parallel().gather_sequence(parts, 1, call.full_length);
     *call.returned = {full[0], full[1]};
-  }
-  nn::DistributedAttention::Extras extras;
-  extras.isolated_prefix = call.cond_tokens;
-  if (call.cache_k) {
-    extras.extra_k = *call.cache_k;
-    extras.extra_v = *call.cache_v;
   }
   const Tensor out =
       attention_.forward(q, k, v, call.full_length, call.rope, ops::RopeStyle::Interleaved, extras).out;

@@ -24,6 +24,7 @@ class HeadRMSNorm : public nn::Module {
  public:
   HeadRMSNorm(int64_t head_dim, float eps);
   Tensor forward(const Tensor& x) const;  // x [..., Dh]
+  float eps() const { return eps_; }
   nn::Parameter* weight;
 
  private:
