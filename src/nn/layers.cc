@@ -70,10 +70,13 @@ Tensor RMSNorm::forward(const Tensor& x) const {
   return emit(ops::rms_norm(x, optional_value(weight), eps_));
 }
 
-Tensor RMSNorm::forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype) const {
-  if (has_forward_hooks())
+Tensor RMSNorm::forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype,
+                                  ops::Rounding rounding) const {
+  if (has_forward_hooks()) {
+    if (rounding == ops::Rounding::EachStep) return ops::modulate(forward(x), shift, scale, out_dtype, rounding);
     return ops::modulate(forward(ops::cast(x, DType::Float32)), shift, scale, out_dtype);
-  return ops::rms_norm_modulate(x, optional_value(weight), shift, scale, eps_, out_dtype);
+  }
+  return ops::rms_norm_modulate(x, optional_value(weight), shift, scale, eps_, out_dtype, rounding);
 }
 
 Activation parse_activation(std::string_view name) {

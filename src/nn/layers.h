@@ -59,8 +59,10 @@ class RMSNorm : public Module {
   RMSNorm(int64_t dim, float eps, bool elementwise_affine = true);
   Tensor forward(const Tensor& x) const;
   // forward(x) in float32 · (1 + scale) + shift, rounded once to out_dtype
-  // (ops::rms_norm_modulate), unless a hook wants this norm's own output.
-  Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype) const;
+  // (ops::rms_norm_modulate), unless a hook wants this norm's own output. EachStep
+  // (out_dtype = x's dtype): forward(x) as stored, then ops::modulate's rounded steps.
+  Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale, DType out_dtype,
+                           ops::Rounding rounding = ops::Rounding::Once) const;
   float eps() const { return eps_; }
   Parameter* weight = nullptr;
 

@@ -243,7 +243,7 @@ bool row_operand_fits(const Tensor& t, const Tensor& x) {
 #endif
 
 Tensor norm_modulate(const char* op, const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale,
-                     float eps, DType out_dtype, bool rms) {
+                     float eps, DType out_dtype, bool rms, Rounding rounding = Rounding::Once) {
   check_norm_args(op, x, weight, {});
   check_float_args(op, {{"x", x}, {"shift", shift}, {"scale", scale}});
   require(op, {"shift", shift});
@@ -252,16 +252,22 @@ Tensor norm_modulate(const char* op, const Tensor& x, const Tensor& weight, cons
   const Shape shape = broadcast_shape(op, {{"x", x}, {"shift", shift}, {"scale", scale}});
   FASTDIT_CHECK(shape == x.shape(), op, ": shift ", shape_str(shift.shape()), " and scale ",
                 shape_str(scale.shape()), " must broadcast to x ", shape_str(x.shape()));
+  const bool each_step = rounding == Rounding::EachStep;
+  FASTDIT_CHECK(!each_step || out_dtype == x.dtype(), op, ": Rounding::EachStep writes x's dtype (",
+                dtype_name(x.dtype()), "), not ", dtype_name(out_dtype));
 #ifdef FASTDIT_CUDA_KERNELS
   // The fused kernel takes x [..., L, D] with shift/scale [..., 1, D] or [..., L, D].
   if (x.device().is_cuda() && x.dim() >= 2 && row_operand_fits(shift, x) && row_operand_fits(scale, x)) {
     Tensor out = Tensor::empty(x.shape(), out_dtype, x.device());
     observed(op, x.device(), [&] {
-      cuda::norm_modulate(contiguous(x), contiguous(weight), contiguous(shift), contiguous(scale), eps, rms, out);
+      cuda::norm_modulate(contiguous(x), contiguous(weight), contiguous(shift), contiguous(scale), eps, rms, each_step,
+                          out);
     });
     return out;
   }
 #endif
+  if (each_step)  // the norm as its op gives it (in x's dtype), then the modulation's steps
+    return modulate(rms ? rms_norm(x, weight, eps) : layer_norm(x, {}, {}, eps), shift, scale, out_dtype, rounding);
   const Tensor wide = cast(x, DType::Float32);
   return modulate(rms ? rms_norm(wide, weight, eps) : layer_norm(wide, {}, {}, eps), shift, scale, out_dtype);
 }
@@ -273,8 +279,8 @@ Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& s
 }
 
 Tensor rms_norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
-                         DType out_dtype) {
-  return norm_modulate("rms_norm_modulate", x, weight, shift, scale, eps, out_dtype, /*rms=*/true);
+                         DType out_dtype, Rounding rounding) {
+  return norm_modulate("rms_norm_modulate", x, weight, shift, scale, eps, out_dtype, /*rms=*/true, rounding);
 }
 
 // ---- activations ---------------------------------------------------------------------

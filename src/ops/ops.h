@@ -43,9 +43,11 @@ enum class Rounding { Once, EachStep };
 // `norm(x.float()).type_as(x) * weight` in that dtype does (weight then of x's dtype).
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps, Rounding rounding = Rounding::Once);
 // rms_norm(x, weight) (weight optional) times (1 + scale), plus shift, in float32 and
-// rounded once to out_dtype; shift/scale as for layer_norm_modulate.
+// rounded once to out_dtype; shift/scale as for layer_norm_modulate. Rounding::EachStep
+// (out_dtype = x's dtype): modulate(rms_norm(x, weight), shift, scale, out_dtype,
+// Rounding::EachStep) in one pass, the norm rounded before the modulation's rounded steps.
 Tensor rms_norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
-                         DType out_dtype);
+                         DType out_dtype, Rounding rounding = Rounding::Once);
 
 // ---- activations ---------------------------------------------------------------------
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::None);

@@ -171,6 +171,14 @@ std::vector<OpCase> make_cases() {
              },
              .call = [out](const Tensors& t) { return Tensors{ops::rms_norm_modulate(t[0], t[3], t[1], t[2], 1e-6f, out)}; }});
       }
+      // Each step rounded (LTX-2's norm, then its bf16 modulation), into x's dtype.
+      add({.op = "rms_norm_modulate", .shape = str({2, 37, d}) + " modulation rows " + std::to_string(rows) + " each step",
+           .make = [d, rows](Inputs& in) {
+             return Tensors{in.rand({2, 37, d}, -2, 3), in.rand({2, rows, d}), in.rand({2, rows, d})};
+           },
+           .call = [](const Tensors& t) {
+             return Tensors{ops::rms_norm_modulate(t[0], {}, t[1], t[2], 1e-6f, t[0].dtype(), ops::Rounding::EachStep)};
+           }});
     }
   }
   // Modulation per frame: x [B, T, N, D] with shift/scale/gate [B, T, 1, D] (LongCat's per

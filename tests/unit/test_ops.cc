@@ -298,6 +298,25 @@ TEST(OpsNorm, RmsNormRoundedBeforeWeight) {
                "rms_norm: Rounding::EachStep needs the weight in x's dtype (bfloat16), got float32");
 }
 
+// rms_norm_modulate with Rounding::EachStep is the norm in x's dtype then modulate's rounded
+// steps, bit for bit; in float32 the one-rounding form; another out dtype is refused.
+TEST(OpsNorm, RmsNormModulateEachStepIsTheTwoOps) {
+  const Tensor x = random_tensor({2, 9, 96}, 61, -3.0f, 4.0f);
+  const Tensor shift = random_tensor({2, 1, 96}, 62), scale = random_tensor({2, 1, 96}, 63);
+  EXPECT_EQ(testing::max_abs_diff(ops::rms_norm_modulate(x, {}, shift, scale, 1e-6f, DType::Float32, ops::Rounding::EachStep),
+                                  ops::rms_norm_modulate(x, {}, shift, scale, 1e-6f, DType::Float32)),
+            0.0);
+  for (DType dtype : {DType::BFloat16, DType::Float16}) {
+    const Tensor xl = x.to(dtype), sl = shift.to(dtype), cl = scale.to(dtype);
+    const Tensor two_ops = ops::modulate(ops::rms_norm(xl, {}, 1e-6f), sl, cl, dtype, ops::Rounding::EachStep);
+    const Tensor fused = ops::rms_norm_modulate(xl, {}, sl, cl, 1e-6f, dtype, ops::Rounding::EachStep);
+    EXPECT_EQ(testing::max_abs_diff(fused, two_ops), 0.0) << dtype_name(dtype);
+    EXPECT_GT(testing::max_abs_diff(ops::rms_norm_modulate(xl, {}, sl, cl, 1e-6f, dtype), two_ops), 0.0);
+  }
+  expect_error([&] { ops::rms_norm_modulate(x.to(DType::BFloat16), {}, shift, scale, 1e-6f, DType::Float32, ops::Rounding::EachStep); },
+               "rms_norm_modulate: Rounding::EachStep writes x's dtype (bfloat16), not float32");
+}
+
 TEST(OpsActivation, NonContiguousAndScalar) {
   const Tensor x = random_tensor({5, 3}, 53).transpose(0, 1);
   expect_close(ops::silu(x), map(x.contiguous(), silu), 1e-6);

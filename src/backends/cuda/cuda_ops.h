@@ -29,8 +29,9 @@ void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in
 // float32, then x̂ · (1 + scale) + shift in one pass, written as out's dtype. x [..., L, D]
 // contiguous; shift and scale (any float dtype) are [..., 1, D] or [..., L, D].
+// each_step (out of x's dtype): the norm rounded first, then ops::modulate's Rounding::EachStep.
 void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
-                   bool rms, Tensor& out);
+                   bool rms, bool each_step, Tensor& out);
 
 // The residual add and the norm after it in one pass: sum = residual + x (· gate), rounded
 // to residual's dtype, and normed = the layer norm of that rounded sum with the optional

@@ -38,6 +38,9 @@ struct NormalizeParams {
   bool subtract_mean;
   const void* weight;  // [D] or null
   FloatCode weight_round = FloatCode::F32;  // the normalised value rounded to this before the weight
+  // Not F32: the norm's output is rounded to this, then the modulation rounds each step as
+  // ops::modulate with Rounding::EachStep (1 + scale, the product; the sum at the store).
+  FloatCode step_round = FloatCode::F32;
   const void* bias;    // [D] or null
   FloatCode weight_code, bias_code;
   RowOperand shift, scale;  // null data: no modulation
@@ -76,7 +79,9 @@ __global__ void normalize_rows(NormalizeParams p) {
     float v = (to_float(x[j]) - mean) * inv_std;
     if (p.weight) v = round_to(p.weight_round, v) * load_float(p.weight, p.weight_code, j);
     if (p.bias) v += load_float(p.bias, p.bias_code, j);
-    if (p.scale.data) v *= 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j);
+    v = round_to(p.step_round, v);
+    if (p.scale.data)
+      v = round_to(p.step_round, v * round_to(p.step_round, 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j)));
     if (p.shift.data) v += load_float(p.shift.data, p.shift.code, shift_row + j);
     store_float(p.out, p.out_code, out_base + j, v);
   }
@@ -189,10 +194,12 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
 #pragma unroll
       for (int e = 0; e < E; ++e) y[e] += operand[e];
     }
+#pragma unroll
+    for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e]);
     if (p.scale.data) {
       load_run<E>(p.scale.data, p.scale.code, scale_row + j, operand);
 #pragma unroll
-      for (int e = 0; e < E; ++e) y[e] *= 1.0f + operand[e];
+      for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e] * round_to(p.step_round, 1.0f + operand[e]));
     }
     if (p.shift.data) {
       load_run<E>(p.shift.data, p.shift.code, shift_row + j, operand);
@@ -280,7 +287,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, bool round_befor
 }
 
 void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, const Tensor& scale, float eps,
-                   bool rms, Tensor& out) {
+                   bool rms, bool each_step, Tensor& out) {
   const char* op = rms ? "rms_norm_modulate" : "layer_norm_modulate";
   FASTDIT_CHECK(x.dim() >= 2 && x.is_contiguous(), op, ": x ", shape_str(x.shape()),
                 " must be a contiguous [..., L, D]");
@@ -292,6 +299,8 @@ void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, c
   p.shift = row_operand(op, "shift", shift, x);
   p.scale = row_operand(op, "scale", scale, x);
   p.seq = x.size(-2);
+  FASTDIT_CHECK(!each_step || out.dtype() == x.dtype(), op, ": each-step rounding writes x's dtype");
+  if (each_step) p.step_round = float_code(out.dtype());
   launch(p, x);
 }
 

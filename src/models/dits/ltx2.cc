@@ -39,11 +39,10 @@ Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
   return ops::modulate(x, shift, scale, x.dtype(), ops::Rounding::EachStep);
 }
 
-// norm(x) modulated: in float32 one fused pass (the same numbers), else the reference's
-// rounded steps.
+// norm(x) modulated with the reference's rounded steps (the norm stored in x's dtype, then
+// each step of the modulation), in one fused pass.
 Tensor norm_modulate(const nn::RMSNorm& norm, const Tensor& x, const Tensor& shift, const Tensor& scale) {
-  if (x.dtype() == DType::Float32) return norm.forward_modulated(x, shift, scale, DType::Float32);
-  return modulate(norm.forward(x), shift, scale);
+  return norm.forward_modulated(x, shift, scale, x.dtype(), ops::Rounding::EachStep);
 }
 
 Tensor gated_residual(const Tensor& x, const Tensor& y, const Tensor& gate) {
