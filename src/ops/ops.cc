@@ -369,7 +369,8 @@ void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate) {
 }
 
 AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, NormKind kind) {
+                       const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, NormKind kind,
+                       Rounding rounding) {
   constexpr const char* op = "add_layer_norm";
   const bool rms = kind == NormKind::Rms;
   FASTDIT_CHECK(!rms || !bias.defined(), op, ": the RMS norm takes no bias");
@@ -397,14 +398,20 @@ AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& ga
     AddNorm out{Tensor::empty(shape, dtype, residual.device()), Tensor::empty(shape, dtype, residual.device())};
     observed(op, residual.device(), [&] {
       cuda::add_layer_norm(contiguous(residual), contiguous(x), contiguous(gate), contiguous(weight),
-                           contiguous(bias), contiguous(shift), contiguous(scale), eps, rms, out.sum, out.normed);
+                           contiguous(bias), contiguous(shift), contiguous(scale), eps, rms,
+                           rounding == Rounding::EachStep, out.sum, out.normed);
     });
     return out;
   }
 #endif
-  Tensor sum = gate.defined() ? gated_add(residual, x, gate, dtype) : cast(add(residual, x), dtype);
-  Tensor normed = rms ? (modulated ? rms_norm_modulate(sum, {}, shift, scale, eps, dtype) : rms_norm(sum, weight, eps))
-                      : (modulated ? layer_norm_modulate(sum, shift, scale, eps, dtype) : layer_norm(sum, weight, bias, eps));
+  Tensor sum = gate.defined() ? gated_add(residual, x, gate, dtype, rounding) : cast(add(residual, x), dtype);
+  Tensor normed;
+  if (modulated && rounding == Rounding::EachStep) {
+    normed = modulate(rms ? rms_norm(sum, {}, eps) : layer_norm(sum, {}, {}, eps), shift, scale, dtype, rounding);
+  } else {
+    normed = rms ? (modulated ? rms_norm_modulate(sum, {}, shift, scale, eps, dtype) : rms_norm(sum, weight, eps))
+                 : (modulated ? layer_norm_modulate(sum, shift, scale, eps, dtype) : layer_norm(sum, weight, bias, eps));
+  }
   return {std::move(sum), std::move(normed)};
 }
 

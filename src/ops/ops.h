@@ -94,13 +94,15 @@ void gated_add_(Tensor& residual, const Tensor& x, const Tensor& gate);
 //            weight, eps), no bias, or rms_norm_modulate(sum, {}, shift, scale, eps, dtype)).
 // The same numbers as those ops in sequence (the norm reads the rounded sum). x, gate,
 // shift and scale broadcast against residual, whose shape and dtype both outputs take.
+// Rounding::EachStep: the sum as gated_add's EachStep (x · gate rounded before the add) and
+// the modulation as modulate's EachStep after the norm rounded to residual's dtype.
 struct AddNorm {
   Tensor sum, normed;
 };
 enum class NormKind { Layer, Rms };
 AddNorm add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
                        const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps,
-                       NormKind kind = NormKind::Layer);
+                       NormKind kind = NormKind::Layer, Rounding rounding = Rounding::Once);
 
 // ---- reductions ----------------------------------------------------------------------
 Tensor softmax(const Tensor& x, int64_t dim = -1);

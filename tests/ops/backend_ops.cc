@@ -236,6 +236,28 @@ std::vector<OpCase> make_cases() {
       }
     }
   }
+  // Each step rounded (LTX-2's bf16 gated residual, then its norm and modulation): the gated
+  // sum, the plain norm and the modulated norm, layer and RMS; 20000 takes the unfused rows.
+  for (int64_t d : {96, 100, 2048, 20000}) {
+    for (int form : {0, 1, 2}) {  // 0: gated, norm; 1: ungated, norm; 2: gated, modulated norm
+      for (ops::NormKind kind : {ops::NormKind::Layer, ops::NormKind::Rms}) {
+        const Shape s{2, 5, d}, row{2, 1, d};
+        add({.op = "add_layer_norm",
+             .shape = str(s) + (form == 1 ? " no gate" : " gate rows 1") + (form == 2 ? " modulated" : "") +
+                      (kind == ops::NormKind::Rms ? " rms" : "") + " each step",
+             .make = [=](Inputs& in) {
+               return Tensors{in.rand(s, -2, 3), in.rand(s), in.rand(row), in.rand(row), in.rand(row)};
+             },
+             .call = [form, kind](const Tensors& t) {
+               const Tensor gate = form == 1 ? Tensor{} : t[2];
+               const ops::AddNorm r = ops::add_layer_norm(t[0], t[1], gate, {}, {}, form == 2 ? t[3] : Tensor{},
+                                                          form == 2 ? t[4] : Tensor{}, 1e-6f, kind,
+                                                          ops::Rounding::EachStep);
+               return Tensors{r.sum, r.normed};
+             }});
+      }
+    }
+  }
   // The fused add + norm: no gate, a gate per item, a gate per token; x of the residual's
   // dtype or float32; affine or modulated; and an operand off 16-byte alignment (unfused).
   for (int64_t d : {96, 1536, 100, 5120}) {

@@ -317,6 +317,28 @@ TEST(OpsNorm, RmsNormModulateEachStepIsTheTwoOps) {
                "rms_norm_modulate: Rounding::EachStep writes x's dtype (bfloat16), not float32");
 }
 
+// add_layer_norm with Rounding::EachStep is gated_add's and modulate's each-step forms around
+// the norm, bit for bit.
+TEST(OpsNorm, AddLayerNormEachStepIsTheSeparateOps) {
+  const Tensor residual = random_tensor({2, 7, 64}, 71, -3.0f, 3.0f).to(DType::BFloat16);
+  const Tensor x = random_tensor({2, 7, 64}, 72).to(DType::BFloat16);
+  const Tensor gate = random_tensor({2, 1, 64}, 73).to(DType::BFloat16);
+  const Tensor shift = random_tensor({2, 1, 64}, 74).to(DType::BFloat16), scale = random_tensor({2, 1, 64}, 75).to(DType::BFloat16);
+  const auto each = ops::Rounding::EachStep;
+  for (ops::NormKind kind : {ops::NormKind::Layer, ops::NormKind::Rms}) {
+    const bool rms = kind == ops::NormKind::Rms;
+    const Tensor sum = ops::gated_add(residual, x, gate, DType::BFloat16, each);
+    const Tensor norm = rms ? ops::rms_norm(sum, {}, 1e-6f) : ops::layer_norm(sum, {}, {}, 1e-6f);
+    const ops::AddNorm plain = ops::add_layer_norm(residual, x, gate, {}, {}, {}, {}, 1e-6f, kind, each);
+    EXPECT_EQ(testing::max_abs_diff(plain.sum, sum), 0.0);
+    EXPECT_EQ(testing::max_abs_diff(plain.normed, norm), 0.0);
+    const ops::AddNorm modulated = ops::add_layer_norm(residual, x, gate, {}, {}, shift, scale, 1e-6f, kind, each);
+    EXPECT_EQ(testing::max_abs_diff(modulated.normed, ops::modulate(norm, shift, scale, DType::BFloat16, each)), 0.0);
+    // The gated sum differs from the one-rounding form somewhere.
+    EXPECT_GT(testing::max_abs_diff(ops::add_layer_norm(residual, x, gate, {}, {}, {}, {}, 1e-6f, kind).sum, sum), 0.0);
+  }
+}
+
 TEST(OpsActivation, NonContiguousAndScalar) {
   const Tensor x = random_tensor({5, 3}, 53).transpose(0, 1);
   expect_close(ops::silu(x), map(x.contiguous(), silu), 1e-6);

@@ -38,9 +38,11 @@ void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, c
 // affine weight/bias and modulation shift/scale (rms: the RMS norm, no bias). residual, x,
 // sum and normed are contiguous [..., L, D] (sum and normed of residual's dtype); gate,
 // shift and scale [..., 1, D] or [..., L, D]; weight and bias [D].
+// each_step: x · gate rounded before the add, the norm rounded before the modulation's rounded
+// steps (ops::Rounding::EachStep).
 void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, Tensor& sum,
-                    Tensor& normed);
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, bool each_step,
+                    Tensor& sum, Tensor& normed);
 
 // Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D] contiguous;
 // q, k, v [B, S, H, dh] contiguous outputs; cos/sin [S, dh] float32. per_head: norms over

@@ -49,6 +49,7 @@ struct NormalizeParams {
   const void* addend;  // [rows, D] or null
   FloatCode addend_code;
   RowOperand gate;
+  FloatCode gate_round = FloatCode::F32;  // addend · gate rounded to this before the add (F32: not at all)
   void* sum;  // [rows, D] of T, or null
 };
 
@@ -131,7 +132,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
       float g[E];
       load_run<E>(p.gate.data, p.gate.code, gate_row + static_cast<int64_t>(run) * E, g);
 #pragma unroll
-      for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + a[e] * g[e];
+      for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + round_to(p.gate_round, a[e] * g[e]);
     } else {
 #pragma unroll
       for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + a[e];
@@ -305,8 +306,8 @@ void norm_modulate(const Tensor& x, const Tensor& weight, const Tensor& shift, c
 }
 
 void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate, const Tensor& weight,
-                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, Tensor& sum,
-                    Tensor& normed) {
+                    const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, bool each_step,
+                    Tensor& sum, Tensor& normed) {
   constexpr const char* op = "add_layer_norm";
   FASTDIT_CHECK(residual.dim() >= 2 && residual.is_contiguous() && x.shape() == residual.shape() &&
                     x.is_contiguous(),
@@ -325,12 +326,13 @@ void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate,
   p.addend = x.data_ptr();
   p.addend_code = float_code(x.dtype());
   p.sum = sum.data_ptr();
+  if (each_step) p.gate_round = p.step_round = float_code(residual.dtype());
   if (p.rows == 0) return;
   DeviceGuard guard(residual.device());
   if (try_vectorized(p, residual.dtype(), current_stream(residual.device().index))) return;
   // Rows the vectorised kernel cannot hold: the sum first, then the norm reads it back.
   if (gate.defined()) {
-    gated_add(residual, x, gate, false, sum);
+    gated_add(residual, x, gate, each_step, sum);
   } else {
     add(residual, x, sum);
   }

@@ -48,6 +48,20 @@ Tensor norm_modulate(const nn::RMSNorm& norm, const Tensor& x, const Tensor& shi
 Tensor gated_residual(const Tensor& x, const Tensor& y, const Tensor& gate) {
   return ops::gated_add(x, y, gate, x.dtype(), ops::Rounding::EachStep);
 }
+
+// The residual update (gated when gate is given) and the norm after it, modulated when shift
+// and scale are given: one pass (ops::add_layer_norm with each step rounded, the same numbers)
+// unless a hook wants the norm's own output.
+ops::AddNorm add_norm(const nn::RMSNorm& norm, const Tensor& residual, const Tensor& y, const Tensor& gate,
+                      const Tensor& shift = {}, const Tensor& scale = {}) {
+  if (norm.has_forward_hooks() || (norm.weight && shift.defined())) {
+    Tensor sum = gate.defined() ? gated_residual(residual, y, gate) : cast(ops::add(residual, y), residual.dtype());
+    Tensor normed = shift.defined() ? norm_modulate(norm, sum, shift, scale) : norm.forward(sum);
+    return {std::move(sum), std::move(normed)};
+  }
+  return ops::add_layer_norm(residual, y, gate, norm.weight ? norm.weight->value : Tensor{}, {}, shift, scale,
+                             norm.eps(), ops::NormKind::Rms, ops::Rounding::EachStep);
+}
 }  // namespace
 
 // ---- timestep embeddings -------------------------------------------------------------
@@ -190,10 +204,12 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   const Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {},
                                         ctx.video_self_mask, ctx.video_rope, {}, perturbation, distributed,
                                         ctx.video_tokens);
-  x = gated_residual(x, v_self, v_ada[2]);
+  ops::AddNorm video_step = add_norm(*norm2_, x, v_self, v_ada[2]);
+  x = video_step.sum;
   const Tensor a_self = audio_attn1_->forward(norm_modulate(*audio_norm1_, a, a_ada[0], a_ada[1]),
                                               {}, {}, ctx.audio_rope, {}, perturbation);
-  a = gated_residual(a, a_self, a_ada[2]);
+  ops::AddNorm audio_step = add_norm(*audio_norm2_, a, a_self, a_ada[2]);
+  a = audio_step.sum;
 
   // 2. cross-attention to each stream's text; 2.3 modulates the query, the text (shift, scale
   // from the prompt table) and gates the output
@@ -209,22 +225,30 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     text = modulate(text, kv[0], kv[1]);
     audio_text = modulate(audio_text, audio_kv[0], audio_kv[1]);
   }
-  Tensor q_in = norm2_->forward(x);
+  Tensor q_in = video_step.normed;
   if (c.cross_attn_mod) q_in = modulate(q_in, v_ada[6], v_ada[7]);
   Tensor v_text = attn2_->forward(q_in, text, ctx.text_mask, {}, {});
   if (c.cross_attn_mod) v_text = ops::mul(v_text, v_ada[8]);
-  x = cast(ops::add(x, v_text), dtype);
-  Tensor aq_in = audio_norm2_->forward(a);
+  Tensor aq_in = audio_step.normed;
   if (c.audio_cross_attn_mod) aq_in = modulate(aq_in, a_ada[6], a_ada[7]);
   Tensor a_text = audio_attn2_->forward(aq_in, audio_text, ctx.audio_text_mask, {}, {});
   if (c.audio_cross_attn_mod) a_text = ops::mul(a_text, a_ada[8]);
-  a = cast(ops::add(a, a_text), dtype);
+  video_step = {};
+  audio_step = {};
 
   // 3. A2V and V2A, both from the norms of the streams before either update; the per-layer
-  // tables' rows 0-3 are (a2v scale, a2v shift, v2a scale, v2a shift), scale first, row 4 the gate
-  if (ctx.cross_modal) {
-    const Tensor n_v = audio_to_video_norm_->forward(x);
-    const Tensor n_a = video_to_audio_norm_->forward(a);
+  // tables' rows 0-3 are (a2v scale, a2v shift, v2a scale, v2a shift), scale first, row 4 the gate.
+  // Each residual add runs fused with the norm after it.
+  Tensor v_residual, v_gate, a_residual, a_gate;  // the update in front of the FFN's norm
+  if (!ctx.cross_modal) {
+    v_residual = v_text;
+    a_residual = a_text;
+  } else {
+    video_step = add_norm(*audio_to_video_norm_, x, v_text, {});
+    audio_step = add_norm(*video_to_audio_norm_, a, a_text, {});
+    x = video_step.sum;
+    a = audio_step.sum;
+    const Tensor n_v = video_step.normed, n_a = audio_step.normed;
     const Tensor v_table = video_a2v_table_->value, a_table = audio_a2v_table_->value;
     const std::vector<Tensor> v_ca = mod_params(v_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_scale_shift);
     const Tensor a2v_gate = mod_params(v_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_gate)[0];
@@ -242,13 +266,17 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
         parallel_.gather_sequence(modulate(n_v, v_ca[3], v_ca[2]), 1, ctx.video_tokens);
     const Tensor v2a = video_to_audio_attn_->forward(v2a_q, v2a_kv, {}, ctx.ca_audio_rope, ctx.ca_video_rope_full);
 
-    x = gated_residual(x, a2v, a2v_gate);
-    a = gated_residual(a, v2a, v2a_gate);
+    v_residual = a2v;
+    v_gate = a2v_gate;
+    a_residual = v2a;
+    a_gate = v2a_gate;
   }
 
-  // 4. feed-forward
-  x = gated_residual(x, ff_->forward(norm_modulate(*norm3_, x, v_ada[3], v_ada[4])), v_ada[5]);
-  a = gated_residual(a, audio_ff_->forward(norm_modulate(*audio_norm3_, a, a_ada[3], a_ada[4])), a_ada[5]);
+  // 4. feed-forward, its modulated norm fused with the update before it
+  video_step = add_norm(*norm3_, x, v_residual, v_gate, v_ada[3], v_ada[4]);
+  audio_step = add_norm(*audio_norm3_, a, a_residual, a_gate, a_ada[3], a_ada[4]);
+  x = gated_residual(video_step.sum, ff_->forward(video_step.normed), v_ada[5]);
+  a = gated_residual(audio_step.sum, audio_ff_->forward(audio_step.normed), a_ada[5]);
   emit(x, "out[0]");
   emit(a, "out[1]");
   return {x, a};
