@@ -313,6 +313,37 @@ TEST(Fp8Precision, WanMarksTheBlockLinearsOnly) {
   EXPECT_LT(with_fp8, bf16 * 6 / 10) << "the block linears are most of the weights, and halve";
 }
 
+// Flux and SD3: the blocks' attention projections and FFNs (and Flux's single-block MLP and
+// output projection), never the adaLN linears (norm1.linear, norm.linear), norms or heads.
+TEST(Fp8Precision, FluxAndSd3MarkTheBlockLinearsOnly) {
+  const auto under = [](const std::string& name, const std::vector<const char*>& parts) {
+    for (const char* part : parts)
+      if (name.find(part) != std::string::npos) return true;
+    return false;
+  };
+  struct Variant {
+    const char* config;
+    std::vector<const char*> parts;
+  };
+  const Variant variants[] = {
+      {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
+      {"tests/fixtures/sd3/keys/SD3.5-large.config.json", {".attn.", ".attn2.", ".ff.", ".ff_context."}},
+  };
+  for (const Variant& v : variants) {
+    const auto model = build_transformer(testing::source_path(v.config));
+    int fp8 = 0;
+    for (auto& [name, param] : model->named_parameters()) {
+      const bool block = (name.starts_with("transformer_blocks.") || name.starts_with("single_transformer_blocks.")) &&
+                         under(name, v.parts) && name.find("norm") == std::string::npos &&
+                         name.ends_with(".weight");
+      EXPECT_EQ(param->fp8_capable, block) << v.config << ": " << name;
+      fp8 += block;
+    }
+    EXPECT_GT(fp8, 100) << v.config;
+    std::printf("%s: %d weights may go FP8\n", v.config, fp8);
+  }
+}
+
 TEST(Fp8Precision, RefusalsNameTheSetting) {
   EXPECT_EQ(parse_precision("bf16", "--precision"), Precision::Bf16);
   EXPECT_EQ(parse_precision("fp8", "--precision"), Precision::Fp8);
