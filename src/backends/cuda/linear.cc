@@ -7,6 +7,18 @@
 namespace fastdit::cuda {
 namespace {
 
+GemmEpilogue epilogue_for(const Tensor& bias, bool gelu_tanh) {
+  return bias.defined() ? (gelu_tanh ? GemmEpilogue::GeluTanhBias : GemmEpilogue::Bias)
+                        : (gelu_tanh ? GemmEpilogue::GeluTanh : GemmEpilogue::None);
+}
+
+// What of the wanted epilogue cuBLASLt did not fuse, as elementwise kernels.
+void finish_epilogue(GemmEpilogue fused, GemmEpilogue wanted, const Tensor& bias, bool gelu_tanh, Tensor& out) {
+  if (fused == wanted) return;
+  if (bias.defined()) add(out, bias, out);
+  if (gelu_tanh) gelu(out, ops::GeluApprox::Tanh, out);
+}
+
 // out = x · weightᵀ (+ bias) (then GELU-tanh). The GEMM runs in out's dtype (a weight of
 // another dtype is converted first); whatever part of the epilogue cuBLASLt cannot fuse
 // — a bias of an unsupported dtype or alignment, or k == 0 — runs as elementwise kernels.
@@ -16,9 +28,7 @@ void linear_with_epilogue(const Tensor& x, const Tensor& weight, const Tensor& b
   const int64_t m = n == 0 ? 0 : out.numel() / n;
   if (m == 0 || n == 0) return;
   const Tensor w = weight.dtype() == out.dtype() ? weight : weight.to(out.dtype());
-  const GemmEpilogue wanted = bias.defined()
-                                  ? (gelu_tanh ? GemmEpilogue::GeluTanhBias : GemmEpilogue::Bias)
-                                  : (gelu_tanh ? GemmEpilogue::GeluTanh : GemmEpilogue::None);
+  const GemmEpilogue wanted = epilogue_for(bias, gelu_tanh);
   GemmEpilogue fused = GemmEpilogue::None;
   if (k == 0) {
     device_hooks(DeviceType::CUDA).fill_zero(out.data_ptr(), out.nbytes(), out.device().index);
@@ -35,14 +45,7 @@ void linear_with_epilogue(const Tensor& x, const Tensor& weight, const Tensor& b
                                 out.device().index};
     fused = gemm_xwt(operands, wanted);
   }
-  if (fused == wanted) return;
-  if (bias.defined()) add(out, bias, out);
-  if (gelu_tanh) gelu(out, ops::GeluApprox::Tanh, out);
-}
-
-GemmEpilogue epilogue_for(const Tensor& bias, bool gelu_tanh) {
-  return bias.defined() ? (gelu_tanh ? GemmEpilogue::GeluTanhBias : GemmEpilogue::Bias)
-                        : (gelu_tanh ? GemmEpilogue::GeluTanh : GemmEpilogue::None);
+  finish_epilogue(fused, wanted, bias, gelu_tanh, out);
 }
 
 // The FP8 GEMM of linear_fp8 on x already quantized; false (nothing run) when `scaling`
@@ -72,9 +75,7 @@ bool run_fp8_gemm(Fp8Scaling scaling, bool required, const ops::Fp8Rows& xq, con
   const GemmEpilogue wanted = epilogue_for(bias, gelu_tanh);
   const std::optional<GemmEpilogue> fused = required ? gemm_xwt(operands, wanted) : try_gemm_xwt(operands, wanted);
   if (!fused) return false;
-  if (*fused == wanted) return true;
-  if (bias.defined()) add(out, bias, out);
-  if (gelu_tanh) gelu(out, ops::GeluApprox::Tanh, out);
+  finish_epilogue(*fused, wanted, bias, gelu_tanh, out);
   return true;
 }
 
