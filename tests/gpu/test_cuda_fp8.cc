@@ -10,10 +10,12 @@
 //
 // Bounds, stated before measuring (derivation in DESIGN.md, precision):
 //  - vs the emulation, per element: |gpu - exact| <= 2^-8 |exact| (the bfloat16 output's
-//    rounding, half an ulp is 2^-9) + 2^-12 · Σ_k |x̂ ŵ| (accumulation: float32 with the
-//    FP8 tensor cores' partial sums promoted, far inside 2^-12 of the absolute sum), the
-//    second term x 1.2 under GELU (its slope is at most 1.13); the own-epilogue path rounds
-//    the unscaled sum to bfloat16 once more, + 2^-8 · Σ_k |x̂ ŵ|.
+//    rounding, half an ulp is 2^-9) + 2^-10 · Σ_k |x̂ ŵ| (accumulation: the products of
+//    two e4m3 values are exact in float32, and a float32 sum of k of them is within
+//    k · 2^-24 · Σ|x̂ ŵ| <= 2^-11 of it for k <= 8960; Hopper's FP8 tensor cores keep fewer
+//    bits in their partial sums between cuBLASLt's promotions to float32, so twice that),
+//    the second term x 1.2 under GELU (its slope is at most 1.13); the own-epilogue path
+//    rounds the unscaled sum to bfloat16 once more, + 2^-8 · Σ_k |x̂ ŵ|.
 //  - vs the float32 product at Wan's shapes: rel_l2 <= 0.05, cosine >= 0.9985,
 //    max |error| <= 0.1 · max |reference|.
 #include <gtest/gtest.h>
@@ -141,7 +143,7 @@ double expect_within_emulation(cuda::Fp8Scaling scaling, const GemmCase& g, uint
   const std::vector<float> abs_sum = fp8::linear(x_abs, g.m, wrows, {});
 
   const double slope = g.gelu ? 1.2 : 1.0;
-  const double accumulation = 0x1.0p-12 + (scaling == cuda::Fp8Scaling::Epilogue ? 0x1.0p-8 : 0.0);
+  const double accumulation = 0x1.0p-10 + (scaling == cuda::Fp8Scaling::Epilogue ? 0x1.0p-8 : 0.0);
   double worst = 0;
   int bad = 0;
   for (size_t i = 0; i < got.size(); ++i) {
