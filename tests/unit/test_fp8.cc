@@ -313,9 +313,10 @@ TEST(Fp8Precision, WanMarksTheBlockLinearsOnly) {
   EXPECT_LT(with_fp8, bf16 * 6 / 10) << "the block linears are most of the weights, and halve";
 }
 
-// Flux and SD3: the blocks' attention projections and FFNs (and Flux's single-block MLP and
-// output projection), never the adaLN linears (norm1.linear, norm.linear), norms or heads.
-TEST(Fp8Precision, FluxAndSd3MarkTheBlockLinearsOnly) {
+// Flux, SD3 and Stable Audio: the blocks' attention projections and FFNs (and Flux's
+// single-block MLP and output projection), never the adaLN linears (norm1.linear,
+// norm.linear), norms or heads.
+TEST(Fp8Precision, FluxSd3AndStableAudioMarkTheBlockLinearsOnly) {
   const auto under = [](const std::string& name, const std::vector<const char*>& parts) {
     for (const char* part : parts)
       if (name.find(part) != std::string::npos) return true;
@@ -328,6 +329,7 @@ TEST(Fp8Precision, FluxAndSd3MarkTheBlockLinearsOnly) {
   const Variant variants[] = {
       {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
       {"tests/fixtures/sd3/keys/SD3.5-large.config.json", {".attn.", ".attn2.", ".ff.", ".ff_context."}},
+      {"tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json", {".attn1.", ".attn2.", ".ff."}},
   };
   for (const Variant& v : variants) {
     const auto model = build_transformer(testing::source_path(v.config));
