@@ -280,8 +280,9 @@ Tensor linear_fp8(const Tensor& x, const Tensor& weight, const Tensor& weight_sc
   Tensor out = Tensor::empty(std::move(shape), DType::BFloat16, x.device());
   if (out.numel() == 0) return out;
   const bool fused_gelu = gelu == GeluApprox::Tanh;
+  const Fp8Rows xq = quantize_fp8_rows(x);  // its own op, so a per-op split shows it apart
   observed(op, x.device(), [&] {
-    cuda::linear_fp8(contiguous(x), contiguous(weight), contiguous(weight_scales), contiguous(bias), fused_gelu, out);
+    cuda::linear_fp8(xq, contiguous(weight), contiguous(weight_scales), contiguous(bias), fused_gelu, out);
   });
   return gelu && !fused_gelu ? ops::gelu(out, *gelu) : out;
 #else

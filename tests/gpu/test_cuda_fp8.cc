@@ -18,6 +18,7 @@
 //    rounds the unscaled sum to bfloat16 once more, + 2^-8 · Σ_k |x̂ ŵ|.
 //  - vs the float32 product at Wan's shapes: rel_l2 <= 0.05, cosine >= 0.9985,
 //    max |error| <= 0.1 · max |reference|.
+#include <cublasLt.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -222,7 +223,8 @@ TEST(CudaFp8Gemm, WanShapesAccuracyAndThroughput) {
       {"14B ffn up", 13824, 5120},          {"14B ffn down", 5120, 13824},
   };
   std::printf("FP8 e4m3 (per-token x, per-channel w scales) vs float32 product, m=%lld, Gaussian x with 8 outlier "
-              "channels x50, w ~ N(0, 1/k)\n", static_cast<long long>(m));
+              "channels x50, w ~ N(0, 1/k); cuBLASLt %zu on %s\n", static_cast<long long>(m), cublasLtGetVersion(),
+              describe_device(kGpu).c_str());
   uint64_t seed = 1;
   for (const WanShape& s : shapes) {
     // 4095 distinct rows, repeated to m (the rows' values do not change the GEMM's time).

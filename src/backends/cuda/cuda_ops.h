@@ -29,10 +29,11 @@ void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // ops::quantize_fp8_rows: x [..., K] float -> values [..., K] float8_e4m3fn and scales
 // [...] float32, the rule of ops/fp8.h bit for bit.
 void quantize_fp8_rows(const Tensor& x, Tensor& values, Tensor& scales);
-// ops::linear_fp8 (GELU-tanh fused when gelu_tanh): x [..., K] bfloat16 quantized per row,
-// an FP8 cuBLASLt GEMM against weight [N, K] float8_e4m3fn, scales and bias applied, out
-// [..., N] bfloat16 (fp8.h: how the scales are applied).
-void linear_fp8(const Tensor& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
+// ops::linear_fp8 after x's quantization (GELU-tanh fused when gelu_tanh): an FP8 cuBLASLt
+// GEMM of x (quantize_fp8_rows: values [..., K], scales [...]) against weight [N, K]
+// float8_e4m3fn, scales and bias applied, out [..., N] bfloat16 (fp8.h: how the scales are
+// applied).
+void linear_fp8(const ops::Fp8Rows& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
                 bool gelu_tanh, Tensor& out);
 
 // layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in

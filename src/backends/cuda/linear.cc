@@ -97,11 +97,10 @@ void linear_fp8_with(Fp8Scaling scaling, const Tensor& x, const Tensor& weight, 
   run_fp8_gemm(scaling, /*required=*/true, quantized_rows(x), weight, weight_scales, bias, gelu_tanh, out);
 }
 
-void linear_fp8(const Tensor& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
+void linear_fp8(const ops::Fp8Rows& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
                 bool gelu_tanh, Tensor& out) {
-  const ops::Fp8Rows xq = quantized_rows(x);
-  if (!run_fp8_gemm(Fp8Scaling::OuterVector, false, xq, weight, weight_scales, bias, gelu_tanh, out))
-    run_fp8_gemm(Fp8Scaling::Epilogue, true, xq, weight, weight_scales, bias, gelu_tanh, out);
+  if (!run_fp8_gemm(Fp8Scaling::OuterVector, false, x, weight, weight_scales, bias, gelu_tanh, out))
+    run_fp8_gemm(Fp8Scaling::Epilogue, true, x, weight, weight_scales, bias, gelu_tanh, out);
 }
 
 void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
