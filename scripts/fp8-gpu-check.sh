@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The FP8 precision path on the GPU machine, with binaries built on the CPU machine (as
-# scripts/gpu-prebuilt-check.sh does), in about four minutes:
+# scripts/gpu-prebuilt-check.sh does), in about three minutes:
 #   1. test_cuda_fp8: the quantize kernel bit for bit against the CPU rule, the FP8 GEMM
 #      against the exact emulation (both ways of applying the scales), Wan's block GEMM
 #      shapes at m = 32760 (accuracy against the float32 product, TFLOP/s of FP8 and bf16),
@@ -8,7 +8,8 @@
 #   2. the op harness's linear cases on CUDA (linear, linear_gelu: the default path is
 #      unchanged; linear_fp8, quantize_fp8_rows against the CPU emulation);
 #   3. a Wan 1.3B forward at 81x480x832 in bf16 and in fp8 (random weights), with the
-#      per-op split and peak memory.
+#      per-op split and peak memory;
+#   4. the same forward's output in fp8 against bf16 (run --compare, bound 0.1).
 # Logs and JSON records land in $OUT, with a summary last.
 # Make the tarball here:  bash scripts/fp8-gpu-check.sh --pack .dev/fp8-bins.tar.xz
 # Run there:              bash scripts/fp8-gpu-check.sh .dev/fp8-bins.tar.xz
@@ -65,5 +66,14 @@ for precision in bf16 fp8; do
     --json "$logs/bench-wan1.3b-$precision.json"
   grep -E "median|peak|throughput|components" "$logs/bench-wan1.3b-$precision.log" | head -12
 done
+
+# The whole forward at full size, fp8 against bf16 from the same random weights and inputs
+# (what a user runs on a checkpoint: README, --precision), against the stated forward bound.
+run_args=(tests/fixtures/wan/keys/Wan2.1-T2V-1.3B.config.json --random-weights --example 81,480,832 --device cuda
+          --dtype bfloat16)
+step run-wan1.3b-bf16 120 "$bin/fastdit" run "${run_args[@]}" --output "$logs/wan1.3b-bf16.safetensors"
+step run-wan1.3b-fp8-compare 120 "$bin/fastdit" run "${run_args[@]}" --precision fp8 \
+  --compare "$logs/wan1.3b-bf16.safetensors" --max-rel-l2 0.1
+tail -3 "$logs/run-wan1.3b-fp8-compare.log"
 
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
