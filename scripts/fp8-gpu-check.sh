@@ -9,7 +9,8 @@
 #      unchanged; linear_fp8, quantize_fp8_rows against the CPU emulation);
 #   3. a Wan 1.3B forward at 81x480x832 in bf16 and in fp8 (random weights), with the
 #      per-op split and peak memory;
-#   4. the same forward's output in fp8 against bf16 (run --compare, bound 0.1).
+#   4. the same forward's output in fp8 against bf16 (run --compare, bound 0.1);
+#   5. with FP8_CHECK_14B=1, a Wan 14B forward in fp8 as well.
 # Logs and JSON records land in $OUT, with a summary last.
 # Make the tarball here:  bash scripts/fp8-gpu-check.sh --pack .dev/fp8-bins.tar.xz
 # Run there:              bash scripts/fp8-gpu-check.sh .dev/fp8-bins.tar.xz
@@ -66,6 +67,15 @@ for precision in bf16 fp8; do
     --json "$logs/bench-wan1.3b-$precision.json"
   grep -E "median|peak|throughput|components" "$logs/bench-wan1.3b-$precision.log" | head -12
 done
+
+# Optional (FP8_CHECK_14B=1, a minute or two more): Wan 14B in fp8, its time and peak memory
+# (the FP8 block weights bring it near 15 GB).
+if [[ ${FP8_CHECK_14B:-0} == 1 ]]; then
+  wan14=("${wan[@]}")
+  wan14[1]=tests/fixtures/wan/keys/Wan2.1-T2V-14B.config.json
+  step bench-wan14b-fp8 240 "$bin/fastdit" bench "${wan14[@]}" --precision fp8 --json "$logs/bench-wan14b-fp8.json"
+  grep -E "median|peak|throughput|components" "$logs/bench-wan14b-fp8.log" | head -6
+fi
 
 # The whole forward at full size, fp8 against bf16 from the same random weights and inputs
 # (what a user runs on a checkpoint: README, --precision), against the stated forward bound.
