@@ -204,11 +204,11 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, Ge
 namespace {
 // The CPU side of the FP8 ops: the plain rule of ops/fp8.h over float32 views.
 Fp8Rows quantize_fp8_rows_cpu(const Tensor& x) {
-  const int64_t cols = x.size(-1), rows = cols == 0 ? 0 : x.numel() / cols;
+  const Shape leading(x.shape().begin(), x.shape().end() - 1);
+  const int64_t cols = x.size(-1), rows = shape_numel(leading);
   const std::vector<float> values = x.to_float_vector();
   const fp8::QuantizedRows q = fp8::quantize_rows(values, rows, cols);
-  Fp8Rows out{Tensor::empty(x.shape(), DType::Float8E4M3),
-              Tensor::empty(Shape(x.shape().begin(), x.shape().end() - 1), DType::Float32)};
+  Fp8Rows out{Tensor::empty(x.shape(), DType::Float8E4M3), Tensor::empty(leading, DType::Float32)};
   std::copy(q.codes.begin(), q.codes.end(), out.values.data<uint8_t>());
   std::copy(q.scales.begin(), q.scales.end(), out.scales.data<float>());
   return out;

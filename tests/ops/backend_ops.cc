@@ -130,7 +130,7 @@ std::vector<OpCase> make_cases() {
   // Quantization is bit-exact (the rule of ops/fp8.h); rows of whole 16-byte runs take the
   // vectorised kernel. The GEMM against the exact CPU emulation differs by float32
   // accumulation order and the one bfloat16 rounding.
-  for (const Shape& s : {Shape{3, 1}, Shape{5, 33}, Shape{2, 7, 1536}, Shape{4, 8960}, Shape{0, 16}}) {
+  for (const Shape& s : {Shape{3, 1}, Shape{5, 33}, Shape{2, 7, 1536}, Shape{4, 8960}, Shape{0, 16}, Shape{3, 0}}) {
     add({.op = "quantize_fp8_rows", .shape = str(s),
          .make = [s](Inputs& in) { return Tensors{in.rand(s, -3.0f, 3.0f)}; },
          .call = [](const Tensors& t) {
