@@ -5,8 +5,8 @@
 //    accumulation and the bfloat16 output can move it, for both ways of applying the scales;
 //  - Wan's block GEMM shapes (m = 32760): accuracy of FP8 and of bf16 against the float32
 //    product on Gaussian inputs with outlier channels, and TFLOP/s of each (printed);
-//  - fp8 loads (weights in FP8 with their scales) and the Wan, Flux and SD3 parity cases'
-//    forwards in fp8 within kFp8ForwardBound.
+//  - fp8 loads (weights in FP8 with their scales) and the parity cases' forwards in fp8
+//    within kFp8ForwardBound, for every family that marks its block linears.
 //
 // Bounds, stated before measuring (derivation in DESIGN.md, precision):
 //  - vs the emulation, per element: |gpu - exact| <= 2^-8 |exact| (the bfloat16 output's
@@ -316,7 +316,7 @@ void check_fp8_case(const std::string& label) {
 // Every parity case of the families that mark their block linears.
 TEST(CudaFp8Load, BlockLinearsLoadInFp8AndTheForwardsStayWithinTheBound) {
   int cases = 0;
-  for (const std::string family : {"wan", "flux", "sd3", "stable_audio"}) {
+  for (const std::string family : {"wan", "flux", "sd3", "stable_audio", "ltx2"}) {
     for (const std::string& name : testing::family_cases(family)) {
       ++cases;
       try {

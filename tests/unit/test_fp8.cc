@@ -313,10 +313,10 @@ TEST(Fp8Precision, WanMarksTheBlockLinearsOnly) {
   EXPECT_LT(with_fp8, bf16 * 6 / 10) << "the block linears are most of the weights, and halve";
 }
 
-// Flux, SD3 and Stable Audio: the blocks' attention projections and FFNs (and Flux's
+// Flux, SD3, Stable Audio and LTX-2: the blocks' attention projections and FFNs (and Flux's
 // single-block MLP and output projection), never the adaLN linears (norm1.linear,
-// norm.linear), norms or heads.
-TEST(Fp8Precision, FluxSd3AndStableAudioMarkTheBlockLinearsOnly) {
+// norm.linear), norms, attention gates or heads.
+TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
   const auto under = [](const std::string& name, const std::vector<const char*>& parts) {
     for (const char* part : parts)
       if (name.find(part) != std::string::npos) return true;
@@ -324,19 +324,22 @@ TEST(Fp8Precision, FluxSd3AndStableAudioMarkTheBlockLinearsOnly) {
   };
   struct Variant {
     const char* config;
-    std::vector<const char*> parts;
+    std::vector<const char*> parts, excluded = {};
   };
   const Variant variants[] = {
       {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
       {"tests/fixtures/sd3/keys/SD3.5-large.config.json", {".attn.", ".attn2.", ".ff.", ".ff_context."}},
       {"tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json", {".attn1.", ".attn2.", ".ff."}},
+      // LTX-2: every attention's q/k/v/out and both FFNs, not the attention gates.
+      {"tests/fixtures/ltx2/keys/LTX-2.3.config.json", {"attn1.to_", "attn2.to_", "_attn.to_", ".ff.", ".audio_ff."},
+       {"to_gate_logits"}},
   };
   for (const Variant& v : variants) {
     const auto model = build_transformer(testing::source_path(v.config));
     int fp8 = 0;
     for (auto& [name, param] : model->named_parameters()) {
       const bool block = (name.starts_with("transformer_blocks.") || name.starts_with("single_transformer_blocks.")) &&
-                         under(name, v.parts) && name.find("norm") == std::string::npos &&
+                         under(name, v.parts) && !under(name, v.excluded) && name.find("norm") == std::string::npos &&
                          name.ends_with(".weight");
       EXPECT_EQ(param->fp8_capable, block) << v.config << ": " << name;
       fp8 += block;
