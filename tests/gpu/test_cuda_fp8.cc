@@ -316,7 +316,7 @@ void check_fp8_case(const std::string& label) {
 // Every parity case of the families that mark their block linears.
 TEST(CudaFp8Load, BlockLinearsLoadInFp8AndTheForwardsStayWithinTheBound) {
   int cases = 0;
-  for (const std::string family : {"wan", "flux", "sd3", "stable_audio", "ltx2"}) {
+  for (const std::string family : {"wan", "flux", "sd3", "stable_audio", "ltx2", "longcat"}) {
     for (const std::string& name : testing::family_cases(family)) {
       ++cases;
       try {

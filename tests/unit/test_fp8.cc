@@ -4,6 +4,7 @@
 // checked against these functions in tests/gpu/test_cuda_fp8.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -313,7 +314,7 @@ TEST(Fp8Precision, WanMarksTheBlockLinearsOnly) {
   EXPECT_LT(with_fp8, bf16 * 6 / 10) << "the block linears are most of the weights, and halve";
 }
 
-// Flux, SD3, Stable Audio and LTX-2: the blocks' attention projections and FFNs (and Flux's
+// Flux, SD3, Stable Audio, LTX-2 and LongCat: the blocks' attention projections and FFNs (and Flux's
 // single-block MLP and output projection), never the adaLN linears (norm1.linear,
 // norm.linear), norms, attention gates or heads.
 TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
@@ -324,22 +325,26 @@ TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
   };
   struct Variant {
     const char* config;
-    std::vector<const char*> parts, excluded = {};
+    std::vector<const char*> blocks, parts, excluded = {};
   };
+  const std::vector<const char*> blocks = {"transformer_blocks."};
   const Variant variants[] = {
-      {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
-      {"tests/fixtures/sd3/keys/SD3.5-large.config.json", {".attn.", ".attn2.", ".ff.", ".ff_context."}},
-      {"tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json", {".attn1.", ".attn2.", ".ff."}},
+      {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {"transformer_blocks.", "single_transformer_blocks."},
+       {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
+      {"tests/fixtures/sd3/keys/SD3.5-large.config.json", blocks, {".attn.", ".attn2.", ".ff.", ".ff_context."}},
+      {"tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json", blocks, {".attn1.", ".attn2.", ".ff."}},
       // LTX-2: every attention's q/k/v/out and both FFNs, not the attention gates.
-      {"tests/fixtures/ltx2/keys/LTX-2.3.config.json", {"attn1.to_", "attn2.to_", "_attn.to_", ".ff.", ".audio_ff."},
-       {"to_gate_logits"}},
+      {"tests/fixtures/ltx2/keys/LTX-2.3.config.json", blocks,
+       {"attn1.to_", "attn2.to_", "_attn.to_", ".ff.", ".audio_ff."}, {"to_gate_logits"}},
+      {"tests/fixtures/longcat/keys/LongCat-Video.config.json", {"blocks."}, {".attn.", ".cross_attn.", ".ffn."}},
   };
   for (const Variant& v : variants) {
     const auto model = build_transformer(testing::source_path(v.config));
     int fp8 = 0;
     for (auto& [name, param] : model->named_parameters()) {
-      const bool block = (name.starts_with("transformer_blocks.") || name.starts_with("single_transformer_blocks.")) &&
-                         under(name, v.parts) && !under(name, v.excluded) && name.find("norm") == std::string::npos &&
+      const bool in_block =
+          std::any_of(v.blocks.begin(), v.blocks.end(), [&](const char* prefix) { return name.starts_with(prefix); });
+      const bool block = in_block && under(name, v.parts) && !under(name, v.excluded) && name.find("norm") == std::string::npos &&
                          name.ends_with(".weight");
       EXPECT_EQ(param->fp8_capable, block) << v.config << ": " << name;
       fp8 += block;
