@@ -4,7 +4,7 @@
 #   1. test_cuda_fp8: the quantize kernel bit for bit against the CPU rule, the FP8 GEMM
 #      against the exact emulation (both ways of applying the scales), Wan's block GEMM
 #      shapes at m = 32760 (accuracy against the float32 product, TFLOP/s of FP8 and bf16),
-#      fp8 loads and the Wan parity cases' forwards in fp8;
+#      fp8 loads and every marking family's parity cases' forwards in fp8 (38 cases);
 #   2. the op harness's linear cases on CUDA (linear, linear_gelu: the default path is
 #      unchanged; linear_fp8, quantize_fp8_rows against the CPU emulation);
 #   3. a Wan 1.3B forward at 81x480x832 in bf16 and in fp8 (random weights), with the
@@ -55,10 +55,12 @@ step() {  # <name> <seconds> <command...>: runs it into $logs/<name>.log
 
 step test_fp8 30 "$bin/test_fp8"
 grep -E "FAILED|PASSED|rel_l2" "$logs/test_fp8.log" | head -10
-step test_cuda_fp8 150 "$bin/test_cuda_fp8"
+step test_cuda_fp8 200 "$bin/test_cuda_fp8"
 grep -E "FAILED|PASSED|Failure|unavailable|worst|TFLOP|fp8:|FP8 e4m3" "$logs/test_cuda_fp8.log" | head -60
-step harness-linear 60 "$bin/fastdit_backend_ops" --filter linear
-grep -E "^FAIL|^PASS" "$logs/harness-linear.log" | head -20
+for filter in linear quantize_fp8_rows; do
+  step "harness-$filter" 60 "$bin/fastdit_backend_ops" --filter "$filter"
+  grep -E "^FAIL|^PASS" "$logs/harness-$filter.log" | head -20
+done
 
 wan=(--config tests/fixtures/wan/keys/Wan2.1-T2V-1.3B.config.json --random-weights --device cuda --dtype bfloat16
      --frames 81 --height 480 --width 832 --text-len 512 --warmup 2 --iters 5 --components)
