@@ -83,6 +83,10 @@ typedef struct fastdit_load_options {
   const char* attention_backend;
   fastdit_progress_fn progress;
   void* progress_user_data;
+  /* "bf16" (NULL): every linear in the run dtype. "fp8": the transformer blocks' attention
+     and FFN linears as FP8 e4m3 GEMMs, weights quantized per output channel at load (CUDA,
+     dtype "bfloat16"; DESIGN.md, precision). */
+  const char* precision;
 } fastdit_load_options;
 
 void fastdit_load_options_init(fastdit_load_options* options);

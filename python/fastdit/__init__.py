@@ -169,18 +169,22 @@ class Model:
         return {_capi.text(outputs[i].name): convert(outputs[i].tensor) for i in range(count.value)}
 
 
-def load(path, device="cpu", dtype="float32", fuse_projections=None, attention_backend=None, progress=None):
+def load(path, device="cpu", dtype="float32", fuse_projections=None, attention_backend=None, progress=None,
+         precision="bf16"):
     """Loads a transformer folder (config.json + safetensors) or a pipeline folder holding
     transformer/. dtype: "float32", "bfloat16" or "float16" (parameters the reference keeps
     in float32 stay float32). fuse_projections: None (on for CUDA), True, False.
     attention_backend: None (the fastest that serves), "cudnn", "flash" or "reference"
-    (process-wide). progress: called as progress(stage, done, total) while weights load."""
+    (process-wide). progress: called as progress(stage, done, total) while weights load.
+    precision: "bf16", or "fp8" for FP8 e4m3 GEMMs in the transformer blocks' attention and
+    FFN linears (CUDA with dtype "bfloat16")."""
     options = _capi.LoadOptions()
     _capi.lib.fastdit_load_options_init(ctypes.byref(options))
     options.device = str(device).encode()
     options.dtype = str(dtype).removeprefix("torch.").encode()
     options.fuse_projections = -1 if fuse_projections is None else int(bool(fuse_projections))
     options.attention_backend = attention_backend.encode() if attention_backend else None
+    options.precision = str(precision).encode()
     if progress is not None:
         options.progress = _capi.PROGRESS_FN(lambda stage, done, total, _user: progress(stage.decode(), done, total))
     handle = ctypes.c_void_p()

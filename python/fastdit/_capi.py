@@ -54,6 +54,7 @@ class LoadOptions(ctypes.Structure):
         ("attention_backend", ctypes.c_char_p),
         ("progress", PROGRESS_FN),
         ("progress_user_data", ctypes.c_void_p),
+        ("precision", ctypes.c_char_p),
     ]
 
 

@@ -148,6 +148,9 @@ class ErrorsTest(unittest.TestCase):
         self.assert_engine_error(r"dtype int8: models run in float32, bfloat16 or float16",
                                  lambda: fastdit.load(WAN / "transformer", dtype="int8"))
         self.assert_engine_error(r"tpu", lambda: fastdit.load(WAN / "transformer", device="tpu"))
+        self.assert_engine_error(r"precision fp8 needs a CUDA device",
+                                 lambda: fastdit.load(WAN / "transformer", dtype="bfloat16", precision="fp8"))
+        self.assert_engine_error(r"precision fp4: expected bf16", lambda: fastdit.load(WAN / "transformer", precision="fp4"))
         with self.assertRaisesRegex(fastdit.FastditError, r"attention_backend 'fast' is not one of") as caught:
             fastdit.load(WAN / "transformer", attention_backend="fast")
         self.assertEqual(caught.exception.status, 1)

@@ -132,6 +132,8 @@ std::unique_ptr<fastdit_model> load(const char* path, const fastdit_load_options
     throw InvalidArgument("fuse_projections " + std::to_string(options.fuse_projections) +
                           ": expected -1 (auto), 0 (off) or 1 (on)");
   if (options.fuse_projections >= 0) load_options.fuse_projections = options.fuse_projections == 1;
+  load_options.precision = parse_precision(options.precision ? options.precision : "bf16", "precision");
+  check_precision(load_options, "precision");
   set_attention_backend(options.attention_backend, load_options.device);
   if (options.progress) {
     load_options.on_weights = [&options](size_t done, size_t total) {
@@ -262,7 +264,7 @@ void fastdit_set_log_callback(fastdit_log_fn callback, void* user_data) {
 }
 
 void fastdit_load_options_init(fastdit_load_options* options) {
-  if (options) *options = {sizeof(fastdit_load_options), nullptr, nullptr, -1, nullptr, nullptr, nullptr};
+  if (options) *options = {sizeof(fastdit_load_options), nullptr, nullptr, -1, nullptr, nullptr, nullptr, nullptr};
 }
 
 void fastdit_forward_options_init(fastdit_forward_options* options) {

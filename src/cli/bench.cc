@@ -113,6 +113,7 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   record["device"] = spec.load.device.str();
   record["device_name"] = r.device_name;
   record["dtype"] = dtype_name(spec.load.dtype);
+  record["precision"] = precision_name(spec.load.precision);
   record["shape"] = {{"batch", v.batch}, {"frames", v.frames}, {"height", v.height}, {"width", v.width},
                      {"latent", {r.latent.frames, r.latent.height, r.latent.width}}, {"text_len", v.text_len}};
   record["trace_enabled"] = r.trace_enabled;
@@ -134,7 +135,8 @@ int run_model_bench(const BenchArgs& a, ParallelRun& parallel) {
   }
   record["commit"] = perf::source_commit(".");
   record["timestamp"] = perf::utc_timestamp();
-  print_summary(r, dtype_name(spec.load.dtype), v.batch, a.iters, spec.cuda_graph);
+  print_summary(r, std::string(dtype_name(spec.load.dtype)) + (spec.load.precision == Precision::Fp8 ? ", fp8" : ""),
+                v.batch, a.iters, spec.cuda_graph);
   if (parallel.communicator()) record["sequence_parallel"] = communication(*parallel.communicator(), spec, r.median_ms());
   write_json(a.json, record);
   std::cout << "record " << a.json << "\n";
@@ -198,7 +200,7 @@ void add_bench_command(CLI::App& app) {
   add_cuda_graph_flag(*cmd, a->cuda_graph);
   cmd->add_option("--json", a->json, "where to write the JSON record")->capture_default_str();
   add_run_options(*cmd, a->run);
-  for (const char* name : {"--device", "--dtype", "--fuse", "--sp"}) flags.push_back(cmd->get_option(name));
+  for (const char* name : {"--device", "--dtype", "--precision", "--fuse", "--sp"}) flags.push_back(cmd->get_option(name));
   cmd->callback([a] {
     note_input_file(a->config);
     check_output_path(a->json, "--json");  // before the (slow) run, which its record is written after

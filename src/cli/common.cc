@@ -63,12 +63,18 @@ LoadOptions RunOptions::load_options(bool progress) const {
     }
   }
   options.fuse_projections = parsed_fuse();
+  options.precision = parse_precision(precision, "--precision");
+  check_precision(options, "--precision");
   return options;
 }
 
 void add_run_options(CLI::App& cmd, RunOptions& options) {
   cmd.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd.add_option("--dtype", options.dtype, "float32, bfloat16 or float16")->capture_default_str();
+  cmd.add_option("--precision", options.precision,
+                 "bf16, or fp8: FP8 e4m3 GEMMs for the transformer blocks' attention and FFN linears (weights "
+                 "quantized per output channel at load, activations per token; cuda with --dtype bfloat16)")
+      ->capture_default_str();
   cmd.add_option("--fuse", options.fuse, "fused q|k|v projections: auto (on for cuda), on, off")
       ->capture_default_str();
   cmd.add_option("--sp", options.sp,

@@ -41,6 +41,7 @@ struct RunOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
   std::string fuse = "auto";  // fused projections: auto (on for CUDA), on, off
+  std::string precision = "bf16";  // bf16 or fp8 (LoadOptions::precision)
   int sp = 0;  // sequence-parallel ranks; 0 = as many as a launcher started (else one)
   // generate --cfg-parallel: the cond and uncond forwards on two groups of `sp` ranks
   // each (2 x sp ranks in all; under a launcher, sp = WORLD_SIZE / 2).

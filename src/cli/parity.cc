@@ -21,11 +21,11 @@ std::string scientific(double v) {
 int run_parity(const std::string& case_dir, const RunOptions& run, const ParallelRun& parallel) {
   const LoadOptions load = parallel.load_options(run, false);
   const ParityResult r =
-      run_parity_case(case_dir, load.device, load.dtype, load.fuse_projections, load.sequence_parallel);
+      run_parity_case(case_dir, load.device, load.dtype, load.fuse_projections, load.sequence_parallel, load.precision);
   const std::string ranks = parallel.world_size() > 1 ? " x " + std::to_string(parallel.world_size()) + " ranks" : "";
   std::cout << "case      " << case_dir << "\n"
             << "model     " << r.model_type << " on " << load.device.str() << ranks << " in " << dtype_name(load.dtype)
-            << "\n";
+            << (load.precision == Precision::Fp8 ? " (precision fp8)" : "") << "\n";
   std::istringstream heads(head_lines(r));
   for (std::string line; std::getline(heads, line);) std::cout << "head      " << line << "\n";
   if (!r.divergence_report.empty()) std::cout << r.divergence_report;

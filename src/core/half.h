@@ -61,6 +61,26 @@ inline float f8e4m3_bits_to_float(uint8_t bits) {
   return (bits & 0x80) ? -magnitude : magnitude;
 }
 
+// float8 e4m3fn, rounded to nearest even with saturation (the PTX cvt.rn.satfinite.e4m3
+// rule): a magnitude beyond 448 (infinity included) becomes ±448, NaN the canonical 0x7f,
+// magnitudes below 2^-6 the subnormals k·2^-9. Needs the default rounding mode.
+inline uint8_t float_to_f8e4m3_bits(float value) {
+  const uint8_t sign = (std::bit_cast<uint32_t>(value) >> 24) & 0x80u;
+  const float magnitude = std::fabs(value);
+  if (std::isnan(value)) return 0x7f;
+  if (magnitude >= 448.0f) return sign | 0x7e;
+  if (magnitude < 0x1.0p-6f) {  // subnormal: 0.mmm·2^-6, the code is the count of 2^-9 steps
+    return sign | static_cast<uint8_t>(std::nearbyint(magnitude * 512.0f));
+  }
+  int exponent = 0;
+  std::frexp(magnitude, &exponent);  // magnitude = f·2^exponent, f in [0.5, 1)
+  --exponent;                         // magnitude = 1.mmm·2^exponent, exponent in [-6, 8]
+  // 1.mmm·8 in [8, 16), rounded to an integer; 16 carries into the next binade.
+  int mantissa = static_cast<int>(std::nearbyint(std::ldexp(magnitude, 3 - exponent)));
+  if (mantissa == 16) mantissa = 8, ++exponent;
+  return sign | static_cast<uint8_t>(((exponent + 7) << 3) | (mantissa - 8));
+}
+
 // float8 e5m2 is the top byte of a float16.
 inline float f8e5m2_bits_to_float(uint8_t bits) {
   return f16_bits_to_float(static_cast<uint16_t>(bits) << 8);

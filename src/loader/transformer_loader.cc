@@ -132,7 +132,7 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
   std::vector<Slot> slots;
   std::map<DType, int64_t> ends;  // elements per dtype
   for (auto& [name, param] : model.named_parameters()) {
-    const DType dtype = parameter_dtype(*param, options.dtype);
+    const DType dtype = parameter_dtype(*param, options.dtype, options.precision);
     const auto align = static_cast<int64_t>(256 / dtype_size(dtype));
     int64_t& end = ends[dtype];
     end = (end + align - 1) / align * align;
@@ -148,20 +148,41 @@ bool allocate_parameters_together(DiTModel& model, const LoadOptions& options) {
   return true;
 }
 
+// A parameter's value from its run-dtype values: as they are, or — when the parameter
+// loads in FP8 — quantized per row (ops::quantize_fp8_rows), codes in value, scales in
+// row_scales. `target` as in materialize.
+void store_parameter(nn::Parameter& param, const Tensor& values, DType dtype, const Tensor& target) {
+  if (dtype != DType::Float8E4M3) {
+    param.value = values;
+    return;
+  }
+  ops::Fp8Rows quantized = ops::quantize_fp8_rows(values);
+  if (target.defined()) {
+    param.value = target;
+    param.value.copy_(quantized.values);
+  } else {
+    param.value = std::move(quantized.values);
+  }
+  param.row_scales = std::move(quantized.scales);
+}
+
 }  // namespace
 
 namespace {
 void require_weight_memory(DiTModel& model, const LoadOptions& options, const std::string& config_source) {
-  require_memory(options.device, parameter_bytes(model, options.dtype, config_source),
+  require_memory(options.device, parameter_bytes(model, options.dtype, config_source, options.precision),
                  detail::concat(model.type_name(), "'s weights (", config_source, ", ", dtype_name(options.dtype), ")"));
 }
 }  // namespace
 
-size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source) {
+size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source, Precision precision) {
   int64_t total = 0;
   for (auto& [name, param] : model.named_parameters()) {
-    std::optional<int64_t> bytes = static_cast<int64_t>(dtype_size(parameter_dtype(*param, run_dtype)));
+    const DType dtype = parameter_dtype(*param, run_dtype, precision);
+    std::optional<int64_t> bytes = static_cast<int64_t>(dtype_size(dtype));
     for (int64_t d : param->shape) bytes = bytes ? checked_mul(*bytes, d) : bytes;
+    // An FP8 weight's float32 scale per row.
+    if (bytes && dtype == DType::Float8E4M3) bytes = checked_add(*bytes, 4 * param->shape.front());
     if (bytes) bytes = checked_add(total, *bytes);
     FASTDIT_CHECK(bytes.has_value(), config_source, ": parameter '", name, "' ", shape_str(param->shape),
                   " of ", model.type_name(), " would take more bytes than int64 can count (a size in the config is "
@@ -184,8 +205,26 @@ void require_forward_memory(const DiTModel& model, const Shape& latents, DType r
                                 dtype_name(run_dtype)));
 }
 
-DType parameter_dtype(const nn::Parameter& param, DType run_dtype) {
-  return param.policy == nn::DTypePolicy::KeepFloat32 ? DType::Float32 : run_dtype;
+DType parameter_dtype(const nn::Parameter& param, DType run_dtype, Precision precision) {
+  if (param.policy == nn::DTypePolicy::KeepFloat32) return DType::Float32;
+  return precision == Precision::Fp8 && param.fp8_capable ? DType::Float8E4M3 : run_dtype;
+}
+
+const char* precision_name(Precision precision) { return precision == Precision::Fp8 ? "fp8" : "bf16"; }
+
+Precision parse_precision(std::string_view name, std::string_view what) {
+  if (name == "bf16") return Precision::Bf16;
+  if (name == "fp8") return Precision::Fp8;
+  FASTDIT_FAIL(what, " ", name, ": expected bf16 (every linear in the run dtype) or fp8 (FP8 e4m3 GEMMs for the "
+               "transformer blocks' linears)");
+}
+
+void check_precision(const LoadOptions& options, std::string_view what) {
+  if (options.precision == Precision::Bf16) return;
+  FASTDIT_CHECK(options.device.is_cuda(), what, " fp8 needs a CUDA device (FP8 GEMMs run on Hopper GPUs through "
+                "cuBLASLt), got ", options.device.str());
+  FASTDIT_CHECK(options.dtype == DType::BFloat16, what, " fp8 needs run dtype bfloat16 (the FP8 GEMMs write "
+                "bfloat16), got ", dtype_name(options.dtype));
 }
 
 std::vector<CheckpointTensor> checkpoint_tensors(const SafetensorsCheckpoint& checkpoint) {
@@ -243,6 +282,7 @@ DType parse_run_dtype(std::string_view name, std::string_view what) {
 }
 
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
+  check_precision(options, "LoadOptions::precision");
   synchronize(options.device);  // device initialisation (a CUDA context) is not part of the load
   const auto start = std::chrono::steady_clock::now();
   LoadedTransformer loaded;
@@ -260,8 +300,13 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
   size_t done = 0;
   for (auto& [name, param] : model.named_parameters()) {
     const auto& records = match.pieces.at(name);
-    param->value = materialize(*param, records, checkpoint, options.device, parameter_dtype(*param, options.dtype),
-                               together ? param->value : Tensor{});
+    const DType dtype = parameter_dtype(*param, options.dtype, options.precision);
+    if (dtype == DType::Float8E4M3) {  // staged in the run dtype, one weight at a time
+      const Tensor staged = materialize(*param, records, checkpoint, options.device, options.dtype, Tensor{});
+      store_parameter(*param, staged, dtype, together ? param->value : Tensor{});
+    } else {
+      param->value = materialize(*param, records, checkpoint, options.device, dtype, together ? param->value : Tensor{});
+    }
     loaded.pieces.insert(loaded.pieces.end(), records.begin(), records.end());
     ++done;
     if (options.on_weights) options.on_weights(done, match.pieces.size());
@@ -277,15 +322,20 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
 }
 
 void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t seed) {
+  check_precision(options, "LoadOptions::precision");
   require_weight_memory(model, options, model.type_name() + " config");
   const bool together = allocate_parameters_together(model, options);
   uint64_t index = 0;
   for (auto& [name, param] : model.named_parameters()) {
     const bool norm_weight = name.find("norm") != std::string::npos && name.ends_with(".weight");
     const float center = norm_weight ? 1.0f : 0.0f;
-    const Tensor values = ops::random_uniform(param->shape, parameter_dtype(*param, options.dtype), seed + 7919 * ++index,
-                                              center - 0.05f, center + 0.05f);
-    if (together) {
+    const DType dtype = parameter_dtype(*param, options.dtype, options.precision);
+    // An FP8 weight draws the same run-dtype values as under bf16, then is quantized.
+    const Tensor values = ops::random_uniform(param->shape, dtype == DType::Float8E4M3 ? options.dtype : dtype,
+                                              seed + 7919 * ++index, center - 0.05f, center + 0.05f);
+    if (dtype == DType::Float8E4M3) {
+      store_parameter(*param, values.to(options.device), dtype, together ? param->value : Tensor{});
+    } else if (together) {
       param->value.copy_(values);
     } else {
       param->value = values.to(options.device);
@@ -317,6 +367,8 @@ std::vector<std::pair<std::string, Tensor>> export_checkpoint(const LoadedTransf
       out.emplace_back(r.checkpoint_name, Tensor::empty(r.checkpoint_shape, r.checkpoint_dtype));
     }
     const nn::Parameter* param = loaded.model->find_parameter(r.param);
+    FASTDIT_CHECK(!param->row_scales.defined(), "export: parameter '", r.param, "' is stored in FP8 (precision fp8); "
+                  "load with precision bf16 to write the checkpoint back");
     Tensor target = out[slot[r.checkpoint_name]].second;
     if (same_but_unit_dims(r.checkpoint_shape, param->shape) && r.param_row == 0 && r.checkpoint_row == 0) {
       target.copy_(param->value.reshape(r.checkpoint_shape));

@@ -19,6 +19,17 @@ namespace fastdit {
 // names the setting in the error.
 DType parse_run_dtype(std::string_view name, std::string_view what);
 
+// How the block linears compute (DESIGN.md, precision). Bf16: every linear in the run
+// dtype, the default and the reference's numbers. Fp8: the linears a model marks
+// (nn::allow_fp8_linears: the attention projections and FFNs of its transformer blocks)
+// keep float8 e4m3 weights with one scale per output channel, quantized once at load,
+// and run FP8 GEMMs with activations quantized per token (ops::linear_fp8); needs a CUDA
+// device and run dtype bfloat16.
+enum class Precision { Bf16, Fp8 };
+const char* precision_name(Precision precision);  // "bf16", "fp8"
+// "bf16" or "fp8"; `what` names the setting in the error.
+Precision parse_precision(std::string_view name, std::string_view what);
+
 struct LoadOptions {
   Device device = Device::cpu();
   DType dtype = DType::Float32;  // the run dtype; keep-float32 parameters stay float32
@@ -28,6 +39,7 @@ struct LoadOptions {
   // Fused projections (BuildOptions); unset = on for CUDA, off for the CPU oracle.
   std::optional<bool> fuse_projections;
   const nn::SequenceParallel* sequence_parallel = nullptr;  // BuildOptions
+  Precision precision = Precision::Bf16;
   BuildOptions build_options() const { return {fuse_projections.value_or(device.is_cuda()), sequence_parallel}; }
 };
 
@@ -37,9 +49,13 @@ struct LoadedTransformer {
   std::vector<PieceRecord> pieces;  // how every checkpoint tensor reached the model
 };
 
+// Fails unless `options` can run their precision (fp8: a CUDA device and run dtype
+// bfloat16); `what` names the setting ("--precision", "LoadOptions::precision").
+void check_precision(const LoadOptions& options, std::string_view what);
+
 // The dtype a parameter loads in for a run in `run_dtype`: its policy's (keep-float32
-// parameters stay float32).
-DType parameter_dtype(const nn::Parameter& param, DType run_dtype);
+// parameters stay float32), float8_e4m3fn for an FP8-capable one under Precision::Fp8.
+DType parameter_dtype(const nn::Parameter& param, DType run_dtype, Precision precision = Precision::Bf16);
 
 // Fills every parameter with seeded uniform values (norm weights around 1) in the dtype
 // its policy gives, on options.device: a model without a checkpoint, for benchmarks.
@@ -48,7 +64,8 @@ void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t 
 // Memory bounds checked before allocating (DESIGN.md, errors). The bytes the model's
 // parameters take in their load dtypes; a parameter whose size leaves int64 is an error
 // naming it and the model's config.
-size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source);
+size_t parameter_bytes(DiTModel& model, DType run_dtype, const std::string& config_source,
+                       Precision precision = Precision::Bf16);
 // A lower bound of what one forward over `latents` needs besides the weights: three hidden
 // states of the token count a patch of at most 4 latent pixels gives (the residual, the
 // normed input, one projection), in the run dtype.

@@ -23,7 +23,23 @@ ReplicatedLinear::ReplicatedLinear(int64_t in_features, int64_t out_features, bo
 }
 
 Tensor ReplicatedLinear::forward(const Tensor& x) const {
-  return emit(ops::linear(x, value_of(weight), optional_value(bias)));
+  const Tensor& w = value_of(weight);
+  if (weight->row_scales.defined()) return emit(ops::linear_fp8(x, w, weight->row_scales, optional_value(bias)));
+  return emit(ops::linear(x, w, optional_value(bias)));
+}
+
+Tensor ReplicatedLinear::forward_gelu(const Tensor& x, ops::GeluApprox approx) const {
+  const Tensor& w = value_of(weight);
+  if (weight->row_scales.defined()) return ops::linear_fp8(x, w, weight->row_scales, optional_value(bias), approx);
+  return ops::linear_gelu(x, w, optional_value(bias), approx);
+}
+
+void ReplicatedLinear::allow_fp8() { weight->fp8_capable = in_ % 16 == 0 && out_ % 16 == 0 && in_ > 0 && out_ > 0; }
+
+void allow_fp8_linears(Module& subtree) {
+  for (auto& [name, module] : subtree.named_modules()) {
+    if (auto* linear = dynamic_cast<ReplicatedLinear*>(module)) linear->allow_fp8();
+  }
 }
 
 Tensor ReplicatedLinear::forward_concat(std::span<const Tensor> parts) const {
@@ -124,7 +140,7 @@ Tensor ActivationProjection::forward(const Tensor& x) const {
   const bool fusable = act_ == Activation::GELU || act_ == Activation::GELUTanh;
   if (!fusable || proj->has_forward_hooks()) return emit(apply_activation(act_, proj->forward(x)));
   const auto approx = act_ == Activation::GELUTanh ? ops::GeluApprox::Tanh : ops::GeluApprox::None;
-  return emit(ops::linear_gelu(x, value_of(proj->weight), optional_value(proj->bias), approx));
+  return emit(proj->forward_gelu(x, approx));
 }
 
 FeedForward::FeedForward(int64_t dim, int64_t inner_dim, int64_t dim_out, Activation act, bool bias)

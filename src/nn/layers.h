@@ -20,14 +20,26 @@ class ReplicatedLinear : public Module {
   // one projection over several streams' features, as Flux's single-stream proj_out over
   // cat([attention, mlp], dim=-1).
   Tensor forward_concat(std::span<const Tensor> parts) const;
+  // gelu(forward(x)), fused into the GEMM where the backend can (ops::linear_gelu).
+  Tensor forward_gelu(const Tensor& x, ops::GeluApprox approx) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
+  // Lets a load with precision fp8 store the weight in FP8 (Parameter::fp8_capable); the
+  // forward then runs ops::linear_fp8. Shapes cuBLASLt's FP8 GEMMs cannot take (in or out
+  // features not multiples of 16) stay in the run dtype.
+  void allow_fp8();
   Parameter* weight;
   Parameter* bias = nullptr;
 
  private:
   int64_t in_, out_;
 };
+
+// Marks every ReplicatedLinear of `subtree` (itself included) allow_fp8: how a model names
+// the linears that go FP8 under precision fp8 — the attention projections and feed-forward
+// layers of its transformer blocks — while embedders, modulation linears and output heads
+// stay in the run dtype (DESIGN.md, precision).
+void allow_fp8_linears(Module& subtree);
 
 // Layer norm over the last dim with float32 statistics; returns the input dtype
 // (diffusers FP32LayerNorm and nn.LayerNorm give the same numbers this way).

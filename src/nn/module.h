@@ -20,7 +20,13 @@ enum class DTypePolicy { RunDType, KeepFloat32 };
 struct Parameter {
   Shape shape;
   DTypePolicy policy = DTypePolicy::RunDType;
+  // May be stored as float8 e4m3fn when the load asks for FP8 (LoadOptions::precision):
+  // a [rows, cols] linear weight its module marked (ReplicatedLinear::allow_fp8).
+  bool fp8_capable = false;
   Tensor value;  // undefined until loaded
+  // Set when value is float8_e4m3fn: float32 [rows], value[r, :] · row_scales[r] is the
+  // weight (ops::quantize_fp8_rows of the run-dtype weight).
+  Tensor row_scales;
 
   const Tensor& operator*() const { return value; }
 };

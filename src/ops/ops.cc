@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "ops/fp8.h"
 
 #if defined(FASTDIT_WITH_CUDA) && __has_include("backends/cuda/cuda_ops.h")
 #include "backends/cuda/cuda_ops.h"
@@ -196,6 +197,97 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, Ge
   }
 #endif
   return gelu(linear(x, weight, bias), approx);
+}
+
+// ---- FP8 (e4m3) GEMM -----------------------------------------------------------------
+
+namespace {
+// The CPU side of the FP8 ops: the plain rule of ops/fp8.h over float32 views.
+Fp8Rows quantize_fp8_rows_cpu(const Tensor& x) {
+  const Shape leading(x.shape().begin(), x.shape().end() - 1);
+  const int64_t cols = x.size(-1), rows = shape_numel(leading);
+  const std::vector<float> values = x.to_float_vector();
+  const fp8::QuantizedRows q = fp8::quantize_rows(values, rows, cols);
+  Fp8Rows out{Tensor::empty(x.shape(), DType::Float8E4M3), Tensor::empty(leading, DType::Float32)};
+  std::copy(q.codes.begin(), q.codes.end(), out.values.data<uint8_t>());
+  std::copy(q.scales.begin(), q.scales.end(), out.scales.data<float>());
+  return out;
+}
+
+// float32 [..., N]: the exact product before any rounding.
+Tensor linear_fp8_cpu(const Tensor& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
+                      const Shape& shape) {
+  const int64_t n = weight.size(0), k = weight.size(1), m = x.numel() / k;
+  fp8::QuantizedRows w{n, k, std::vector<uint8_t>(weight.data<uint8_t>(), weight.data<uint8_t>() + n * k),
+                       weight_scales.to_float_vector()};
+  const std::vector<float> y =
+      fp8::linear(x.to_float_vector(), m, w, bias.defined() ? bias.to_float_vector() : std::vector<float>{});
+  Tensor values = Tensor::empty(shape, DType::Float32);
+  std::copy(y.begin(), y.end(), values.data<float>());
+  return values;
+}
+}  // namespace
+
+Fp8Rows quantize_fp8_rows(const Tensor& x) {
+  const char* op = "quantize_fp8_rows";
+  check_float_args(op, {{"x", x}});
+  FASTDIT_CHECK(x.dim() >= 1, op, ": x must have rank >= 1, got ", shape_str(x.shape()));
+  if (x.device().is_cpu()) return quantize_fp8_rows_cpu(contiguous(x));
+#ifdef FASTDIT_CUDA_KERNELS
+  Fp8Rows out{Tensor::empty(x.shape(), DType::Float8E4M3, x.device()),
+              Tensor::empty(Shape(x.shape().begin(), x.shape().end() - 1), DType::Float32, x.device())};
+  observed(op, x.device(), [&] { cuda::quantize_fp8_rows(contiguous(x), out.values, out.scales); });
+  return out;
+#else
+  FASTDIT_FAIL(op, ": no CUDA kernel in this build");
+#endif
+}
+
+Tensor linear_fp8(const Tensor& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
+                  std::optional<GeluApprox> gelu) {
+  const char* op = "linear_fp8";
+  require(op, {"x", x});
+  require(op, {"weight", weight});
+  require(op, {"weight_scales", weight_scales});
+  FASTDIT_CHECK(x.dtype() == DType::BFloat16, op, ": x has dtype ", dtype_name(x.dtype()), "; expected bfloat16");
+  FASTDIT_CHECK(weight.dtype() == DType::Float8E4M3, op, ": weight has dtype ", dtype_name(weight.dtype()),
+                "; expected float8_e4m3fn (ops::quantize_fp8_rows of the weight)");
+  FASTDIT_CHECK(weight_scales.dtype() == DType::Float32, op, ": weight_scales has dtype ",
+                dtype_name(weight_scales.dtype()), "; expected float32");
+  FASTDIT_CHECK(!bias.defined() || bias.dtype() == DType::BFloat16, op, ": bias has dtype ",
+                dtype_name(bias.dtype()), "; expected bfloat16");
+  for (const Arg& arg : {Arg{"weight", weight}, Arg{"weight_scales", weight_scales}, Arg{"bias", bias}}) {
+    FASTDIT_CHECK(!arg.tensor.defined() || arg.tensor.device() == x.device(), op, ": ", arg.name, " is on ",
+                  arg.tensor.device().str(), " but x is on ", x.device().str());
+  }
+  check_rank(op, {"weight", weight}, 2);
+  const int64_t n = weight.size(0), k = weight.size(1);
+  FASTDIT_CHECK(x.dim() >= 1 && x.size(-1) == k, op, ": x ", shape_str(x.shape()), " and weight ",
+                shape_str(weight.shape()), " disagree on K");
+  FASTDIT_CHECK(k > 0 && k % 16 == 0 && n > 0 && n % 16 == 0, op, ": weight ", shape_str(weight.shape()),
+                ": FP8 GEMMs take N and K multiples of 16");
+  check_vector(op, {"weight_scales", weight_scales}, n);
+  check_vector(op, {"bias", bias}, n);
+  Shape shape = x.shape();
+  shape.back() = n;
+  if (g_flops) g_flops->linear += 2.0 * static_cast<double>(x.numel() / k) * static_cast<double>(n * k);
+  if (x.device().is_cpu()) {
+    Tensor values;
+    observed(op, x.device(), [&] { values = linear_fp8_cpu(contiguous(x), weight, weight_scales, bias, shape); });
+    return cast(gelu ? ops::gelu(values, *gelu) : values, DType::BFloat16);  // rounded once, as the GPU's epilogue
+  }
+#ifdef FASTDIT_CUDA_KERNELS
+  Tensor out = Tensor::empty(std::move(shape), DType::BFloat16, x.device());
+  if (out.numel() == 0) return out;
+  const bool fused_gelu = gelu == GeluApprox::Tanh;
+  const Fp8Rows xq = quantize_fp8_rows(x);  // its own op, so a per-op split shows it apart
+  observed(op, x.device(), [&] {
+    cuda::linear_fp8(xq, contiguous(weight), contiguous(weight_scales), contiguous(bias), fused_gelu, out);
+  });
+  return gelu && !fused_gelu ? ops::gelu(out, *gelu) : out;
+#else
+  FASTDIT_FAIL(op, ": no CUDA kernel in this build");
+#endif
 }
 
 // ---- normalisation -------------------------------------------------------------------

@@ -24,6 +24,27 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 // backend can (cuBLASLt's GELU_BIAS epilogue is the tanh form).
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, GeluApprox approx);
 
+// ---- FP8 (e4m3) GEMM -----------------------------------------------------------------
+// The opt-in FP8 path of the block linears (LoadOptions::precision): operands quantized
+// per row to float8 e4m3fn by the rule of ops/fp8.h, products accumulated in float32.
+
+// x [..., K] (float32, bfloat16 or float16) quantized per row: values [..., K]
+// float8_e4m3fn and scales [...] float32 with values · scales ≈ x (ops/fp8.h).
+struct Fp8Rows {
+  Tensor values;
+  Tensor scales;
+};
+Fp8Rows quantize_fp8_rows(const Tensor& x);
+
+// y[..., N] = x̂ · (weight · weight_scales)ᵀ + bias, then GELU when asked: x [..., K]
+// bfloat16, quantized per row on the fly (x̂); weight [N, K] float8_e4m3fn with
+// weight_scales [N] float32 (quantize_fp8_rows of the bfloat16 weight); bias [N]; K and N
+// multiples of 16 (what cuBLASLt's FP8 GEMMs take). y is bfloat16. On CUDA an FP8 GEMM
+// of cuBLASLt (bias / GELU-tanh fused where it can); on the CPU the exact emulation
+// fp8::linear (a test oracle).
+Tensor linear_fp8(const Tensor& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias = {},
+                  std::optional<GeluApprox> gelu = std::nullopt);
+
 // ---- normalisation -------------------------------------------------------------------
 // Over the last dim. weight and bias [D] are each optional (undefined = no scale / no shift).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps);

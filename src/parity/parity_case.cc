@@ -93,7 +93,7 @@ std::map<std::string, Tensor> reference_heads(const SafetensorsFile& outputs, co
 }
 
 HeadResult judge_head(const std::string& name, const Tensor& out, const Tensor& reference,
-                      const SafetensorsFile& outputs, DType dtype) {
+                      const SafetensorsFile& outputs, DType dtype, Precision precision) {
   HeadResult head;
   head.name = name;
   head.shape = out.shape();
@@ -107,6 +107,10 @@ HeadResult judge_head(const std::string& name, const Tensor& out, const Tensor& 
       head.bound = std::max(1.5 * ref_bf16, 1e-3);
       head.bound_note = "1.5 x reference bf16 rel_l2 " + scientific(ref_bf16) + ", at least 1e-3";
     }
+  }
+  if (precision == Precision::Fp8) {
+    head.bound = std::max(head.bound, kFp8ForwardBound);
+    head.bound_note += "; fp8: at least " + scientific(kFp8ForwardBound);
   }
   const Comparison c = compare_tensors(out, reference);
   head.rel_l2 = c.rel_l2;
@@ -137,7 +141,8 @@ std::vector<std::string> discover_cases(const fs::path& family_dir) {
 }
 
 ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
-                             std::optional<bool> fuse_projections, const nn::SequenceParallel* sequence_parallel) {
+                             std::optional<bool> fuse_projections, const nn::SequenceParallel* sequence_parallel,
+                             Precision precision) {
   FASTDIT_CHECK(fs::is_directory(dir), dir.string(), ": not a parity case directory");
   for (const char* f : {"inputs.safetensors", "outputs.safetensors"})
     FASTDIT_CHECK(fs::exists(dir / f), dir.string(), ": missing ", f);
@@ -147,6 +152,7 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   LoadOptions options{device, dtype};
   options.fuse_projections = fuse_projections;
   options.sequence_parallel = sequence_parallel;
+  options.precision = precision;
   LoadedTransformer loaded = load_transformer(dir / "transformer", options);
   DiTModel& model = *loaded.model;
   const ModelIO io = model.io();
@@ -172,7 +178,7 @@ ParityResult run_parity_case(const fs::path& dir, Device device, DType dtype,
   }
   for (const auto& name : judged) {
     const Tensor out = produced.at(name).to(Device::cpu(), DType::Float32);
-    HeadResult head = judge_head(name, out, references.at(name), outputs, dtype);
+    HeadResult head = judge_head(name, out, references.at(name), outputs, dtype, precision);
     result.pass = result.pass && head.pass;
     result.rel_l2 = std::isnan(head.rel_l2) || std::isnan(result.rel_l2) ? NAN : std::max(result.rel_l2, head.rel_l2);
     result.max_abs = std::isnan(head.max_abs) || std::isnan(result.max_abs) ? NAN : std::max(result.max_abs, head.max_abs);

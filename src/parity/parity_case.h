@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "loader/transformer_loader.h"
 #include "nn/sequence_parallel.h"
 #include "trace/trace_diff.h"
 
@@ -51,9 +52,17 @@ std::vector<std::string> discover_cases(const std::filesystem::path& family_dir)
 
 // fuse_projections unset: the loader's default for the device. sequence_parallel: the
 // group this process is one rank of (null: one process); a failing case is then not
-// traced (a rank's trace holds its shard only).
+// traced (a rank's trace holds its shard only). precision: LoadOptions::precision; under
+// fp8 a head's bound is max(1.5 x the reference bf16 run's rel_l2, kFp8ForwardBound).
 ParityResult run_parity_case(const std::filesystem::path& case_dir, Device device, DType dtype,
                              std::optional<bool> fuse_projections = std::nullopt,
-                             const nn::SequenceParallel* sequence_parallel = nullptr);
+                             const nn::SequenceParallel* sequence_parallel = nullptr,
+                             Precision precision = Precision::Bf16);
+
+// The rel_l2 an FP8 forward may have against the float32 reference (DESIGN.md, precision):
+// each FP8 linear's output is off by ≈ 0.038 rel_l2 (e4m3 rounding of both operands), and
+// a block adds its branches to a residual stream that carries the input unrounded, so a
+// forward's heads stay within a few linears' worth of that: 0.1.
+inline constexpr double kFp8ForwardBound = 0.1;
 
 }  // namespace fastdit

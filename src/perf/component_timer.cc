@@ -29,7 +29,7 @@ class SynchronizedKernelTimer : public ops::KernelObserver {
     kernel.seconds += elapsed;
     ++kernel.calls;
     if (name == "attention" || name == "cross_attention") times_.attention_s += elapsed;
-    if (name == "linear" || name == "linear_gelu") times_.gemm_s += elapsed;
+    if (name == "linear" || name == "linear_gelu" || name == "linear_fp8") times_.gemm_s += elapsed;
   }
   const ComponentTimes& times() const { return times_; }
 

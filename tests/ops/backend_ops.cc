@@ -126,6 +126,31 @@ std::vector<OpCase> make_cases() {
   add({.op = "linear", .shape = "strided x [33,20]^T", .make = [](Inputs& in) { return Tensors{in.rand({20, 33}), in.rand({8, 20})}; },
        .call = [](const Tensors& t) { return Tensors{ops::linear(t[0].transpose(0, 1), t[1])}; }});
 
+  // ---- FP8 (e4m3) GEMM --------------------------------------------------------------------
+  // Quantization is bit-exact (the rule of ops/fp8.h); rows of whole 16-byte runs take the
+  // vectorised kernel. The GEMM against the exact CPU emulation differs by float32
+  // accumulation order and the one bfloat16 rounding.
+  for (const Shape& s : {Shape{3, 1}, Shape{5, 33}, Shape{2, 7, 1536}, Shape{4, 8960}, Shape{0, 16}, Shape{3, 0}}) {
+    add({.op = "quantize_fp8_rows", .shape = str(s),
+         .make = [s](Inputs& in) { return Tensors{in.rand(s, -3.0f, 3.0f)}; },
+         .call = [](const Tensors& t) {
+           const ops::Fp8Rows q = ops::quantize_fp8_rows(t[0]);
+           return Tensors{q.values, q.scales};
+         }, .exact = true});
+  }
+  for (const Lin& l : {Lin{{2, 9, 64}, {48, 64}, true}, Lin{{1, 16}, {16, 16}, false}, Lin{{3, 77, 320}, {640, 320}, true}}) {
+    for (const bool gelu : {false, true}) {
+      add({.op = "linear_fp8", .shape = str(l.x) + "x" + str(l.w) + (l.bias ? " +bias" : "") + (gelu ? " gelu tanh" : ""),
+           .dtypes = {kBF16},
+           .make = [l](Inputs& in) { return Tensors{in.rand(l.x), in.rand(l.w), l.bias ? in.rand({l.w[0]}) : Tensor{}}; },
+           .call = [gelu](const Tensors& t) {
+             const ops::Fp8Rows w = ops::quantize_fp8_rows(t[1]);
+             return Tensors{ops::linear_fp8(t[0], w.values, w.scales, t[2],
+                                            gelu ? std::optional(GeluApprox::Tanh) : std::nullopt)};
+           }});
+    }
+  }
+
   // ---- norms -----------------------------------------------------------------------------
   // Rows of whole 16-byte runs take the vectorised kernel, the others and rows too long for
   // registers ({2, 20000}) the generic one.
@@ -880,7 +905,7 @@ std::set<std::string> vocabulary() {
   std::ifstream in(header);
   FASTDIT_CHECK(in.good(), "cannot read ", header.string());
   std::set<std::string> names;
-  const std::regex decl(R"(^(?:Tensor|void|AddNorm|QKV|std::vector<Tensor>)\s+(\w+)\()");
+  const std::regex decl(R"(^(?:Tensor|void|AddNorm|QKV|Fp8Rows|std::vector<Tensor>)\s+(\w+)\()");
   std::string line;
   while (std::getline(in, line)) {
     if (line.find("accounting and test data") != std::string::npos) break;

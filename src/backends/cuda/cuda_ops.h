@@ -26,6 +26,16 @@ namespace fastdit::cuda {
 // the FFN up-projection. bias may be undefined.
 void linear_gelu_tanh(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
 
+// ops::quantize_fp8_rows: x [..., K] float -> values [..., K] float8_e4m3fn and scales
+// [...] float32, the rule of ops/fp8.h bit for bit.
+void quantize_fp8_rows(const Tensor& x, Tensor& values, Tensor& scales);
+// ops::linear_fp8 after x's quantization (GELU-tanh fused when gelu_tanh): an FP8 cuBLASLt
+// GEMM of x (quantize_fp8_rows: values [..., K], scales [...]) against weight [N, K]
+// float8_e4m3fn, scales and bias applied, out [..., N] bfloat16 (fp8.h: how the scales are
+// applied).
+void linear_fp8(const ops::Fp8Rows& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
+                bool gelu_tanh, Tensor& out);
+
 // layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in
 // float32, then x̂ · (1 + scale) + shift in one pass, written as out's dtype. x [..., L, D]
 // contiguous; shift and scale (any float dtype) are [..., 1, D] or [..., L, D].

@@ -23,6 +23,7 @@
 #include <bit>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "backends/cuda/cuda_check.h"
@@ -73,6 +74,7 @@ struct PlanKey {
   DType dtype, bias_dtype;
   GemmEpilogue epilogue;
   uint32_t align_x, align_w, align_y;
+  bool fp8, outer_scales;
   auto operator<=>(const PlanKey&) const = default;
 };
 
@@ -105,19 +107,29 @@ void set_preference(cublasLtMatmulPreference_t preference,
 Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
   Plan plan;
   const cudaDataType_t type = cuda_data_type(key.dtype);
+  // FP8 operands are K-major on both sides, which the TN form already is; accumulation
+  // is never the fast (unpromoted) kind.
+  const cudaDataType_t operand_type = key.fp8 ? CUDA_R_8F_E4M3 : type;
   FASTDIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.matmul, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
   set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
   set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_EPILOGUE, cublas_epilogue(key.epilogue));
+  if (key.fp8) set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_FAST_ACCUM, int8_t{0});
+  if (key.outer_scales) {
+    // cuBLASLt's A is the weight (its M = our n) and B is x (its N = our m).
+    const auto mode = static_cast<int32_t>(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
+    set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, mode);
+    set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, mode);
+  }
   if (has_bias(key.epilogue)) {
     set_matmul_attribute(plan.matmul, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                          static_cast<int32_t>(cuda_data_type(key.bias_dtype)));
   }
   const auto rows = [](int64_t v) { return static_cast<uint64_t>(v); };
   FASTDIT_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&plan.layout_w, type, rows(key.k), rows(key.n), key.k));
+      cublasLtMatrixLayoutCreate(&plan.layout_w, operand_type, rows(key.k), rows(key.n), key.k));
   FASTDIT_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&plan.layout_x, type, rows(key.k), rows(key.m), key.k));
+      cublasLtMatrixLayoutCreate(&plan.layout_x, operand_type, rows(key.k), rows(key.m), key.k));
   FASTDIT_CUBLAS_CHECK(
       cublasLtMatrixLayoutCreate(&plan.layout_y, type, rows(key.n), rows(key.m), key.n));
 
@@ -132,7 +144,7 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
   int found = 0;
   if (key.m >= kRowInvariantRows && key.m != kCanonicalRows) {
     cublasLtMatrixLayout_t canonical_x = nullptr, canonical_y = nullptr;
-    FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&canonical_x, type, rows(key.k), rows(kCanonicalRows), key.k));
+    FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&canonical_x, operand_type, rows(key.k), rows(kCanonicalRows), key.k));
     FASTDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&canonical_y, type, rows(key.n), rows(kCanonicalRows), key.n));
     cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan.matmul, plan.layout_w, canonical_x,
                                                            canonical_y, canonical_y, preference, 1, &result, &found);
@@ -165,35 +177,56 @@ Plan build_plan(const PlanKey& key, cublasLtHandle_t handle) {
 
 class GemmRunner {
  public:
-  GemmEpilogue run(const GemmOperands& g, GemmEpilogue wanted) {
+  // Nothing (and `failure` says why) when cuBLASLt has no algorithm for the plain GEMM.
+  std::optional<GemmEpilogue> run(const GemmOperands& g, GemmEpilogue wanted, std::string& failure) {
     std::lock_guard lock(mutex_);
     DeviceGuard guard(g.device);
     const DeviceContext& context = device_context(g.device);
     // The bias pointer is not part of a plan; with an unaligned one nothing is fused (a
     // fused GELU would then come before the caller's bias add).
     if (has_bias(wanted) && alignment_of(g.bias) < 16) wanted = GemmEpilogue::None;
-    const Plan* plan = &plan_for(g, wanted, context.handle);
+    Plan* plan = &plan_for(g, wanted, context.handle);
     if (!plan->runnable && wanted != GemmEpilogue::None) {
       wanted = GemmEpilogue::None;
       plan = &plan_for(g, wanted, context.handle);
     }
-    FASTDIT_CHECK(plan->runnable, "cuBLASLt has no algorithm for the ", dtype_name(g.dtype),
-                  " GEMM [", g.m, ", ", g.k, "] x [", g.n, ", ", g.k, "]^T at pointer alignments ",
-                  alignment_of(g.x), "/", alignment_of(g.weight), "/", alignment_of(g.y),
-                  " bytes (heuristic: ", cublasLtGetStatusString(plan->heuristic_status), ")");
+    const auto say_why = [&] {
+      failure = ::fastdit::detail::concat(
+          "cuBLASLt has no algorithm for the ", g.fp8 ? "float8_e4m3fn -> " : "", dtype_name(g.dtype), " GEMM [",
+          g.m, ", ", g.k, "] x [", g.n, ", ", g.k, "]^T", g.x_scales ? " with outer-vector scales" : "",
+          " at pointer alignments ", alignment_of(g.x), "/", alignment_of(g.weight), "/", alignment_of(g.y),
+          " bytes (heuristic: ", cublasLtGetStatusString(plan->heuristic_status), ")");
+    };
+    if (!plan->runnable) {
+      say_why();
+      return std::nullopt;
+    }
     if (has_bias(wanted)) {
       set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
     }
+    if (g.x_scales) {
+      set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(g.weight_scales));
+      set_matmul_attribute(plan->matmul, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(g.x_scales));
+    }
     const float alpha = 1.0f, beta = 0.0f;
-    FASTDIT_CUBLAS_CHECK(
-        cublasLtMatmul(context.handle, plan->matmul, &alpha, g.weight, plan->layout_w, g.x,
-                       plan->layout_x, &beta, g.y, plan->layout_y, g.y, plan->layout_y, &plan->algo,
-                       context.workspace, kWorkspaceBytes, current_stream(g.device)));
+    const cublasStatus_t status =
+        cublasLtMatmul(context.handle, plan->matmul, &alpha, g.weight, plan->layout_w, g.x, plan->layout_x, &beta,
+                       g.y, plan->layout_y, g.y, plan->layout_y, &plan->algo, context.workspace, kWorkspaceBytes,
+                       current_stream(g.device));
+    if (status != CUBLAS_STATUS_SUCCESS && g.x_scales) {
+      // A scaling mode the heuristic offered but the matmul refuses: remembered as "no
+      // algorithm", so the caller's fallback takes over from now on.
+      plan->runnable = false;
+      plan->heuristic_status = status;
+      say_why();
+      return std::nullopt;
+    }
+    FASTDIT_CUBLAS_CHECK(status);
     return wanted;
   }
 
  private:
-  const Plan& plan_for(const GemmOperands& g, GemmEpilogue epilogue, cublasLtHandle_t handle) {
+  Plan& plan_for(const GemmOperands& g, GemmEpilogue epilogue, cublasLtHandle_t handle) {
     const PlanKey key{g.device,
                       g.m,
                       g.n,
@@ -203,7 +236,9 @@ class GemmRunner {
                       epilogue,
                       alignment_of(g.x),
                       alignment_of(g.weight),
-                      alignment_of(g.y)};
+                      alignment_of(g.y),
+                      g.fp8,
+                      g.x_scales != nullptr};
     auto found = plans_.find(key);
     if (found == plans_.end()) found = plans_.emplace(key, build_plan(key, handle)).first;
     return found->second;
@@ -230,8 +265,16 @@ GemmRunner& runner() {
 
 }  // namespace
 
+std::optional<GemmEpilogue> try_gemm_xwt(const GemmOperands& operands, GemmEpilogue wanted) {
+  std::string failure;
+  return runner().run(operands, wanted, failure);
+}
+
 GemmEpilogue gemm_xwt(const GemmOperands& operands, GemmEpilogue wanted) {
-  return runner().run(operands, wanted);
+  std::string failure;
+  const std::optional<GemmEpilogue> ran = runner().run(operands, wanted, failure);
+  if (!ran) FASTDIT_FAIL(failure);
+  return *ran;
 }
 
 }  // namespace fastdit::cuda

@@ -140,6 +140,8 @@ FluxTransformerBlock::FluxTransformerBlock(const FluxArchConfig& c, const BuildO
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, nn::Activation::GELUTanh);
   norm2_context_ = add_module<nn::LayerNorm>("norm2_context", d, kEps, false);
   ff_context_ = add_module<nn::FeedForward>("ff_context", d, 4 * d, d, nn::Activation::GELUTanh);
+  // Under precision fp8: both streams' attention projections and FFNs, not the adaLN linears.
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn_, ff_, ff_context_}) nn::allow_fp8_linears(*part);
 }
 
 FluxTransformerBlock::Output FluxTransformerBlock::forward(const Tensor& x_in, const Tensor& context_in,
@@ -174,6 +176,10 @@ FluxSingleTransformerBlock::FluxSingleTransformerBlock(const FluxArchConfig& c, 
   act_mlp_ = add_module<nn::ActivationModule>("act_mlp", nn::Activation::GELUTanh);
   proj_out_ = add_module<nn::ReplicatedLinear>("proj_out", d + mlp, d);
   attn_ = add_module<FluxAttention>("attn", c, false, options);
+  // Under precision fp8: the joined q|k|v(|mlp) projection, the MLP and the output
+  // projection, not the adaLN linear of norm.
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn_, proj_out_, to_qkv_mlp_, proj_mlp_})
+    if (part) nn::allow_fp8_linears(*part);
 }
 
 Tensor FluxSingleTransformerBlock::forward(const Tensor& joined, int64_t text_tokens, const Tensor& temb,

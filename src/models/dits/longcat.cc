@@ -227,6 +227,9 @@ LongCatSingleStreamBlock::LongCatSingleStreamBlock(const LongcatArchConfig& c, c
   attn_ = add_module<LongCatAttention>("attn", c, options);
   cross_attn_ = add_module<LongCatCrossAttention>("cross_attn", c);
   ffn_ = add_module<SwiGLUFeedForward>("ffn", d, c.ffn_hidden, options.fuse_projections);
+  // Under precision fp8: the self- and cross-attention projections and the FFN, not the
+  // adaLN modulation (computed in float32, as the reference's autocast does).
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn_, cross_attn_, ffn_}) nn::allow_fp8_linears(*part);
 }
 
 Tensor LongCatSingleStreamBlock::forward(const Tensor& input, const Call& call) const {

@@ -106,6 +106,9 @@ Ltx2Attention::Ltx2Attention(int64_t query_dim, int64_t kv_dim, int64_t heads, i
   to_out_ = to_out->append<nn::ReplicatedLinear>(inner, query_dim, out_bias);
   out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
   if (gated) to_gate_logits_ = add_module<nn::ReplicatedLinear>("to_gate_logits", query_dim, heads, true);
+  // Under precision fp8: q, k, v and out (every LTX-2 attention sits in a block); the
+  // per-head gate is a sliver of a GEMM that scales whole heads, so it stays in the run dtype.
+  for (nn::ReplicatedLinear* projection : {to_q_, to_k_, to_v_, to_out_}) projection->allow_fp8();
 }
 
 // The flat projection [B, S, inner] rotated as the table's heads see it (apply_*_rotary_emb).
@@ -180,6 +183,8 @@ Ltx2Block::Ltx2Block(const Ltx2ArchConfig& c, const BuildOptions& options)
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, act, c.ff_bias);
   audio_norm3_ = add_module<nn::RMSNorm>("audio_norm3", da, eps, affine);
   audio_ff_ = add_module<nn::FeedForward>("audio_ff", da, 4 * da, da, act, c.audio_ff_bias);
+  nn::allow_fp8_linears(*ff_);  // under precision fp8, with the attentions' projections
+  nn::allow_fp8_linears(*audio_ff_);
   scale_shift_table_ = add_parameter("scale_shift_table", {c.cross_attn_mod ? 9 : 6, d});
   audio_scale_shift_table_ = add_parameter("audio_scale_shift_table", {c.audio_cross_attn_mod ? 9 : 6, da});
   if (c.prompt_modulation()) {

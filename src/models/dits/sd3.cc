@@ -98,6 +98,9 @@ JointTransformerBlock::JointTransformerBlock(const SD3ArchConfig& c, bool contex
     norm2_context_ = add_module<nn::LayerNorm>("norm2_context", d, 1e-6f, false);
     ff_context_ = add_module<nn::FeedForward>("ff_context", d, 4 * d, d, nn::Activation::GELUTanh);
   }
+  // Under precision fp8: the attention projections and FFNs, not the adaLN linears.
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn_, attn2_, ff_, ff_context_})
+    if (part) nn::allow_fp8_linears(*part);
 }
 
 JointTransformerBlock::Output JointTransformerBlock::forward(const Tensor& x_in, const Tensor& context_in,

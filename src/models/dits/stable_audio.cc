@@ -83,6 +83,8 @@ StableAudioDiTBlock::StableAudioDiTBlock(const StableAudioArchConfig& c, const B
   attn2_ = add_module<StableAudioAttention>("attn2", c, true, options);
   norm3_ = add_module<nn::LayerNorm>("norm3", d, kEps, true);
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, nn::Activation::SwiGLU);
+  // Under precision fp8: the attention projections and the FFN.
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn1_, attn2_, ff_}) nn::allow_fp8_linears(*part);
 }
 
 Tensor StableAudioDiTBlock::forward(const Tensor& x, const Tensor& context, const nn::RotaryTable& rope,

@@ -179,6 +179,9 @@ WanTransformerBlock::WanTransformerBlock(const WanArchConfig& c, const BuildOpti
   ffn_ = add_module<nn::FeedForward>("ffn", d, c.ffn_dim, d, nn::Activation::GELUTanh);
   norm3_ = add_module<nn::LayerNorm>("norm3", d, eps, false, kFp32);
   scale_shift_table_ = add_parameter("scale_shift_table", {1, 6, d}, kFp32);
+  // Under precision fp8: the attention projections and the FFN (the block's modulation is
+  // the table above, no linear).
+  for (nn::Module* part : std::initializer_list<nn::Module*>{attn1_, attn2_, ffn_}) nn::allow_fp8_linears(*part);
 }
 
 Modulation WanTransformerBlock::modulation(const Tensor& timestep_proj) const {
