@@ -85,6 +85,13 @@ int run_model(const RunArgs& args, ParallelRun& parallel) {
   const LoadOptions options = parallel.load_options(args.run, true);
   PreparedModel prepared = args.random_weights ? prepare_random_model(args.model_dir, options, args.seed)
                                                : prepare_model(args.model_dir, options);
+  if (!args.example.empty()) {
+    // The example's float32 latents are made first: bound them with the forward before making them.
+    const ExampleShape s = example_shape(args);
+    const Shape latents{s.batch, prepared.model().arch_config().in_channels, s.frames, s.height, s.width};
+    require_forward_memory(prepared.model(), latents, options.dtype, options.device,
+                           static_cast<size_t>(shape_numel(latents)) * sizeof(float));
+  }
   const TensorMap inputs = make_inputs(args, prepared.model(), options.device);
   const ArgMap forward_args = make_args(args, prepared.model());
   if (!args.output.empty()) check_output_path(args.output, "--output");  // the checkpoint is a known input now
