@@ -314,7 +314,7 @@ TEST(Fp8Precision, WanMarksTheBlockLinearsOnly) {
   EXPECT_LT(with_fp8, bf16 * 6 / 10) << "the block linears are most of the weights, and halve";
 }
 
-// Flux, SD3, Stable Audio, LTX-2 and LongCat: the blocks' attention projections and FFNs (and Flux's
+// Flux, SD3, LTX-2 and LongCat: the blocks' attention projections and FFNs (and Flux's
 // single-block MLP and output projection), never the adaLN linears (norm1.linear,
 // norm.linear), norms, attention gates or heads.
 TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
@@ -332,7 +332,6 @@ TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
       {"tests/fixtures/flux/keys/FLUX.1-dev.config.json", {"transformer_blocks.", "single_transformer_blocks."},
        {".attn.", ".ff.", ".ff_context.", ".proj_mlp.", ".proj_out."}},
       {"tests/fixtures/sd3/keys/SD3.5-large.config.json", blocks, {".attn.", ".attn2.", ".ff.", ".ff_context."}},
-      {"tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json", blocks, {".attn1.", ".attn2.", ".ff."}},
       // LTX-2: every attention's q/k/v/out and both FFNs, not the attention gates.
       {"tests/fixtures/ltx2/keys/LTX-2.3.config.json", blocks,
        {"attn1.to_", "attn2.to_", "_attn.to_", ".ff.", ".audio_ff."}, {"to_gate_logits"}},
@@ -352,6 +351,9 @@ TEST(Fp8Precision, OtherFamiliesMarkTheBlockLinearsOnly) {
     EXPECT_GT(fp8, 100) << v.config;
     std::printf("%s: %d weights may go FP8\n", v.config, fp8);
   }
+  // Stable Audio marks none (its FP8 forwards measured over the bound: DESIGN.md, Precision).
+  const auto stable_audio = build_transformer(testing::source_path("tests/fixtures/stable_audio/keys/stable-audio-open-1.0.config.json"));
+  for (auto& [name, param] : stable_audio->named_parameters()) EXPECT_FALSE(param->fp8_capable) << name;
 }
 
 TEST(Fp8Precision, RefusalsNameTheSetting) {

@@ -55,7 +55,9 @@ struct NormalizeParams {
 
 // ---- generic ---------------------------------------------------------------------------
 
-template <class T>
+// kStepped: any of the rounded forms (weight_round, step_round, gate_round not F32); the other
+// instantiation is the plain float32 arithmetic, untouched by them.
+template <class T, bool kStepped>
 __global__ void normalize_rows(NormalizeParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
@@ -78,23 +80,38 @@ __global__ void normalize_rows(NormalizeParams p) {
   const int64_t scale_row = p.scale.data ? p.scale.row_offset(row, p.seq) : 0;
   for (int64_t j = threadIdx.x; j < p.length; j += blockDim.x) {
     float v = (to_float(x[j]) - mean) * inv_std;
-    if (p.weight) v = round_to(p.weight_round, v) * load_float(p.weight, p.weight_code, j);
+    if constexpr (kStepped) {
+      if (p.weight) v = round_to(p.weight_round, v) * load_float(p.weight, p.weight_code, j);
+    } else {
+      if (p.weight) v *= load_float(p.weight, p.weight_code, j);
+    }
     if (p.bias) v += load_float(p.bias, p.bias_code, j);
-    v = round_to(p.step_round, v);
-    if (p.scale.data)
-      v = round_to(p.step_round, v * round_to(p.step_round, 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j)));
+    if constexpr (kStepped) {
+      v = round_to(p.step_round, v);
+      if (p.scale.data)
+        v = round_to(p.step_round, v * round_to(p.step_round, 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j)));
+    } else {
+      if (p.scale.data) v *= 1.0f + load_float(p.scale.data, p.scale.code, scale_row + j);
+    }
     if (p.shift.data) v += load_float(p.shift.data, p.shift.code, shift_row + j);
     store_float(p.out, p.out_code, out_base + j, v);
   }
+}
+
+bool stepped(const NormalizeParams& p) {
+  return p.weight_round != FloatCode::F32 || p.step_round != FloatCode::F32 || p.gate_round != FloatCode::F32;
 }
 
 void launch_generic(const NormalizeParams& p, DType dtype, cudaStream_t stream) {
   const int threads = threads_for_row(p.length);
   const auto rows = static_cast<unsigned>(p.rows);
   switch (dtype) {
-    case DType::Float32: normalize_rows<float><<<rows, threads, 0, stream>>>(p); break;
-    case DType::BFloat16: normalize_rows<__nv_bfloat16><<<rows, threads, 0, stream>>>(p); break;
-    default: normalize_rows<__half><<<rows, threads, 0, stream>>>(p); break;
+    case DType::Float32: stepped(p) ? normalize_rows<float, true><<<rows, threads, 0, stream>>>(p)
+                                    : normalize_rows<float, false><<<rows, threads, 0, stream>>>(p); break;
+    case DType::BFloat16: stepped(p) ? normalize_rows<__nv_bfloat16, true><<<rows, threads, 0, stream>>>(p)
+                                     : normalize_rows<__nv_bfloat16, false><<<rows, threads, 0, stream>>>(p); break;
+    default: stepped(p) ? normalize_rows<__half, true><<<rows, threads, 0, stream>>>(p)
+                        : normalize_rows<__half, false><<<rows, threads, 0, stream>>>(p); break;
   }
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
@@ -102,7 +119,7 @@ void launch_generic(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
 // ---- vectorised ------------------------------------------------------------------------
 
 // kRuns: runs per thread (the fewest that cover the row with `group` threads).
-template <class T, int kRuns>
+template <class T, int kRuns, bool kStepped>
 __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
     normalize_rows_vectorized(NormalizeParams p, int group) {
   constexpr int E = kRun<T>;
@@ -132,7 +149,13 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
       float g[E];
       load_run<E>(p.gate.data, p.gate.code, gate_row + static_cast<int64_t>(run) * E, g);
 #pragma unroll
-      for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + round_to(p.gate_round, a[e] * g[e]);
+      for (int e = 0; e < E; ++e) {
+        if constexpr (kStepped) {
+          v[k][e] = v[k][e] + round_to(p.gate_round, a[e] * g[e]);
+        } else {
+          v[k][e] = v[k][e] + a[e] * g[e];
+        }
+      }
     } else {
 #pragma unroll
       for (int e = 0; e < E; ++e) v[k][e] = v[k][e] + a[e];
@@ -188,19 +211,32 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
     if (p.weight) {
       load_run<E>(p.weight, p.weight_code, j, operand);
 #pragma unroll
-      for (int e = 0; e < E; ++e) y[e] = round_to(p.weight_round, y[e]) * operand[e];
+      for (int e = 0; e < E; ++e) {
+        if constexpr (kStepped) {
+          y[e] = round_to(p.weight_round, y[e]) * operand[e];
+        } else {
+          y[e] *= operand[e];
+        }
+      }
     }
     if (p.bias) {
       load_run<E>(p.bias, p.bias_code, j, operand);
 #pragma unroll
       for (int e = 0; e < E; ++e) y[e] += operand[e];
     }
+    if constexpr (kStepped) {
 #pragma unroll
-    for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e]);
+      for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e]);
+    }
     if (p.scale.data) {
       load_run<E>(p.scale.data, p.scale.code, scale_row + j, operand);
+      if constexpr (kStepped) {
 #pragma unroll
-      for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e] * round_to(p.step_round, 1.0f + operand[e]));
+        for (int e = 0; e < E; ++e) y[e] = round_to(p.step_round, y[e] * round_to(p.step_round, 1.0f + operand[e]));
+      } else {
+#pragma unroll
+        for (int e = 0; e < E; ++e) y[e] *= 1.0f + operand[e];
+      }
     }
     if (p.shift.data) {
       load_run<E>(p.shift.data, p.shift.code, shift_row + j, operand);
@@ -227,7 +263,11 @@ bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
   if (launch.group == 0) return false;
   const auto run = [&]<class T>(T*) {
     with_runs<kMaxRuns>(launch.runs_per_thread, [&](auto runs) {
-      normalize_rows_vectorized<T, runs()><<<launch.blocks, kRowBlock, 0, stream>>>(p, launch.group);
+      if (stepped(p)) {
+        normalize_rows_vectorized<T, runs(), true><<<launch.blocks, kRowBlock, 0, stream>>>(p, launch.group);
+      } else {
+        normalize_rows_vectorized<T, runs(), false><<<launch.blocks, kRowBlock, 0, stream>>>(p, launch.group);
+      }
     });
   };
   switch (dtype) {

@@ -83,8 +83,9 @@ StableAudioDiTBlock::StableAudioDiTBlock(const StableAudioArchConfig& c, const B
   attn2_ = add_module<StableAudioAttention>("attn2", c, true, options);
   norm3_ = add_module<nn::LayerNorm>("norm3", d, kEps, true);
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, nn::Activation::SwiGLU);
-  // Under precision fp8: the attention projections and the FFN.
-  for (nn::Module* part : std::initializer_list<nn::Module*>{attn1_, attn2_, ff_}) nn::allow_fp8_linears(*part);
+  // Under precision fp8 its linears stay bf16: FP8 block linears measured rel_l2 0.13-0.15
+  // against float32 on every Stable Audio parity case (H200, tests/gpu/test_cuda_fp8.cc),
+  // over the 0.1 forward bound the other families meet (DESIGN.md, Precision).
 }
 
 Tensor StableAudioDiTBlock::forward(const Tensor& x, const Tensor& context, const nn::RotaryTable& rope,
