@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <utility>
 
 namespace fastdit::ltx2 {
 
@@ -206,14 +207,15 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   const std::vector<Tensor> v_ada = mod_params(scale_shift_table_->value, ctx.temb);
   const std::vector<Tensor> a_ada = mod_params(audio_scale_shift_table_->value, ctx.temb_audio);
   const bool distributed = !ctx.video_self_mask.defined();  // a mask is refused under SP
-  const Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {},
+  Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {},
                                         ctx.video_self_mask, ctx.video_rope, {}, perturbation, distributed,
                                         ctx.video_tokens);
-  ops::AddNorm video_step = add_norm(*norm2_, x, v_self, v_ada[2]);
+  ops::AddNorm video_step = add_norm(*norm2_, x, std::exchange(v_self, {}), v_ada[2]);
   x = video_step.sum;
-  const Tensor a_self = audio_attn1_->forward(norm_modulate(*audio_norm1_, a, a_ada[0], a_ada[1]),
-                                              {}, {}, ctx.audio_rope, {}, perturbation);
-  ops::AddNorm audio_step = add_norm(*audio_norm2_, a, a_self, a_ada[2]);
+  ops::AddNorm audio_step = add_norm(*audio_norm2_, a,
+                                     audio_attn1_->forward(norm_modulate(*audio_norm1_, a, a_ada[0], a_ada[1]), {},
+                                                           {}, ctx.audio_rope, {}, perturbation),
+                                     a_ada[2]);
   a = audio_step.sum;
 
   // 2. cross-attention to each stream's text; 2.3 modulates the query, the text (shift, scale
@@ -249,8 +251,8 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     v_residual = v_text;
     a_residual = a_text;
   } else {
-    video_step = add_norm(*audio_to_video_norm_, x, v_text, {});
-    audio_step = add_norm(*video_to_audio_norm_, a, a_text, {});
+    video_step = add_norm(*audio_to_video_norm_, x, std::exchange(v_text, {}), {});
+    audio_step = add_norm(*video_to_audio_norm_, a, std::exchange(a_text, {}), {});
     x = video_step.sum;
     a = audio_step.sum;
     const Tensor n_v = video_step.normed, n_a = audio_step.normed;
@@ -278,10 +280,14 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   }
 
   // 4. feed-forward, its modulated norm fused with the update before it
+  // (each input dropped once used: the FFN's hidden state never meets the stream's old copy)
   video_step = add_norm(*norm3_, x, v_residual, v_gate, v_ada[3], v_ada[4]);
   audio_step = add_norm(*audio_norm3_, a, a_residual, a_gate, a_ada[3], a_ada[4]);
-  x = gated_residual(video_step.sum, ff_->forward(video_step.normed), v_ada[5]);
-  a = gated_residual(audio_step.sum, audio_ff_->forward(audio_step.normed), a_ada[5]);
+  x = std::move(video_step.sum);
+  a = std::move(audio_step.sum);
+  v_residual = a_residual = {};
+  x = gated_residual(x, ff_->forward(std::exchange(video_step.normed, {})), v_ada[5]);
+  a = gated_residual(a, audio_ff_->forward(std::exchange(audio_step.normed, {})), a_ada[5]);
   emit(x, "out[0]");
   emit(a, "out[1]");
   return {x, a};
