@@ -13,7 +13,8 @@
 // Every CUDA allocation is filled with NaN bits while a case runs (cuda::set_allocation_poison),
 // so an element a kernel forgets to write fails the comparison. One error metric:
 // rel_l2 = ||got - want|| / ||want|| over the outputs, with a bound per dtype (float32 1e-5,
-// bfloat16 / float16 1e-2) unless a case states its own; layout ops must be bit-identical.
+// bfloat16 / float16 1e-2, the latter also for a float32 case whose outputs are bfloat16 or
+// float16) unless a case states its own; layout ops must be bit-identical.
 // A non-finite element must sit where the oracle has the same non-finite value.
 #include <algorithm>
 #include <chrono>
@@ -965,7 +966,11 @@ int run_checks(const std::vector<OpCase>& cases, const std::string& filter, bool
           sync_cuda();
           set_poison(false);
           const Metric m = compare(got, want, c.exact);
-          const bool half = dtype == kBF16 || dtype == kF16;
+          // The bound of the outputs' precision: a float32 case writing bfloat16 (an op's
+          // out_dtype) compares rounded values, where the last float32 bit of a sum in another
+          // order flips an element by one bfloat16 ulp.
+          bool half = dtype == kBF16 || dtype == kF16;
+          for (const Tensor& t : got) half = half || t.dtype() == kBF16 || t.dtype() == kF16;
           const double bound = c.exact ? 0.0 : half ? c.bound_half : c.bound_f32;
           ok = m.problem.empty() && m.rel_l2 <= bound;
           line = m.problem.empty() ? detail::concat("rel_l2=", m.rel_l2, " max_abs=", m.max_abs, " bound=", bound) : m.problem;
