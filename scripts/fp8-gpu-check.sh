@@ -12,46 +12,15 @@
 #   4. the same forward's output in fp8 against bf16 (run --compare, bound 0.1);
 #   5. with FP8_CHECK_14B=1, a Wan 14B forward in fp8 as well.
 # Logs and JSON records land in $OUT, with a summary last.
-# Make the tarball here:  bash scripts/fp8-gpu-check.sh --pack .dev/fp8-bins.tar.xz
-# Run there:              bash scripts/fp8-gpu-check.sh .dev/fp8-bins.tar.xz
+# Make the tarball here:  bash scripts/fp8-gpu-check.sh --pack .dev/bins.tar.xz  (the same tarball as
+#                         gpu-prebuilt-check.sh's: scripts/prebuilt-env.sh packs both)
+# Run there:              bash scripts/fp8-gpu-check.sh .dev/bins.tar.xz
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ${1:-} == --pack ]]; then
-  out=$2
-  mkdir -p "$(dirname "$out")"
-  stage=$(mktemp -d)
-  trap 'rm -rf "$stage"' EXIT
-  cp build/fastdit build/tests/fastdit_backend_ops build/tests/test_cuda_fp8 build/tests/test_fp8 "$stage/"
-  strip "$stage"/*
-  tar cJf "$out" -C "$stage" .
-  ls -la "$out"
-  exit 0
-fi
-
-tarball=$1
-logs=${OUT:-/tmp/fastdit-fp8-logs}
-mkdir -p "$logs"
-bin=/tmp/fastdit-fp8-prebuilt
-rm -rf "$bin" && mkdir -p "$bin" && tar xJf "$tarball" -C "$bin"
-source scripts/device-deps.sh
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-wheels=$(python3 -c 'import nvidia, os; print(" ".join(sorted(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in os.listdir(p))))' 2>/dev/null)
-for d in $wheels; do [[ -d $d ]] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; done
-export FASTDIT_SOURCE_DIR=$PWD
-missing=$(ldd "$bin/fastdit" | grep "not found")
-[[ -n $missing ]] && echo "missing libraries: $missing"
+source scripts/prebuilt-env.sh
+prebuilt_start /tmp/fastdit-fp8-logs /tmp/fastdit-fp8-prebuilt "$@"
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
-summary=()
-step() {  # <name> <seconds> <command...>: runs it into $logs/<name>.log
-  local name=$1 seconds=$2 start=$SECONDS
-  shift 2
-  timeout "$seconds" "$@" >"$logs/$name.log" 2>&1
-  local status=$?
-  summary+=("$name: exit $status in $((SECONDS - start)) s")
-  echo "== $name: exit $status in $((SECONDS - start)) s"
-  return $status
-}
 
 step test_fp8 30 "$bin/test_fp8"
 grep -E "FAILED|PASSED|rel_l2" "$logs/test_fp8.log" | head -10

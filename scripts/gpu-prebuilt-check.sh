@@ -16,43 +16,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ${1:-} == --pack ]]; then
-  out=$2
-  mkdir -p "$(dirname "$out")"
-  stage=$(mktemp -d)
-  trap 'rm -rf "$stage"' EXIT
-  cp build/fastdit build/tests/fastdit_backend_ops "$stage/"
-  for t in test_cuda_device test_cuda_graph; do [[ -x build/tests/$t ]] && cp "build/tests/$t" "$stage/"; done
-  strip "$stage"/*
-  tar cJf "$out" -C "$stage" .
-  ls -la "$out"
-  exit 0
-fi
-
-tarball=$1
-logs=${OUT:-/tmp/fastdit-gpu-logs}
-mkdir -p "$logs"
-bin=/tmp/fastdit-prebuilt
-rm -rf "$bin" && mkdir -p "$bin" && tar xJf "$tarball" -C "$bin"
-source scripts/device-deps.sh
-# The CUDA libraries: the toolkit's, then those of PyTorch's wheels for what it lacks.
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-wheels=$(python3 -c 'import nvidia, os; print(" ".join(sorted(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in os.listdir(p))))' 2>/dev/null)
-for d in $wheels; do [[ -d $d ]] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; done
-export FASTDIT_SOURCE_DIR=$PWD
-missing=$(ldd "$bin/fastdit" | grep "not found")
-[[ -n $missing ]] && echo "missing libraries: $missing"
+source scripts/prebuilt-env.sh
+prebuilt_start /tmp/fastdit-gpu-logs /tmp/fastdit-prebuilt "$@"
 nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader
-summary=()
-step() {  # <name> <seconds> <command...>: runs it into $logs/<name>.log
-  local name=$1 seconds=$2 start=$SECONDS
-  shift 2
-  timeout "$seconds" "$@" >"$logs/$name.log" 2>&1
-  local status=$?
-  summary+=("$name: exit $status in $((SECONDS - start)) s")
-  echo "== $name: exit $status in $((SECONDS - start)) s"
-  return $status
-}
 
 want() { [[ ,${GPU_PREBUILT_STEPS:-harness,device,parity,attention,bench}, == *,$1,* ]]; }
 

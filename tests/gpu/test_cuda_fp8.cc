@@ -49,18 +49,7 @@ Tensor cpu_tensor(const std::vector<float>& values, const Shape& shape, DType dt
   return Tensor::from_vector(values, shape).to(dtype);
 }
 
-// Gaussian [rows, cols] with `outliers` columns scaled by 50.
-std::vector<float> gaussian(int64_t rows, int64_t cols, uint64_t seed, int outliers, float sigma = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(rows * cols));
-  for (float& e : v) e = normal(rng);
-  for (int o = 0; o < outliers; ++o) {
-    const int64_t col = (o * 7919 + 13) % cols;
-    for (int64_t r = 0; r < rows; ++r) v[r * cols + col] *= 50.0f;
-  }
-  return v;
-}
+using testing::gaussian;
 
 // Rows meant to hit every branch of the rule; the rest Gaussian.
 std::vector<float> adversarial_rows(int64_t rows, int64_t cols, uint64_t seed) {

@@ -135,4 +135,16 @@ std::filesystem::path perturbed_case(const std::filesystem::path& src, const std
   return dir;
 }
 
+std::vector<float> gaussian(int64_t rows, int64_t cols, uint64_t seed, int outliers, float sigma) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> v(static_cast<size_t>(rows * cols));
+  for (float& e : v) e = normal(rng);
+  for (int o = 0; o < outliers; ++o) {
+    const int64_t col = (o * 7919 + 13) % cols;
+    for (int64_t r = 0; r < rows; ++r) v[r * cols + col] *= 50.0f;
+  }
+  return v;
+}
+
 }  // namespace fastdit::testing

@@ -12,6 +12,9 @@ namespace fastdit::testing {
 
 // Uniform in [lo, hi), float32 on the CPU, deterministic for a seed.
 Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+// Gaussian [rows, cols] values (row-major) with `outliers` columns scaled by 50, as real
+// activations' outlier channels are (the FP8 tests' operands).
+std::vector<float> gaussian(int64_t rows, int64_t cols, uint64_t seed, int outliers, float sigma = 1.0f);
 // Path under the source tree (FASTDIT_SOURCE_DIR, set by CTest; else the tree the tests
 // were built from, so case discovery works when CTest lists the tests too).
 std::filesystem::path source_path(const std::string& relative);

@@ -183,18 +183,7 @@ TEST(Fp8Linear, EmulationIsTheExactProductOfTheQuantizedValues) {
   EXPECT_EQ(y[1], 448.0f + 1.0f - 2.0f - 0.5f * 448.0f - 1.0f);
 }
 
-// Gaussian [rows, cols] with `outliers` columns scaled by 50 (activation outlier channels).
-std::vector<float> gaussian(int64_t rows, int64_t cols, uint64_t seed, int outliers, float sigma = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(rows * cols));
-  for (float& e : v) e = normal(rng);
-  for (int o = 0; o < outliers; ++o) {
-    const int64_t col = (o * 7919 + 13) % cols;
-    for (int64_t r = 0; r < rows; ++r) v[r * cols + col] *= 50.0f;
-  }
-  return v;
-}
+using testing::gaussian;
 
 // The stated bound (DESIGN.md, precision): rel_l2 <= 0.05 against the exact product of
 // the unquantized operands, for Gaussian operands with outlier channels.
