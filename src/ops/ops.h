@@ -54,7 +54,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
 // frame's N tokens share its row), each served by the fused row kernel on CUDA.
 Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, float eps,
                            DType out_dtype);
-// How modulate, gated_add and rms_norm round. Once: float32 math, one rounding to the output dtype.
+// How modulate, gated_add and the norm ops round. Once: float32 math, one rounding to the output dtype.
 // EachStep: every step rounded to the output dtype, as the chain of separate ops a reference
 // runs in that dtype gives (x·(1 + scale) + shift: 1 + scale, the product and the sum;
 // residual + x·gate: the product and the sum), bit for bit, in the same one pass.
