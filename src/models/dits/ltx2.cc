@@ -207,9 +207,8 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
   const std::vector<Tensor> v_ada = mod_params(scale_shift_table_->value, ctx.temb);
   const std::vector<Tensor> a_ada = mod_params(audio_scale_shift_table_->value, ctx.temb_audio);
   const bool distributed = !ctx.video_self_mask.defined();  // a mask is refused under SP
-  Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {},
-                                        ctx.video_self_mask, ctx.video_rope, {}, perturbation, distributed,
-                                        ctx.video_tokens);
+  Tensor v_self = attn1_->forward(norm_modulate(*norm1_, x, v_ada[0], v_ada[1]), {}, ctx.video_self_mask,
+                                  ctx.video_rope, {}, perturbation, distributed, ctx.video_tokens);
   ops::AddNorm video_step = add_norm(*norm2_, x, std::exchange(v_self, {}), v_ada[2]);
   x = video_step.sum;
   ops::AddNorm audio_step = add_norm(*audio_norm2_, a,
