@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <unordered_map>
@@ -281,6 +282,18 @@ DType parse_run_dtype(std::string_view name, std::string_view what) {
   return d;
 }
 
+namespace {
+// Precision fp8 runs the 8-bit self-attention in a family that allows it (DiTModel::allows_quantized_attention).
+void choose_attention_precision(DiTModel& model, const LoadOptions& options) {
+  const char* env = std::getenv("FASTDIT_FP8_ATTENTION");
+  const std::string_view setting = env ? env : "";
+  FASTDIT_CHECK(setting.empty() || setting == "on" || setting == "off", "FASTDIT_FP8_ATTENTION=", setting,
+                " is not on or off");
+  model.set_quantized_attention(options.precision == Precision::Fp8 && model.allows_quantized_attention() &&
+                                setting != "off");
+}
+}  // namespace
+
 LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& options) {
   check_precision(options, "LoadOptions::precision");
   synchronize(options.device);  // device initialisation (a CUDA context) is not part of the load
@@ -313,6 +326,7 @@ LoadedTransformer load_transformer(const fs::path& path, const LoadOptions& opti
     if (options.progress && (done % 64 == 0 || done == match.pieces.size()))
       std::cerr << "loading weights: " << done << "/" << match.pieces.size() << "\n";
   }
+  choose_attention_precision(model, options);
   if (options.progress) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << "loaded " << match.pieces.size() << " parameters from " << checkpoint.paths().size()
@@ -341,6 +355,7 @@ void randomize_parameters(DiTModel& model, const LoadOptions& options, uint64_t 
       param->value = values.to(options.device);
     }
   }
+  choose_attention_precision(model, options);
 }
 
 TensorMap read_model_inputs(const fs::path& path, const DiTModel& model, Device device) {

@@ -55,9 +55,20 @@ class DiTModel : public nn::Module {
   // frame count, fps...); none by default.
   virtual ArgMap example_args(const ExampleShape&) const { return {}; }
 
+  // Precision fp8's 8-bit self-attention (ops::attention_8bit, where it serves) for this
+  // model's forwards: set by the loader for a family that allows it, unless
+  // FASTDIT_FP8_ATTENTION=off. A family allows it once its accuracy at real shapes is
+  // measured (DESIGN.md, Precision).
+  virtual bool allows_quantized_attention() const { return false; }
+  void set_quantized_attention(bool enabled) { quantized_attention_ = enabled; }
+  bool quantized_attention() const { return quantized_attention_; }
+
  protected:
   // The model's math on a checked call.
   virtual TensorMap run(const TensorMap& inputs, const ArgMap& args) = 0;
+
+ private:
+  bool quantized_attention_ = false;
 };
 
 // Choices made when a model is built that change its parameter surface.

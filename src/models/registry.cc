@@ -3,6 +3,8 @@
 #include "core/error.h"
 #include "models/dit.h"
 
+#include "ops/ops.h"
+
 namespace fastdit {
 
 namespace {
@@ -21,7 +23,11 @@ std::map<std::string, DiTFactory>& registry() {
 TensorMap DiTModel::forward(const TensorMap& inputs, const ArgMap& args) {
   const ModelIO declared = io();
   const ArgMap checked = check_call(declared, type_name(), inputs, args);
-  TensorMap outputs = run(inputs, checked);
+  TensorMap outputs;
+  {
+    const ops::QuantizedAttentionScope attention_precision(quantized_attention_);
+    outputs = run(inputs, checked);
+  }
   for (const auto& name : declared.outputs)
     FASTDIT_CHECK(outputs.count(name), type_name(), ": forward returned no '", name, "' output head");
   for (const auto& [name, tensor] : outputs)

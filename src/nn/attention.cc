@@ -43,17 +43,25 @@ Tensor join(const Tensor& main, const Tensor& extra, int64_t first_head) {
   return join(main, extra.narrow(2, first_head, main.size(2)));
 }
 
+// Self-attention: the 8-bit kernel where the thread runs a quantized-attention forward
+// (ops::quantized_attention, precision fp8) and it serves the call, else ops::attention.
+Tensor self_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = {}) {
+  if (!mask.defined() && ops::quantized_attention() && ops::attention_8bit_refusal(q, k, v).empty())
+    return ops::attention_8bit(q, k, v);
+  return ops::attention(q, k, v, mask);
+}
+
 // Attention of q over k, v where query rows [0, prefix_q) see only keys [0, prefix_k) and
 // the rest see every key and the extra keys (heads first_head... of them).
 Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
               const DistributedAttention::Extras& extras, int64_t prefix_q, int64_t prefix_k, int64_t first_head) {
   const Tensor keys = join(k, extras.extra_k, first_head), values = join(v, extras.extra_v, first_head);
-  if (extras.isolated_prefix == 0) return ops::attention(q, keys, values, mask);
+  if (extras.isolated_prefix == 0) return self_attention(q, keys, values, mask);
   FASTDIT_CHECK(!mask.defined(), "DistributedAttention: a key mask with an isolated prefix is not supported");
   std::vector<Tensor> parts;
   if (prefix_q > 0)
-    parts.push_back(ops::attention(q.narrow(1, 0, prefix_q), k.narrow(1, 0, prefix_k), v.narrow(1, 0, prefix_k)));
-  if (prefix_q < q.size(1)) parts.push_back(ops::attention(q.narrow(1, prefix_q, q.size(1) - prefix_q), keys, values));
+    parts.push_back(self_attention(q.narrow(1, 0, prefix_q), k.narrow(1, 0, prefix_k), v.narrow(1, 0, prefix_k)));
+  if (prefix_q < q.size(1)) parts.push_back(self_attention(q.narrow(1, prefix_q, q.size(1) - prefix_q), keys, values));
   return parts.size() == 1 ? parts[0] : ops::concat(parts, 1);
 }
 }  // namespace

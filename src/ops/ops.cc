@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "ops/attention_8bit.h"
 #include "ops/fp8.h"
 
 #if defined(FASTDIT_WITH_CUDA) && __has_include("backends/cuda/cuda_ops.h")
@@ -569,6 +570,74 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
   run_kernel(op, q.device(), cpu::attention, CUDA_KERNEL(attention), contiguous(q),
              contiguous(k), contiguous(v), contiguous(mask), resolved_scale, out);
   return out;
+}
+
+// ---- 8-bit attention ------------------------------------------------------------------
+
+namespace {
+thread_local bool t_quantized_attention = false;
+
+std::string attention_8bit_shape_refusal(const Tensor& q, const Tensor& k, const Tensor& v) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return "q, k and v must be [B, S, H, D]";
+  if (q.dtype() != k.dtype() || q.dtype() != v.dtype() ||
+      (q.dtype() != DType::BFloat16 && q.dtype() != DType::Float16))
+    return "q, k and v must all be bfloat16 or all float16";
+  if (q.device() != k.device() || q.device() != v.device()) return "q, k and v must be on one device";
+  if (q.size(3) != attention8::kBlock || k.size(3) != q.size(3) || v.size(3) != q.size(3))
+    return "the head dim must be 128";
+  if (k.size(0) != q.size(0) || v.size(0) != q.size(0) || k.size(1) != v.size(1) || k.size(2) != v.size(2) ||
+      k.size(2) == 0 || q.size(2) % k.size(2) != 0)
+    return "k and v need q's batch, one sequence length and a head count dividing q's";
+  if (q.size(0) == 0 || q.size(1) == 0 || q.size(2) == 0 || k.size(1) == 0) return "every size must be positive";
+  return {};
+}
+}  // namespace
+
+bool quantized_attention() { return t_quantized_attention; }
+QuantizedAttentionScope::QuantizedAttentionScope(bool enabled) : previous_(t_quantized_attention) {
+  t_quantized_attention = enabled;
+}
+QuantizedAttentionScope::~QuantizedAttentionScope() { t_quantized_attention = previous_; }
+
+std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tensor& v) {
+  std::string why = attention_8bit_shape_refusal(q, k, v);
+  if (!why.empty() || q.device().is_cpu()) return why;
+#ifdef FASTDIT_CUDA_KERNELS
+  return cuda::attention_8bit_refusal(q, k, v);
+#else
+  return "no CUDA kernel in this build";
+#endif
+}
+
+Tensor attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float scale) {
+  const char* op = "attention_8bit";
+  const std::string why = attention_8bit_refusal(q, k, v);
+  FASTDIT_CHECK(why.empty(), op, " cannot serve q ", shape_str(q.shape()), " ", dtype_name(q.dtype()), ", k ",
+                shape_str(k.shape()), ", v ", shape_str(v.shape()), " on ", q.device().str(), ": ", why);
+  const float resolved_scale = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(q.size(3)));
+  if (g_flops)
+    g_flops->attention += 4.0 * static_cast<double>(q.size(0) * q.size(2)) * static_cast<double>(q.size(1)) *
+                          static_cast<double>(k.size(1)) * static_cast<double>(q.size(3));
+  const attention8::Shape shape{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3)};
+  if (q.device().is_cpu()) {
+    Tensor out;
+    observed(op, q.device(), [&] {
+      const attention8::Operands operands =
+          attention8::quantize(q.to_float_vector(), k.to_float_vector(), v.to_float_vector(), shape);
+      const std::vector<float> values = attention8::attention(operands, resolved_scale);
+      Tensor f = Tensor::empty(q.shape(), DType::Float32);
+      std::copy(values.begin(), values.end(), f.data<float>());
+      out = cast(f, q.dtype());
+    });
+    return out;
+  }
+#ifdef FASTDIT_CUDA_KERNELS
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  observed(op, q.device(), [&] { cuda::attention_8bit(contiguous(q), contiguous(k), contiguous(v), resolved_scale, out); });
+  return out;
+#else
+  FASTDIT_FAIL(op, ": no CUDA kernel in this build");
+#endif
 }
 
 // ---- rotary embedding ----------------------------------------------------------------

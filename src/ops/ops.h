@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -139,6 +140,30 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 // KernelObserver sees (a benchmark's per-op split tells self- from cross-attention by it).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = {},
                  float scale = 0.0f, const char* op = "attention");
+
+// 8-bit attention (precision fp8's self-attention; the rule and its error model in
+// ops/attention_8bit.h): INT8 Q·Kᵀ with K mean-smoothing, FP8 P·V, float32 softmax. q
+// [B, Sq, H, 128], k and v [B, Sk, Hkv, 128], bfloat16 or float16, no mask; the output has
+// q's dtype. On CUDA the sm_90a kernel (attention_8bit_refusal says where it cannot serve);
+// on the CPU the emulation of ops/attention_8bit.h (an oracle: float64, slow).
+Tensor attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float scale = 0.0f);
+// Why attention_8bit cannot serve these inputs on their device; empty when it can.
+std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tensor& v);
+
+// Whether self-attention runs attention_8bit where it serves: the calling thread's setting,
+// on while a model loaded with precision fp8 runs its forward (DiTModel::forward). The scope
+// restores the previous setting.
+bool quantized_attention();
+class QuantizedAttentionScope {
+ public:
+  explicit QuantizedAttentionScope(bool enabled);
+  ~QuantizedAttentionScope();
+  QuantizedAttentionScope(const QuantizedAttentionScope&) = delete;
+  QuantizedAttentionScope& operator=(const QuantizedAttentionScope&) = delete;
+
+ private:
+  bool previous_;
+};
 
 // ---- rotary embedding ----------------------------------------------------------------
 enum class RopeStyle {

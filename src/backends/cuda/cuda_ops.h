@@ -10,6 +10,7 @@
 #pragma once
 
 #include <span>
+#include <string>
 
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -35,6 +36,19 @@ void quantize_fp8_rows(const Tensor& x, Tensor& values, Tensor& scales);
 // applied).
 void linear_fp8(const ops::Fp8Rows& x, const Tensor& weight, const Tensor& weight_scales, const Tensor& bias,
                 bool gelu_tanh, Tensor& out);
+
+// ops::attention_8bit's kernels (attention_int8_sm90.cu). The quantized operands:
+//   q, k     int8 [B, S, H, 128] (k smoothed), scales [B, H, ceil(S / 128)] float32;
+//   v_t      float8_e4m3fn [B, Hk, 128, Sk rounded up to 128]: V transposed, keys in the
+//            order attention8_permuted_key gives (position p holds that key; padding 0);
+//   v_scales [B, Hk, 128] float32.
+struct Attention8Operands {
+  Tensor q, k, v_t, q_scales, k_scales, v_scales;
+};
+std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tensor& v);
+Attention8Operands quantize_attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v);
+void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out);
+int attention8_permuted_key(int position);
 
 // layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in
 // float32, then x̂ · (1 + scale) + shift in one pass, written as out's dtype. x [..., L, D]

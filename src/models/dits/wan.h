@@ -86,6 +86,8 @@ class WanTransformer3DModel : public DiTModel {
   const ParamNameMapping& param_names_mapping() const override { return mapping_; }
   ModelIO io() const override;
   TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
+  // Measured at 81x480x832 (bench/RESULTS.md): the 8-bit self-attention under precision fp8.
+  bool allows_quantized_attention() const override { return true; }
 
  protected:
   TensorMap run(const TensorMap& inputs, const ArgMap& args) override;

@@ -1,0 +1,545 @@
+// 8-bit attention for Hopper (sm_90a) at head dim 128: INT8 Q·Kᵀ with K mean-smoothing and
+// per-block scales, FP8 (e4m3) P·V with per-channel V scales, float32 softmax and a float32
+// sum of the per-tile P·V products. The rule is ops/attention_8bit.h's; this file is its GPU
+// form, in four kernels:
+//   column_stats      Σ_s k (float64, exact for bfloat16 in any order) and amax_s |v| per
+//                     (batch, kv head, channel), atomics over sequence chunks;
+//   quantize_blocks   Q, or K minus its mean, to INT8 per (batch, head, 128 rows): a warp per
+//                     16 rows, 4 channels a lane, one block-wide amax;
+//   quantize_values   V to e4m3 per channel, stored transposed per 128-key tile, [B, Hk, D,
+//                     Sk rounded up to 128], keys permuted within each group of 16 (below);
+//   attention_int8    the attention itself, the bfloat16 Hopper kernel's structure
+//                     (attention_flash_sm90.cu): a producer warp issuing TMA copies into a
+//                     ring of K and Vᵀ slots, two consumer warpgroups of 64 query rows each.
+// Per key tile j a consumer issues S_j = Q·K_jᵀ (wgmma m64n128k32 s32.s8.s8, both operands
+// K-major in shared memory) and P_{j−1}·V_{j−1} (m64n128k32 f32.e4m3.e4m3, P from registers,
+// Vᵀ K-major: 8-bit wgmma reads no MN-major operand, hence the transposed V), runs the
+// softmax of S_j while P·V runs, then adds the tile's product into O in float32 (the tensor
+// cores' FP8 accumulator keeps fewer mantissa bits than float32, so O is never accumulated
+// there across tiles).
+//
+// Why V's keys are permuted: the S accumulator gives thread t (of a quad) keys 2t, 2t+1,
+// 8+2t, 9+2t of each 16-key group, while an 8-bit A fragment wants k indices 4t..4t+3 in a
+// register. Packing the thread's own four probabilities into one register makes k index
+// 4t+i stand for key σ(4t+i) = 2t + (i & 1) + 8·(i >> 1); V's rows are stored in that order.
+#include <cuda.h>
+#include <cuda_fp8.h>
+#include <cudaTypedefs.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "backends/cuda/attention.h"
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/kernel_common.cuh"
+#include "backends/cuda/sm90_pipeline.cuh"
+#include "ops/attention_8bit.h"
+
+namespace fastdit::cuda {
+namespace {
+
+using namespace sm90;
+
+constexpr int kDim = 128;
+constexpr int kBlock = static_cast<int>(attention8::kBlock);  // query rows / keys per tile and scale block
+constexpr int kConsumerWarps = 8;
+constexpr int kThreads = 128 + kConsumerWarps * 32;
+constexpr int kProducerRegisters = 24, kConsumerRegisters = 240;
+constexpr int kStages = 3;
+constexpr uint32_t kTileBytes = kBlock * kDim;  // one Q, K or Vᵀ tile of 8-bit codes: 16 KB
+constexpr uint32_t kKOffset = kTileBytes;
+constexpr uint32_t kVOffset = kKOffset + kStages * kTileBytes;
+constexpr uint32_t kBarrierOffset = kVOffset + kStages * kTileBytes;
+constexpr int kBarriers = 1 + 4 * kStages;
+constexpr size_t kSharedBytes = kBarrierOffset + kBarriers * 8 + 1024;
+
+// ---- quantization ------------------------------------------------------------------------
+
+constexpr int kStatsThreads = 256, kStatsChunk = 512;  // rows of one (batch, head) per block
+
+template <class T>
+__global__ void __launch_bounds__(kStatsThreads)
+    column_stats_kernel(const T* __restrict__ k, const T* __restrict__ v, double* __restrict__ k_sums,
+                        unsigned* __restrict__ v_amax_bits, int seq, int heads) {
+  __shared__ double sums[kStatsThreads];
+  __shared__ float amax[kStatsThreads];
+  const int bh = blockIdx.x, b = bh / heads, h = bh % heads;
+  const int c = threadIdx.x % kDim, lane_row = threadIdx.x / kDim;  // 2 rows at a time
+  const int first = blockIdx.y * kStatsChunk, last = min(seq, first + kStatsChunk);
+  double sum = 0.0;
+  float m = 0.0f;
+  for (int s = first + lane_row; s < last; s += kStatsThreads / kDim) {
+    const int64_t i = ((int64_t{b} * seq + s) * heads + h) * kDim + c;
+    sum += static_cast<double>(to_float(k[i]));
+    m = fmaxf(m, fabsf(to_float(v[i])));
+  }
+  sums[threadIdx.x] = sum;
+  amax[threadIdx.x] = m;
+  __syncthreads();
+  if (lane_row == 0) {
+    sum += sums[threadIdx.x + kDim];
+    m = fmaxf(m, amax[threadIdx.x + kDim]);
+    atomicAdd(&k_sums[int64_t{bh} * kDim + c], sum);
+    atomicMax(&v_amax_bits[int64_t{bh} * kDim + c], __float_as_uint(m));  // m >= 0: bits order as values
+  }
+}
+
+__device__ __forceinline__ int8_t int8_code(float value, float scale) {
+  const int q = __float2int_rn(__fdiv_rn(value, scale));
+  return static_cast<int8_t>(max(-127, min(127, q)));
+}
+
+constexpr int kQuantizeThreads = 256, kRowsPerWarp = kBlock / (kQuantizeThreads / 32);
+
+// x [B, S, H, 128] → codes (same layout) and scales [B, H, ceil(S / 128)]; with k_sums, the
+// channel means Σ / S are subtracted first (K smoothing).
+template <class T>
+__global__ void __launch_bounds__(kQuantizeThreads)
+    quantize_blocks_kernel(const T* __restrict__ x, const double* __restrict__ k_sums, int8_t* __restrict__ codes,
+                           float* __restrict__ scales, int seq, int heads) {
+  __shared__ float scratch[32];
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float mean[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (k_sums != nullptr) {
+    for (int e = 0; e < 4; ++e)
+      mean[e] = static_cast<float>(__ddiv_rn(k_sums[(int64_t{b} * heads + h) * kDim + 4 * lane + e], seq));
+  }
+  float values[kRowsPerWarp][4];
+  float amax = 0.0f;
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int s = blk * kBlock + warp * kRowsPerWarp + r;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) values[r][e] = 0.0f;
+    if (s < seq) {
+      const T* row = x + ((int64_t{b} * seq + s) * heads + h) * kDim + 4 * lane;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        values[r][e] = to_float(row[e]) - mean[e];
+        amax = fmaxf(amax, fabsf(values[r][e]));
+      }
+    }
+  }
+  amax = block_max(amax, scratch);
+  float scale = __fdiv_rn(amax, 127.0f);
+  if (scale == 0.0f) scale = 1.0f;
+  if (threadIdx.x == 0) scales[(int64_t{b} * heads + h) * gridDim.x + blk] = scale;
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int s = blk * kBlock + warp * kRowsPerWarp + r;
+    if (s >= seq) continue;
+    char4 out;
+    out.x = int8_code(values[r][0], scale);
+    out.y = int8_code(values[r][1], scale);
+    out.z = int8_code(values[r][2], scale);
+    out.w = int8_code(values[r][3], scale);
+    *reinterpret_cast<char4*>(codes + ((int64_t{b} * seq + s) * heads + h) * kDim + 4 * lane) = out;
+  }
+}
+
+// The key stored at position p of a 16-key group of Vᵀ (the file comment's σ).
+__host__ __device__ constexpr int permuted_key(int p) { return 2 * ((p % 16) / 4) + (p & 1) + 8 * ((p >> 1) & 1); }
+
+// v [B, S, Hk, 128] → vt [B, Hk, 128, S_pad] e4m3 (positions past S zero) and scales [B, Hk, 128].
+template <class T>
+__global__ void __launch_bounds__(kQuantizeThreads)
+    quantize_values_kernel(const T* __restrict__ v, const unsigned* __restrict__ v_amax_bits, uint8_t* __restrict__ vt,
+                           float* __restrict__ v_scales, int seq, int padded, int heads) {
+  constexpr int kStride = kDim + 4;  // bytes per staged key row (spreads the column reads over banks)
+  __shared__ uint8_t staged[kBlock * kStride];
+  __shared__ float scale[kDim];
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t{b} * heads + h;
+  if (threadIdx.x < kDim) {
+    float s = __fdiv_rn(__uint_as_float(v_amax_bits[bh * kDim + threadIdx.x]), 448.0f);
+    if (s == 0.0f) s = 1.0f;
+    scale[threadIdx.x] = s;
+    if (blk == 0) v_scales[bh * kDim + threadIdx.x] = s;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kBlock * kDim; i += kQuantizeThreads) {
+    const int key = i / kDim, c = i % kDim, s = blk * kBlock + key;
+    uint8_t code = 0;
+    if (s < seq) {
+      const float x = to_float(v[((int64_t{b} * seq + s) * heads + h) * kDim + c]);
+      code = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fdiv_rn(x, scale[c]), __NV_SATFINITE, __NV_E4M3));
+    }
+    staged[key * kStride + c] = code;
+  }
+  __syncthreads();
+  // Each thread writes 16 positions (one key group) of one channel's row: 16 bytes.
+  for (int task = threadIdx.x; task < kDim * (kBlock / 16); task += kQuantizeThreads) {
+    const int c = task / (kBlock / 16), group = task % (kBlock / 16);
+    uint32_t words[4];
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      uint32_t word = 0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = group * 16 + permuted_key(4 * w + e);
+        word |= uint32_t{staged[key * kStride + c]} << (8 * e);
+      }
+      words[w] = word;
+    }
+    *reinterpret_cast<uint4*>(vt + (bh * kDim + c) * padded + blk * kBlock + group * 16) =
+        make_uint4(words[0], words[1], words[2], words[3]);
+  }
+}
+
+// ---- the attention kernel ----------------------------------------------------------------
+
+struct Int8Params {
+  CUtensorMap q_map, k_map, v_map;  // Q/K codes [B, S, H, 128] as {D, H, S, B}; Vᵀ as {S_pad, D, Hk, B}
+  void* out;                         // bfloat16 [B, Sq, H, 128]
+  const float* q_scales;             // [B, H, q_blocks]
+  const float* k_scales;             // [B, Hk, k_blocks]
+  const float* v_scales;             // [B, Hk, 128]
+  int q_len, kv_len, heads, kv_heads, group, q_blocks, k_blocks;
+  float scale_log2;  // softmax scale · log2(e)
+};
+
+// d (64×128 s32) = a (64×32 INT8, K-major in shared memory) · b (32×128, K-major), plus d
+// when `accumulate` (0 ignores d's old values: the first step of a tile).
+__device__ __forceinline__ void wgmma_s8(uint32_t (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " FASTDIT_REGS64 ", %64, %65, p;\n}\n"
+               : FASTDIT_OPS64("+r", d)
+               : "l"(a), "l"(b), "r"(accumulate));
+}
+// d (64×128 f32) = a (64×32 e4m3 in registers) · b (32×128 e4m3, K-major), plus d when `accumulate`.
+__device__ __forceinline__ void wgmma_e4m3(float (&d)[64], const uint32_t* a, uint64_t b, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " FASTDIT_REGS64
+               ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+               : FASTDIT_OPS64("+f", d)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+__device__ __forceinline__ uint32_t pack_e4m3(float a, float b, float c, float d) {
+  const uint32_t low = __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t high = __nv_cvt_float2_to_fp8x2(make_float2(c, d), __NV_SATFINITE, __NV_E4M3);
+  return low | high << 16;
+}
+
+// P (448·p, float32 in the S accumulator layout) as the e4m3 A operand of P·V: register 4k + j
+// (k: 32-key step, j: 0..3) holds row g + 8·(j & 1), keys of accumulator groups n0 = 4k +
+// 2·(j >> 1) and n0 + 1, the thread's two columns of each.
+__device__ __forceinline__ void quantize_probabilities(const float (&s)[64], uint32_t (&p)[16]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int r = j & 1, n0 = 4 * k + 2 * (j >> 1);
+      p[4 * k + j] = pack_e4m3(s[4 * n0 + 2 * r], s[4 * n0 + 2 * r + 1], s[4 * n0 + 4 + 2 * r], s[4 * n0 + 4 + 2 * r + 1]);
+    }
+  }
+}
+
+struct SharedLayout {
+  uint32_t base;
+  __device__ uint32_t q_tile() const { return base; }
+  __device__ uint32_t k_tile(int stage) const { return base + kKOffset + stage * kTileBytes; }
+  __device__ uint32_t v_tile(int stage) const { return base + kVOffset + stage * kTileBytes; }
+  __device__ uint32_t barrier(int i) const { return base + kBarrierOffset + 8 * i; }
+  __device__ uint32_t q_full() const { return barrier(0); }
+  __device__ uint32_t k_full(int stage) const { return barrier(1 + stage); }
+  __device__ uint32_t v_full(int stage) const { return barrier(1 + kStages + stage); }
+  __device__ uint32_t k_empty(int stage) const { return barrier(1 + 2 * kStages + stage); }
+  __device__ uint32_t v_empty(int stage) const { return barrier(1 + 3 * kStages + stage); }
+};
+
+__device__ __forceinline__ void produce(const Int8Params& p, const SharedLayout& smem, int first_query, int head,
+                                        int batch, int tiles) {
+  barrier_arrive_expect_bytes(smem.q_full(), kTileBytes);
+  copy_tile(smem.q_tile(), p.q_map, 0, head, first_query, batch, smem.q_full());
+  const int kv_head = head / p.group;
+  for (int j = 0; j < tiles; ++j) {
+    const int stage = j % kStages;
+    const uint32_t previous_use_parity = (j / kStages - 1) & 1;
+    if (j >= kStages) barrier_wait(smem.k_empty(stage), previous_use_parity);
+    barrier_arrive_expect_bytes(smem.k_full(stage), kTileBytes);
+    copy_tile(smem.k_tile(stage), p.k_map, 0, kv_head, j * kBlock, batch, smem.k_full(stage));
+    if (j >= kStages) barrier_wait(smem.v_empty(stage), previous_use_parity);
+    barrier_arrive_expect_bytes(smem.v_full(stage), kTileBytes);
+    copy_tile(smem.v_tile(stage), p.v_map, j * kBlock, 0, kv_head, batch, smem.v_full(stage));
+  }
+}
+
+__device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout& smem, int group, int q_block,
+                                        int head, int batch, int tiles) {
+  const int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
+  const int kv_head = head / p.group;
+  const uint64_t q_desc = matrix_descriptor(smem.q_tile() + group * 64 * 128, 16, 1024);
+  const uint64_t k_desc = matrix_descriptor(smem.k_tile(0), 16, 1024);
+  const uint64_t v_desc = matrix_descriptor(smem.v_tile(0), 16, 1024);
+  const float q_scale = p.q_scales[(int64_t{batch} * p.heads + head) * p.q_blocks + q_block] * p.scale_log2;
+  const float* k_scales = p.k_scales + (int64_t{batch} * p.kv_heads + kv_head) * p.k_blocks;
+
+  uint32_t acc[64];
+  float s[64], o[64], o_tile[64];
+  uint32_t probabilities[16];
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, correction[2];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+
+  // S = Q·K_jᵀ over the head dim, 32 channels (32 bytes of each row) a step.
+  auto issue_scores = [&](int stage) {
+#pragma unroll
+    for (int kk = 0; kk < kDim / 32; ++kk) {
+      wgmma_s8(acc, q_desc + ((kk * 32) >> 4), k_desc + ((stage * kTileBytes + kk * 32) >> 4), kk > 0);
+    }
+  };
+  // O_tile = P·V_j over the tile's keys, 32 keys (32 bytes of each Vᵀ row) a step.
+  auto issue_values = [&](int stage) {
+#pragma unroll
+    for (int kk = 0; kk < kBlock / 32; ++kk) {
+      wgmma_e4m3(o_tile, probabilities + 4 * kk, v_desc + ((stage * kTileBytes + kk * 32) >> 4), kk > 0);
+    }
+  };
+  const bool ragged = p.kv_len % kBlock != 0;
+  // Scores in the softmax's units: codes · qscale · kscale · scale · log2(e), so the softmax
+  // runs at scale 1 (its max is then of scaled scores, which orders them alike).
+  auto scores = [&](int j) {
+    const float factor = q_scale * k_scales[j];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) s[i] = static_cast<float>(static_cast<int32_t>(acc[i])) * factor;
+  };
+  constexpr float kLog2Gain = 8.807354922057604f;  // log2(448): P leaves the softmax as 448·p
+  auto softmax = [&](int j) {
+    if (ragged && j == tiles - 1) {
+      softmax_tile<true, false, kBlock>(s, row_max, row_sum, correction, j * kBlock, p.kv_len, 1.0f, nullptr, kLog2Gain);
+    } else {
+      softmax_tile<false, false, kBlock>(s, row_max, row_sum, correction, j * kBlock, p.kv_len, 1.0f, nullptr, kLog2Gain);
+    }
+  };
+  auto parity = [](int j) { return static_cast<uint32_t>(j / kStages) & 1; };
+
+  barrier_wait(smem.q_full(), 0);
+  barrier_wait(smem.k_full(0), 0);
+  wgmma_fence();
+  issue_scores(0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(acc);
+  if (lane == 0) barrier_arrive(smem.k_empty(0));
+  scores(0);
+  softmax(0);  // O is still zero: no rescale
+  quantize_probabilities(s, probabilities);
+
+  for (int j = 1; j < tiles; ++j) {
+    const int stage = j % kStages, previous = (j - 1) % kStages;
+    barrier_wait(smem.k_full(stage), parity(j));
+    barrier_wait(smem.v_full(previous), parity(j - 1));
+    fence_registers(acc);
+    fence_registers(o_tile);
+    fence_registers(probabilities);
+    wgmma_fence();
+    issue_scores(stage);
+    wgmma_commit();
+    issue_values(previous);
+    wgmma_commit();
+    wgmma_wait<1>();  // S_j is in; P·V_{j-1} may still run
+    fence_registers(acc);
+    if (lane == 0) barrier_arrive(smem.k_empty(stage));
+    scores(j);
+    softmax(j);
+    wgmma_wait<0>();
+    fence_registers(o_tile);
+    fence_registers(probabilities);
+    if (lane == 0) barrier_arrive(smem.v_empty(previous));
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] = (o[i] + o_tile[i]) * correction[(i / 2) % 2];
+    quantize_probabilities(s, probabilities);
+  }
+  const int last = (tiles - 1) % kStages;
+  barrier_wait(smem.v_full(last), parity(tiles - 1));
+  fence_registers(o_tile);
+  fence_registers(probabilities);
+  wgmma_fence();
+  issue_values(last);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(o_tile);
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] += o_tile[i];
+
+  // O · vscale / row sum, rounded, 2 channels per store.
+  auto* out = static_cast<__nv_bfloat16*>(p.out);
+  const float* v_scales = p.v_scales + (int64_t{batch} * p.kv_heads + kv_head) * kDim;
+  const int64_t row_stride = int64_t{p.heads} * kDim;
+  const int first_query = q_block * kBlock;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const int row = first_query + group * 64 + warp * 16 + lane / 4 + 8 * r;
+    if (row >= p.q_len) continue;
+    __nv_bfloat16* out_row = out + (int64_t{batch} * p.q_len + row) * row_stride + int64_t{head} * kDim;
+#pragma unroll
+    for (int n = 0; n < kDim / 8; ++n) {
+      const int c = n * 8 + (lane % 4) * 2;
+      const float2 vs = *reinterpret_cast<const float2*>(v_scales + c);
+      *reinterpret_cast<uint32_t*>(out_row + c) =
+          pack2<__nv_bfloat16>(o[4 * n + 2 * r] * inv_sum * vs.x, o[4 * n + 2 * r + 1] * inv_sum * vs.y);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __grid_constant__ Int8Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char shared_raw[];
+  const uint32_t raw = shared_address(shared_raw), aligned = (raw + 1023u) & ~1023u;
+  const SharedLayout smem{aligned};
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int tiles = (p.kv_len + kBlock - 1) / kBlock;
+  if (threadIdx.x == 0) {
+    barrier_init(smem.q_full(), 1);
+    for (int stage = 0; stage < kStages; ++stage) {
+      barrier_init(smem.k_full(stage), 1);
+      barrier_init(smem.v_full(stage), 1);
+      barrier_init(smem.k_empty(stage), kConsumerWarps);
+      barrier_init(smem.v_empty(stage), kConsumerWarps);
+    }
+    barrier_init_fence();
+  }
+  __syncthreads();
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    registers_release<kProducerRegisters>();
+    if (threadIdx.x == 0) produce(p, smem, blockIdx.x * kBlock, head, batch, tiles);
+  } else {
+    registers_claim<kConsumerRegisters>();
+    consume(p, smem, warpgroup - 1, blockIdx.x, head, batch, tiles);
+  }
+#elif defined(__CUDA_ARCH__)
+  __trap();  // built without sm_90a: attention_8bit_refusal never lets a call reach it
+#endif
+}
+
+// ---- host side ---------------------------------------------------------------------------
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    FASTDIT_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault,
+                                                        &found));
+    FASTDIT_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
+                  "the CUDA driver offers no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
+  }();
+  return encode;
+}
+
+// A 4-D map of 8-bit codes, innermost first, boxes of {box0, box1, box2, 1} in the 128-byte swizzle.
+CUtensorMap code_map(const void* data, const cuuint64_t (&dims)[4], cuuint32_t box0, cuuint32_t box1,
+                     cuuint32_t box2) {
+  const cuuint64_t strides[3] = {dims[0], dims[0] * dims[1], dims[0] * dims[1] * dims[2]};  // bytes
+  const cuuint32_t box[4] = {box0, box1, box2, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult status = tensor_map_encoder()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, const_cast<void*>(data), dims, strides, box, element_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  FASTDIT_CHECK(status == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (CUresult ", static_cast<int>(status),
+                ") for 8-bit attention codes [", dims[3], ", ", dims[2], ", ", dims[1], ", ", dims[0], "]");
+  return map;
+}
+
+template <class T>
+void launch_quantize(const Tensor& q, const Tensor& k, const Tensor& v, Attention8Operands& o, cudaStream_t stream) {
+  const int batch = static_cast<int>(q.size(0)), q_len = static_cast<int>(q.size(1)), heads = static_cast<int>(q.size(2));
+  const int kv_len = static_cast<int>(k.size(1)), kv_heads = static_cast<int>(k.size(2));
+  const int padded = static_cast<int>(o.v_t.size(3));
+  Tensor k_sums = Tensor::empty({batch, kv_heads, kDim}, DType::Float64, q.device());
+  Tensor v_amax = Tensor::empty({batch, kv_heads, kDim}, DType::Int32, q.device());
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(k_sums.data_ptr(), 0, k_sums.nbytes(), stream));
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(v_amax.data_ptr(), 0, v_amax.nbytes(), stream));
+  const auto* kp = static_cast<const T*>(k.data_ptr());
+  const auto* vp = static_cast<const T*>(v.data_ptr());
+  column_stats_kernel<T><<<dim3(batch * kv_heads, (kv_len + kStatsChunk - 1) / kStatsChunk), kStatsThreads, 0, stream>>>(
+      kp, vp, k_sums.data<double>(), static_cast<unsigned*>(v_amax.data_ptr()), kv_len, kv_heads);
+  FASTDIT_CUDA_CHECK(cudaGetLastError());
+  quantize_blocks_kernel<T><<<dim3(o.q_scales.size(2), heads, batch), kQuantizeThreads, 0, stream>>>(
+      static_cast<const T*>(q.data_ptr()), nullptr, o.q.data<int8_t>(), o.q_scales.data<float>(), q_len, heads);
+  FASTDIT_CUDA_CHECK(cudaGetLastError());
+  quantize_blocks_kernel<T><<<dim3(o.k_scales.size(2), kv_heads, batch), kQuantizeThreads, 0, stream>>>(
+      kp, k_sums.data<double>(), o.k.data<int8_t>(), o.k_scales.data<float>(), kv_len, kv_heads);
+  FASTDIT_CUDA_CHECK(cudaGetLastError());
+  quantize_values_kernel<T><<<dim3(padded / kBlock, kv_heads, batch), kQuantizeThreads, 0, stream>>>(
+      vp, static_cast<const unsigned*>(v_amax.data_ptr()), o.v_t.data<uint8_t>(), o.v_scales.data<float>(), kv_len,
+      padded, kv_heads);
+  FASTDIT_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+int attention8_permuted_key(int position) { return (position / 16) * 16 + permuted_key(position % 16); }
+
+std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tensor& v) {
+#ifndef FASTDIT_SM90A_KERNELS
+  return "this build has no sm_90a kernels";
+#endif
+  if (q.dtype() != DType::BFloat16 && q.dtype() != DType::Float16) return "q, k and v must be bfloat16 or float16";
+  if (q.size(3) != kDim || k.size(3) != kDim || v.size(3) != kDim) return "the head dim must be 128";
+  const cudaDeviceProp& device = device_properties(q.device().index);
+  if (device.major != 9 || device.minor != 0) return "the kernel needs an sm_90 (Hopper) device";
+  if (q.size(1) >= (int64_t{1} << 30) || k.size(1) >= (int64_t{1} << 30)) return "sequences must be shorter than 2^30";
+  return {};
+}
+
+Attention8Operands quantize_attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t batch = q.size(0), q_len = q.size(1), heads = q.size(2), kv_len = k.size(1), kv_heads = k.size(2);
+  const int64_t padded = (kv_len + kBlock - 1) / kBlock * kBlock;
+  const Device device = q.device();
+  Attention8Operands o{Tensor::empty({batch, q_len, heads, kDim}, DType::Int8, device),
+                       Tensor::empty({batch, kv_len, kv_heads, kDim}, DType::Int8, device),
+                       Tensor::empty({batch, kv_heads, kDim, padded}, DType::Float8E4M3, device),
+                       Tensor::empty({batch, heads, (q_len + kBlock - 1) / kBlock}, DType::Float32, device),
+                       Tensor::empty({batch, kv_heads, padded / kBlock}, DType::Float32, device),
+                       Tensor::empty({batch, kv_heads, kDim}, DType::Float32, device)};
+  DeviceGuard guard(device);
+  const cudaStream_t stream = current_stream(device.index);
+  if (q.dtype() == DType::BFloat16) {
+    launch_quantize<__nv_bfloat16>(q, k, v, o, stream);
+  } else {
+    launch_quantize<__half>(q, k, v, o, stream);
+  }
+  return o;
+}
+
+void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out) {
+  const Attention8Operands o = quantize_attention_8bit(q, k, v);
+  DeviceGuard guard(out.device());
+  const cudaStream_t stream = current_stream(out.device().index);
+  const auto dim = [](const Tensor& t, int i) { return static_cast<cuuint64_t>(t.size(i)); };
+  Int8Params p{};
+  p.q_map = code_map(o.q.data_ptr(), {kDim, dim(q, 2), dim(q, 1), dim(q, 0)}, kDim, 1, kBlock);
+  p.k_map = code_map(o.k.data_ptr(), {kDim, dim(k, 2), dim(k, 1), dim(k, 0)}, kDim, 1, kBlock);
+  p.v_map = code_map(o.v_t.data_ptr(), {dim(o.v_t, 3), kDim, dim(k, 2), dim(k, 0)}, kBlock, kDim, 1);
+  p.out = out.data_ptr();
+  p.q_scales = o.q_scales.data<float>();
+  p.k_scales = o.k_scales.data<float>();
+  p.v_scales = o.v_scales.data<float>();
+  p.q_len = static_cast<int>(q.size(1));
+  p.kv_len = static_cast<int>(k.size(1));
+  p.heads = static_cast<int>(q.size(2));
+  p.kv_heads = static_cast<int>(k.size(2));
+  p.group = p.heads / p.kv_heads;
+  p.q_blocks = static_cast<int>(o.q_scales.size(2));
+  p.k_blocks = static_cast<int>(o.k_scales.size(2));
+  p.scale_log2 = scale * 1.4426950408889634f;
+  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(attention_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(kSharedBytes)));
+  const dim3 grid(static_cast<unsigned>(p.q_blocks), static_cast<unsigned>(p.heads), static_cast<unsigned>(q.size(0)));
+  attention_int8_kernel<<<grid, kThreads, kSharedBytes, stream>>>(p);
+  FASTDIT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace fastdit::cuda

@@ -1,0 +1,134 @@
+#include "ops/attention_8bit.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/fp8.h"
+
+namespace fastdit::attention8 {
+namespace {
+
+size_t index4(int64_t b, int64_t s, int64_t h, int64_t c, int64_t seq, int64_t heads, int64_t dim) {
+  return static_cast<size_t>(((b * seq + s) * heads + h) * dim + c);
+}
+
+// One tensor's per-(head, block of rows) INT8 quantization; mean (optional) [B, heads, D].
+void quantize_blocks(std::span<const float> x, int64_t batch, int64_t seq, int64_t heads, int64_t dim,
+                     const std::vector<float>* mean, std::vector<int8_t>& codes, std::vector<float>& scales) {
+  const int64_t blocks = (seq + kBlock - 1) / kBlock;
+  codes.assign(x.size(), 0);
+  scales.assign(static_cast<size_t>(batch * heads * blocks), 1.0f);
+  const auto value = [&](int64_t b, int64_t s, int64_t h, int64_t c) {
+    const float v = x[index4(b, s, h, c, seq, heads, dim)];
+    return mean ? v - (*mean)[static_cast<size_t>((b * heads + h) * dim + c)] : v;
+  };
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t first = blk * kBlock, last = std::min(seq, first + kBlock);
+        float amax = 0.0f;
+        for (int64_t s = first; s < last; ++s)
+          for (int64_t c = 0; c < dim; ++c) amax = std::fmax(amax, std::fabs(value(b, s, h, c)));
+        const float scale = int8_scale(amax);
+        scales[static_cast<size_t>((b * heads + h) * blocks + blk)] = scale;
+        for (int64_t s = first; s < last; ++s)
+          for (int64_t c = 0; c < dim; ++c) codes[index4(b, s, h, c, seq, heads, dim)] = encode_int8(value(b, s, h, c), scale);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+float int8_scale(float amax) {
+  const float scale = amax / kInt8Max;
+  return scale == 0.0f ? 1.0f : scale;
+}
+
+int8_t encode_int8(float value, float scale) {
+  const float q = std::nearbyint(value / scale);  // the default rounding: to nearest even
+  return static_cast<int8_t>(std::clamp(q, -kInt8Max, kInt8Max));
+}
+
+Operands quantize(std::span<const float> q, std::span<const float> k, std::span<const float> v, const Shape& shape) {
+  const auto [batch, q_len, kv_len, heads, kv_heads, dim] = shape;
+  FASTDIT_CHECK(batch > 0 && q_len > 0 && kv_len > 0 && kv_heads > 0 && heads % kv_heads == 0 && dim > 0,
+                "attention8::quantize: bad shape [", batch, ", ", q_len, "/", kv_len, ", ", heads, "/", kv_heads, ", ",
+                dim, "]");
+  FASTDIT_CHECK(static_cast<int64_t>(q.size()) == batch * q_len * heads * dim &&
+                    static_cast<int64_t>(k.size()) == batch * kv_len * kv_heads * dim && v.size() == k.size(),
+                "attention8::quantize: ", q.size(), "/", k.size(), "/", v.size(), " values do not fit the shape");
+  Operands out;
+  out.shape = shape;
+  out.k_mean.assign(static_cast<size_t>(batch * kv_heads * dim), 0.0f);
+  out.v_scales.assign(out.k_mean.size(), 1.0f);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < kv_heads; ++h) {
+      for (int64_t c = 0; c < dim; ++c) {
+        double sum = 0.0;
+        float amax = 0.0f;
+        for (int64_t s = 0; s < kv_len; ++s) {
+          const size_t i = index4(b, s, h, c, kv_len, kv_heads, dim);
+          sum += k[i];
+          amax = std::fmax(amax, std::fabs(v[i]));
+        }
+        const size_t at = static_cast<size_t>((b * kv_heads + h) * dim + c);
+        out.k_mean[at] = static_cast<float>(sum / static_cast<double>(kv_len));
+        const float scale = amax / fp8::kE4M3Max;
+        out.v_scales[at] = scale == 0.0f ? 1.0f : scale;
+      }
+    }
+  }
+  quantize_blocks(q, batch, q_len, heads, dim, nullptr, out.q, out.q_scales);
+  quantize_blocks(k, batch, kv_len, kv_heads, dim, &out.k_mean, out.k, out.k_scales);
+  out.v.resize(v.size());
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t s = 0; s < kv_len; ++s)
+      for (int64_t h = 0; h < kv_heads; ++h)
+        for (int64_t c = 0; c < dim; ++c) {
+          const size_t i = index4(b, s, h, c, kv_len, kv_heads, dim);
+          out.v[i] = fp8::encode_e4m3(v[i] / out.v_scales[static_cast<size_t>((b * kv_heads + h) * dim + c)]);
+        }
+  return out;
+}
+
+std::vector<float> attention(const Operands& o, float scale) {
+  const auto [batch, q_len, kv_len, heads, kv_heads, dim] = o.shape;
+  const int64_t group = heads / kv_heads, qb = o.shape.q_blocks(), kb = o.shape.k_blocks();
+  std::vector<float> out(static_cast<size_t>(batch * q_len * heads * dim));
+#pragma omp parallel for collapse(2) if (batch * heads * q_len * kv_len * dim > (1 << 22))
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t hk = h / group;
+      std::vector<double> scores(static_cast<size_t>(kv_len)), acc(static_cast<size_t>(dim));
+      for (int64_t i = 0; i < q_len; ++i) {
+        const double qs = o.q_scales[static_cast<size_t>((b * heads + h) * qb + i / kBlock)];
+        double row_max = -INFINITY;
+        for (int64_t j = 0; j < kv_len; ++j) {
+          int64_t dot = 0;
+          for (int64_t c = 0; c < dim; ++c)
+            dot += int64_t{o.q[index4(b, i, h, c, q_len, heads, dim)]} * o.k[index4(b, j, hk, c, kv_len, kv_heads, dim)];
+          const double ks = o.k_scales[static_cast<size_t>((b * kv_heads + hk) * kb + j / kBlock)];
+          scores[j] = static_cast<double>(dot) * qs * ks;
+          row_max = std::max(row_max, scores[j]);
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        double sum = 0.0;
+        for (int64_t j = 0; j < kv_len; ++j) {
+          const float p = static_cast<float>(kPGain * std::exp(scale * (scores[j] - row_max)));
+          sum += p;
+          const double pq = fp8::decode_e4m3(fp8::encode_e4m3(p));
+          for (int64_t c = 0; c < dim; ++c) acc[c] += pq * fp8::decode_e4m3(o.v[index4(b, j, hk, c, kv_len, kv_heads, dim)]);
+        }
+        for (int64_t c = 0; c < dim; ++c) {
+          const double vs = o.v_scales[static_cast<size_t>((b * kv_heads + hk) * dim + c)];
+          out[index4(b, i, h, c, q_len, heads, dim)] = static_cast<float>(acc[c] / sum * vs);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace fastdit::attention8
