@@ -12,7 +12,7 @@ pack_binaries() {
   mkdir -p "$(dirname "$out")"
   stage=$(mktemp -d)
   cp build/fastdit build/tests/fastdit_backend_ops "$stage/"
-  for t in test_cuda_device test_cuda_graph test_cuda_fp8 test_fp8; do
+  for t in test_cuda_device test_cuda_graph test_cuda_fp8 test_fp8 test_cuda_attention_8bit test_attention_8bit; do
     [[ -x build/tests/$t ]] && cp "build/tests/$t" "$stage/"
   done
   strip "$stage"/*

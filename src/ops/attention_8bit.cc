@@ -13,20 +13,25 @@ size_t index4(int64_t b, int64_t s, int64_t h, int64_t c, int64_t seq, int64_t h
   return static_cast<size_t>(((b * seq + s) * heads + h) * dim + c);
 }
 
-// One tensor's per-(head, block of rows) INT8 quantization; mean (optional) [B, heads, D].
-void quantize_blocks(std::span<const float> x, int64_t batch, int64_t seq, int64_t heads, int64_t dim,
-                     const std::vector<float>* mean, std::vector<int8_t>& codes, std::vector<float>& scales) {
-  const int64_t blocks = (seq + kBlock - 1) / kBlock;
+// One tensor's per-(head, block of rows) INT8 quantization of x̂ = (x − mean) / a (keys:
+// mean and divide) or x · a (queries); mean and balance [B, kv heads, D], head h using kv
+// head h / group.
+void quantize_blocks(std::span<const float> x, int64_t batch, int64_t seq, int64_t heads, int64_t dim, int64_t group,
+                     int64_t block, const std::vector<float>* mean, const std::vector<float>& balance,
+                     std::vector<int8_t>& codes, std::vector<float>& scales) {
+  const int64_t blocks = (seq + block - 1) / block;
   codes.assign(x.size(), 0);
   scales.assign(static_cast<size_t>(batch * heads * blocks), 1.0f);
+  const int64_t kv_heads = heads / group;
   const auto value = [&](int64_t b, int64_t s, int64_t h, int64_t c) {
     const float v = x[index4(b, s, h, c, seq, heads, dim)];
-    return mean ? v - (*mean)[static_cast<size_t>((b * heads + h) * dim + c)] : v;
+    const size_t channel = static_cast<size_t>((b * kv_heads + h / group) * dim + c);
+    return mean ? (v - (*mean)[channel]) / balance[channel] : v * balance[channel];
   };
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t first = blk * kBlock, last = std::min(seq, first + kBlock);
+        const int64_t first = blk * block, last = std::min(seq, first + block);
         float amax = 0.0f;
         for (int64_t s = first; s < last; ++s)
           for (int64_t c = 0; c < dim; ++c) amax = std::fmax(amax, std::fabs(value(b, s, h, c)));
@@ -46,6 +51,11 @@ float int8_scale(float amax) {
   return scale == 0.0f ? 1.0f : scale;
 }
 
+float balance_factor(float k_amax, float q_amax) {
+  if (k_amax == 0.0f || q_amax == 0.0f) return 1.0f;
+  return std::sqrt(k_amax / q_amax);
+}
+
 int8_t encode_int8(float value, float scale) {
   const float q = std::nearbyint(value / scale);  // the default rounding: to nearest even
   return static_cast<int8_t>(std::clamp(q, -kInt8Max, kInt8Max));
@@ -61,27 +71,36 @@ Operands quantize(std::span<const float> q, std::span<const float> k, std::span<
                 "attention8::quantize: ", q.size(), "/", k.size(), "/", v.size(), " values do not fit the shape");
   Operands out;
   out.shape = shape;
+  const int64_t group = heads / kv_heads;
   out.k_mean.assign(static_cast<size_t>(batch * kv_heads * dim), 0.0f);
+  out.balance.assign(out.k_mean.size(), 1.0f);
   out.v_scales.assign(out.k_mean.size(), 1.0f);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t h = 0; h < kv_heads; ++h) {
       for (int64_t c = 0; c < dim; ++c) {
         double sum = 0.0;
-        float amax = 0.0f;
+        float amax = 0.0f, k_max = -INFINITY, k_min = INFINITY, q_amax = 0.0f;
         for (int64_t s = 0; s < kv_len; ++s) {
           const size_t i = index4(b, s, h, c, kv_len, kv_heads, dim);
           sum += k[i];
+          k_max = std::fmax(k_max, k[i]);
+          k_min = std::fmin(k_min, k[i]);
           amax = std::fmax(amax, std::fabs(v[i]));
         }
+        for (int64_t s = 0; s < q_len; ++s)
+          for (int64_t g = 0; g < group; ++g)
+            q_amax = std::fmax(q_amax, std::fabs(q[index4(b, s, h * group + g, c, q_len, heads, dim)]));
         const size_t at = static_cast<size_t>((b * kv_heads + h) * dim + c);
-        out.k_mean[at] = static_cast<float>(sum / static_cast<double>(kv_len));
+        const float mean = static_cast<float>(sum / static_cast<double>(kv_len));
+        out.k_mean[at] = mean;
+        out.balance[at] = balance_factor(std::fmax(k_max - mean, mean - k_min), q_amax);
         const float scale = amax / fp8::kE4M3Max;
         out.v_scales[at] = scale == 0.0f ? 1.0f : scale;
       }
     }
   }
-  quantize_blocks(q, batch, q_len, heads, dim, nullptr, out.q, out.q_scales);
-  quantize_blocks(k, batch, kv_len, kv_heads, dim, &out.k_mean, out.k, out.k_scales);
+  quantize_blocks(q, batch, q_len, heads, dim, group, kQueryBlock, nullptr, out.balance, out.q, out.q_scales);
+  quantize_blocks(k, batch, kv_len, kv_heads, dim, 1, kBlock, &out.k_mean, out.balance, out.k, out.k_scales);
   out.v.resize(v.size());
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t s = 0; s < kv_len; ++s)
@@ -103,7 +122,7 @@ std::vector<float> attention(const Operands& o, float scale) {
       const int64_t hk = h / group;
       std::vector<double> scores(static_cast<size_t>(kv_len)), acc(static_cast<size_t>(dim));
       for (int64_t i = 0; i < q_len; ++i) {
-        const double qs = o.q_scales[static_cast<size_t>((b * heads + h) * qb + i / kBlock)];
+        const double qs = o.q_scales[static_cast<size_t>((b * heads + h) * qb + i / kQueryBlock)];
         double row_max = -INFINITY;
         for (int64_t j = 0; j < kv_len; ++j) {
           int64_t dot = 0;

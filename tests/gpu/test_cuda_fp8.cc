@@ -49,7 +49,10 @@ Tensor cpu_tensor(const std::vector<float>& values, const Shape& shape, DType dt
   return Tensor::from_vector(values, shape).to(dtype);
 }
 
+using testing::accuracy;
+using testing::Accuracy;
 using testing::gaussian;
+using testing::milliseconds_per_call;
 
 // Rows meant to hit every branch of the rule; the rest Gaussian.
 std::vector<float> adversarial_rows(int64_t rows, int64_t cols, uint64_t seed) {
@@ -175,34 +178,6 @@ struct WanShape {
   int64_t n, k;
 };
 
-struct Accuracy {
-  double rel_l2 = 0, cosine = 0, max_error_ratio = 0;
-};
-
-Accuracy accuracy(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0, dot = 0, gg = 0, max_error = 0, max_ref = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = double(got[i]) - ref[i];
-    num += d * d;
-    den += double(ref[i]) * ref[i];
-    dot += double(got[i]) * ref[i];
-    gg += double(got[i]) * got[i];
-    max_error = std::max(max_error, std::fabs(d));
-    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
-  }
-  return {std::sqrt(num / den), dot / std::sqrt(den * gg), max_error / max_ref};
-}
-
-template <class F>
-double milliseconds_per_call(F&& call) {
-  call();
-  synchronize(kGpu);
-  const int iterations = 10;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < iterations; ++i) call();
-  synchronize(kGpu);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / iterations;
-}
 
 TEST(CudaFp8Gemm, WanShapesAccuracyAndThroughput) {
   const int64_t m = 32760, distinct = 4095, sampled = 512, stride = 8;

@@ -10,12 +10,38 @@
 #include "parity/parity_case.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <random>
 #include <unistd.h>
 
 namespace fastdit::testing {
+
+Accuracy accuracy(const std::vector<float>& got, const std::vector<float>& ref) {
+  EXPECT_EQ(got.size(), ref.size());
+  double num = 0, den = 0, dot = 0, gg = 0, max_error = 0, max_ref = 0;
+  for (size_t i = 0; i < ref.size() && i < got.size(); ++i) {
+    const double d = double(got[i]) - ref[i];
+    num += d * d;
+    den += double(ref[i]) * ref[i];
+    dot += double(got[i]) * ref[i];
+    gg += double(got[i]) * got[i];
+    max_error = std::max(max_error, std::fabs(d));
+    max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+  }
+  return {std::sqrt(num / den), dot / std::sqrt(den * gg), max_error / max_ref};
+}
+
+double milliseconds_per_call(const std::function<void()>& call, int iterations) {
+  const Device gpu = Device::cuda(0);
+  call();
+  synchronize(gpu);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) call();
+  synchronize(gpu);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / iterations;
+}
 
 Tensor random_tensor(const Shape& shape, uint64_t seed, float lo, float hi) {
   std::mt19937_64 rng(seed);

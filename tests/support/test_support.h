@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,15 @@ Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float 
 // Gaussian [rows, cols] values (row-major) with `outliers` columns scaled by 50, as real
 // activations' outlier channels are (the FP8 tests' operands).
 std::vector<float> gaussian(int64_t rows, int64_t cols, uint64_t seed, int outliers, float sigma = 1.0f);
+// How far `got` is from `ref`: ||got − ref|| / ||ref||, cosine similarity, and max |got − ref|
+// over max |ref| (the FP8 and 8-bit attention bounds are stated in these three).
+struct Accuracy {
+  double rel_l2 = 0, cosine = 0, max_error_ratio = 0;
+};
+Accuracy accuracy(const std::vector<float>& got, const std::vector<float>& ref);
+// Wall milliseconds per call of a queued device computation: one warm-up call, then the mean
+// of `iterations`, the device synchronised around them.
+double milliseconds_per_call(const std::function<void()>& call, int iterations = 10);
 // Path under the source tree (FASTDIT_SOURCE_DIR, set by CTest; else the tree the tests
 // were built from, so case discovery works when CTest lists the tests too).
 std::filesystem::path source_path(const std::string& relative);

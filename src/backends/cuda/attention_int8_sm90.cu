@@ -1,11 +1,12 @@
 // 8-bit attention for Hopper (sm_90a) at head dim 128: INT8 Q·Kᵀ with K mean-smoothing and
 // per-block scales, FP8 (e4m3) P·V with per-channel V scales, float32 softmax and a float32
 // sum of the per-tile P·V products. The rule is ops/attention_8bit.h's; this file is its GPU
-// form, in four kernels:
-//   column_stats      Σ_s k (float64, exact for bfloat16 in any order) and amax_s |v| per
-//                     (batch, kv head, channel), atomics over sequence chunks;
-//   quantize_blocks   Q, or K minus its mean, to INT8 per (batch, head, 128 rows): a warp per
-//                     16 rows, 4 channels a lane, one block-wide amax;
+// form, in five kernels:
+//   *_stats           per (batch, kv head, channel): Σ_s k (float64, exact for bfloat16 in any
+//                     order), max k, max −k, amax |v|, amax |q| over the group's query heads,
+//                     atomics over sequence chunks;
+//   quantize_blocks   Q · a, or (K − mean) / a, to INT8 per (batch, head, 128 rows), a the
+//                     channel's balance: a warp per 16 rows, 4 channels a lane, one block amax;
 //   quantize_values   V to e4m3 per channel, stored transposed per 128-key tile, [B, Hk, D,
 //                     Sk rounded up to 128], keys permuted within each group of 16 (below);
 //   attention_int8    the attention itself, the bfloat16 Hopper kernel's structure
@@ -59,31 +60,72 @@ constexpr size_t kSharedBytes = kBarrierOffset + kBarriers * 8 + 1024;
 
 constexpr int kStatsThreads = 256, kStatsChunk = 512;  // rows of one (batch, head) per block
 
+// Per-channel statistics of one (batch, kv head), filled by atomics over sequence chunks:
+// Σ k (float64: exact for bfloat16 inputs, so any order gives the CPU's sum), max k and
+// max −k (floats as order-preserving ints), amax |v| and, over the query heads reading the
+// kv head, amax |q| (non-negative floats: their bits order as the values).
+struct ChannelStats {
+  double* k_sum;
+  int* k_max;
+  int* k_neg_max;
+  unsigned* v_amax;
+  unsigned* q_amax;
+};
+
+__device__ __forceinline__ int ordered(float f) {
+  const int i = __float_as_int(f);
+  return i >= 0 ? i : i ^ 0x7fffffff;
+}
+__device__ __forceinline__ float unordered(int i) { return __int_as_float(i >= 0 ? i : i ^ 0x7fffffff); }
+
 template <class T>
 __global__ void __launch_bounds__(kStatsThreads)
-    column_stats_kernel(const T* __restrict__ k, const T* __restrict__ v, double* __restrict__ k_sums,
-                        unsigned* __restrict__ v_amax_bits, int seq, int heads) {
+    key_value_stats_kernel(const T* __restrict__ k, const T* __restrict__ v, ChannelStats stats, int seq, int heads) {
   __shared__ double sums[kStatsThreads];
-  __shared__ float amax[kStatsThreads];
+  __shared__ float maxima[3][kStatsThreads];
   const int bh = blockIdx.x, b = bh / heads, h = bh % heads;
   const int c = threadIdx.x % kDim, lane_row = threadIdx.x / kDim;  // 2 rows at a time
   const int first = blockIdx.y * kStatsChunk, last = min(seq, first + kStatsChunk);
   double sum = 0.0;
-  float m = 0.0f;
+  float k_max = -INFINITY, k_neg_max = -INFINITY, v_amax = 0.0f;
   for (int s = first + lane_row; s < last; s += kStatsThreads / kDim) {
     const int64_t i = ((int64_t{b} * seq + s) * heads + h) * kDim + c;
-    sum += static_cast<double>(to_float(k[i]));
-    m = fmaxf(m, fabsf(to_float(v[i])));
+    const float x = to_float(k[i]);
+    sum += static_cast<double>(x);
+    k_max = fmaxf(k_max, x);
+    k_neg_max = fmaxf(k_neg_max, -x);
+    v_amax = fmaxf(v_amax, fabsf(to_float(v[i])));
   }
   sums[threadIdx.x] = sum;
-  amax[threadIdx.x] = m;
+  maxima[0][threadIdx.x] = k_max;
+  maxima[1][threadIdx.x] = k_neg_max;
+  maxima[2][threadIdx.x] = v_amax;
   __syncthreads();
-  if (lane_row == 0) {
-    sum += sums[threadIdx.x + kDim];
-    m = fmaxf(m, amax[threadIdx.x + kDim]);
-    atomicAdd(&k_sums[int64_t{bh} * kDim + c], sum);
-    atomicMax(&v_amax_bits[int64_t{bh} * kDim + c], __float_as_uint(m));  // m >= 0: bits order as values
+  if (lane_row == 0 && first < last) {
+    const int o = threadIdx.x + kDim;
+    const int64_t at = int64_t{bh} * kDim + c;
+    atomicAdd(&stats.k_sum[at], sum + sums[o]);
+    atomicMax(&stats.k_max[at], ordered(fmaxf(k_max, maxima[0][o])));
+    atomicMax(&stats.k_neg_max[at], ordered(fmaxf(k_neg_max, maxima[1][o])));
+    atomicMax(&stats.v_amax[at], __float_as_uint(fmaxf(v_amax, maxima[2][o])));
   }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kStatsThreads)
+    query_stats_kernel(const T* __restrict__ q, ChannelStats stats, int seq, int heads, int group) {
+  __shared__ float maxima[kStatsThreads];
+  const int bh = blockIdx.x, b = bh / heads, h = bh % heads;
+  const int c = threadIdx.x % kDim, lane_row = threadIdx.x / kDim;
+  const int first = blockIdx.y * kStatsChunk, last = min(seq, first + kStatsChunk);
+  float amax = 0.0f;
+  for (int s = first + lane_row; s < last; s += kStatsThreads / kDim)
+    amax = fmaxf(amax, fabsf(to_float(q[((int64_t{b} * seq + s) * heads + h) * kDim + c])));
+  maxima[threadIdx.x] = amax;
+  __syncthreads();
+  if (lane_row == 0)
+    atomicMax(&stats.q_amax[(int64_t{b} * (heads / group) + h / group) * kDim + c],
+              __float_as_uint(fmaxf(amax, maxima[threadIdx.x + kDim])));
 }
 
 __device__ __forceinline__ int8_t int8_code(float value, float scale) {
@@ -91,21 +133,29 @@ __device__ __forceinline__ int8_t int8_code(float value, float scale) {
   return static_cast<int8_t>(max(-127, min(127, q)));
 }
 
-constexpr int kQuantizeThreads = 256, kRowsPerWarp = kBlock / (kQuantizeThreads / 32);
+constexpr int kQuantizeThreads = 256, kWarpsPerBlock = kQuantizeThreads / 32, kRowsPerWarp = kBlock / kWarpsPerBlock;
+static_assert(kRowsPerWarp == attention8::kQueryBlock, "a warp's rows are one query scale block");
 
-// x [B, S, H, 128] → codes (same layout) and scales [B, H, ceil(S / 128)]; with k_sums, the
-// channel means Σ / S are subtracted first (K smoothing).
-template <class T>
+// x [B, S, H, 128] → codes (same layout) and scales per the rule ([B, H, ceil(S / 128)] for
+// keys, [B, H, 8 · ceil(S / 128)] for queries, 16 rows each):
+// keys (kKeys) become (k − mean) / a, queries q · a, a the channel's balance factor, from the
+// stats of kv head h / group over kv_len keys.
+template <class T, bool kKeys>
 __global__ void __launch_bounds__(kQuantizeThreads)
-    quantize_blocks_kernel(const T* __restrict__ x, const double* __restrict__ k_sums, int8_t* __restrict__ codes,
-                           float* __restrict__ scales, int seq, int heads) {
+    quantize_blocks_kernel(const T* __restrict__ x, ChannelStats stats, int8_t* __restrict__ codes,
+                           float* __restrict__ scales, int seq, int heads, int group, int kv_len) {
   __shared__ float scratch[32];
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float mean[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (k_sums != nullptr) {
-    for (int e = 0; e < 4; ++e)
-      mean[e] = static_cast<float>(__ddiv_rn(k_sums[(int64_t{b} * heads + h) * kDim + 4 * lane + e], seq));
+  float mean[4], balance[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int64_t at = (int64_t{b} * (heads / group) + h / group) * kDim + 4 * lane + e;
+    mean[e] = static_cast<float>(__ddiv_rn(stats.k_sum[at], kv_len));
+    const float k_amax = fmaxf(__fsub_rn(unordered(stats.k_max[at]), mean[e]),
+                               __fadd_rn(mean[e], unordered(stats.k_neg_max[at])));
+    const float q_amax = __uint_as_float(stats.q_amax[at]);
+    balance[e] = k_amax == 0.0f || q_amax == 0.0f ? 1.0f : __fsqrt_rn(__fdiv_rn(k_amax, q_amax));
   }
   float values[kRowsPerWarp][4];
   float amax = 0.0f;
@@ -118,15 +168,18 @@ __global__ void __launch_bounds__(kQuantizeThreads)
       const T* row = x + ((int64_t{b} * seq + s) * heads + h) * kDim + 4 * lane;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        values[r][e] = to_float(row[e]) - mean[e];
+        const float raw = to_float(row[e]);
+        values[r][e] = kKeys ? __fdiv_rn(__fsub_rn(raw, mean[e]), balance[e]) : __fmul_rn(raw, balance[e]);
         amax = fmaxf(amax, fabsf(values[r][e]));
       }
     }
   }
-  amax = block_max(amax, scratch);
+  // Keys: one scale per 128-row block; queries: one per warp's 16 rows.
+  amax = kKeys ? block_max(amax, scratch) : warp_max(amax);
   float scale = __fdiv_rn(amax, 127.0f);
   if (scale == 0.0f) scale = 1.0f;
-  if (threadIdx.x == 0) scales[(int64_t{b} * heads + h) * gridDim.x + blk] = scale;
+  if (kKeys && threadIdx.x == 0) scales[(int64_t{b} * heads + h) * gridDim.x + blk] = scale;
+  if (!kKeys && lane == 0) scales[(int64_t{b} * heads + h) * (gridDim.x * kWarpsPerBlock) + blk * kWarpsPerBlock + warp] = scale;
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int s = blk * kBlock + warp * kRowsPerWarp + r;
@@ -194,7 +247,7 @@ __global__ void __launch_bounds__(kQuantizeThreads)
 struct Int8Params {
   CUtensorMap q_map, k_map, v_map;  // Q/K codes [B, S, H, 128] as {D, H, S, B}; Vᵀ as {S_pad, D, Hk, B}
   void* out;                         // bfloat16 [B, Sq, H, 128]
-  const float* q_scales;             // [B, H, q_blocks]
+  const float* q_scales;             // [B, H, q_blocks]: 16 rows each
   const float* k_scales;             // [B, Hk, k_blocks]
   const float* v_scales;             // [B, Hk, 128]
   int q_len, kv_len, heads, kv_heads, group, q_blocks, k_blocks;
@@ -275,7 +328,8 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   const uint64_t q_desc = matrix_descriptor(smem.q_tile() + group * 64 * 128, 16, 1024);
   const uint64_t k_desc = matrix_descriptor(smem.k_tile(0), 16, 1024);
   const uint64_t v_desc = matrix_descriptor(smem.v_tile(0), 16, 1024);
-  const float q_scale = p.q_scales[(int64_t{batch} * p.heads + head) * p.q_blocks + q_block] * p.scale_log2;
+  const float q_scale =
+      p.q_scales[(int64_t{batch} * p.heads + head) * p.q_blocks + q_block * 8 + group * 4 + warp] * p.scale_log2;
   const float* k_scales = p.k_scales + (int64_t{batch} * p.kv_heads + kv_head) * p.k_blocks;
 
   uint32_t acc[64];
@@ -455,26 +509,35 @@ CUtensorMap code_map(const void* data, const cuuint64_t (&dims)[4], cuuint32_t b
 template <class T>
 void launch_quantize(const Tensor& q, const Tensor& k, const Tensor& v, Attention8Operands& o, cudaStream_t stream) {
   const int batch = static_cast<int>(q.size(0)), q_len = static_cast<int>(q.size(1)), heads = static_cast<int>(q.size(2));
-  const int kv_len = static_cast<int>(k.size(1)), kv_heads = static_cast<int>(k.size(2));
+  const int kv_len = static_cast<int>(k.size(1)), kv_heads = static_cast<int>(k.size(2)), group = heads / kv_heads;
   const int padded = static_cast<int>(o.v_t.size(3));
-  Tensor k_sums = Tensor::empty({batch, kv_heads, kDim}, DType::Float64, q.device());
-  Tensor v_amax = Tensor::empty({batch, kv_heads, kDim}, DType::Int32, q.device());
-  FASTDIT_CUDA_CHECK(cudaMemsetAsync(k_sums.data_ptr(), 0, k_sums.nbytes(), stream));
-  FASTDIT_CUDA_CHECK(cudaMemsetAsync(v_amax.data_ptr(), 0, v_amax.nbytes(), stream));
+  // One allocation for the statistics: k sums (float64), then four int32 arrays.
+  const int64_t channels = int64_t{batch} * kv_heads * kDim;
+  Tensor storage = Tensor::empty({channels * 3}, DType::Float64, q.device());
+  auto* base = static_cast<unsigned char*>(storage.data_ptr());
+  ChannelStats stats{reinterpret_cast<double*>(base), reinterpret_cast<int*>(base + channels * 8),
+                     reinterpret_cast<int*>(base + channels * 12), reinterpret_cast<unsigned*>(base + channels * 16),
+                     reinterpret_cast<unsigned*>(base + channels * 20)};
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(base, 0, channels * 8, stream));
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(base + channels * 8, 0x80, channels * 8, stream));  // below every float
+  FASTDIT_CUDA_CHECK(cudaMemsetAsync(base + channels * 16, 0, channels * 8, stream));
+  const auto* qp = static_cast<const T*>(q.data_ptr());
   const auto* kp = static_cast<const T*>(k.data_ptr());
   const auto* vp = static_cast<const T*>(v.data_ptr());
-  column_stats_kernel<T><<<dim3(batch * kv_heads, (kv_len + kStatsChunk - 1) / kStatsChunk), kStatsThreads, 0, stream>>>(
-      kp, vp, k_sums.data<double>(), static_cast<unsigned*>(v_amax.data_ptr()), kv_len, kv_heads);
+  const auto chunks = [](int seq) { return static_cast<unsigned>((seq + kStatsChunk - 1) / kStatsChunk); };
+  key_value_stats_kernel<T><<<dim3(batch * kv_heads, chunks(kv_len)), kStatsThreads, 0, stream>>>(kp, vp, stats, kv_len,
+                                                                                                   kv_heads);
   FASTDIT_CUDA_CHECK(cudaGetLastError());
-  quantize_blocks_kernel<T><<<dim3(o.q_scales.size(2), heads, batch), kQuantizeThreads, 0, stream>>>(
-      static_cast<const T*>(q.data_ptr()), nullptr, o.q.data<int8_t>(), o.q_scales.data<float>(), q_len, heads);
+  query_stats_kernel<T><<<dim3(batch * heads, chunks(q_len)), kStatsThreads, 0, stream>>>(qp, stats, q_len, heads, group);
   FASTDIT_CUDA_CHECK(cudaGetLastError());
-  quantize_blocks_kernel<T><<<dim3(o.k_scales.size(2), kv_heads, batch), kQuantizeThreads, 0, stream>>>(
-      kp, k_sums.data<double>(), o.k.data<int8_t>(), o.k_scales.data<float>(), kv_len, kv_heads);
+  quantize_blocks_kernel<T, false><<<dim3((q_len + kBlock - 1) / kBlock, heads, batch), kQuantizeThreads, 0, stream>>>(
+      qp, stats, o.q.data<int8_t>(), o.q_scales.data<float>(), q_len, heads, group, kv_len);
+  FASTDIT_CUDA_CHECK(cudaGetLastError());
+  quantize_blocks_kernel<T, true><<<dim3(o.k_scales.size(2), kv_heads, batch), kQuantizeThreads, 0, stream>>>(
+      kp, stats, o.k.data<int8_t>(), o.k_scales.data<float>(), kv_len, kv_heads, 1, kv_len);
   FASTDIT_CUDA_CHECK(cudaGetLastError());
   quantize_values_kernel<T><<<dim3(padded / kBlock, kv_heads, batch), kQuantizeThreads, 0, stream>>>(
-      vp, static_cast<const unsigned*>(v_amax.data_ptr()), o.v_t.data<uint8_t>(), o.v_scales.data<float>(), kv_len,
-      padded, kv_heads);
+      vp, stats.v_amax, o.v_t.data<uint8_t>(), o.v_scales.data<float>(), kv_len, padded, kv_heads);
   FASTDIT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -501,7 +564,8 @@ Attention8Operands quantize_attention_8bit(const Tensor& q, const Tensor& k, con
   Attention8Operands o{Tensor::empty({batch, q_len, heads, kDim}, DType::Int8, device),
                        Tensor::empty({batch, kv_len, kv_heads, kDim}, DType::Int8, device),
                        Tensor::empty({batch, kv_heads, kDim, padded}, DType::Float8E4M3, device),
-                       Tensor::empty({batch, heads, (q_len + kBlock - 1) / kBlock}, DType::Float32, device),
+                       Tensor::empty({batch, heads, (q_len + kBlock - 1) / kBlock * (kBlock / attention8::kQueryBlock)},
+                                     DType::Float32, device),
                        Tensor::empty({batch, kv_heads, padded / kBlock}, DType::Float32, device),
                        Tensor::empty({batch, kv_heads, kDim}, DType::Float32, device)};
   DeviceGuard guard(device);
@@ -537,7 +601,8 @@ void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float sca
   p.scale_log2 = scale * 1.4426950408889634f;
   FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(attention_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(kSharedBytes)));
-  const dim3 grid(static_cast<unsigned>(p.q_blocks), static_cast<unsigned>(p.heads), static_cast<unsigned>(q.size(0)));
+  const dim3 grid(static_cast<unsigned>((q.size(1) + kBlock - 1) / kBlock), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(q.size(0)));
   attention_int8_kernel<<<grid, kThreads, kSharedBytes, stream>>>(p);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
