@@ -120,6 +120,34 @@ bool warn_non_finite(const std::vector<std::pair<std::string, Tensor>>& outputs)
   return finite;
 }
 
+std::string comparison_figures(const Comparison& c) {
+  std::ostringstream out;
+  out << std::scientific << std::setprecision(3) << "rel_l2=" << c.rel_l2 << " max_abs=" << c.max_abs
+      << std::defaultfloat << std::setprecision(7) << " cosine=" << c.cosine << std::fixed << std::setprecision(2)
+      << " psnr=" << c.psnr_db << " dB";
+  return out.str();
+}
+
+Comparison worse_comparison(const Comparison& a, const Comparison& b) {
+  const auto worst = [](double x, double y, bool larger) {
+    if (std::isnan(x) || std::isnan(y)) return static_cast<double>(NAN);
+    return larger ? std::max(x, y) : std::min(x, y);
+  };
+  return {worst(a.rel_l2, b.rel_l2, true), worst(a.max_abs, b.max_abs, true), worst(a.cosine, b.cosine, false),
+          worst(a.psnr_db, b.psnr_db, false)};
+}
+
+int print_verdict(const Comparison& c, double bound, const std::string& reference) {
+  const bool pass = c.rel_l2 <= bound;  // NaN fails
+  std::cout << (pass ? "PASS " : "FAIL ") << comparison_figures(c) << std::scientific << std::setprecision(3)
+            << " bound=" << bound << std::defaultfloat << " vs " << reference << std::endl;
+  return pass ? 0 : 1;
+}
+
+void check_rel_l2_bound(double bound) {
+  FASTDIT_CHECK(std::isfinite(bound) && bound >= 0, "--max-rel-l2 ", bound, ": expected a finite bound >= 0");
+}
+
 PreparedModel prepare_model(const std::filesystem::path& path, const LoadOptions& options) {
   trace::trace_config_from_env();  // a bad trace setting fails before the (slow) load
   PreparedModel prepared{load_transformer(path, options), nullptr};

@@ -18,6 +18,7 @@
 #include "loader/transformer_loader.h"
 #include "models/dit.h"
 #include "nn/sequence_parallel.h"
+#include "parity/parity_case.h"
 #include "trace/activation_trace.h"
 
 namespace fastdit::cli {
@@ -68,6 +69,18 @@ void add_strict_flag(CLI::App& cmd, bool& strict);
 // Prints `warning: output '<name>' has N non-finite values` on stderr for each such output;
 // returns whether all were finite.
 bool warn_non_finite(const std::vector<std::pair<std::string, Tensor>>& outputs);
+
+// --compare (run, generate): a comparison's figures as the commands print them,
+// "rel_l2=… max_abs=… cosine=… psnr=… dB" (parity/parity_case.h defines each).
+std::string comparison_figures(const Comparison& c);
+// The worse of two comparisons, figure by figure (larger rel_l2 and max_abs, smaller cosine
+// and PSNR; NaN is worst).
+Comparison worse_comparison(const Comparison& a, const Comparison& b);
+// "PASS|FAIL <figures> bound=<bound> vs <reference>" on stdout, judged on rel_l2 <= bound (NaN
+// fails); returns the exit code, 0 or 1.
+int print_verdict(const Comparison& c, double bound, const std::string& reference);
+// --max-rel-l2's value: finite and >= 0, else an error naming the flag.
+void check_rel_l2_bound(double bound);
 
 // A loaded model with the activation trace attached when the environment asks for it.
 struct PreparedModel {

@@ -2,7 +2,9 @@
 // embeddings. The model is a diffusers WanPipeline or FluxPipeline folder (model_index.json:
 // transformer, transformer_2, scheduler, boundary_ratio), a transformer folder, or a config
 // with random weights; the sampling settings come from the pipeline's defaults < the model
-// folder < a preset < flags.
+// folder < a preset < flags. --compare measures the final latents against a reference's
+// (fp8 against bf16 from the same noise, say): rel_l2, max_abs, cosine and PSNR, judged
+// with --max-rel-l2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,13 +34,14 @@ namespace fs = std::filesystem;
 using sampling::SamplingConfig;
 
 struct GenerateArgs {
-  std::string model, config, preset, prompt_embeds, negative_embeds, pooled_embeds, noise, output;
+  std::string model, config, preset, prompt_embeds, negative_embeds, pooled_embeds, noise, output, compare;
   bool random_weights = false;
   bool cuda_graph = false;
   bool strict = false;
   uint64_t weights_seed = 0;
   int64_t steps = 0, height = 0, width = 0, frames = 0, fps = 0;
   double guidance = 0, guidance_2 = 0, shift = 0, boundary_ratio = 0;
+  double max_rel_l2 = 0;  // --compare's bound, judged only when given
   uint64_t seed = 0;
   std::string cfg_batching = "batched";
   bool cfg_parallel = false;
@@ -295,6 +298,10 @@ std::unique_ptr<sampling::Scheduler> make_scheduler(const sampling::PipelineFold
 // What generate checks before any rank starts: the flags among themselves.
 void check_flags(const GenerateArgs& a) {
   FASTDIT_CHECK(a.model.empty() != a.config.empty(), "generate: give --model or --config (not both)");
+  FASTDIT_CHECK(!a.output.empty() || !a.compare.empty(), "generate: give --output, --compare or both");
+  FASTDIT_CHECK(!a.given("--max-rel-l2") || !a.compare.empty(),
+                "generate: --max-rel-l2 bounds --compare's rel_l2; give --compare too");
+  if (a.given("--max-rel-l2")) check_rel_l2_bound(a.max_rel_l2);
   FASTDIT_CHECK(a.config.empty() || a.random_weights, "generate: --config needs --random-weights (no checkpoint)");
   FASTDIT_CHECK(a.model.empty() || !a.random_weights, "generate: --random-weights builds the model from --config "
                 "and loads no checkpoint; it does not go with --model (give the folder's config.json as --config)");
@@ -317,13 +324,15 @@ struct Setup {
   SamplingConfig s;
   std::unique_ptr<sampling::Scheduler> scheduler;
   Tensor prompt, negative, pooled;
+  Tensor reference;  // --compare's latents, float32 on the CPU
   bool flux = false, guided = false;
 };
 
 Setup setup_run(const GenerateArgs& a) {
   Setup setup;
-  for (const std::string* input : {&a.config, &a.prompt_embeds, &a.negative_embeds, &a.noise}) note_input_file(*input);
-  check_output_path(a.output, "--output");
+  for (const std::string* input : {&a.config, &a.prompt_embeds, &a.negative_embeds, &a.noise, &a.compare})
+    note_input_file(*input);
+  if (!a.output.empty()) check_output_path(a.output, "--output");
   // Everything that can be checked without the model is, before the (slow) load.
   setup.folder = a.config.empty() ? sampling::read_pipeline_folder(a.model) : sampling::PipelineFolder{};
   const sampling::PipelineFolder& folder = setup.folder;
@@ -341,6 +350,7 @@ Setup setup_run(const GenerateArgs& a) {
       a.negative_embeds.empty() ? Tensor{} : read_named_tensor(a.negative_embeds, "negative_prompt_embeds");
   pooled =
       a.pooled_embeds.empty() ? Tensor{} : read_named_tensor(a.pooled_embeds, "pooled_prompt_embeds");
+  if (!a.compare.empty()) setup.reference = read_named_tensor(a.compare, "latents").to(DType::Float32);
   for (const auto& [tensor, path] : {std::pair{&prompt, &a.prompt_embeds}, std::pair{&negative, &a.negative_embeds}})
     FASTDIT_CHECK(!tensor->defined() || (tensor->dim() == 3 && tensor->numel() > 0), *path,
                   ": prompt embeddings must be a non-empty [B, L, D], got ", tensor->str());
@@ -422,7 +432,11 @@ int generate_rank(const GenerateArgs& a, ParallelRun& parallel) {
   request.cuda_graph = a.cuda_graph;
   request.cfg_parallel = parallel.cfg_pair();
 
-  check_output_path(a.output, "--output");  // now that the checkpoint files are known inputs too
+  if (!a.output.empty()) check_output_path(a.output, "--output");  // now that the checkpoint files are known inputs too
+  // The reference must hold latents of this run's shape: known now, before the steps.
+  FASTDIT_CHECK(a.compare.empty() || setup.reference.shape() == request.latents.shape(), "--compare ", a.compare,
+                ": the reference latents ", shape_str(setup.reference.shape()), " do not match this run's latents ",
+                shape_str(request.latents.shape()));
   // The forward's activations (CFG batched: twice the batch) and the loop's latents, the
   // scheduler's history and the guided prediction (about 6 latents in float32).
   Shape forward_latents = request.latents.shape();
@@ -437,9 +451,10 @@ int generate_rank(const GenerateArgs& a, ParallelRun& parallel) {
   const double seconds = now_seconds() - start;
   FASTDIT_CHECK(warn_non_finite({{"latents", latents}}) || !a.strict,
                 "--strict: the latents have non-finite values; nothing written");
-  if (!parallel.is_main()) return 0;  // every rank has these latents; rank 0 writes them
-  write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}},
-                    {.label = "--output"});
+  if (!parallel.is_main()) return 0;  // every rank has these latents; rank 0 writes and compares them
+  if (!a.output.empty())
+    write_safetensors(a.output, {{"latents", latents}}, {{"sampling", describe(s, *scheduler, a)}},
+                      {.label = "--output"});
   const auto& steps = reporter.step_seconds();
   const int sp = parallel.sequence_parallel().world_size();
   const std::string cfg_mode = a.cfg_parallel ? "parallel" : a.cfg_batching;
@@ -448,7 +463,7 @@ int generate_rank(const GenerateArgs& a, ParallelRun& parallel) {
           ? std::string()
           : a.cfg_parallel ? detail::concat(", 2 x ", sp, " ranks (CFG-parallel", sp > 1 ? " x sequence parallel" : "", ")")
                            : detail::concat(", ", sp, " ranks (sequence parallel)");
-  std::cout << "wrote " << a.output << ": latents " << latents.str() << "\n"
+  std::cout << (a.output.empty() ? "" : "wrote " + a.output + ": ") << "latents " << latents.str() << "\n"
             << steps.size() << " steps in " << std::fixed << std::setprecision(3) << seconds << " s: mean "
             << seconds / static_cast<double>(steps.size()) << " s/step, median " << median(steps) << " s/step ("
             << std::defaultfloat << scheduler->class_name() << ", guidance " << *s.guidance_scale
@@ -456,7 +471,10 @@ int generate_rank(const GenerateArgs& a, ParallelRun& parallel) {
             << model.type_name() << " on "
             << describe_device(options.device) << " in " << dtype_name(options.dtype) << ranks << ")\n"
             << communication_summary(parallel, seconds, steps.size());
-  return 0;
+  if (a.compare.empty()) return 0;
+  const Comparison c = compare_tensors(latents, setup.reference);
+  std::cout << "latents " << comparison_figures(c) << " vs " << a.compare << std::endl;
+  return a.given("--max-rel-l2") ? print_verdict(c, a.max_rel_l2, a.compare) : 0;
 }
 
 void run_generate(const GenerateArgs& a) {
@@ -509,7 +527,15 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--cfg-parallel", a->cfg_parallel,
                 "run each step's cond and uncond forwards on two rank groups at once (2 x --sp ranks, one per GPU); "
                 "needs guidance > 1");
-  cmd->add_option("--output", a->output, "safetensors to write ('latents', float32)")->required();
+  cmd->add_option("--output", a->output, "safetensors to write ('latents', float32); optional with --compare");
+  cmd->add_option("--compare", a->compare,
+                  "reference latents (safetensors: its only tensor or 'latents', this run's shape): prints "
+                  "rel_l2 = ||out - ref|| / ||ref||, max |out - ref|, cosine similarity and PSNR = "
+                  "20 log10(max|ref| / RMSE) dB over every latent element (the peak is the reference's largest "
+                  "magnitude; inf when equal)");
+  cmd->add_option("--max-rel-l2", a->max_rel_l2,
+                  "with --compare: PASS (exit 0) when rel_l2 <= this, else FAIL (exit 1); without it the figures "
+                  "are printed and not judged");
   add_run_options(*cmd, a->run);
   add_cuda_graph_flag(*cmd, a->cuda_graph);
   add_strict_flag(*cmd, a->strict);

@@ -20,15 +20,26 @@ Comparison compare_tensors(const Tensor& out, const Tensor& ref) {
   FASTDIT_CHECK(out.shape() == ref.shape(), "output shape ", shape_str(out.shape()),
                 " differs from the reference's ", shape_str(ref.shape()));
   const auto x = out.to_float_vector(), y = ref.to_float_vector();
-  double num = 0, den = 0, max_abs = 0;
+  double num = 0, den = 0, dot = 0, out_sq = 0, max_abs = 0, peak = 0;
   for (size_t i = 0; i < x.size(); ++i) {
-    const double d = static_cast<double>(x[i]) - y[i];
+    const double a = x[i], b = y[i], d = a - b;
     num += d * d;
-    den += static_cast<double>(y[i]) * y[i];
+    den += b * b;
+    dot += a * b;
+    out_sq += a * a;
     max_abs = std::max(max_abs, std::fabs(d));
+    peak = std::max(peak, std::fabs(b));
   }
-  if (std::isnan(num)) return {NAN, NAN};
-  return {den > 0 ? std::sqrt(num / den) : std::sqrt(num), max_abs};
+  if (std::isnan(num) || std::isnan(dot) || std::isnan(den) || std::isnan(out_sq)) return {NAN, NAN, NAN, NAN};
+  Comparison c;
+  c.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  c.max_abs = max_abs;
+  // sqrt of the product, not the product of sqrts: identical tensors give exactly 1.
+  c.cosine = out_sq > 0 && den > 0 ? std::clamp(dot / std::sqrt(out_sq * den), -1.0, 1.0)
+             : out_sq == den       ? 1.0
+                                   : 0.0;
+  c.psnr_db = num == 0 ? INFINITY : 20 * std::log10(peak / std::sqrt(num / static_cast<double>(x.size())));
+  return c;
 }
 
 namespace {

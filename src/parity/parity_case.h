@@ -2,6 +2,7 @@
 // outputs.safetensors with every output head, optional trace.jsonl) through the production loader and judges it against the bound.
 #pragma once
 
+#include <cmath>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -39,8 +40,17 @@ struct ParityResult {
 struct Comparison {
   double rel_l2 = 0;
   double max_abs = 0;
+  double cosine = 1;
+  double psnr_db = INFINITY;
 };
-// rel_l2 = ||out - ref|| / ||ref||, in double over float32 views; shapes must match.
+// Over every element, in double over float32 views; shapes must match:
+//   rel_l2  = ||out - ref|| / ||ref|| (||out - ref|| when ref is all zero);
+//   max_abs = max |out - ref|;
+//   cosine  = <out, ref> / (||out|| ||ref||) (1 when both are all zero, 0 when one is);
+//   psnr_db = 20 log10(max |ref| / RMSE), RMSE = sqrt(mean((out - ref)^2)): the peak is the
+//             reference's largest magnitude (latents and activations have no fixed value
+//             range); +inf when out equals ref.
+// A NaN anywhere makes every figure NaN.
 Comparison compare_tensors(const Tensor& out, const Tensor& ref);
 
 // One line per head: "<name> <shape> rel_l2=… max_abs=… bound=… (<why this bound>) pass|FAIL".
