@@ -136,8 +136,8 @@ std::vector<float> attention(const Operands& o, float scale) {
         double sum = 0.0;
         for (int64_t j = 0; j < kv_len; ++j) {
           const float p = static_cast<float>(kPGain * std::exp(scale * (scores[j] - row_max)));
-          sum += p;
           const double pq = fp8::decode_e4m3(fp8::encode_e4m3(p));
+          sum += pq;
           for (int64_t c = 0; c < dim; ++c) acc[c] += pq * fp8::decode_e4m3(o.v[index4(b, j, hk, c, kv_len, kv_heads, dim)]);
         }
         for (int64_t c = 0; c < dim; ++c) {

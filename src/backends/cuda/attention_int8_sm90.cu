@@ -13,8 +13,9 @@
 //                     (attention_flash_sm90.cu): a producer warp issuing TMA copies into a
 //                     ring of K and Vᵀ slots, two consumer warpgroups of 64 query rows each.
 // Per key tile j a consumer issues S_j = Q·K_jᵀ (wgmma m64n128k32 s32.s8.s8, both operands
-// K-major in shared memory) and P_{j−1}·V_{j−1} (m64n128k32 f32.e4m3.e4m3, P from registers,
-// Vᵀ K-major: 8-bit wgmma reads no MN-major operand, hence the transposed V), runs the
+// K-major in shared memory) and P_{j−1}·V_{j−1} (m64n136k32 f32.e4m3.e4m3, P from registers,
+// Vᵀ K-major: 8-bit wgmma reads no MN-major operand, hence the transposed V; the 8 extra
+// columns are a row of ones that sums each row's quantized P, the output's normaliser), runs the
 // softmax of S_j while P·V runs, then adds the tile's product into O in float32 (the tensor
 // cores' FP8 accumulator keeps fewer mantissa bits than float32, so O is never accumulated
 // there across tiles).
@@ -51,8 +52,11 @@ constexpr int kProducerRegisters = 24, kConsumerRegisters = 240;
 constexpr int kStages = 3;
 constexpr uint32_t kTileBytes = kBlock * kDim;  // one Q, K or Vᵀ tile of 8-bit codes: 16 KB
 constexpr uint32_t kKOffset = kTileBytes;
+// A Vᵀ slot is the tile's 128 channel rows and 8 more, constant: a row of e4m3 ones and seven
+// of zeros, so the P·V MMA (N = 136) also sums each row's quantized P (the output's normaliser).
+constexpr uint32_t kVSlotBytes = kTileBytes + 8 * kBlock;
 constexpr uint32_t kVOffset = kKOffset + kStages * kTileBytes;
-constexpr uint32_t kBarrierOffset = kVOffset + kStages * kTileBytes;
+constexpr uint32_t kBarrierOffset = kVOffset + kStages * kVSlotBytes;
 constexpr int kBarriers = 1 + 4 * kStages;
 constexpr size_t kSharedBytes = kBarrierOffset + kBarriers * 8 + 1024;
 
@@ -262,12 +266,16 @@ __device__ __forceinline__ void wgmma_s8(uint32_t (&d)[64], uint64_t a, uint64_t
                : FASTDIT_OPS64("+r", d)
                : "l"(a), "l"(b), "r"(accumulate));
 }
-// d (64×128 f32) = a (64×32 e4m3 in registers) · b (32×128 e4m3, K-major), plus d when `accumulate`.
-__device__ __forceinline__ void wgmma_e4m3(float (&d)[64], const uint32_t* a, uint64_t b, int accumulate) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " FASTDIT_REGS64
-               ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
-               : FASTDIT_OPS64("+f", d)
+// d (64×136 f32) = a (64×32 e4m3 in registers) · b (32×136 e4m3, K-major), plus d when `accumulate`.
+__device__ __forceinline__ void wgmma_e4m3_n136(float (&d)[68], const uint32_t* a, uint64_t b, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n136k32.f32.e4m3.e4m3 "
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
+               "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
+               "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
+               "%56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67}"
+               ", {%68, %69, %70, %71}, %72, p, 1, 1;\n}\n"
+               : FASTDIT_OPS64("+f", d), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
@@ -295,7 +303,7 @@ struct SharedLayout {
   uint32_t base;
   __device__ uint32_t q_tile() const { return base; }
   __device__ uint32_t k_tile(int stage) const { return base + kKOffset + stage * kTileBytes; }
-  __device__ uint32_t v_tile(int stage) const { return base + kVOffset + stage * kTileBytes; }
+  __device__ uint32_t v_tile(int stage) const { return base + kVOffset + stage * kVSlotBytes; }
   __device__ uint32_t barrier(int i) const { return base + kBarrierOffset + 8 * i; }
   __device__ uint32_t q_full() const { return barrier(0); }
   __device__ uint32_t k_full(int stage) const { return barrier(1 + stage); }
@@ -333,9 +341,10 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   const float* k_scales = p.k_scales + (int64_t{batch} * p.kv_heads + kv_head) * p.k_blocks;
 
   uint32_t acc[64];
-  float s[64], o[64], o_tile[64];
+  float s[64], o[64], o_tile[68];  // o_tile[64 + 2r] of lane 4i: the tile's Σ P̂ of row r
   uint32_t probabilities[16];
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, correction[2];
+  float p_sum[2] = {0.0f, 0.0f};  // Σ P̂ so far, in O's units (lanes 4i)
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
 
@@ -350,16 +359,19 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   auto issue_values = [&](int stage) {
 #pragma unroll
     for (int kk = 0; kk < kBlock / 32; ++kk) {
-      wgmma_e4m3(o_tile, probabilities + 4 * kk, v_desc + ((stage * kTileBytes + kk * 32) >> 4), kk > 0);
+      wgmma_e4m3_n136(o_tile, probabilities + 4 * kk, v_desc + ((stage * kVSlotBytes + kk * 32) >> 4), kk > 0);
     }
   };
   const bool ragged = p.kv_len % kBlock != 0;
   // Scores in the softmax's units: codes · qscale · kscale · scale · log2(e), so the softmax
-  // runs at scale 1 (its max is then of scaled scores, which orders them alike).
+  // runs at scale 1 (its max is then of scaled scores, which orders them alike). The INT32
+  // sums (|s| <= 127² · 128 < 2^22) become floats without the conversion unit, which the
+  // exponentials already keep busy: 2^23 + 2^22 + s has s in its low mantissa bits, and
+  // subtracting 2^23 + 2^22 leaves s exactly.
   auto scores = [&](int j) {
     const float factor = q_scale * k_scales[j];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) s[i] = static_cast<float>(static_cast<int32_t>(acc[i])) * factor;
+    for (int i = 0; i < 64; ++i) s[i] = (__int_as_float(static_cast<int>(acc[i]) + 0x4B400000) - 12582912.0f) * factor;
   };
   constexpr float kLog2Gain = 8.807354922057604f;  // log2(448): P leaves the softmax as 448·p
   auto softmax = [&](int j) {
@@ -406,6 +418,8 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
     if (lane == 0) barrier_arrive(smem.v_empty(previous));
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] = (o[i] + o_tile[i]) * correction[(i / 2) % 2];
+    p_sum[0] = (p_sum[0] + o_tile[64]) * correction[0];
+    p_sum[1] = (p_sum[1] + o_tile[66]) * correction[1];
     quantize_probabilities(s, probabilities);
   }
   const int last = (tiles - 1) % kStages;
@@ -419,6 +433,8 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   fence_registers(o_tile);
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] += o_tile[i];
+  p_sum[0] += o_tile[64];
+  p_sum[1] += o_tile[66];
 
   // O · vscale / row sum, rounded, 2 channels per store.
   auto* out = static_cast<__nv_bfloat16*>(p.out);
@@ -427,9 +443,9 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   const int first_query = q_block * kBlock;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float sum = row_sum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    // The normaliser is the sum of the P̂ the MMA used (its ones row), so the weights of the
+    // output sum to 1 exactly as quantized: a dominant key's own rounding cancels.
+    const float sum = __shfl_sync(0xffffffffu, p_sum[r], lane & ~3);
     const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
     const int row = first_query + group * 64 + warp * 16 + lane / 4 + 8 * r;
     if (row >= p.q_len) continue;
@@ -451,6 +467,15 @@ __global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __gri
   const SharedLayout smem{aligned};
   const int head = blockIdx.y, batch = blockIdx.z;
   const int tiles = (p.kv_len + kBlock - 1) / kBlock;
+  // Each Vᵀ slot's constant rows: e4m3 1.0 (0x38) across row 128, zeros in rows 129..135
+  // (row 0 of a swizzle atom is not permuted; the rest are all zero). The MMAs read them
+  // through the async proxy, hence the fence.
+  for (int i = threadIdx.x; i < kStages * 8 * kBlock / 4; i += kThreads) {
+    const int stage = i / (8 * kBlock / 4), word = i % (8 * kBlock / 4);
+    reinterpret_cast<uint32_t*>(shared_raw + (aligned - raw) + kVOffset + stage * kVSlotBytes + kTileBytes)[word] =
+        word < kBlock / 4 ? 0x38383838u : 0u;
+  }
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   if (threadIdx.x == 0) {
     barrier_init(smem.q_full(), 1);
     for (int stage = 0; stage < kStages; ++stage) {
