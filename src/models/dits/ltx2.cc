@@ -95,21 +95,61 @@ AdaLayerNormSingle::Output AdaLayerNormSingle::forward(const Tensor& t, DType dt
 // ---- attention -----------------------------------------------------------------------
 
 Ltx2Attention::Ltx2Attention(int64_t query_dim, int64_t kv_dim, int64_t heads, int64_t head_dim, bool bias,
-                             bool out_bias, bool gated, const BuildOptions& options)
+                             bool out_bias, bool gated, bool self_attention, const BuildOptions& options)
     : Module("LTX2Attention"), heads_(heads), head_dim_(head_dim), distributed_(options.sequence_parallel) {
   const int64_t inner = heads * head_dim;
+  FASTDIT_CHECK(!self_attention || kv_dim == query_dim, "LTX2Attention: a self-attention reads one width, got query ",
+                query_dim, " and key/value ", kv_dim);
   norm_q_ = add_module<nn::RMSNorm>("norm_q", inner, kAttentionNormEps);
   norm_k_ = add_module<nn::RMSNorm>("norm_k", inner, kAttentionNormEps);
-  to_q_ = add_module<nn::ReplicatedLinear>("to_q", query_dim, inner, bias);
-  to_k_ = add_module<nn::ReplicatedLinear>("to_k", kv_dim, inner, bias);
-  to_v_ = add_module<nn::ReplicatedLinear>("to_v", kv_dim, inner, bias);
+  const bool fuse = options.fuse_projections;
+  if (fuse && self_attention) {
+    to_qkv_ = add_module<nn::ReplicatedLinear>("to_qkv", query_dim, 3 * inner, bias);
+  } else {
+    to_q_ = add_module<nn::ReplicatedLinear>("to_q", query_dim, inner, bias);
+    if (fuse) {
+      to_kv_ = add_module<nn::ReplicatedLinear>("to_kv", kv_dim, 2 * inner, bias);
+    } else {
+      to_k_ = add_module<nn::ReplicatedLinear>("to_k", kv_dim, inner, bias);
+      to_v_ = add_module<nn::ReplicatedLinear>("to_v", kv_dim, inner, bias);
+    }
+  }
   auto* to_out = add_module<nn::ModuleList>("to_out");
   to_out_ = to_out->append<nn::ReplicatedLinear>(inner, query_dim, out_bias);
   out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
   if (gated) to_gate_logits_ = add_module<nn::ReplicatedLinear>("to_gate_logits", query_dim, heads, true);
-  // Under precision fp8: q, k, v and out (every LTX-2 attention sits in a block); the
-  // per-head gate is a sliver of a GEMM that scales whole heads, so it stays in the run dtype.
-  for (nn::ReplicatedLinear* projection : {to_q_, to_k_, to_v_, to_out_}) projection->allow_fp8();
+  // Under precision fp8: q, k, v (separate or fused) and out (every LTX-2 attention sits in a
+  // block); the per-head gate is a sliver of a GEMM that scales whole heads, so it stays in
+  // the run dtype.
+  for (nn::ReplicatedLinear* projection : {to_q_, to_k_, to_v_, to_qkv_, to_kv_, to_out_})
+    if (projection) projection->allow_fp8();
+}
+
+Ltx2Attention::Projections Ltx2Attention::project(const Tensor& x, const Tensor& context, bool values_only) const {
+  const int64_t inner = heads_ * head_dim_;
+  const Tensor& kv_input = context.defined() ? context : x;
+  Projections p;
+  if (to_qkv_) {  // one GEMM; with values_only its q and k columns go unread (STG blocks only)
+    FASTDIT_CHECK(!context.defined(), "LTX2Attention: the fused q|k|v projection is a self-attention's, given a ",
+                  "context ", context.str());
+    const Tensor qkv = to_qkv_->forward(x);
+    p.v = qkv.narrow(-1, 2 * inner, inner);
+    if (!values_only) {
+      p.q = qkv.narrow(-1, 0, inner);
+      p.k = qkv.narrow(-1, inner, inner);
+    }
+    return p;
+  }
+  if (to_kv_) {
+    const Tensor kv = to_kv_->forward(kv_input);
+    p.v = kv.narrow(-1, inner, inner);
+    if (!values_only) p.k = kv.narrow(-1, 0, inner);
+  } else {
+    p.v = to_v_->forward(kv_input);
+    if (!values_only) p.k = to_k_->forward(kv_input);
+  }
+  if (!values_only) p.q = to_q_->forward(x);
+  return p;
 }
 
 // The flat projection [B, S, inner] rotated as the table's heads see it (apply_*_rotary_emb).
@@ -124,15 +164,17 @@ Tensor Ltx2Attention::rotate(const Tensor& t, const Rope& rope) const {
 Tensor Ltx2Attention::forward(const Tensor& x, const Tensor& context, const Tensor& mask, const Rope& q_rope,
                               const Rope& k_rope, const Perturbation& perturbation, bool distributed,
                               int64_t full_length) const {
-  const Tensor& kv_input = context.defined() ? context : x;
   const auto heads = [&](const Tensor& t) { return t.reshape({t.size(0), t.size(1), heads_, head_dim_}); };
-  const Tensor value = to_v_->forward(kv_input);
+  const bool values_only = perturbation.active && perturbation.all_perturbed;
+  Projections p = project(x, context, values_only);
+  const Tensor value = std::move(p.v);
   Tensor out;
-  if (perturbation.active && perturbation.all_perturbed) {
-    out = value;  // STG everywhere: the values stand in for the attention
+  if (values_only) {
+    out = value.contiguous();  // STG everywhere: the values stand in for the attention
   } else {
-    const Tensor q = rotate(norm_q_->forward(to_q_->forward(x)), q_rope);
-    const Tensor k = rotate(norm_k_->forward(to_k_->forward(kv_input)), k_rope.table ? k_rope : q_rope);
+    // The norms read the fused output's column ranges in place (ops take any strides).
+    const Tensor q = rotate(norm_q_->forward(std::exchange(p.q, {})), q_rope);
+    const Tensor k = rotate(norm_k_->forward(std::exchange(p.k, {})), k_rope.table ? k_rope : q_rope);
     if (distributed) {
       out = distributed_.forward(heads(q), heads(k), heads(value), full_length, nullptr, q_rope.style).out;
     } else {
@@ -165,20 +207,23 @@ Ltx2Block::Ltx2Block(const Ltx2ArchConfig& c, const BuildOptions& options)
   const bool affine = c.norm_elementwise_affine;
   const bool bias = c.attention_bias, out_bias = c.attention_out_bias;
   norm1_ = add_module<nn::RMSNorm>("norm1", d, eps, affine);
-  attn1_ = add_module<Ltx2Attention>("attn1", d, d, h, dh, bias, out_bias, c.gated_attn, options);
+  attn1_ = add_module<Ltx2Attention>("attn1", d, d, h, dh, bias, out_bias, c.gated_attn, true, options);
   audio_norm1_ = add_module<nn::RMSNorm>("audio_norm1", da, eps, affine);
-  audio_attn1_ = add_module<Ltx2Attention>("audio_attn1", da, da, ha, dha, bias, out_bias, c.audio_gated_attn, options);
+  audio_attn1_ =
+      add_module<Ltx2Attention>("audio_attn1", da, da, ha, dha, bias, out_bias, c.audio_gated_attn, true, options);
   norm2_ = add_module<nn::RMSNorm>("norm2", d, eps, affine);
-  attn2_ = add_module<Ltx2Attention>("attn2", d, c.cross_attention_dim, h, dh, bias, out_bias, c.gated_attn, options);
+  attn2_ =
+      add_module<Ltx2Attention>("attn2", d, c.cross_attention_dim, h, dh, bias, out_bias, c.gated_attn, false, options);
   audio_norm2_ = add_module<nn::RMSNorm>("audio_norm2", da, eps, affine);
   audio_attn2_ = add_module<Ltx2Attention>("audio_attn2", da, c.audio_cross_attention_dim, ha, dha, bias, out_bias,
-                                           c.audio_gated_attn, options);
+                                           c.audio_gated_attn, false, options);
   audio_to_video_norm_ = add_module<nn::RMSNorm>("audio_to_video_norm", d, eps, affine);
   audio_to_video_attn_ =
-      add_module<Ltx2Attention>("audio_to_video_attn", d, da, ha, dha, bias, out_bias, c.gated_attn, options);
+      add_module<Ltx2Attention>("audio_to_video_attn", d, da, ha, dha, bias, out_bias, c.gated_attn, false, options);
   video_to_audio_norm_ = add_module<nn::RMSNorm>("video_to_audio_norm", da, eps, affine);
   video_to_audio_attn_ =
-      add_module<Ltx2Attention>("video_to_audio_attn", da, d, ha, dha, bias, out_bias, c.audio_gated_attn, options);
+      add_module<Ltx2Attention>("video_to_audio_attn", da, d, ha, dha, bias, out_bias, c.audio_gated_attn, false,
+                                options);
   const nn::Activation act = c.activation_fn == "gelu" ? nn::Activation::GELU : nn::Activation::GELUTanh;
   norm3_ = add_module<nn::RMSNorm>("norm3", d, eps, affine);
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, act, c.ff_bias);
@@ -300,6 +345,7 @@ LTX2VideoTransformer3DModel::LTX2VideoTransformer3DModel(Ltx2ArchConfig config, 
       mapping_(ltx2_mapping()),
       parallel_(options.sequence_parallel ? *options.sequence_parallel : nn::single_process()),
       rope_style_(config_.rope_type == "split" ? ops::RopeStyle::SplitHalf : ops::RopeStyle::Interleaved) {
+  if (options.fuse_projections) mapping_.then(fused_projection_mapping());
   const auto& c = config_;
   const int64_t d = c.hidden_size, da = c.audio_hidden_size;
   // Own parameters first, in the reference's registration order (its state dict's order).
@@ -712,6 +758,20 @@ ParamNameMapping ltx2_mapping() {
   m.rename(block + R"((\w+)\.k_norm\.weight$)", "transformer_blocks.$1.$2.norm_k.weight");
   m.rename(block + R"((\w+)\.to_gate_compress\.(weight|bias)$)", "transformer_blocks.$1.$2.to_gate_logits.$3");
   m.rename(top + R"((.+)$)", "$1");
+  return m;
+}
+
+ParamNameMapping fused_projection_mapping() {
+  ParamNameMapping m;
+  const std::string self = R"(^(transformer_blocks\.\d+\.(?:attn1|audio_attn1))\.to_)";
+  const std::string cross =
+      R"(^(transformer_blocks\.\d+\.(?:attn2|audio_attn2|audio_to_video_attn|video_to_audio_attn))\.to_)";
+  const std::string wb = R"(\.(weight|bias)$)";
+  m.merge(self + "q" + wb, "$1.to_qkv.$2", 0, 3);
+  m.merge(self + "k" + wb, "$1.to_qkv.$2", 1, 3);
+  m.merge(self + "v" + wb, "$1.to_qkv.$2", 2, 3);
+  m.merge(cross + "k" + wb, "$1.to_kv.$2", 0, 2);
+  m.merge(cross + "v" + wb, "$1.to_kv.$2", 1, 2);
   return m;
 }
 
