@@ -14,12 +14,14 @@ constexpr float kAttentionNormEps = 1e-6f;  // LTX2Attention's norm_eps: the blo
 constexpr float kOutputNormEps = 1e-6f;
 
 // get_mod_params: table [k, D] + emb [B, T, k·D] viewed [B, T, k, D], as k tensors [B, T, D]
-// in the stream's dtype (the reference's bf16 add).
+// in the stream's dtype (the reference's bf16 add). The add writes [k, B, T, D] (its input
+// read through a permuted view), so each parameter is a contiguous view of the one result:
+// one kernel, no copy per parameter (with B·T = 1 the view needs no copy either).
 std::vector<Tensor> mod_params(const Tensor& table, const Tensor& emb) {
-  const int64_t k = table.size(0), d = table.size(1);
-  const Tensor values = ops::add(table, emb.reshape({emb.size(0), emb.size(1), k, d}));
+  const int64_t k = table.size(0), d = table.size(1), b = emb.size(0), t = emb.size(1);
+  const Tensor values = ops::add(table.reshape({k, 1, 1, d}), emb.reshape({b, t, k, d}).permute({2, 0, 1, 3}));
   std::vector<Tensor> out;
-  for (int64_t i = 0; i < k; ++i) out.push_back(values.narrow(2, i, 1).contiguous().squeeze(2));
+  for (int64_t i = 0; i < k; ++i) out.push_back(values.narrow(0, i, 1).squeeze(0));
   return out;
 }
 
@@ -269,7 +271,7 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     const auto prompt = [&](const nn::Parameter* table, const Tensor& temb) {
       if (temb.defined()) return mod_params(table->value, temb);
       const Tensor rows = cast(table->value, dtype);  // use_prompt_adaln_single false: the static table
-      return std::vector<Tensor>{rows.narrow(0, 0, 1).contiguous(), rows.narrow(0, 1, 1).contiguous()};
+      return std::vector<Tensor>{rows.narrow(0, 0, 1), rows.narrow(0, 1, 1)};  // contiguous row views
     };
     const std::vector<Tensor> kv = prompt(prompt_scale_shift_table_, ctx.temb_prompt);
     const std::vector<Tensor> audio_kv = prompt(audio_prompt_scale_shift_table_, ctx.temb_prompt_audio);
@@ -301,11 +303,11 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     a = audio_step.sum;
     const Tensor n_v = video_step.normed, n_a = audio_step.normed;
     const Tensor v_table = video_a2v_table_->value, a_table = audio_a2v_table_->value;
-    const std::vector<Tensor> v_ca = mod_params(v_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_scale_shift);
-    const Tensor a2v_gate = mod_params(v_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_gate)[0];
-    const std::vector<Tensor> a_ca =
-        mod_params(a_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_audio_scale_shift);
-    const Tensor v2a_gate = mod_params(a_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_audio_gate)[0];
+    // (row ranges of a table are contiguous views: nothing copied)
+    const std::vector<Tensor> v_ca = mod_params(v_table.narrow(0, 0, 4), ctx.temb_ca_scale_shift);
+    const Tensor a2v_gate = mod_params(v_table.narrow(0, 4, 1), ctx.temb_ca_gate)[0];
+    const std::vector<Tensor> a_ca = mod_params(a_table.narrow(0, 0, 4), ctx.temb_ca_audio_scale_shift);
+    const Tensor v2a_gate = mod_params(a_table.narrow(0, 4, 1), ctx.temb_ca_audio_gate)[0];
 
     const Tensor a2v_q = modulate(n_v, v_ca[1], v_ca[0]);
     const Tensor a2v_kv = modulate(n_a, a_ca[1], a_ca[0]);
