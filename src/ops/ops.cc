@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/row_layout.h"
 #include "ops/fp8.h"
 
 #if defined(FASTDIT_WITH_CUDA) && __has_include("backends/cuda/cuda_ops.h")
@@ -315,7 +316,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps, Rounding round
   FASTDIT_CHECK(!each_step || weight.dtype() == x.dtype(), "rms_norm: Rounding::EachStep needs the weight in x's dtype (",
                 dtype_name(x.dtype()), "), got ", dtype_name(weight.dtype()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), contiguous(x),
+  // Evenly spaced rows (a column range of a fused projection's output) are read in place.
+  run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), even_row_stride(x) ? x : x.contiguous(),
              contiguous(weight), eps, each_step, out);
   return out;
 }

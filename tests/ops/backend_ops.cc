@@ -172,6 +172,19 @@ std::vector<OpCase> make_cases() {
          .make = [s, d](Inputs& in) { return Tensors{in.rand(s, -3, 5), in.rand({d})}; },
          .call = [](const Tensors& t) { return Tensors{ops::rms_norm(t[0], t[1], 1e-6f, ops::Rounding::EachStep)}; }});
   }
+  // rms_norm reads a column range of a wider tensor in place (the q or k columns of a fused
+  // q|k|v projection): whole 16-byte runs at a 16-byte row stride take the vectorised
+  // kernel, the others (a stride or start off the runs, a row of 100) the generic one.
+  struct Columns {
+    int64_t d, wide, start;
+  };
+  for (const Columns c : {Columns{96, 3 * 96, 96}, Columns{1536, 3 * 1536, 1536}, Columns{100, 300, 200},
+                          Columns{1536, 2 * 1536 + 4, 4}}) {
+    add({.op = "rms_norm",
+         .shape = str({2, 37, c.wide}) + " columns [" + std::to_string(c.start) + ", +" + std::to_string(c.d) + ") weight",
+         .make = [c](Inputs& in) { return Tensors{in.rand({2, 37, c.wide}, -3, 5), in.rand_as(kF32, {c.d})}; },
+         .call = [c](const Tensors& t) { return Tensors{ops::rms_norm(t[0].narrow(-1, c.start, c.d), t[1], 1e-6f)}; }});
+  }
   for (int64_t d : {96, 1536, 100, 5120}) {
     for (int64_t rows : {1, 37}) {
       for (DType out : {DType::Float32, DType::BFloat16}) {
