@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # LTX-2's fused attention projections on the GPU machine, with binaries built on the CPU
 # machine (scripts/prebuilt-env.sh, as gpu-prebuilt-check.sh does), in about five minutes:
-#   1. the op harness's norm cases on CUDA against the CPU (rms_norm reads the column
-#      ranges of a fused q|k|v projection in place: the vectorised and the generic kernel);
+#   1. the op harness's norm and qkv_norm_rope cases on CUDA against the CPU (rms_norm reads
+#      the column ranges of a fused q|k|v projection in place; qkv_norm_rope with per-head
+#      tables and split-half pairs, LTX-2's self-attention, in each of its kernels), and the
+#      harness's --perf lines for LTX-2's video self-attention glue: the one pass against the
+#      separate norms, rotations and value copy it replaces;
 #   2. every LTX-2 parity case on CUDA: float32 with separate and with fused projections,
 #      bfloat16 (fused, the CUDA default);
 #   3. the LTX-2 FP8 parity forwards (fused: to_qkv / to_kv in FP8) from test_cuda_fp8;
@@ -20,10 +23,12 @@ source scripts/prebuilt-env.sh
 prebuilt_start /tmp/fastdit-ltx2-logs /tmp/fastdit-ltx2-prebuilt "$@"
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
 
-for filter in rms_norm layer_norm; do  # (the second also takes add_layer_norm's cases)
+for filter in rms_norm layer_norm qkv_norm_rope; do  # (layer_norm also takes add_layer_norm's cases)
   step "harness-$filter" 60 "$bin/fastdit_backend_ops" --filter "$filter"
   grep -E "^FAIL|^PASS" "$logs/harness-$filter.log" | head -20
 done
+step harness-perf-ltx2 60 "$bin/fastdit_backend_ops" --perf --filter "LTX-2 video"
+cat "$logs/harness-perf-ltx2.log"
 
 parity() {
   local failed=0 total=0

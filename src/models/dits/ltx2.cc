@@ -154,6 +154,15 @@ Ltx2Attention::Projections Ltx2Attention::project(const Tensor& x, const Tensor&
   return p;
 }
 
+// Whether the fused q|k|v output goes through ops::qkv_norm_rope: a self-attention whose
+// table rotates whole heads of its own count, with no hook wanting a norm's own output.
+bool Ltx2Attention::one_pass_norm_rope(bool values_only, const Rope& rope) const {
+  if (!to_qkv_ || values_only || !rope.table || !norm_q_->weight || !norm_k_->weight) return false;
+  if (norm_q_->has_forward_hooks() || norm_k_->has_forward_hooks()) return false;
+  const Tensor& cos = rope.table->cos;
+  return cos.dim() == 4 && cos.size(2) == heads_ && cos.size(3) == head_dim_;
+}
+
 // The flat projection [B, S, inner] rotated as the table's heads see it (apply_*_rotary_emb).
 Tensor Ltx2Attention::rotate(const Tensor& t, const Rope& rope) const {
   if (!rope.table) return t;
@@ -168,15 +177,27 @@ Tensor Ltx2Attention::forward(const Tensor& x, const Tensor& context, const Tens
                               int64_t full_length) const {
   const auto heads = [&](const Tensor& t) { return t.reshape({t.size(0), t.size(1), heads_, head_dim_}); };
   const bool values_only = perturbation.active && perturbation.all_perturbed;
-  Projections p = project(x, context, values_only);
-  const Tensor value = std::move(p.v);
+  Tensor q, k, value;  // q, k rotated; value flat [B, S, inner] (a column view when fused)
+  if (!context.defined() && one_pass_norm_rope(values_only, q_rope)) {
+    // The fused self-attention projection to normalised, rotated heads in one pass
+    // (ops::qkv_norm_rope: the numbers of the norms and rotations below).
+    ops::QKV r = ops::qkv_norm_rope(to_qkv_->forward(x), norm_q_->weight->value, norm_k_->weight->value,
+                                    norm_q_->eps(), heads_, q_rope.table->cos, q_rope.table->sin, q_rope.style);
+    q = std::move(r.q);
+    k = std::move(r.k);
+    value = merged(r.v);
+  } else {
+    Projections p = project(x, context, values_only);
+    value = std::move(p.v);
+    if (!values_only) {  // the norms read the fused output's column ranges in place
+      q = rotate(norm_q_->forward(std::exchange(p.q, {})), q_rope);
+      k = rotate(norm_k_->forward(std::exchange(p.k, {})), k_rope.table ? k_rope : q_rope);
+    }
+  }
   Tensor out;
   if (values_only) {
     out = value.contiguous();  // STG everywhere: the values stand in for the attention
   } else {
-    // The norms read the fused output's column ranges in place (ops take any strides).
-    const Tensor q = rotate(norm_q_->forward(std::exchange(p.q, {})), q_rope);
-    const Tensor k = rotate(norm_k_->forward(std::exchange(p.k, {})), k_rope.table ? k_rope : q_rope);
     if (distributed) {
       out = distributed_.forward(heads(q), heads(k), heads(value), full_length, nullptr, q_rope.style).out;
     } else {

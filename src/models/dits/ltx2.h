@@ -82,8 +82,9 @@ struct Perturbation {
 // with an additive mask, optional per-head gates 2·sigmoid(to_gate_logits(x)), to_out.
 // options.fuse_projections: one GEMM for q|k|v (to_qkv, rows q, k, v) in a self-attention,
 // for k|v (to_kv) in a cross-attention (text and A2V / V2A: k and v read the same context);
-// the forward reads q, k and v as column ranges of the one output. The gate stays its own
-// GEMM (it stays out of FP8, the projections may not).
+// a self-attention then goes from the one output to normalised, rotated q, k and v heads in
+// one pass (ops::qkv_norm_rope), a cross-attention's norm reads k as a column range of its
+// output in place. The gate stays its own GEMM (it stays out of FP8, the projections may not).
 class Ltx2Attention : public nn::Module {
  public:
   Ltx2Attention(int64_t query_dim, int64_t kv_dim, int64_t heads, int64_t head_dim, bool bias, bool out_bias,
@@ -103,6 +104,7 @@ class Ltx2Attention : public nn::Module {
     Tensor q, k, v;
   };
   Projections project(const Tensor& x, const Tensor& context, bool values_only) const;
+  bool one_pass_norm_rope(bool values_only, const Rope& rope) const;
   Tensor rotate(const Tensor& t, const Rope& rope) const;
   int64_t heads_, head_dim_;
   nn::RMSNorm *norm_q_, *norm_k_;
