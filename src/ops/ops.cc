@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/row_layout.h"
 #include "ops/attention_8bit.h"
 #include "ops/fp8.h"
 
@@ -316,7 +317,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps, Rounding round
   FASTDIT_CHECK(!each_step || weight.dtype() == x.dtype(), "rms_norm: Rounding::EachStep needs the weight in x's dtype (",
                 dtype_name(x.dtype()), "), got ", dtype_name(weight.dtype()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), contiguous(x),
+  // Evenly spaced rows (a column range of a fused projection's output) are read in place.
+  run_kernel("rms_norm", x.device(), cpu::rms_norm, CUDA_KERNEL(rms_norm), even_row_stride(x) ? x : x.contiguous(),
              contiguous(weight), eps, each_step, out);
   return out;
 }
@@ -684,9 +686,19 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
   FASTDIT_CHECK(!per_head || (norm_q.dtype() == qkv.dtype() && norm_k.dtype() == qkv.dtype()), op,
                 ": per-head norms round before the weight and need the weights in qkv's dtype (", dtype_name(qkv.dtype()),
                 "), got ", dtype_name(norm_q.dtype()), " and ", dtype_name(norm_k.dtype()));
-  const Shape table{qkv.size(1), head_dim};
-  FASTDIT_CHECK(cos.shape() == table && sin.shape() == table, op, ": cos/sin must be ", shape_str(table),
-                ", got ", shape_str(cos.shape()), " and ", shape_str(sin.shape()));
+  // One table row per token, or per (token, head) and item: what ops::rope takes, rotating
+  // whole heads.
+  const int64_t batch = qkv.size(0), seq = qkv.size(1);
+  bool table_fits = cos.shape() == sin.shape() && cos.dim() >= 2 && cos.size(-1) == head_dim;
+  if (table_fits && cos.dim() == 2) table_fits = cos.size(0) == seq;
+  if (table_fits && cos.dim() == 3) table_fits = cos.size(0) == seq && cos.size(1) == heads;
+  if (table_fits && cos.dim() == 4)
+    table_fits = (cos.size(0) == 1 || cos.size(0) == batch) && cos.size(1) == seq &&
+                 (cos.size(2) == 1 || cos.size(2) == heads);
+  FASTDIT_CHECK(table_fits && cos.dim() <= 4, op,
+                ": cos/sin must be [S, D/H], [S, H, D/H] or [B or 1, S, H or 1, D/H] with S = ", seq, ", H = ", heads,
+                ", D/H = ", head_dim, ", B = ", batch, ", got ", shape_str(cos.shape()), " and ",
+                shape_str(sin.shape()));
   const Shape shape{qkv.size(0), qkv.size(1), heads, head_dim};
 #ifdef FASTDIT_CUDA_KERNELS
   if (qkv.device().is_cuda() && cos.dtype() == DType::Float32 && sin.dtype() == DType::Float32 &&

@@ -11,6 +11,7 @@ source "$(dirname "$0")/support.bash"
 
 wan=$root/tests/fixtures/wan/keys
 sd3=$root/tests/fixtures/sd3/keys
+ltx2=$root/tests/fixtures/ltx2/keys
 
 expect 0 table "$fastdit" keys "$wan/Wan2.1-T2V-1.3B.config.json"
 head -n 1 "$tmp/out" | grep -q "^model    WanTransformer3DModel from .*: 825 parameters in float32" \
@@ -18,7 +19,7 @@ head -n 1 "$tmp/out" | grep -q "^model    WanTransformer3DModel from .*: 825 par
 grep -q "^blocks.29.ffn.net.2.weight  *float32  \[1536, 8960\]$" "$tmp/out" || fail "table row missing"
 grep -q "^total: 825 tensors, 1418996800 parameters (1.4B)$" "$tmp/out" || fail "table total: $(tail -n 3 "$tmp/out")"
 
-for dump in "$wan"/*.keys.json "$sd3"/*.keys.json; do
+for dump in "$wan"/*.keys.json "$sd3"/*.keys.json "$ltx2"/*.keys.json; do
   config=${dump%.keys.json}.config.json
   for fuse in off on; do
     expect 0 "$(basename "$dump") fuse $fuse" "$fastdit" keys "$config" --against "$dump" --dtype bfloat16 --fuse $fuse

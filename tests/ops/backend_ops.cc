@@ -172,6 +172,19 @@ std::vector<OpCase> make_cases() {
          .make = [s, d](Inputs& in) { return Tensors{in.rand(s, -3, 5), in.rand({d})}; },
          .call = [](const Tensors& t) { return Tensors{ops::rms_norm(t[0], t[1], 1e-6f, ops::Rounding::EachStep)}; }});
   }
+  // rms_norm reads a column range of a wider tensor in place (the q or k columns of a fused
+  // q|k|v projection): whole 16-byte runs at a 16-byte row stride take the vectorised
+  // kernel, the others (a stride or start off the runs, a row of 100) the generic one.
+  struct Columns {
+    int64_t d, wide, start;
+  };
+  for (const Columns c : {Columns{96, 3 * 96, 96}, Columns{1536, 3 * 1536, 1536}, Columns{100, 300, 200},
+                          Columns{1536, 2 * 1536 + 4, 4}}) {
+    add({.op = "rms_norm",
+         .shape = str({2, 37, c.wide}) + " columns [" + std::to_string(c.start) + ", +" + std::to_string(c.d) + ") weight",
+         .make = [c](Inputs& in) { return Tensors{in.rand({2, 37, c.wide}, -3, 5), in.rand_as(kF32, {c.d})}; },
+         .call = [c](const Tensors& t) { return Tensors{ops::rms_norm(t[0].narrow(-1, c.start, c.d), t[1], 1e-6f)}; }});
+  }
   for (int64_t d : {96, 1536, 100, 5120}) {
     for (int64_t rows : {1, 37}) {
       for (DType out : {DType::Float32, DType::BFloat16}) {
@@ -558,6 +571,31 @@ std::vector<OpCase> make_cases() {
          }});
   }
 
+  // Per-(item, token, head) tables [B or 1, S, H, dh] (LTX-2's per-head frequency slices) in
+  // every kernel: split-half at dh 128 and 64 (LTX-2's video and audio heads) and 16 in the
+  // split-half vectorised one, interleaved 128 in the interleaved one, 20 in the per-row one.
+  struct HeadTable {
+    int64_t heads, head_dim, table_batch;
+    RopeStyle style;
+  };
+  for (const HeadTable& c : {HeadTable{4, 128, 1, RopeStyle::SplitHalf}, HeadTable{3, 64, 2, RopeStyle::SplitHalf},
+                             HeadTable{3, 16, 2, RopeStyle::SplitHalf}, HeadTable{2, 128, 2, RopeStyle::Interleaved},
+                             HeadTable{2, 20, 1, RopeStyle::SplitHalf}}) {
+    const int64_t d = c.heads * c.head_dim, seq = 37;
+    const Shape table{c.table_batch, seq, c.heads, c.head_dim};
+    add({.op = "qkv_norm_rope",
+         .shape = detail::concat("[2,", seq, ",3x", d, "] heads ", c.heads, " table ", str(table),
+                                 c.style == RopeStyle::Interleaved ? " interleaved" : " split-half"),
+         .make = [=](Inputs& in) {
+           return Tensors{in.rand({2, seq, 3 * d}, -2, 2), in.rand({d}, 0.5f, 1.5f), in.rand({d}, 0.5f, 1.5f),
+                          in.rand_as(kF32, table), in.rand_as(kF32, table)};
+         },
+         .call = [c](const Tensors& t) {
+           const ops::QKV r = ops::qkv_norm_rope(t[0], t[1], t[2], 1e-6f, c.heads, t[3], t[4], c.style);
+           return Tensors{r.q, r.k, r.v};
+         }});
+  }
+
   // Per-head norms (weights [dh] of qkv's dtype, rounded before them): the team kernel serves
   // interleaved pairs at dh of whole runs up to a warp (128, 64); 20 and split-half compose.
   for (const Qkv& c : {Qkv{4, 128, RopeStyle::Interleaved}, Qkv{3, 64, RopeStyle::Interleaved},
@@ -783,6 +821,32 @@ std::vector<OpCase> make_cases() {
                                                  ops::QkNorm::PerHead);
            return Tensors{r.q, r.k, r.v};
          }, .perf = true, .check = false});
+    if (dim == 5120) {  // LTX-2 19B's video self-attention: 6,144 tokens, split-half, per-head table
+      add({.op = "qkv_norm_rope", .shape = " LTX-2 video [1,6144,3x4096] table [1,6144,32,128] split-half",
+           .dtypes = {kBF16},
+           .make = [](Inputs& in) {
+             return Tensors{in.rand({1, 6144, 3 * 4096}), in.rand({4096}), in.rand_as(kF32, {1, 6144, 32, 128}),
+                            in.rand_as(kF32, {1, 6144, 32, 128})};
+           },
+           .call = [](const Tensors& t) {
+             const ops::QKV r = ops::qkv_norm_rope(t[0], t[1], t[1], 1e-6f, 32, t[2], t[3], RopeStyle::SplitHalf);
+             return Tensors{r.q, r.k, r.v};
+           }, .perf = true, .check = false});
+      // The same as separate ops: each of q and k normalised in place and rotated, v copied.
+      add({.op = "rms_norm", .shape = " LTX-2 video q|k|v [1,6144,3x4096]: norm, rope of q and k, v copied",
+           .dtypes = {kBF16},
+           .make = [](Inputs& in) {
+             return Tensors{in.rand({1, 6144, 3 * 4096}), in.rand({4096}), in.rand_as(kF32, {1, 6144, 32, 128}),
+                            in.rand_as(kF32, {1, 6144, 32, 128})};
+           },
+           .call = [](const Tensors& t) {
+             const auto part = [&](int64_t i) {
+               return ops::rope(ops::rms_norm(t[0].narrow(-1, i * 4096, 4096), t[1], 1e-6f).reshape({1, 6144, 32, 128}),
+                                t[2], t[3], RopeStyle::SplitHalf);
+             };
+             return Tensors{part(0), part(1), t[0].narrow(-1, 2 * 4096, 4096).contiguous()};
+           }, .perf = true, .check = false});
+    }
     add({.op = "transpose", .shape = detail::concat(" [1,", dim, ",32760] -> [1,32760,", dim, "] (patchify)"), .dtypes = {kBF16},
          .make = [dim](Inputs& in) { return Tensors{in.rand({1, dim, 32760})}; },
          .call = [](const Tensors& t) { return Tensors{ops::transpose(t[0], 1, 2)}; }, .perf = true, .check = false});

@@ -1,8 +1,8 @@
 // Every LTX-2 parity case under tests/fixtures/ltx2 (made by tools/reference/make_cases.py
 // with specs/ltx2.py from diffusers' LTX2VideoTransformer3DModel) through the production
-// loader on the CPU, both output heads (`sample`, `audio_sample`), float32 and bfloat16; and
-// the activation trace of the fastdit model against the reference tracer's, block outputs
-// as tuples (out[0] video, out[1] audio).
+// loader on the CPU, both output heads (`sample`, `audio_sample`), float32 (separate and fused
+// projections) and bfloat16; and the activation trace of the fastdit model against the
+// reference tracer's, block outputs as tuples (out[0] video, out[1] audio).
 #include <gtest/gtest.h>
 
 #include "loader/transformer_loader.h"
@@ -40,6 +40,14 @@ TEST_P(Ltx2Parity, BothHeadsBFloat16OnCpuWithinTheReferencesOwnBf16Error) {
   const ParityResult r = run_parity_case(fixtures() / GetParam(), Device::cpu(), DType::BFloat16);
   EXPECT_TRUE(r.pass) << head_lines(r);
   EXPECT_GT(r.rel_l2, 1e-6);  // really ran in bfloat16
+}
+
+// The fused projections (to_qkv, to_kv: the CUDA default) from both checkpoint layouts.
+TEST_P(Ltx2Parity, BothHeadsFloat32OnCpuWithFusedProjections) {
+  const ParityResult r = run_parity_case(fixtures() / GetParam(), Device::cpu(), DType::Float32, true);
+  EXPECT_TRUE(r.pass) << head_lines(r);
+  ASSERT_EQ(r.heads.size(), 2u);
+  EXPECT_LE(r.rel_l2, 1e-4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Ltx2Parity, ::testing::ValuesIn(testing::family_cases("ltx2")));

@@ -94,6 +94,84 @@ TEST(Ltx2Model, OriginalLayoutLoadsTheDiffusersParameters) {
   }
 }
 
+LoadOptions fused_options(DType dtype = DType::Float32) {
+  LoadOptions options;
+  options.fuse_projections = true;
+  options.dtype = dtype;
+  return options;
+}
+
+// Fused projections (the CUDA default): the self-attentions' q, k, v load into one to_qkv
+// (rows q, k, v) and the cross-attentions' k, v into one to_kv, weights and biases, from the
+// diffusers and the original layout; each exports back to its own file exactly.
+TEST(Ltx2Model, FusedProjectionsLoadTheSeparateRowsAndExportExactly) {
+  for (const fs::path& case_dir : {tiny_case(), original_case()}) {
+    const auto plain = load_transformer(case_dir / "transformer", {});
+    const auto fused = load_transformer(case_dir / "transformer", fused_options());
+    EXPECT_EQ(fused.model->named_parameters().size() + 2 * (2 * 2 + 4 * 1) * 2, plain.model->named_parameters().size())
+        << "2 blocks x (2 fewer in each of 2 self-attentions, 1 in each of 4 cross-attentions) x weight and bias";
+    const auto rows = [&](const std::string& fused_name, const std::vector<std::string>& parts) {
+      const Tensor joined = fused.model->find_parameter(fused_name)->value;
+      int64_t row = 0;
+      for (const std::string& part : parts) {
+        EXPECT_EQ(fused.model->find_parameter(part), nullptr) << part;
+        const Tensor separate = plain.model->find_parameter(part)->value;
+        const int64_t n = separate.size(0);
+        EXPECT_EQ(testing::max_abs_diff(joined.narrow(0, row, n), separate), 0.0) << fused_name << " " << part;
+        row += n;
+      }
+      EXPECT_EQ(row, joined.size(0)) << fused_name;
+    };
+    for (const char* block : {"transformer_blocks.0.", "transformer_blocks.1."})
+      for (const char* wb : {"weight", "bias"}) {
+        for (const char* self : {"attn1", "audio_attn1"}) {
+          const std::string at = std::string(block) + self + ".";
+          rows(at + "to_qkv." + wb, {at + "to_q." + wb, at + "to_k." + wb, at + "to_v." + wb});
+        }
+        for (const char* cross : {"attn2", "audio_attn2", "audio_to_video_attn", "video_to_audio_attn"}) {
+          const std::string at = std::string(block) + cross + ".";
+          rows(at + "to_kv." + wb, {at + "to_k." + wb, at + "to_v." + wb});
+          EXPECT_NE(fused.model->find_parameter(at + "to_q." + wb), nullptr) << at;
+        }
+      }
+    const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(case_dir / "transformer");
+    const auto exported = export_checkpoint(fused);
+    ASSERT_EQ(exported.size(), checkpoint.names().size());
+    for (const auto& [name, tensor] : exported) {
+      const Tensor original = checkpoint.tensor(name);
+      EXPECT_EQ(tensor.shape(), original.shape()) << name;
+      EXPECT_EQ(testing::max_abs_diff(tensor, original), 0.0) << name;
+    }
+  }
+}
+
+// The fused model's forward is the separate-projection model's: every parity case (all the
+// attention paths: masks, per-token timesteps, 2.3's gates and prompt modulation, STG with
+// and without a mask, isolated modalities, both layouts), both heads, float32 and bfloat16.
+// The bound is 0, bit for bit: an output column of the CPU GEMM (OpenBLAS sgemm) is one dot
+// product over K whose order does not depend on how many columns sit beside it, so the fused
+// GEMM's column ranges are the separate GEMMs' outputs exactly, and every op after them reads
+// the same values (the norms read the ranges in place, the values are copied). On CUDA,
+// cuBLASLt may pick another algorithm for the wider GEMM; the CUDA parity cases (fused and
+// not) hold both to the reference's bounds.
+TEST(Ltx2Model, FusedProjectionsAreTheSeparateProjections) {
+  for (const std::string& name : testing::family_cases("ltx2")) {
+    const fs::path case_dir = fixtures() / name;
+    for (DType dtype : {DType::Float32, DType::BFloat16}) {
+      LoadOptions separate;
+      separate.dtype = dtype;
+      const auto plain = load_transformer(case_dir / "transformer", separate);
+      const auto fused = load_transformer(case_dir / "transformer", fused_options(dtype));
+      const TensorMap inputs = read_model_inputs(case_dir / "inputs.safetensors", *plain.model, Device::cpu());
+      const ArgMap args =
+          fs::exists(case_dir / "args.json") ? read_args_file(case_dir / "args.json", plain.model->io()) : ArgMap{};
+      const TensorMap a = plain.model->forward(inputs, args), b = fused.model->forward(inputs, args);
+      for (const char* head : {"sample", "audio_sample"})
+        EXPECT_EQ(testing::max_abs_diff(a.at(head), b.at(head)), 0.0) << name << " " << dtype_name(dtype) << " " << head;
+    }
+  }
+}
+
 TEST(Ltx2Rotary, SplitTablesGiveEachHeadItsSliceAfterTheFrontPadding) {
   // dim 16 over 3 axes: 2 frequencies per axis, 6 angles, 2 of the 8 padded at the front.
   const Tensor coords = Tensor::from_vector<float>({10.0f, 512.0f, 1024.0f}, {1, 3, 1});

@@ -9,6 +9,7 @@
 #include <numbers>
 #include <string>
 
+#include "backends/row_layout.h"
 #include "ops/ops.h"
 #include "support/op_reference.h"
 #include "support/test_support.h"
@@ -145,6 +146,35 @@ TEST(OpsNorm, RmsNorm) {
   expect_close(ops::rms_norm(x, w, 1e-6f), norm_reference(x, w, Tensor{}, 1e-6, false), 1e-5);
   expect_close(ops::rms_norm(x, Tensor{}, 1e-2f),
                norm_reference(x, Tensor{}, Tensor{}, 1e-2, false), 1e-5);
+}
+
+// The row layout the norm kernels read in place: contiguous rows, or a column range of a
+// wider tensor; rows that are not evenly spaced or not contiguous are not one.
+TEST(OpsNorm, EvenRowStrideNamesTheLayoutsReadInPlace) {
+  const Tensor x = random_tensor({2, 3, 12}, 1);
+  EXPECT_EQ(even_row_stride(x), 12);
+  EXPECT_EQ(even_row_stride(x.narrow(-1, 4, 4)), 12);        // the k columns of a q|k|v row
+  EXPECT_EQ(even_row_stride(x.narrow(0, 1, 1).narrow(-1, 8, 4)), 12);
+  EXPECT_EQ(even_row_stride(x.narrow(1, 1, 1).narrow(-1, 0, 4)), 36);  // one row per item
+  EXPECT_EQ(even_row_stride(x.narrow(1, 0, 2)), std::nullopt);  // rows 0, 1, then 3
+  EXPECT_EQ(even_row_stride(x.transpose(1, 2)), std::nullopt);  // a row is not contiguous
+  EXPECT_EQ(even_row_stride(Tensor::scalar(1.0f)), std::nullopt);
+}
+
+// rms_norm of a column range is the norm of its contiguous copy, in every dtype.
+TEST(OpsNorm, RmsNormOfAColumnRangeIsTheNormOfItsCopy) {
+  for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    const Tensor qkv = ops::cast(random_tensor({2, 5, 3 * 16}, 2), dtype);
+    const Tensor weight = random_tensor({16}, 3);
+    for (int64_t part = 0; part < 3; ++part) {
+      const Tensor columns = qkv.narrow(-1, part * 16, 16);
+      ASSERT_FALSE(columns.is_contiguous());
+      EXPECT_EQ(testing::max_abs_diff(ops::rms_norm(columns, weight, 1e-6f),
+                                      ops::rms_norm(columns.contiguous(), weight, 1e-6f)),
+                0.0)
+          << dtype_name(dtype) << " part " << part;
+    }
+  }
 }
 
 TEST(OpsNorm, LowPrecisionIsFloat32Rounded) {

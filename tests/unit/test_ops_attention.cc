@@ -364,6 +364,34 @@ TEST(OpsRope, QkvNormRopeIsTheSeparateOpsAndRejectsBadArguments) {
                "qkv_norm_rope: qkv [2, 5, 73] does not split into 3 x 3 heads of an even size");
 }
 
+// Tables per (item, token, head), as ops::rope takes them (LTX-2's per-head frequency
+// slices): the separate ops with the same table, both pair styles; a table that does not
+// rotate whole heads or fit the batch is refused.
+TEST(OpsRope, QkvNormRopeTakesPerHeadTables) {
+  const int64_t heads = 3, head_dim = 8, d = heads * head_dim;
+  const Shape shape{2, 5, heads, head_dim};
+  const Tensor qkv = random_tensor({2, 5, 3 * d}, 350), wq = random_tensor({d}, 351), wk = random_tensor({d}, 352);
+  for (const Shape& table : {Shape{1, 5, heads, head_dim}, Shape{2, 5, heads, head_dim}, Shape{2, 5, 1, head_dim},
+                             Shape{5, heads, head_dim}}) {
+    const Tensor cos = random_tensor(table, 353), sin = random_tensor(table, 354);
+    for (ops::RopeStyle style : {ops::RopeStyle::SplitHalf, ops::RopeStyle::Interleaved}) {
+      const ops::QKV got = ops::qkv_norm_rope(qkv, wq, wk, 1e-6f, heads, cos, sin, style);
+      const auto separate = [&](int64_t i, const Tensor& w) {
+        return ops::rope(ops::rms_norm(qkv.narrow(-1, i * d, d), w, 1e-6f).reshape(shape), cos, sin, style);
+      };
+      EXPECT_EQ(testing::max_abs_diff(got.q, separate(0, wq)), 0.0) << shape_str(table);
+      EXPECT_EQ(testing::max_abs_diff(got.k, separate(1, wk)), 0.0) << shape_str(table);
+      EXPECT_EQ(testing::max_abs_diff(got.v, qkv.narrow(-1, 2 * d, d).contiguous().reshape(shape)), 0.0);
+    }
+  }
+  for (const Shape& bad : {Shape{3, 5, heads, head_dim}, Shape{1, 5, heads, head_dim / 2}, Shape{1, 5, 2, head_dim}}) {
+    expect_error([&] {
+      ops::qkv_norm_rope(qkv, wq, wk, 1e-6f, heads, random_tensor(bad, 1), random_tensor(bad, 2),
+                         ops::RopeStyle::SplitHalf);
+    }, "qkv_norm_rope: cos/sin must be [S, D/H], [S, H, D/H] or [B or 1, S, H or 1, D/H] with S = 5, H = 3, D/H = 8, B = 2");
+  }
+}
+
 // Per-head norms: each head's values normalised alone (weights [head_dim]), in bfloat16
 // rounded before the weight and again before the rotation: the separate per-head modules.
 TEST(OpsRope, QkvNormRopePerHeadIsThePerHeadModules) {

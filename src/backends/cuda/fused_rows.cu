@@ -4,8 +4,10 @@
 //    the reference's separate norm modules, rotates the pairs in float32 and writes q, k,
 //    v as contiguous [H, dh] rows; the three strided copies, two norms and two rotations
 //    of the unfused path become one pass. Vectorised (a group of threads per row, the
-//    row's q then k held in registers as 16-byte runs, interleaved pairs inside a run)
-//    where the shapes allow; one CTA per row otherwise.
+//    row's q then k held in registers as 16-byte runs: interleaved pairs inside a run, or
+//    split-half pairs as a run and its partner half a head on) where the shapes allow; one
+//    CTA per row otherwise. The table is one row per token or per (item, token, head)
+//    (ops::RopeTableLayout: LTX-2's per-head frequency slices).
 //    With per-head norms (LongCat's RMSNorm_FP32 per head) a team of dh/E threads of one
 //    warp owns one (token, q|k|v, head) run of dh values: the team's squares are summed with
 //    shuffles, the row rounded before the weight and again before the rotation.
@@ -29,15 +31,21 @@ struct QkvParams {
   void *q, *k, *v;
   const void *norm_q, *norm_k;
   FloatCode norm_code;
-  const float *cos, *sin;  // [S, dh]
+  const float *cos, *sin;  // rows of dh at table_row(): [S, dh] or [B|1, S, H|1, dh]
+  int64_t table_batch, table_seq, table_head;  // ops::RopeTableLayout's offsets
   int64_t dim, head_dim, seq, rows;
   float eps;
   bool interleaved;
 };
 
+// Where the table row of (row = b·S + s, head) starts.
+__device__ __forceinline__ int64_t table_row(const QkvParams& p, int64_t row, int64_t head) {
+  return (row / p.seq) * p.table_batch + (row % p.seq) * p.table_seq + head * p.table_head;
+}
+
 // Normalises and rotates one of q (part 0) or k (part 1) of the row.
 template <class T>
-__device__ void norm_rope_part(const QkvParams& p, const T* in, T* out, const void* weight, int64_t s,
+__device__ void norm_rope_part(const QkvParams& p, const T* in, T* out, const void* weight, int64_t row,
                                float* scratch) {
   float squares = 0.0f;
   for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) {
@@ -46,10 +54,10 @@ __device__ void norm_rope_part(const QkvParams& p, const T* in, T* out, const vo
   }
   const float inv_rms = 1.0f / sqrtf(block_sum(squares, scratch) / static_cast<float>(p.dim) + p.eps);
   const int64_t half = p.head_dim / 2;
-  const float* cos = p.cos + s * p.head_dim;
-  const float* sin = p.sin + s * p.head_dim;
   for (int64_t pair = threadIdx.x; pair < p.dim / 2; pair += blockDim.x) {
     const int64_t head = pair / half, i = pair % half;
+    const float* cos = p.cos + table_row(p, row, head);
+    const float* sin = p.sin + table_row(p, row, head);
     const int64_t a = p.interleaved ? 2 * i : i, a2 = p.interleaved ? a + 1 : a + half;
     const int64_t ja = head * p.head_dim + a, ja2 = head * p.head_dim + a2;
     // Rounded to T first: the reference normalises in one module and rotates in another.
@@ -63,10 +71,10 @@ __device__ void norm_rope_part(const QkvParams& p, const T* in, T* out, const vo
 template <class T>
 __global__ void qkv_norm_rope_rows(QkvParams p) {
   __shared__ float scratch[32];
-  const int64_t row = blockIdx.x, s = row % p.seq;
+  const int64_t row = blockIdx.x;
   const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
-  norm_rope_part(p, in, static_cast<T*>(p.q) + row * p.dim, p.norm_q, s, scratch);
-  norm_rope_part(p, in + p.dim, static_cast<T*>(p.k) + row * p.dim, p.norm_k, s, scratch);
+  norm_rope_part(p, in, static_cast<T*>(p.q) + row * p.dim, p.norm_q, row, scratch);
+  norm_rope_part(p, in + p.dim, static_cast<T*>(p.k) + row * p.dim, p.norm_k, row, scratch);
   T* v = static_cast<T*>(p.v) + row * p.dim;
   for (int64_t j = threadIdx.x; j < p.dim; j += blockDim.x) v[j] = in[2 * p.dim + j];
 }
@@ -83,7 +91,6 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
   const int lane = threadIdx.x % group;
   const int runs = static_cast<int>(p.dim / E);
   const bool active = row < p.rows;  // inactive threads still join the reductions
-  const int64_t s = row % p.seq;
   const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
   if (active) {
     const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
@@ -114,7 +121,7 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
       const int run = k * group + lane;
       if (run >= runs) continue;
       const int64_t j = static_cast<int64_t>(run) * E;
-      const int64_t table = s * p.head_dim + j % p.head_dim;
+      const int64_t table = table_row(p, row, j / p.head_dim) + j % p.head_dim;
       float w[E], cos[E], sin[E], y[E];
       load_run<E>(weight, p.norm_code, j, w);
       load_run<E>(p.cos + table, cos);
@@ -128,6 +135,76 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
         y[e + 1] = x2 * cos[e + 1] + x1 * sin[e + 1];
       }
       store_run(out + j, y);
+    }
+  }
+}
+
+// Split-half pairs (x[i], x[i + dh/2]): a unit is a run of a head's first half and the run
+// half a head on (its partners), so a thread rotates both from its registers; dh/2 a whole
+// number of runs. kUnits units of q (then k) per thread, two runs each.
+template <class T, int kUnits>
+__global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_split_vectorized(QkvParams p, int group) {
+  constexpr int E = kRun<T>;
+  __shared__ float scratch[kRowThreads / 32];
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kRowThreads / group) + threadIdx.x / group;
+  const int lane = threadIdx.x % group;
+  const int64_t half = p.head_dim / 2;
+  const int half_runs = static_cast<int>(half / E);
+  const int units = static_cast<int>(p.dim / (2 * E));
+  const bool active = row < p.rows;  // inactive threads still join the reductions
+  const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
+  if (active) {
+    const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
+    auto* to = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
+    for (int run = lane; run < 2 * units; run += group) to[run] = from[run];
+  }
+#pragma unroll 1
+  for (int part = 0; part < 2; ++part) {
+    const T* x = in + part * p.dim;
+    float lo[kUnits][E], hi[kUnits][E];
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kUnits; ++k) {
+      const int unit = k * group + lane;
+#pragma unroll
+      for (int e = 0; e < E; ++e) lo[k][e] = hi[k][e] = 0.0f;
+      if (active && unit < units) {
+        const int64_t j = (unit / half_runs) * p.head_dim + static_cast<int64_t>(unit % half_runs) * E;
+        load_run<E>(x + j, lo[k]);
+        load_run<E>(x + j + half, hi[k]);
+      }
+#pragma unroll
+      for (int e = 0; e < E; ++e) squares += lo[k][e] * lo[k][e] + hi[k][e] * hi[k][e];
+    }
+    const float inv_rms =
+        1.0f / sqrtf(group_sum(squares, group, scratch) / static_cast<float>(p.dim) + p.eps);
+    if (!active) continue;
+    const void* weight = part == 0 ? p.norm_q : p.norm_k;
+    T* out = static_cast<T*>(part == 0 ? p.q : p.k) + row * p.dim;
+#pragma unroll
+    for (int k = 0; k < kUnits; ++k) {
+      const int unit = k * group + lane;
+      if (unit >= units) continue;
+      const int64_t head = unit / half_runs, a = static_cast<int64_t>(unit % half_runs) * E;
+      const int64_t j = head * p.head_dim + a;
+      const int64_t table = table_row(p, row, head) + a;
+      float w1[E], w2[E], cos1[E], sin1[E], cos2[E], sin2[E], y1[E], y2[E];
+      load_run<E>(weight, p.norm_code, j, w1);
+      load_run<E>(weight, p.norm_code, j + half, w2);
+      load_run<E>(p.cos + table, cos1);
+      load_run<E>(p.sin + table, sin1);
+      load_run<E>(p.cos + table + half, cos2);
+      load_run<E>(p.sin + table + half, sin2);
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        // Rounded to T first: the reference normalises in one module and rotates in another.
+        const float x1 = to_float(from_float<T>(lo[k][e] * inv_rms * w1[e]));
+        const float x2 = to_float(from_float<T>(hi[k][e] * inv_rms * w2[e]));
+        y1[e] = x1 * cos1[e] - x2 * sin1[e];
+        y2[e] = x2 * cos2[e] + x1 * sin2[e];
+      }
+      store_run(out + j, y1);
+      store_run(out + j + half, y2);
     }
   }
 }
@@ -159,7 +236,7 @@ __global__ void __launch_bounds__(kRowThreads) qkv_head_norm_rope(QkvParams p, i
     return;
   }
   const float inv_rms = 1.0f / sqrtf(squares / static_cast<float>(p.head_dim) + p.eps);
-  const int64_t table = (row % p.seq) * p.head_dim + lane * E;
+  const int64_t table = table_row(p, row, head) + lane * E;
   float w[E], cos[E], sin[E], y[E];
   load_run<E>(part == 0 ? p.norm_q : p.norm_k, p.norm_code, lane * E, w);
   load_run<E>(p.cos + table, cos);
@@ -194,13 +271,35 @@ bool try_qkv_per_head(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   return true;
 }
 
+// The split-half kernel for p (head_dim a whole number of run pairs, operands aligned: the
+// caller checked); false (nothing launched) when the row's units do not fit the registers.
+bool try_qkv_split_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
+  constexpr int kMaxUnits = kMaxRuns / 2;  // two runs each: the interleaved kernel's registers
+  const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
+  const RowLaunch launch = row_launch(p.dim / (2 * e), p.rows, kRowThreads, kMaxUnits, kMaxUnits);
+  if (launch.group == 0) return false;
+  const auto run = [&]<class T>(T*) {
+    with_runs<kMaxUnits>(launch.runs_per_thread, [&](auto units) {
+      qkv_norm_rope_split_vectorized<T, units()><<<launch.blocks, kRowThreads, 0, stream>>>(p, launch.group);
+    });
+  };
+  switch (code) {
+    case FloatCode::F32: run(static_cast<float*>(nullptr)); break;
+    case FloatCode::BF16: run(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case FloatCode::F16: run(static_cast<__half*>(nullptr)); break;
+  }
+  FASTDIT_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
-  if (!p.interleaved || p.head_dim % e != 0) return false;
+  if (p.head_dim % (p.interleaved ? e : 2 * e) != 0) return false;
   for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
     if (!aligned16(ptr)) return false;
   }
+  if (!p.interleaved) return try_qkv_split_vectorized(p, code, stream);
   const RowLaunch launch = row_launch(p.dim / e, p.rows, kRowThreads, kMaxRuns, kMaxRuns);
   if (launch.group == 0) return false;
   const auto run = [&]<class T>(T*) {
@@ -295,6 +394,12 @@ bool qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
   p.norm_code = float_code(norm_q.dtype());
   p.cos = static_cast<const float*>(cos.data_ptr());
   p.sin = static_cast<const float*>(sin.data_ptr());
+  const ops::RopeTableLayout table = ops::rope_table_layout(cos);
+  FASTDIT_CHECK(table.rotary == q.size(3), "qkv_norm_rope: the table rotates ", table.rotary,
+                " dims, the heads have ", q.size(3));
+  p.table_batch = table.batch;
+  p.table_seq = table.seq;
+  p.table_head = table.head;
   p.dim = q.size(2) * q.size(3);
   p.head_dim = q.size(3);
   p.seq = q.size(1);

@@ -1,7 +1,9 @@
 // layer_norm, rms_norm, layer_norm_modulate / rms_norm_modulate and add_layer_norm (the
 // residual add fused in front of the layer or RMS norm). Statistics are float32 and two-pass (mean, then the mean of
 // squared deviations); the per-column affine (weight, bias) and the per-row modulation
-// (x̂ · (1 + scale) + shift) are optional and may have any float dtype.
+// (x̂ · (1 + scale) + shift) are optional and may have any float dtype. rms_norm reads rows
+// that are evenly spaced in place (backends/row_layout.h: a column range of a fused q|k|v
+// projection), every other input is contiguous.
 //
 // Two kernels:
 //  - vectorised: a group of 32 to 256 threads per row (as many as keep each thread at
@@ -18,6 +20,7 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/kernel_common.cuh"
+#include "backends/row_layout.h"
 
 namespace fastdit::cuda {
 namespace {
@@ -30,7 +33,8 @@ constexpr int kMaxRuns = 8;     // runs per thread: 64 bfloat16 or 32 float32 in
 constexpr int kPreferredRuns = 3;
 
 struct NormalizeParams {
-  const void* x;  // [rows, D] of the kernel's T
+  const void* x;  // [rows, D] of the kernel's T, row r at x + r·x_stride
+  int64_t x_stride;
   void* out;      // [rows, D] of out_code (T but for layer_norm_modulate's out dtype)
   FloatCode out_code;
   int64_t rows, length;
@@ -61,7 +65,7 @@ template <class T, bool kStepped>
 __global__ void normalize_rows(NormalizeParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  const T* x = static_cast<const T*>(p.x) + row * p.length;
+  const T* x = static_cast<const T*>(p.x) + row * p.x_stride;
   const int64_t out_base = row * p.length;
   float mean = 0.0f;
   if (p.subtract_mean) {
@@ -141,7 +145,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
     for (int e = 0; e < E; ++e) v[k][e] = 0.0f;
     if (!active || run >= runs) continue;
     const int64_t i = base + static_cast<int64_t>(run) * E;
-    load_run<E>(static_cast<const T*>(p.x) + i, v[k]);
+    load_run<E>(static_cast<const T*>(p.x) + row * p.x_stride + static_cast<int64_t>(run) * E, v[k]);
     if (!p.addend) continue;
     float a[E];
     load_run<E>(p.addend, p.addend_code, i, a);
@@ -254,7 +258,7 @@ __global__ void __launch_bounds__(kRowBlock, kRuns <= kPreferredRuns ? 4 : 1)
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) {
   const int e = run_length(dtype);
-  if (p.length % e != 0) return false;
+  if (p.length % e != 0 || p.x_stride % e != 0) return false;
   for (const void* ptr : std::initializer_list<const void*>{p.x, p.out, p.weight, p.bias, p.shift.data,
                                                               p.scale.data, p.addend, p.gate.data, p.sum}) {
     if (ptr && !aligned16(ptr)) return false;
@@ -281,9 +285,14 @@ bool try_vectorized(const NormalizeParams& p, DType dtype, cudaStream_t stream) 
 
 // ---- shared entry ----------------------------------------------------------------------
 
+// x contiguous, or (rms_norm) rows evenly spaced as row_layout.h says.
 NormalizeParams params_for(const Tensor& x, Tensor& out, float eps, bool subtract_mean) {
   NormalizeParams p{};
+  const std::optional<int64_t> x_stride = even_row_stride(x);
+  FASTDIT_CHECK(x_stride.has_value(), "norm kernels: x ", x.str(), " (strides ", shape_str(x.strides()),
+                ") is not rows of unit stride, evenly spaced");
   p.x = x.data_ptr();
+  p.x_stride = *x_stride;
   p.out = out.data_ptr();
   p.out_code = float_code(out.dtype());
   p.length = x.size(-1);
@@ -377,6 +386,7 @@ void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate,
     add(residual, x, sum);
   }
   p.x = sum.data_ptr();
+  p.x_stride = p.length;
   p.addend = nullptr;
   p.gate = {};
   p.sum = nullptr;

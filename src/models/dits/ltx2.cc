@@ -14,12 +14,14 @@ constexpr float kAttentionNormEps = 1e-6f;  // LTX2Attention's norm_eps: the blo
 constexpr float kOutputNormEps = 1e-6f;
 
 // get_mod_params: table [k, D] + emb [B, T, k·D] viewed [B, T, k, D], as k tensors [B, T, D]
-// in the stream's dtype (the reference's bf16 add).
+// in the stream's dtype (the reference's bf16 add). The add writes [k, B, T, D] (its input
+// read through a permuted view), so each parameter is a contiguous view of the one result:
+// one kernel, no copy per parameter (with B·T = 1 the view needs no copy either).
 std::vector<Tensor> mod_params(const Tensor& table, const Tensor& emb) {
-  const int64_t k = table.size(0), d = table.size(1);
-  const Tensor values = ops::add(table, emb.reshape({emb.size(0), emb.size(1), k, d}));
+  const int64_t k = table.size(0), d = table.size(1), b = emb.size(0), t = emb.size(1);
+  const Tensor values = ops::add(table.reshape({k, 1, 1, d}), emb.reshape({b, t, k, d}).permute({2, 0, 1, 3}));
   std::vector<Tensor> out;
-  for (int64_t i = 0; i < k; ++i) out.push_back(values.narrow(2, i, 1).contiguous().squeeze(2));
+  for (int64_t i = 0; i < k; ++i) out.push_back(values.narrow(0, i, 1).squeeze(0));
   return out;
 }
 
@@ -95,21 +97,70 @@ AdaLayerNormSingle::Output AdaLayerNormSingle::forward(const Tensor& t, DType dt
 // ---- attention -----------------------------------------------------------------------
 
 Ltx2Attention::Ltx2Attention(int64_t query_dim, int64_t kv_dim, int64_t heads, int64_t head_dim, bool bias,
-                             bool out_bias, bool gated, const BuildOptions& options)
+                             bool out_bias, bool gated, bool self_attention, const BuildOptions& options)
     : Module("LTX2Attention"), heads_(heads), head_dim_(head_dim), distributed_(options.sequence_parallel) {
   const int64_t inner = heads * head_dim;
+  FASTDIT_CHECK(!self_attention || kv_dim == query_dim, "LTX2Attention: a self-attention reads one width, got query ",
+                query_dim, " and key/value ", kv_dim);
   norm_q_ = add_module<nn::RMSNorm>("norm_q", inner, kAttentionNormEps);
   norm_k_ = add_module<nn::RMSNorm>("norm_k", inner, kAttentionNormEps);
-  to_q_ = add_module<nn::ReplicatedLinear>("to_q", query_dim, inner, bias);
-  to_k_ = add_module<nn::ReplicatedLinear>("to_k", kv_dim, inner, bias);
-  to_v_ = add_module<nn::ReplicatedLinear>("to_v", kv_dim, inner, bias);
+  const bool fuse = options.fuse_projections;
+  if (fuse && self_attention) {
+    to_qkv_ = add_module<nn::ReplicatedLinear>("to_qkv", query_dim, 3 * inner, bias);
+  } else {
+    to_q_ = add_module<nn::ReplicatedLinear>("to_q", query_dim, inner, bias);
+    if (fuse) {
+      to_kv_ = add_module<nn::ReplicatedLinear>("to_kv", kv_dim, 2 * inner, bias);
+    } else {
+      to_k_ = add_module<nn::ReplicatedLinear>("to_k", kv_dim, inner, bias);
+      to_v_ = add_module<nn::ReplicatedLinear>("to_v", kv_dim, inner, bias);
+    }
+  }
   auto* to_out = add_module<nn::ModuleList>("to_out");
   to_out_ = to_out->append<nn::ReplicatedLinear>(inner, query_dim, out_bias);
   out_dropout_ = to_out->append<nn::ActivationModule>(nn::Activation::Identity);
   if (gated) to_gate_logits_ = add_module<nn::ReplicatedLinear>("to_gate_logits", query_dim, heads, true);
-  // Under precision fp8: q, k, v and out (every LTX-2 attention sits in a block); the
-  // per-head gate is a sliver of a GEMM that scales whole heads, so it stays in the run dtype.
-  for (nn::ReplicatedLinear* projection : {to_q_, to_k_, to_v_, to_out_}) projection->allow_fp8();
+  // Under precision fp8: q, k, v (separate or fused) and out (every LTX-2 attention sits in a
+  // block); the per-head gate is a sliver of a GEMM that scales whole heads, so it stays in
+  // the run dtype.
+  for (nn::ReplicatedLinear* projection : {to_q_, to_k_, to_v_, to_qkv_, to_kv_, to_out_})
+    if (projection) projection->allow_fp8();
+}
+
+Ltx2Attention::Projections Ltx2Attention::project(const Tensor& x, const Tensor& context, bool values_only) const {
+  const int64_t inner = heads_ * head_dim_;
+  const Tensor& kv_input = context.defined() ? context : x;
+  Projections p;
+  if (to_qkv_) {  // one GEMM; with values_only its q and k columns go unread (STG blocks only)
+    FASTDIT_CHECK(!context.defined(), "LTX2Attention: the fused q|k|v projection is a self-attention's, given a ",
+                  "context ", context.str());
+    const Tensor qkv = to_qkv_->forward(x);
+    p.v = qkv.narrow(-1, 2 * inner, inner);
+    if (!values_only) {
+      p.q = qkv.narrow(-1, 0, inner);
+      p.k = qkv.narrow(-1, inner, inner);
+    }
+    return p;
+  }
+  if (to_kv_) {
+    const Tensor kv = to_kv_->forward(kv_input);
+    p.v = kv.narrow(-1, inner, inner);
+    if (!values_only) p.k = kv.narrow(-1, 0, inner);
+  } else {
+    p.v = to_v_->forward(kv_input);
+    if (!values_only) p.k = to_k_->forward(kv_input);
+  }
+  if (!values_only) p.q = to_q_->forward(x);
+  return p;
+}
+
+// Whether the fused q|k|v output goes through ops::qkv_norm_rope: a self-attention whose
+// table rotates whole heads of its own count, with no hook wanting a norm's own output.
+bool Ltx2Attention::one_pass_norm_rope(bool values_only, const Rope& rope) const {
+  if (!to_qkv_ || values_only || !rope.table || !norm_q_->weight || !norm_k_->weight) return false;
+  if (norm_q_->has_forward_hooks() || norm_k_->has_forward_hooks()) return false;
+  const Tensor& cos = rope.table->cos;
+  return cos.dim() == 4 && cos.size(2) == heads_ && cos.size(3) == head_dim_;
 }
 
 // The flat projection [B, S, inner] rotated as the table's heads see it (apply_*_rotary_emb).
@@ -124,15 +175,29 @@ Tensor Ltx2Attention::rotate(const Tensor& t, const Rope& rope) const {
 Tensor Ltx2Attention::forward(const Tensor& x, const Tensor& context, const Tensor& mask, const Rope& q_rope,
                               const Rope& k_rope, const Perturbation& perturbation, bool distributed,
                               int64_t full_length) const {
-  const Tensor& kv_input = context.defined() ? context : x;
   const auto heads = [&](const Tensor& t) { return t.reshape({t.size(0), t.size(1), heads_, head_dim_}); };
-  const Tensor value = to_v_->forward(kv_input);
-  Tensor out;
-  if (perturbation.active && perturbation.all_perturbed) {
-    out = value;  // STG everywhere: the values stand in for the attention
+  const bool values_only = perturbation.active && perturbation.all_perturbed;
+  Tensor q, k, value;  // q, k rotated; value flat [B, S, inner] (a column view when fused)
+  if (!context.defined() && one_pass_norm_rope(values_only, q_rope)) {
+    // The fused self-attention projection to normalised, rotated heads in one pass
+    // (ops::qkv_norm_rope: the numbers of the norms and rotations below).
+    ops::QKV r = ops::qkv_norm_rope(to_qkv_->forward(x), norm_q_->weight->value, norm_k_->weight->value,
+                                    norm_q_->eps(), heads_, q_rope.table->cos, q_rope.table->sin, q_rope.style);
+    q = std::move(r.q);
+    k = std::move(r.k);
+    value = merged(r.v);
   } else {
-    const Tensor q = rotate(norm_q_->forward(to_q_->forward(x)), q_rope);
-    const Tensor k = rotate(norm_k_->forward(to_k_->forward(kv_input)), k_rope.table ? k_rope : q_rope);
+    Projections p = project(x, context, values_only);
+    value = std::move(p.v);
+    if (!values_only) {  // the norms read the fused output's column ranges in place
+      q = rotate(norm_q_->forward(std::exchange(p.q, {})), q_rope);
+      k = rotate(norm_k_->forward(std::exchange(p.k, {})), k_rope.table ? k_rope : q_rope);
+    }
+  }
+  Tensor out;
+  if (values_only) {
+    out = value.contiguous();  // STG everywhere: the values stand in for the attention
+  } else {
     if (distributed) {
       out = distributed_.forward(heads(q), heads(k), heads(value), full_length, nullptr, q_rope.style).out;
     } else {
@@ -165,20 +230,23 @@ Ltx2Block::Ltx2Block(const Ltx2ArchConfig& c, const BuildOptions& options)
   const bool affine = c.norm_elementwise_affine;
   const bool bias = c.attention_bias, out_bias = c.attention_out_bias;
   norm1_ = add_module<nn::RMSNorm>("norm1", d, eps, affine);
-  attn1_ = add_module<Ltx2Attention>("attn1", d, d, h, dh, bias, out_bias, c.gated_attn, options);
+  attn1_ = add_module<Ltx2Attention>("attn1", d, d, h, dh, bias, out_bias, c.gated_attn, true, options);
   audio_norm1_ = add_module<nn::RMSNorm>("audio_norm1", da, eps, affine);
-  audio_attn1_ = add_module<Ltx2Attention>("audio_attn1", da, da, ha, dha, bias, out_bias, c.audio_gated_attn, options);
+  audio_attn1_ =
+      add_module<Ltx2Attention>("audio_attn1", da, da, ha, dha, bias, out_bias, c.audio_gated_attn, true, options);
   norm2_ = add_module<nn::RMSNorm>("norm2", d, eps, affine);
-  attn2_ = add_module<Ltx2Attention>("attn2", d, c.cross_attention_dim, h, dh, bias, out_bias, c.gated_attn, options);
+  attn2_ =
+      add_module<Ltx2Attention>("attn2", d, c.cross_attention_dim, h, dh, bias, out_bias, c.gated_attn, false, options);
   audio_norm2_ = add_module<nn::RMSNorm>("audio_norm2", da, eps, affine);
   audio_attn2_ = add_module<Ltx2Attention>("audio_attn2", da, c.audio_cross_attention_dim, ha, dha, bias, out_bias,
-                                           c.audio_gated_attn, options);
+                                           c.audio_gated_attn, false, options);
   audio_to_video_norm_ = add_module<nn::RMSNorm>("audio_to_video_norm", d, eps, affine);
   audio_to_video_attn_ =
-      add_module<Ltx2Attention>("audio_to_video_attn", d, da, ha, dha, bias, out_bias, c.gated_attn, options);
+      add_module<Ltx2Attention>("audio_to_video_attn", d, da, ha, dha, bias, out_bias, c.gated_attn, false, options);
   video_to_audio_norm_ = add_module<nn::RMSNorm>("video_to_audio_norm", da, eps, affine);
   video_to_audio_attn_ =
-      add_module<Ltx2Attention>("video_to_audio_attn", da, d, ha, dha, bias, out_bias, c.audio_gated_attn, options);
+      add_module<Ltx2Attention>("video_to_audio_attn", da, d, ha, dha, bias, out_bias, c.audio_gated_attn, false,
+                                options);
   const nn::Activation act = c.activation_fn == "gelu" ? nn::Activation::GELU : nn::Activation::GELUTanh;
   norm3_ = add_module<nn::RMSNorm>("norm3", d, eps, affine);
   ff_ = add_module<nn::FeedForward>("ff", d, 4 * d, d, act, c.ff_bias);
@@ -224,7 +292,7 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     const auto prompt = [&](const nn::Parameter* table, const Tensor& temb) {
       if (temb.defined()) return mod_params(table->value, temb);
       const Tensor rows = cast(table->value, dtype);  // use_prompt_adaln_single false: the static table
-      return std::vector<Tensor>{rows.narrow(0, 0, 1).contiguous(), rows.narrow(0, 1, 1).contiguous()};
+      return std::vector<Tensor>{rows.narrow(0, 0, 1), rows.narrow(0, 1, 1)};  // contiguous row views
     };
     const std::vector<Tensor> kv = prompt(prompt_scale_shift_table_, ctx.temb_prompt);
     const std::vector<Tensor> audio_kv = prompt(audio_prompt_scale_shift_table_, ctx.temb_prompt_audio);
@@ -256,11 +324,11 @@ std::pair<Tensor, Tensor> Ltx2Block::forward(const Tensor& video, const Tensor& 
     a = audio_step.sum;
     const Tensor n_v = video_step.normed, n_a = audio_step.normed;
     const Tensor v_table = video_a2v_table_->value, a_table = audio_a2v_table_->value;
-    const std::vector<Tensor> v_ca = mod_params(v_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_scale_shift);
-    const Tensor a2v_gate = mod_params(v_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_gate)[0];
-    const std::vector<Tensor> a_ca =
-        mod_params(a_table.narrow(0, 0, 4).contiguous(), ctx.temb_ca_audio_scale_shift);
-    const Tensor v2a_gate = mod_params(a_table.narrow(0, 4, 1).contiguous(), ctx.temb_ca_audio_gate)[0];
+    // (row ranges of a table are contiguous views: nothing copied)
+    const std::vector<Tensor> v_ca = mod_params(v_table.narrow(0, 0, 4), ctx.temb_ca_scale_shift);
+    const Tensor a2v_gate = mod_params(v_table.narrow(0, 4, 1), ctx.temb_ca_gate)[0];
+    const std::vector<Tensor> a_ca = mod_params(a_table.narrow(0, 0, 4), ctx.temb_ca_audio_scale_shift);
+    const Tensor v2a_gate = mod_params(a_table.narrow(0, 4, 1), ctx.temb_ca_audio_gate)[0];
 
     const Tensor a2v_q = modulate(n_v, v_ca[1], v_ca[0]);
     const Tensor a2v_kv = modulate(n_a, a_ca[1], a_ca[0]);
@@ -300,6 +368,7 @@ LTX2VideoTransformer3DModel::LTX2VideoTransformer3DModel(Ltx2ArchConfig config, 
       mapping_(ltx2_mapping()),
       parallel_(options.sequence_parallel ? *options.sequence_parallel : nn::single_process()),
       rope_style_(config_.rope_type == "split" ? ops::RopeStyle::SplitHalf : ops::RopeStyle::Interleaved) {
+  if (options.fuse_projections) mapping_.then(fused_projection_mapping());
   const auto& c = config_;
   const int64_t d = c.hidden_size, da = c.audio_hidden_size;
   // Own parameters first, in the reference's registration order (its state dict's order).
@@ -712,6 +781,20 @@ ParamNameMapping ltx2_mapping() {
   m.rename(block + R"((\w+)\.k_norm\.weight$)", "transformer_blocks.$1.$2.norm_k.weight");
   m.rename(block + R"((\w+)\.to_gate_compress\.(weight|bias)$)", "transformer_blocks.$1.$2.to_gate_logits.$3");
   m.rename(top + R"((.+)$)", "$1");
+  return m;
+}
+
+ParamNameMapping fused_projection_mapping() {
+  ParamNameMapping m;
+  const std::string self = R"(^(transformer_blocks\.\d+\.(?:attn1|audio_attn1))\.to_)";
+  const std::string cross =
+      R"(^(transformer_blocks\.\d+\.(?:attn2|audio_attn2|audio_to_video_attn|video_to_audio_attn))\.to_)";
+  const std::string wb = R"(\.(weight|bias)$)";
+  m.merge(self + "q" + wb, "$1.to_qkv.$2", 0, 3);
+  m.merge(self + "k" + wb, "$1.to_qkv.$2", 1, 3);
+  m.merge(self + "v" + wb, "$1.to_qkv.$2", 2, 3);
+  m.merge(cross + "k" + wb, "$1.to_kv.$2", 0, 2);
+  m.merge(cross + "v" + wb, "$1.to_kv.$2", 1, 2);
   return m;
 }
 

@@ -80,10 +80,15 @@ struct Perturbation {
 // LTX2Attention (LTX2AudioVideoAttnProcessor / LTX2PerturbedAttnProcessor): to_q / to_k /
 // to_v, RMS norms across all heads (weight, eps 1e-6), RoPE on the flat projections, SDPA
 // with an additive mask, optional per-head gates 2·sigmoid(to_gate_logits(x)), to_out.
+// options.fuse_projections: one GEMM for q|k|v (to_qkv, rows q, k, v) in a self-attention,
+// for k|v (to_kv) in a cross-attention (text and A2V / V2A: k and v read the same context);
+// a self-attention then goes from the one output to normalised, rotated q, k and v heads in
+// one pass (ops::qkv_norm_rope), a cross-attention's norm reads k as a column range of its
+// output in place. The gate stays its own GEMM (it stays out of FP8, the projections may not).
 class Ltx2Attention : public nn::Module {
  public:
   Ltx2Attention(int64_t query_dim, int64_t kv_dim, int64_t heads, int64_t head_dim, bool bias, bool out_bias,
-                bool gated, const BuildOptions& options);
+                bool gated, bool self_attention, const BuildOptions& options);
   // x [B, Sq, query_dim]; context [B, Sk, kv_dim] (undefined: self-attention on x);
   // mask: additive, broadcasting to [B, H, Sq, Sk], or undefined. distributed: x is this
   // rank's shard of full_length tokens of a self-attention that takes part in the
@@ -93,10 +98,18 @@ class Ltx2Attention : public nn::Module {
                  int64_t full_length = 0) const;
 
  private:
+  // The flat projections [B, S, inner] (column views of the fused GEMM's output when fused);
+  // q and k undefined when values_only.
+  struct Projections {
+    Tensor q, k, v;
+  };
+  Projections project(const Tensor& x, const Tensor& context, bool values_only) const;
+  bool one_pass_norm_rope(bool values_only, const Rope& rope) const;
   Tensor rotate(const Tensor& t, const Rope& rope) const;
   int64_t heads_, head_dim_;
   nn::RMSNorm *norm_q_, *norm_k_;
-  nn::ReplicatedLinear *to_q_, *to_k_, *to_v_, *to_out_;
+  nn::ReplicatedLinear *to_q_ = nullptr, *to_k_ = nullptr, *to_v_ = nullptr, *to_out_;
+  nn::ReplicatedLinear *to_qkv_ = nullptr, *to_kv_ = nullptr;  // fused
   nn::ActivationModule* out_dropout_;
   nn::ReplicatedLinear* to_gate_logits_ = nullptr;
   nn::DistributedAttention distributed_;
@@ -189,6 +202,12 @@ class LTX2VideoTransformer3DModel : public DiTModel {
 // adaln_single, av_ca_*_adaln_single, scale_shift_table_a2v_ca_*, q_norm / k_norm,
 // prompt_adaln_single) onto the diffusers ones; the diffusers names map to themselves.
 ParamNameMapping ltx2_mapping();
+
+// The diffusers names onto the fused projections (BuildOptions::fuse_projections), applied
+// after ltx2_mapping: the self-attentions' (attn1, audio_attn1) to_q, to_k, to_v into
+// to_qkv, the cross-attentions' (attn2, audio_attn2, audio_to_video_attn,
+// video_to_audio_attn) to_k, to_v into to_kv; weights and biases alike.
+ParamNameMapping fused_projection_mapping();
 
 // Registers LTX2VideoTransformer3DModel (called by the registry's built-in list).
 void register_models();
