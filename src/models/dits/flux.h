@@ -139,6 +139,8 @@ class FluxTransformer2DModel : public DiTModel {
   // Packed latents of a (height / 2) x (width / 2) grid of 2 x 2 patches, as FluxPipeline
   // packs them; an image model: shape.frames must be 1.
   TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
+  // The 8-bit self-attention under precision fp8 (its forward measured against bf16: bench/RESULTS.md).
+  bool allows_quantized_attention() const override { return true; }
 
  protected:
   TensorMap run(const TensorMap& inputs, const ArgMap& args) override;

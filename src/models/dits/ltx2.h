@@ -160,6 +160,8 @@ class LTX2VideoTransformer3DModel : public DiTModel {
   // shape.frames x height x width latent video tokens, the matching audio latent frames
   // (frames of 8 at fps 24, 25 audio latents a second), shape.text_len text tokens per stream.
   TensorMap example_inputs(const ExampleShape& shape, uint64_t seed) const override;
+  // The 8-bit self-attention under precision fp8 (its forward measured against bf16: bench/RESULTS.md).
+  bool allows_quantized_attention() const override { return true; }
   ArgMap example_args(const ExampleShape& shape) const override;
 
  protected:
