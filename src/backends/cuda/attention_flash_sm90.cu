@@ -373,19 +373,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ---- host side ---------------------------------------------------------------------------
 
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* function = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    FASTDIT_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function,
-                                                        12000, cudaEnableDefault, &found));
-    FASTDIT_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
-                  "the CUDA driver offers no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
-  }();
-  return encode;
-}
-
 // t is [B, S, H, D] contiguous; a box is `rows` sequence rows of one head and 64 columns,
 // written into shared memory in the 128-byte swizzle.
 CUtensorMap head_tile_map(const Tensor& t, int rows) {

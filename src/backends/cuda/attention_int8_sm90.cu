@@ -502,19 +502,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __gri
 
 // ---- host side ---------------------------------------------------------------------------
 
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* function = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    FASTDIT_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault,
-                                                        &found));
-    FASTDIT_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
-                  "the CUDA driver offers no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
-  }();
-  return encode;
-}
-
 // A 4-D map of 8-bit codes, innermost first, boxes of {box0, box1, box2, 1} in the 128-byte swizzle.
 CUtensorMap code_map(const void* data, const cuuint64_t (&dims)[4], cuuint32_t box0, cuuint32_t box1,
                      cuuint32_t box2) {

@@ -6,11 +6,28 @@
 #pragma once
 
 #include <cuda.h>
+#include <cudaTypedefs.h>
 
 #include <cmath>
 #include <cstdint>
 
+#include "backends/cuda/cuda_check.h"
+
 namespace fastdit::cuda::sm90 {
+
+// The driver's tensor-map encoder (host side), looked up once.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    FASTDIT_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault,
+                                                        &found));
+    FASTDIT_CHECK(found == cudaDriverEntryPointSuccess && function != nullptr,
+                  "the CUDA driver offers no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
+  }();
+  return encode;
+}
 
 // ---- PTX wrappers ----------------------------------------------------------------------
 
