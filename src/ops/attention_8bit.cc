@@ -123,22 +123,30 @@ std::vector<float> attention(const Operands& o, float scale) {
       std::vector<double> scores(static_cast<size_t>(kv_len)), acc(static_cast<size_t>(dim));
       for (int64_t i = 0; i < q_len; ++i) {
         const double qs = o.q_scales[static_cast<size_t>((b * heads + h) * qb + i / kQueryBlock)];
-        double row_max = -INFINITY;
-        for (int64_t j = 0; j < kv_len; ++j) {
-          int64_t dot = 0;
-          for (int64_t c = 0; c < dim; ++c)
-            dot += int64_t{o.q[index4(b, i, h, c, q_len, heads, dim)]} * o.k[index4(b, j, hk, c, kv_len, kv_heads, dim)];
-          const double ks = o.k_scales[static_cast<size_t>((b * kv_heads + hk) * kb + j / kBlock)];
-          scores[j] = static_cast<double>(dot) * qs * ks;
-          row_max = std::max(row_max, scores[j]);
-        }
+        // Online over 128-key tiles, as the kernel: each tile's P against the running max.
+        double row_max = -INFINITY, sum = 0.0;
         std::fill(acc.begin(), acc.end(), 0.0);
-        double sum = 0.0;
-        for (int64_t j = 0; j < kv_len; ++j) {
-          const float p = static_cast<float>(kPGain * std::exp(scale * (scores[j] - row_max)));
-          const double pq = fp8::decode_e4m3(fp8::encode_e4m3(p));
-          sum += pq;
-          for (int64_t c = 0; c < dim; ++c) acc[c] += pq * fp8::decode_e4m3(o.v[index4(b, j, hk, c, kv_len, kv_heads, dim)]);
+        for (int64_t first = 0; first < kv_len; first += kBlock) {
+          const int64_t last = std::min(kv_len, first + kBlock);
+          double tile_max = row_max;
+          for (int64_t j = first; j < last; ++j) {
+            int64_t dot = 0;
+            for (int64_t c = 0; c < dim; ++c)
+              dot += int64_t{o.q[index4(b, i, h, c, q_len, heads, dim)]} * o.k[index4(b, j, hk, c, kv_len, kv_heads, dim)];
+            const double ks = o.k_scales[static_cast<size_t>((b * kv_heads + hk) * kb + j / kBlock)];
+            scores[j] = static_cast<double>(dot) * qs * ks;
+            tile_max = std::max(tile_max, scores[j]);
+          }
+          const double correction = std::exp(scale * (row_max - tile_max));  // 0 for the first tile
+          row_max = tile_max;
+          sum *= correction;
+          for (double& a : acc) a *= correction;
+          for (int64_t j = first; j < last; ++j) {
+            const float p = static_cast<float>(kPGain * std::exp(scale * (scores[j] - row_max)));
+            const double pq = fp8::decode_e4m3(fp8::encode_e4m3(p));
+            sum += pq;
+            for (int64_t c = 0; c < dim; ++c) acc[c] += pq * fp8::decode_e4m3(o.v[index4(b, j, hk, c, kv_len, kv_heads, dim)]);
+          }
         }
         for (int64_t c = 0; c < dim; ++c) {
           const double vs = o.v_scales[static_cast<size_t>((b * kv_heads + hk) * dim + c)];

@@ -68,9 +68,10 @@ struct Operands {
 // The rule above; the spans hold the row-major tensors.
 Operands quantize(std::span<const float> q, std::span<const float> k, std::span<const float> v, const Shape& shape);
 
-// out [B, Sq, H, D] float32 from the quantized operands: scores in float64 from the codes,
-// softmax against the row's overall max (the GPU's running max gives the same P where the
-// first tile holds the max, and P within an e4m3 step elsewhere).
+// out [B, Sq, H, D] float32 from the quantized operands as the kernel computes it: scores
+// in float64 from the codes, the softmax online over 128-key tiles (each tile's P against
+// the running max, then quantized), sums in float64. The GPU differs by its float32 sums
+// and exp2 (an e4m3 rounding of P may flip where they land on a boundary).
 std::vector<float> attention(const Operands& operands, float scale);
 
 }  // namespace fastdit::attention8

@@ -250,7 +250,8 @@ __global__ void __launch_bounds__(kQuantizeThreads)
 
 struct Int8Params {
   CUtensorMap q_map, k_map, v_map;  // Q/K codes [B, S, H, 128] as {D, H, S, B}; Vᵀ as {S_pad, D, Hk, B}
-  void* out;                         // bfloat16 [B, Sq, H, 128]
+  void* out;                         // [B, Sq, H, 128], q's dtype
+  bool half_out;                     // float16 (else bfloat16)
   const float* q_scales;             // [B, H, q_blocks]: 16 rows each
   const float* k_scales;             // [B, Hk, k_blocks]
   const float* v_scales;             // [B, Hk, 128]
@@ -437,7 +438,7 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   p_sum[1] += o_tile[66];
 
   // O · vscale / row sum, rounded, 2 channels per store.
-  auto* out = static_cast<__nv_bfloat16*>(p.out);
+  auto* out = static_cast<uint16_t*>(p.out);
   const float* v_scales = p.v_scales + (int64_t{batch} * p.kv_heads + kv_head) * kDim;
   const int64_t row_stride = int64_t{p.heads} * kDim;
   const int first_query = q_block * kBlock;
@@ -449,13 +450,13 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
     const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
     const int row = first_query + group * 64 + warp * 16 + lane / 4 + 8 * r;
     if (row >= p.q_len) continue;
-    __nv_bfloat16* out_row = out + (int64_t{batch} * p.q_len + row) * row_stride + int64_t{head} * kDim;
+    uint16_t* out_row = out + (int64_t{batch} * p.q_len + row) * row_stride + int64_t{head} * kDim;
 #pragma unroll
     for (int n = 0; n < kDim / 8; ++n) {
       const int c = n * 8 + (lane % 4) * 2;
       const float2 vs = *reinterpret_cast<const float2*>(v_scales + c);
-      *reinterpret_cast<uint32_t*>(out_row + c) =
-          pack2<__nv_bfloat16>(o[4 * n + 2 * r] * inv_sum * vs.x, o[4 * n + 2 * r + 1] * inv_sum * vs.y);
+      const float x = o[4 * n + 2 * r] * inv_sum * vs.x, y = o[4 * n + 2 * r + 1] * inv_sum * vs.y;
+      *reinterpret_cast<uint32_t*>(out_row + c) = p.half_out ? pack2<__half>(x, y) : pack2<__nv_bfloat16>(x, y);
     }
   }
 }
@@ -600,6 +601,7 @@ void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float sca
   p.k_map = code_map(o.k.data_ptr(), {kDim, dim(k, 2), dim(k, 1), dim(k, 0)}, kDim, 1, kBlock);
   p.v_map = code_map(o.v_t.data_ptr(), {dim(o.v_t, 3), kDim, dim(k, 2), dim(k, 0)}, kBlock, kDim, 1);
   p.out = out.data_ptr();
+  p.half_out = out.dtype() == DType::Float16;
   p.q_scales = o.q_scales.data<float>();
   p.k_scales = o.k_scales.data<float>();
   p.v_scales = o.v_scales.data<float>();
