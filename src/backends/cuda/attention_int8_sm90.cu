@@ -30,6 +30,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "backends/cuda/attention.h"
 #include "backends/cuda/cuda_check.h"
@@ -300,6 +302,58 @@ __device__ __forceinline__ void quantize_probabilities(const float (&s)[64], uin
   }
 }
 
+// The softmax of one tile straight from the INT32 sums (|acc| <= 127² · 128 < 2^22): as
+// floats x = 2^23 + 2^22 + acc (exact, and ordered as acc) they need no conversion unit,
+// which the exponentials keep busy; scores in softmax units are (x − 2^23 − 2^22) · factor
+// (factor = qscale · kscale · scale · log2 e > 0), so the tile max is one subtraction and one
+// multiply a row, and each P = 448 · 2^(score − max) one FMA and one exp2:
+// x · factor + (log2 448 − max − (2^23 + 2^22) · factor), exact but for that constant's
+// rounding (≈ 2^-23 · 1.3·10^7 · factor: an error of one unit of acc, the same for the row's
+// whole tile). With kMask keys at or past kv_len count as −inf. row_max is in softmax units;
+// correction says by how much O and the sum shrink (0 for the first tile).
+template <bool kMask>
+__device__ __forceinline__ void softmax_codes(const uint32_t (&acc)[64], float (&s)[64], float (&row_max)[2],
+                                              float (&correction)[2], float factor, int first_key, int kv_len) {
+  constexpr float kBias = 12582912.0f;             // 2^23 + 2^22
+  constexpr float kLog2Gain = 8.807354922057604f;  // log2(448): P leaves the softmax as 448·p
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    s[i] = __int_as_float(static_cast<int>(acc[i]) + 0x4B400000);
+    if constexpr (kMask) {
+      if (first_key + (i / 4) * 8 + (lane % 4) * 2 + (i & 1) >= kv_len) s[i] = -INFINITY;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float m = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 16; ++n) m = fmaxf(m, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+    // Finite: every tile holds a key below kv_len.
+    const float new_max = fmaxf(row_max[r], (m - kBias) * factor);
+    correction[r] = exp2_approx(row_max[r] - new_max);
+    row_max[r] = new_max;
+    const float offset = fmaf(-kBias, factor, kLog2Gain - new_max);
+#pragma unroll
+    for (int n = 0; n < 16; ++n) {
+      s[4 * n + 2 * r] = exp2_approx(fmaf(s[4 * n + 2 * r], factor, offset));
+      s[4 * n + 2 * r + 1] = exp2_approx(fmaf(s[4 * n + 2 * r + 1], factor, offset));
+    }
+  }
+}
+
+// The two consumer warpgroups' turns at issuing MMAs (kPingPong): named barriers 1 and 2, each
+// completed by its own warpgroup's sync and the other's arrival, so issues alternate and one
+// group's softmax runs while the other's MMAs keep the tensor cores busy.
+__device__ __forceinline__ void named_barrier_sync(int id) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
 struct SharedLayout {
   uint32_t base;
   __device__ uint32_t q_tile() const { return base; }
@@ -330,6 +384,7 @@ __device__ __forceinline__ void produce(const Int8Params& p, const SharedLayout&
   }
 }
 
+template <bool kPingPong>
 __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout& smem, int group, int q_block,
                                         int head, int batch, int tiles) {
   const int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
@@ -344,7 +399,7 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   uint32_t acc[64];
   float s[64], o[64], o_tile[68];  // o_tile[64 + 2r] of lane 4i: the tile's Σ P̂ of row r
   uint32_t probabilities[16];
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f}, correction[2];
+  float row_max[2] = {-INFINITY, -INFINITY}, correction[2];
   float p_sum[2] = {0.0f, 0.0f};  // Σ P̂ so far, in O's units (lanes 4i)
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
@@ -364,35 +419,39 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
     }
   };
   const bool ragged = p.kv_len % kBlock != 0;
-  // Scores in the softmax's units: codes · qscale · kscale · scale · log2(e), so the softmax
-  // runs at scale 1 (its max is then of scaled scores, which orders them alike). The INT32
-  // sums (|s| <= 127² · 128 < 2^22) become floats without the conversion unit, which the
-  // exponentials already keep busy: 2^23 + 2^22 + s has s in its low mantissa bits, and
-  // subtracting 2^23 + 2^22 leaves s exactly.
-  auto scores = [&](int j) {
-    const float factor = q_scale * k_scales[j];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) s[i] = (__int_as_float(static_cast<int>(acc[i]) + 0x4B400000) - 12582912.0f) * factor;
-  };
-  constexpr float kLog2Gain = 8.807354922057604f;  // log2(448): P leaves the softmax as 448·p
   auto softmax = [&](int j) {
+    const float factor = q_scale * k_scales[j];
     if (ragged && j == tiles - 1) {
-      softmax_tile<true, false, kBlock>(s, row_max, row_sum, correction, j * kBlock, p.kv_len, 1.0f, nullptr, kLog2Gain);
+      softmax_codes<true>(acc, s, row_max, correction, factor, j * kBlock, p.kv_len);
     } else {
-      softmax_tile<false, false, kBlock>(s, row_max, row_sum, correction, j * kBlock, p.kv_len, 1.0f, nullptr, kLog2Gain);
+      softmax_codes<false>(acc, s, row_max, correction, factor, j * kBlock, p.kv_len);
     }
   };
+  // Issue points: S_0, then S_j with P·V_{j-1}, then the last P·V: tiles + 1 a group. Group 1
+  // hands group 0 the first turn and skips its last hand-over, so every arrival is awaited.
+  auto take_turn = [&] {
+    if constexpr (kPingPong) named_barrier_sync(1 + group);
+  };
+  auto pass_turn = [&](bool last) {
+    if constexpr (kPingPong) {
+      if (!(last && group == 1)) named_barrier_arrive(2 - group);
+    }
+  };
+  if constexpr (kPingPong) {
+    if (group == 1) named_barrier_arrive(1);
+  }
   auto parity = [](int j) { return static_cast<uint32_t>(j / kStages) & 1; };
 
   barrier_wait(smem.q_full(), 0);
   barrier_wait(smem.k_full(0), 0);
+  take_turn();
   wgmma_fence();
   issue_scores(0);
   wgmma_commit();
+  pass_turn(false);
   wgmma_wait<0>();
   fence_registers(acc);
   if (lane == 0) barrier_arrive(smem.k_empty(0));
-  scores(0);
   softmax(0);  // O is still zero: no rescale
   quantize_probabilities(s, probabilities);
 
@@ -403,15 +462,16 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
     fence_registers(acc);
     fence_registers(o_tile);
     fence_registers(probabilities);
+    take_turn();
     wgmma_fence();
     issue_scores(stage);
     wgmma_commit();
     issue_values(previous);
     wgmma_commit();
+    pass_turn(false);
     wgmma_wait<1>();  // S_j is in; P·V_{j-1} may still run
     fence_registers(acc);
     if (lane == 0) barrier_arrive(smem.k_empty(stage));
-    scores(j);
     softmax(j);
     wgmma_wait<0>();
     fence_registers(o_tile);
@@ -427,9 +487,11 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   barrier_wait(smem.v_full(last), parity(tiles - 1));
   fence_registers(o_tile);
   fence_registers(probabilities);
+  take_turn();
   wgmma_fence();
   issue_values(last);
   wgmma_commit();
+  pass_turn(true);
   wgmma_wait<0>();
   fence_registers(o_tile);
 #pragma unroll
@@ -461,6 +523,7 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
   }
 }
 
+template <bool kPingPong>
 __global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __grid_constant__ Int8Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char shared_raw[];
@@ -494,7 +557,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __gri
     if (threadIdx.x == 0) produce(p, smem, blockIdx.x * kBlock, head, batch, tiles);
   } else {
     registers_claim<kConsumerRegisters>();
-    consume(p, smem, warpgroup - 1, blockIdx.x, head, batch, tiles);
+    consume<kPingPong>(p, smem, warpgroup - 1, blockIdx.x, head, batch, tiles);
   }
 #elif defined(__CUDA_ARCH__)
   __trap();  // built without sm_90a: attention_8bit_refusal never lets a call reach it
@@ -556,6 +619,14 @@ void launch_quantize(const Tensor& q, const Tensor& k, const Tensor& v, Attentio
 
 }  // namespace
 
+bool attention_8bit_ping_pong() {
+  const char* value = std::getenv("FASTDIT_ATTENTION8_SCHEDULE");
+  const std::string_view schedule = value ? value : "";
+  FASTDIT_CHECK(schedule.empty() || schedule == "ping-pong" || schedule == "overlap", "FASTDIT_ATTENTION8_SCHEDULE=",
+                schedule, " is not ping-pong or overlap");
+  return schedule == "ping-pong";
+}
+
 int attention8_permuted_key(int position) { return (position / 16) * 16 + permuted_key(position % 16); }
 
 std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tensor& v) {
@@ -613,11 +684,12 @@ void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float sca
   p.q_blocks = static_cast<int>(o.q_scales.size(2));
   p.k_blocks = static_cast<int>(o.k_scales.size(2));
   p.scale_log2 = scale * 1.4426950408889634f;
-  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(attention_int8_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const auto kernel = attention_8bit_ping_pong() ? attention_int8_kernel<true> : attention_int8_kernel<false>;
+  FASTDIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(kSharedBytes)));
   const dim3 grid(static_cast<unsigned>((q.size(1) + kBlock - 1) / kBlock), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(q.size(0)));
-  attention_int8_kernel<<<grid, kThreads, kSharedBytes, stream>>>(p);
+  kernel<<<grid, kThreads, kSharedBytes, stream>>>(p);
   FASTDIT_CUDA_CHECK_LAUNCH();
 }
 
