@@ -1,8 +1,6 @@
 // FP8 e4m3 kernels of the FP8 linear (cuda_ops.h):
-//  - quantize_fp8_rows: the rule of ops/fp8.h bit for bit. Rows of whole 16-byte runs up to
-//    2,048 runs (16,384 bfloat16) go to the resident kernel: 128 threads read the row once
-//    into registers, reduce amax, quantize from registers. Otherwise one block of 256
-//    threads per row: pass 1 reduces amax (fmaxf drops NaN like std::fmax), pass 2 divides by the
+//  - quantize_fp8_rows: the rule of ops/fp8.h bit for bit. One block of 256 threads per
+//    row: pass 1 reduces amax (fmaxf drops NaN like std::fmax), pass 2 divides by the
 //    row's scale (IEEE division, __fdiv_rn) and converts with cvt.rn.satfinite.e4m3 —
 //    the rounding and saturation float_to_f8e4m3_bits does on the CPU. Rows of whole
 //    16-byte runs of x move 8 elements per load (the second pass reads the row back from
@@ -67,61 +65,6 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   }
 }
 
-// Rows of whole runs, at most kRuns · 128 of them: 128 threads read the row once into
-// registers (run t + 128 i of thread t), so the second pass quantizes without reading again.
-constexpr int kResidentThreads = 128;
-template <class T, int kRuns>
-__global__ void __launch_bounds__(kResidentThreads)
-    quantize_rows_resident_kernel(const T* __restrict__ x, uint8_t* __restrict__ codes, float* __restrict__ scales,
-                                  int64_t cols) {
-  __shared__ float scratch[32];
-  constexpr int E = kRun<T>;
-  const int64_t row = blockIdx.x;
-  const T* xr = x + row * cols;
-  uint8_t* qr = codes + row * cols;
-  const int runs = static_cast<int>(cols / E);
-  float v[kRuns][E];
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kRuns; ++i) {
-    const int run = threadIdx.x + i * kResidentThreads;
-    if (run < runs) {
-      load_run<E>(xr + int64_t{run} * E, v[i]);
-#pragma unroll
-      for (int e = 0; e < E; ++e) amax = fmaxf(amax, fabsf(v[i][e]));
-    }
-  }
-  amax = block_max(amax, scratch);
-  float scale = __fdiv_rn(amax, 448.0f);
-  if (scale == 0.0f) scale = 1.0f;
-  if (threadIdx.x == 0) scales[row] = scale;
-#pragma unroll
-  for (int i = 0; i < kRuns; ++i) {
-    const int run = threadIdx.x + i * kResidentThreads;
-    if (run < runs) {
-      struct alignas(E) Codes {
-        uint8_t values[E];
-      } out;
-#pragma unroll
-      for (int e = 0; e < E; ++e) out.values[e] = e4m3_of(v[i][e], scale);
-      *reinterpret_cast<Codes*>(qr + int64_t{run} * E) = out;
-    }
-  }
-}
-
-// The resident kernel for rows of up to kRuns · 128 runs, the smallest that fits; false if none does.
-template <class T, int kRuns = 2>
-bool launch_resident(const T* src, uint8_t* dst, float* out_scales, int64_t rows, int64_t cols, cudaStream_t stream) {
-  if constexpr (kRuns > 16) {
-    return false;
-  } else {
-    if (cols / kRun<T> > int64_t{kRuns} * kResidentThreads) return launch_resident<T, kRuns * 2>(src, dst, out_scales, rows, cols, stream);
-    quantize_rows_resident_kernel<T, kRuns>
-        <<<static_cast<unsigned>(rows), kResidentThreads, 0, stream>>>(src, dst, out_scales, cols);
-    return true;
-  }
-}
-
 template <class T>
 void launch_quantize(const Tensor& x, Tensor& values, Tensor& scales, int64_t rows, int64_t cols) {
   const auto* src = static_cast<const T*>(x.data_ptr());
@@ -130,10 +73,6 @@ void launch_quantize(const Tensor& x, Tensor& values, Tensor& scales, int64_t ro
   const cudaStream_t stream = current_stream(x.device().index);
   const bool vector = cols % kRun<T> == 0 && aligned16(src) && reinterpret_cast<uintptr_t>(dst) % kRun<T> == 0;
   const auto blocks = static_cast<unsigned>(rows);
-  if (vector && launch_resident<T>(src, dst, out_scales, rows, cols, stream)) {
-    FASTDIT_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
   if (vector) {
     quantize_rows_kernel<T, true><<<blocks, kQuantizeThreads, 0, stream>>>(src, dst, out_scales, cols);
   } else {
