@@ -49,9 +49,9 @@ std::string attention_8bit_refusal(const Tensor& q, const Tensor& k, const Tenso
 Attention8Operands quantize_attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v);
 void attention_8bit(const Tensor& q, const Tensor& k, const Tensor& v, float scale, Tensor& out);
 int attention8_permuted_key(int position);
-// The kernel's schedule (FASTDIT_ATTENTION8_SCHEDULE): "overlap" (the default: each consumer
-// warpgroup overlaps its softmax with its own P·V) or "ping-pong" (the two warpgroups also
-// take turns at issuing their MMAs). Both compute the same numbers.
+// The kernel's schedule (FASTDIT_ATTENTION8_SCHEDULE): "ping-pong" (the default: the two
+// consumer warpgroups take turns at issuing their MMAs, each overlapping its softmax with
+// its own P·V) or "overlap" (no turns). Both compute the same numbers.
 bool attention_8bit_ping_pong();
 
 // layer_norm(x) without affine (rms: rms_norm(x, weight), weight optional), statistics in
