@@ -346,17 +346,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int first_query = blockIdx.x * Tiles::kQueryRows;
   const int tiles = (p.kv_len + Tiles::kKeys - 1) / Tiles::kKeys;
 
-  if (threadIdx.x == 0) {
-    barrier_init(smem.q_full(), 1);
-    for (int stage = 0; stage < Tiles::kStages; ++stage) {
-      barrier_init(smem.k_full(stage), 1);
-      barrier_init(smem.v_full(stage), 1);
-      barrier_init(smem.k_empty(stage), kConsumerWarps);
-      barrier_init(smem.v_empty(stage), kConsumerWarps);
-    }
-    barrier_init_fence();
-  }
-  __syncthreads();
+  init_ring_barriers(smem, Tiles::kStages, kConsumerWarps);
 
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {

@@ -540,17 +540,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_int8_kernel(const __gri
         word < kBlock / 4 ? 0x38383838u : 0u;
   }
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  if (threadIdx.x == 0) {
-    barrier_init(smem.q_full(), 1);
-    for (int stage = 0; stage < kStages; ++stage) {
-      barrier_init(smem.k_full(stage), 1);
-      barrier_init(smem.v_full(stage), 1);
-      barrier_init(smem.k_empty(stage), kConsumerWarps);
-      barrier_init(smem.v_empty(stage), kConsumerWarps);
-    }
-    barrier_init_fence();
-  }
-  __syncthreads();
+  init_ring_barriers(smem, kStages, kConsumerWarps);
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     registers_release<kProducerRegisters>();

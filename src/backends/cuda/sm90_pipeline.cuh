@@ -129,6 +129,24 @@ __device__ __forceinline__ void fence_registers(uint32_t (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
 
+// The K/V ring's barriers, made by thread 0 and visible to the copy engine before any thread
+// goes on: q_full (the producer's arrival), k_full / v_full per slot (the producer's, with the
+// bytes its copies complete), k_empty / v_empty per slot (one arrival per consumer warp).
+template <class Layout>
+__device__ __forceinline__ void init_ring_barriers(const Layout& smem, int stages, int consumer_warps) {
+  if (threadIdx.x == 0) {
+    barrier_init(smem.q_full(), 1);
+    for (int stage = 0; stage < stages; ++stage) {
+      barrier_init(smem.k_full(stage), 1);
+      barrier_init(smem.v_full(stage), 1);
+      barrier_init(smem.k_empty(stage), consumer_warps);
+      barrier_init(smem.v_empty(stage), consumer_warps);
+    }
+    barrier_init_fence();
+  }
+  __syncthreads();
+}
+
 // Inline-asm operand lists of a wgmma accumulator: C is the constraint ("+f", "=f", "+r", ...).
 #define FASTDIT_OPS8(C, d, i) \
   C(d[i]), C(d[i + 1]), C(d[i + 2]), C(d[i + 3]), C(d[i + 4]), C(d[i + 5]), C(d[i + 6]), C(d[i + 7])
