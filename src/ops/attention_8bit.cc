@@ -62,7 +62,8 @@ int8_t encode_int8(float value, float scale) {
 }
 
 Operands quantize(std::span<const float> q, std::span<const float> k, std::span<const float> v, const Shape& shape) {
-  const auto [batch, q_len, kv_len, heads, kv_heads, dim] = shape;
+  const int64_t batch = shape.batch, q_len = shape.q_len, kv_len = shape.kv_len, heads = shape.heads,
+                kv_heads = shape.kv_heads, dim = shape.dim;
   FASTDIT_CHECK(batch > 0 && q_len > 0 && kv_len > 0 && kv_heads > 0 && heads % kv_heads == 0 && dim > 0,
                 "attention8::quantize: bad shape [", batch, ", ", q_len, "/", kv_len, ", ", heads, "/", kv_heads, ", ",
                 dim, "]");
@@ -113,7 +114,9 @@ Operands quantize(std::span<const float> q, std::span<const float> k, std::span<
 }
 
 std::vector<float> attention(const Operands& o, float scale) {
-  const auto [batch, q_len, kv_len, heads, kv_heads, dim] = o.shape;
+  // Plain copies, not structured bindings: the OpenMP region below captures them.
+  const int64_t batch = o.shape.batch, q_len = o.shape.q_len, kv_len = o.shape.kv_len, heads = o.shape.heads,
+                kv_heads = o.shape.kv_heads, dim = o.shape.dim;
   const int64_t group = heads / kv_heads, qb = o.shape.q_blocks(), kb = o.shape.k_blocks();
   std::vector<float> out(static_cast<size_t>(batch * q_len * heads * dim));
 #pragma omp parallel for collapse(2) if (batch * heads * q_len * kv_len * dim > (1 << 22))
