@@ -5,6 +5,7 @@
 #include "configs/config_reader.h"
 #include "core/dtype.h"
 #include "core/files.h"
+#include "loader/transformer_loader.h"
 
 namespace fastdit::perf {
 namespace {
@@ -45,6 +46,8 @@ void read_run(BenchmarkDefinition& def, ConfigReader& top) {
                 ": dtype must be float32, bfloat16 or float16");
   def.fuse = run.get_string("fuse", "auto");
   FASTDIT_CHECK(def.fuse == "auto" || def.fuse == "on" || def.fuse == "off", run.source(), ": fuse must be auto, on or off");
+  def.precision = run.get_string("precision", "bf16");
+  parse_precision(def.precision, run.source() + ": precision");
   def.cuda_graph = run.get_bool("cuda_graph", false);
   FASTDIT_CHECK(!def.cuda_graph || Device::parse(def.device).is_cuda(), run.source(),
                 ": cuda_graph needs a cuda device");
@@ -135,6 +138,7 @@ ForwardBenchSpec BenchmarkDefinition::forward_bench_spec(bool with_components) c
   spec.load.dtype = parse_dtype(dtype);
   spec.load.progress = true;
   if (fuse != "auto") spec.load.fuse_projections = fuse == "on";
+  spec.load.precision = parse_precision(precision, "precision");
   spec.video = video;
   spec.steps = steps;
   spec.warmups = warmups;

@@ -9,7 +9,8 @@
 //     "description": "...",        // optional
 //     "model": {"model_id": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
 //               "config": "<config.json, relative to this file>", "seed": 0},  // random weights
-//     "run": {"device": "cuda", "dtype": "bfloat16", "fuse": "auto"},
+//     "run": {"device": "cuda", "dtype": "bfloat16", "fuse": "auto",
+//             "precision": "bf16"},   // optional: "fp8" (FP8 linears, 8-bit attention)
 //     "shape": {"batch": 1, "frames": 81, "height": 480, "width": 832, "text_len": 512,
 //               "vae_stride": [4, 8, 8]},
 //     "steps": 1, "warmups": 2, "iterations": 5,   // an iteration is `steps` forwards
@@ -39,6 +40,7 @@ struct BenchmarkDefinition {
   std::filesystem::path model_config;  // resolved against the definition's folder
   uint64_t seed = 0;
   std::string device, dtype, fuse;
+  std::string precision = "bf16";  // run.precision: bf16 or fp8 (LoadOptions::precision)
   bool cuda_graph = false;  // run.cuda_graph: forwards replayed from a captured CUDA graph
   VideoShape video;
   int steps = 1, warmups = 2, iterations = 5;

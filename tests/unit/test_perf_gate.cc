@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "loader/transformer_loader.h"
 #include "perf/check.h"
 #include "perf/definition.h"
 #include "perf/environment.h"
@@ -85,6 +86,24 @@ TEST(PerfDefinition, ShippedDefinitionsAreTheCudaBackendWorkload) {
   }
 }
 
+TEST(PerfDefinition, Fp8DefinitionsRunThePrecision) {
+  for (const char* base : {"wan2.1-t2v-1.3b-480p-forward", "wan2.1-t2v-14b-480p-forward", "flux1-dev-forward",
+                           "ltx2-19b-forward"}) {
+    const auto bf16 = read_benchmark_definition(testing::source_path(std::string("bench/configs/") + base + ".json"));
+    const auto fp8 = read_benchmark_definition(testing::source_path(std::string("bench/configs/") + base + "-fp8.json"));
+    EXPECT_EQ(bf16.precision, "bf16") << base;
+    EXPECT_EQ(fp8.precision, "fp8") << base;
+    EXPECT_EQ(fp8.benchmark_id, std::string(base) + "-fp8");
+    EXPECT_EQ(fp8.forward_bench_spec(false).load.precision, Precision::Fp8) << base;
+    EXPECT_EQ(bf16.forward_bench_spec(false).load.precision, Precision::Bf16) << base;
+    // The same workload otherwise.
+    EXPECT_EQ(fp8.model_config, bf16.model_config) << base;
+    EXPECT_EQ(fp8.video.frames, bf16.video.frames) << base;
+    EXPECT_EQ(fp8.video.height, bf16.video.height) << base;
+    EXPECT_EQ(fp8.dtype, bf16.dtype) << base;
+  }
+}
+
 TEST(PerfDefinition, DefinitionsAndModelConfigsAreToldApart) {
   EXPECT_TRUE(is_benchmark_definition(nlohmann::json::parse(R"({"benchmark_id": "x"})")));
   EXPECT_FALSE(is_benchmark_definition(nlohmann::json::parse(R"({"_class_name": "WanTransformer3DModel"})")));
@@ -112,6 +131,7 @@ TEST(PerfDefinition, BadDefinitionsNameTheProblem) {
             std::string::npos);
   EXPECT_NE(error_for([](auto& d) { d["model"]["config"] = "missing.json"; }).find("does not exist"),
             std::string::npos);
+  EXPECT_NE(error_for([](auto& d) { d["run"]["precision"] = "fp4"; }).find("precision"), std::string::npos);
 }
 
 TEST(PerfMetrics, DirectionAndBothThresholds) {
