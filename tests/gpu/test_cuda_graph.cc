@@ -211,15 +211,6 @@ TEST(DeviceGraph, ReleasedPoolIsReused) {
   EXPECT_EQ(cuda::cuda_memory_stats(0).reserved_bytes, reserved);
 }
 
-double ms_per_call(int calls, const std::function<void()>& call) {
-  call();
-  synchronize(kGpu);
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < calls; ++i) call();
-  synchronize(kGpu);
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / calls;
-}
-
 // The parity case's tiny Wan is all launches: the replay must beat the eager forward.
 // The denoising loop of a two-expert case (Wan2.2 A14B's layout, tiny) with guidance, both
 // CFG batchings: graphs captured per expert and replayed end at the eager loop's latents bit
@@ -265,8 +256,8 @@ TEST(CapturedForward, SmallShapeTiming) {
   DiTModel& model = *c.loaded.model;
   CapturedForward graph(model);
   graph.forward(c.inputs);
-  const double eager_ms = ms_per_call(50, [&] { model.forward(c.inputs); });
-  const double graph_ms = ms_per_call(50, [&] { graph.forward(c.inputs); });
+  const double eager_ms = testing::milliseconds_per_call([&] { model.forward(c.inputs); }, 50);
+  const double graph_ms = testing::milliseconds_per_call([&] { graph.forward(c.inputs); }, 50);
   std::printf("wan/t2v bf16 forward: eager %.3f ms, CUDA graph replay %.3f ms (%.1fx)\n", eager_ms, graph_ms,
               eager_ms / graph_ms);
   EXPECT_LT(graph_ms, eager_ms);
