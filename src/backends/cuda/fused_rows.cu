@@ -271,6 +271,16 @@ bool try_qkv_per_head(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   return true;
 }
 
+// run(T*) with the storage type of `code` (a null pointer of it, for template deduction).
+template <class Run>
+void with_float_type(FloatCode code, const Run& run) {
+  switch (code) {
+    case FloatCode::F32: return run(static_cast<float*>(nullptr));
+    case FloatCode::BF16: return run(static_cast<__nv_bfloat16*>(nullptr));
+    case FloatCode::F16: return run(static_cast<__half*>(nullptr));
+  }
+}
+
 // The split-half kernel for p (head_dim a whole number of run pairs, operands aligned: the
 // caller checked); false (nothing launched) when the row's units do not fit the registers.
 bool try_qkv_split_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
@@ -283,11 +293,7 @@ bool try_qkv_split_vectorized(const QkvParams& p, FloatCode code, cudaStream_t s
       qkv_norm_rope_split_vectorized<T, units()><<<launch.blocks, kRowThreads, 0, stream>>>(p, launch.group);
     });
   };
-  switch (code) {
-    case FloatCode::F32: run(static_cast<float*>(nullptr)); break;
-    case FloatCode::BF16: run(static_cast<__nv_bfloat16*>(nullptr)); break;
-    case FloatCode::F16: run(static_cast<__half*>(nullptr)); break;
-  }
+  with_float_type(code, run);
   FASTDIT_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -307,11 +313,7 @@ bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream)
       qkv_norm_rope_vectorized<T, runs()><<<launch.blocks, kRowThreads, 0, stream>>>(p, launch.group);
     });
   };
-  switch (code) {
-    case FloatCode::F32: run(static_cast<float*>(nullptr)); break;
-    case FloatCode::BF16: run(static_cast<__nv_bfloat16*>(nullptr)); break;
-    case FloatCode::F16: run(static_cast<__half*>(nullptr)); break;
-  }
+  with_float_type(code, run);
   FASTDIT_CUDA_CHECK_LAUNCH();
   return true;
 }
