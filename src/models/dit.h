@@ -61,7 +61,6 @@ class DiTModel : public nn::Module {
   // measured (DESIGN.md, Precision).
   virtual bool allows_quantized_attention() const { return false; }
   void set_quantized_attention(bool enabled) { quantized_attention_ = enabled; }
-  bool quantized_attention() const { return quantized_attention_; }
 
  protected:
   // The model's math on a checked call.

@@ -37,6 +37,7 @@
 
 namespace fastdit::attention8 {
 
+inline constexpr int64_t kHeadDim = 128;    // the head dim the CUDA kernel serves
 inline constexpr int64_t kBlock = 128;      // keys per scale (and query rows per kernel tile)
 inline constexpr int64_t kQueryBlock = 16;  // queries per scale
 inline constexpr float kInt8Max = 127.0f;

@@ -585,7 +585,7 @@ std::string attention_8bit_shape_refusal(const Tensor& q, const Tensor& k, const
       (q.dtype() != DType::BFloat16 && q.dtype() != DType::Float16))
     return "q, k and v must all be bfloat16 or all float16";
   if (q.device() != k.device() || q.device() != v.device()) return "q, k and v must be on one device";
-  if (q.size(3) != attention8::kBlock || k.size(3) != q.size(3) || v.size(3) != q.size(3))
+  if (q.size(3) != attention8::kHeadDim || k.size(3) != q.size(3) || v.size(3) != q.size(3))
     return "the head dim must be 128";
   if (k.size(0) != q.size(0) || v.size(0) != q.size(0) || k.size(1) != v.size(1) || k.size(2) != v.size(2) ||
       k.size(2) == 0 || q.size(2) % k.size(2) != 0)

@@ -46,7 +46,7 @@ namespace {
 
 using namespace sm90;
 
-constexpr int kDim = 128;
+constexpr int kDim = static_cast<int>(attention8::kHeadDim);
 constexpr int kBlock = static_cast<int>(attention8::kBlock);  // query rows / keys per tile and scale block
 constexpr int kConsumerWarps = 8;
 constexpr int kThreads = 128 + kConsumerWarps * 32;

@@ -1,6 +1,7 @@
 // What the Hopper (sm_90a) attention kernels share: PTX wrappers for mbarriers, bulk and tensor
 // copies (TMA), wgmma descriptors, fences and register budgets; the accumulator operand lists
-// of the inline wgmma calls; and the online softmax over one 64×kKeys accumulator tile.
+// of the inline wgmma calls; and the bfloat16 kernel's online softmax over one 64×kKeys
+// accumulator tile (the 8-bit kernel's works from INT32 sums: softmax_codes there).
 // attention_flash_sm90.cu (bfloat16 / float16) and attention_int8_sm90.cu (INT8 Q·Kᵀ, FP8 P·V)
 // include it inside their anonymous namespaces' neighbour: everything here is inline.
 #pragma once
@@ -177,9 +178,7 @@ __device__ __forceinline__ float exp2_approx(float x) {
 //
 // Folds one tile of raw scores into the running softmax of the thread's two rows: the row
 // max (of raw scores; the scale is positive) and sum are updated, S becomes
-// exp2(S·scale − max·scale + log2_gain) (the probabilities times 2^log2_gain: 1 for the
-// bfloat16 kernel, 448 for the 8-bit one's FP8 P), and `correction` says by how much O must
-// shrink. With kMask,
+// exp2(S·scale − max·scale), and `correction` says by how much O must shrink. With kMask,
 // keys at or past kv_len count as −inf. With kBias, the tile's bias (raw-score units, in
 // shared memory: bias[key − first_key], −inf past kv_len) is added first instead; a row may
 // then have seen no key yet (its max −inf), and its probabilities are 0.
@@ -187,7 +186,7 @@ template <bool kMask, bool kBias, int kKeys>
 __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_max)[2],
                                              float (&row_sum)[2], float (&correction)[2],
                                              int first_key, int kv_len, float scale_log2,
-                                             const float* bias, float log2_gain = 0.0f) {
+                                             const float* bias) {
   const int lane = threadIdx.x % 32;
   static_assert(!(kMask && kBias), "the bias masks the keys past kv_len");
   if constexpr (kBias) {
@@ -225,7 +224,7 @@ __device__ __forceinline__ void softmax_tile(float (&s)[kKeys / 2], float (&row_
         continue;
       }
     }
-    const float scaled_max = tile_max * scale_log2 - log2_gain;
+    const float scaled_max = tile_max * scale_log2;
     correction[r] = exp2_approx((row_max[r] - tile_max) * scale_log2);
     row_max[r] = tile_max;
     float sum = 0.0f;
