@@ -123,6 +123,8 @@ double rel_l2(const Tensor& out, const Tensor& ref) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+double fused_projection_bound(DType dtype) { return dtype == DType::Float32 ? 1e-6 : 0x1p-7; }
+
 void expect_parameters_match_dump(const std::filesystem::path& keys_dir, const std::string& variant) {
   std::ifstream in(keys_dir / (variant + ".keys.json"));
   ASSERT_TRUE(in.good()) << variant;

@@ -38,6 +38,13 @@ std::filesystem::path temp_dir(const std::string& tag);
 // max |a - b| and ||a - b|| / ||b|| over float views.
 double max_abs_diff(const Tensor& a, const Tensor& b);
 double rel_l2(const Tensor& out, const Tensor& ref);
+// The bound of a fused projection's forward (one GEMM over the concatenated weights) against
+// the separate projections' forward on the CPU, as rel_l2: OpenBLAS's sgemm does not promise
+// that an output column is the same whatever the GEMM's width (its tail kernels and its thread
+// split depend on n: 1-ulp float32 differences were seen on an AMD EPYC), so the bound is a few
+// units of the dtype's rounding (float32 1e-6, bfloat16 one ulp, 2^-7) against the rel_l2 of
+// order 1 that a misplaced or reordered row gives. The weights themselves are checked exactly.
+double fused_projection_bound(DType dtype);
 // Builds the model of `<keys_dir>/<variant>.config.json` (no weights) and checks its
 // parameters — names in order, shapes, load dtype policy, total count — against the
 // reference dump `<variant>.keys.json` (tools/reference/dump_*_keys.py).

@@ -192,7 +192,8 @@ TEST(LongcatModel, FastVideoSplitLayoutLoadsAndExportsExactly) {
 
 // Fused projections (the CUDA default): the FFN's w3 and w1 load into one w13 (rows w3, then
 // w1) from the official and the FastVideo layout; the forward gives the unfused forward's
-// numbers bit for bit, in float32 and bfloat16; the export writes w1 and w3 back exactly.
+// numbers within testing::fused_projection_bound, in float32 and bfloat16; the weights and the
+// export (w1 and w3 back) are exact.
 TEST(LongcatModel, FusedFeedForwardIsTheSeparateProjections) {
   LoadOptions fused_options;
   fused_options.fuse_projections = true;
@@ -211,7 +212,8 @@ TEST(LongcatModel, FusedFeedForwardIsTheSeparateProjections) {
     a.dtype = b.dtype = dtype;
     const auto x = load_transformer(tiny_case() / "transformer", a), y = load_transformer(tiny_case() / "transformer", b);
     const TensorMap inputs = read_model_inputs(tiny_case() / "inputs.safetensors", *x.model, Device::cpu());
-    EXPECT_EQ(testing::max_abs_diff(x.model->forward(inputs).at("sample"), y.model->forward(inputs).at("sample")), 0.0)
+    EXPECT_LE(testing::rel_l2(y.model->forward(inputs).at("sample"), x.model->forward(inputs).at("sample")),
+              testing::fused_projection_bound(dtype))
         << dtype_name(dtype);
   }
   const SafetensorsCheckpoint checkpoint = SafetensorsCheckpoint::open(tiny_case() / "transformer");

@@ -148,12 +148,9 @@ TEST(Ltx2Model, FusedProjectionsLoadTheSeparateRowsAndExportExactly) {
 // The fused model's forward is the separate-projection model's: every parity case (all the
 // attention paths: masks, per-token timesteps, 2.3's gates and prompt modulation, STG with
 // and without a mask, isolated modalities, both layouts), both heads, float32 and bfloat16.
-// The bound is 0, bit for bit: an output column of the CPU GEMM (OpenBLAS sgemm) is one dot
-// product over K whose order does not depend on how many columns sit beside it, so the fused
-// GEMM's column ranges are the separate GEMMs' outputs exactly, and every op after them reads
-// the same values (the norms read the ranges in place, the values are copied). On CUDA,
-// cuBLASLt may pick another algorithm for the wider GEMM; the CUDA parity cases (fused and
-// not) hold both to the reference's bounds.
+// The bound is testing::fused_projection_bound (the CPU GEMM's column results may depend on its
+// width by a last-bit rounding). On CUDA, cuBLASLt may pick another algorithm for the wider
+// GEMM; the CUDA parity cases (fused and not) hold both to the reference's bounds.
 TEST(Ltx2Model, FusedProjectionsAreTheSeparateProjections) {
   for (const std::string& name : testing::family_cases("ltx2")) {
     const fs::path case_dir = fixtures() / name;
@@ -167,7 +164,8 @@ TEST(Ltx2Model, FusedProjectionsAreTheSeparateProjections) {
           fs::exists(case_dir / "args.json") ? read_args_file(case_dir / "args.json", plain.model->io()) : ArgMap{};
       const TensorMap a = plain.model->forward(inputs, args), b = fused.model->forward(inputs, args);
       for (const char* head : {"sample", "audio_sample"})
-        EXPECT_EQ(testing::max_abs_diff(a.at(head), b.at(head)), 0.0) << name << " " << dtype_name(dtype) << " " << head;
+        EXPECT_LE(testing::rel_l2(b.at(head), a.at(head)), testing::fused_projection_bound(dtype))
+            << name << " " << dtype_name(dtype) << " " << head;
     }
   }
 }
