@@ -1,7 +1,6 @@
 #include "perf/component_timer.h"
 
 #include <chrono>
-#include <string_view>
 
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -24,12 +23,14 @@ class SynchronizedKernelTimer : public ops::KernelObserver {
   void after_kernel(const char* op, Device device) override {
     synchronize(device);
     const double elapsed = seconds_since(start_);
-    const std::string_view name = op;
     KernelTime& kernel = times_.by_op[op];
     kernel.seconds += elapsed;
     ++kernel.calls;
-    if (name == "attention" || name == "cross_attention") times_.attention_s += elapsed;
-    if (name == "linear" || name == "linear_gelu" || name == "linear_fp8") times_.gemm_s += elapsed;
+    switch (component_of(op)) {
+      case Component::Attention: times_.attention_s += elapsed; break;
+      case Component::Gemm: times_.gemm_s += elapsed; break;
+      case Component::Other: break;
+    }
   }
   const ComponentTimes& times() const { return times_; }
 
@@ -45,6 +46,12 @@ struct ObserverAttachment {
 };
 
 }  // namespace
+
+Component component_of(std::string_view op) {
+  if (op == "attention" || op == "cross_attention" || op == "attention_8bit") return Component::Attention;
+  if (op == "linear" || op == "linear_gelu" || op == "linear_fp8" || op == "quantize_fp8_rows") return Component::Gemm;
+  return Component::Other;
+}
 
 ComponentTimes time_components(Device device, const std::function<void()>& work) {
   SynchronizedKernelTimer timer;

@@ -5,6 +5,7 @@
 
 #include "core/library_versions.h"
 #include "ops/ops.h"
+#include "perf/component_timer.h"
 #include "perf/environment.h"
 #include "perf/record.h"
 #include "support/test_support.h"
@@ -57,6 +58,28 @@ TEST(PerfBench, RunnerTimesItersAndSplitsComponents) {
   EXPECT_NEAR(r.components->attention_s,
               r.components->by_op.at("attention").seconds + r.components->by_op.at("cross_attention").seconds, 1e-12);
   EXPECT_GE(r.components->other_s, 0);
+}
+
+// In fp8 the self-attention is ops::attention_8bit and each linear is a per-token quantize
+// and an FP8 GEMM: the split counts them as attention and GEMM, not as "other".
+TEST(PerfBench, Fp8OpsCountAsAttentionAndGemm) {
+  EXPECT_EQ(component_of("attention_8bit"), Component::Attention);
+  EXPECT_EQ(component_of("cross_attention"), Component::Attention);
+  EXPECT_EQ(component_of("linear_fp8"), Component::Gemm);
+  EXPECT_EQ(component_of("quantize_fp8_rows"), Component::Gemm);
+  EXPECT_EQ(component_of("rms_norm"), Component::Other);
+  const Tensor q = testing::random_tensor({1, 130, 1, 128}, 5).to(DType::BFloat16);
+  const Tensor x = testing::random_tensor({4, 32}, 6).to(DType::BFloat16);
+  const ops::Fp8Rows w = ops::quantize_fp8_rows(testing::random_tensor({16, 32}, 7).to(DType::BFloat16));
+  const ComponentTimes times = time_components(Device::cpu(), [&] {
+    ops::attention_8bit(q, q, q);
+    ops::linear_fp8(x, w.values, w.scales);
+  });
+  ASSERT_TRUE(times.by_op.contains("attention_8bit"));
+  ASSERT_TRUE(times.by_op.contains("linear_fp8"));
+  EXPECT_NEAR(times.attention_s, times.by_op.at("attention_8bit").seconds, 1e-12);
+  EXPECT_NEAR(times.gemm_s, times.by_op.at("linear_fp8").seconds, 1e-12);
+  EXPECT_GT(times.attention_s, 0);
 }
 
 TEST(PerfBench, RecordRoundTripsAndCarriesItsIdentity) {
