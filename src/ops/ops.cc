@@ -680,10 +680,10 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
   FASTDIT_CHECK(d > 0 && qkv.size(2) == 3 * d && heads > 0 && d % heads == 0 && (d / heads) % 2 == 0, op, ": qkv ",
                 shape_str(qkv.shape()), " does not split into 3 x ", heads, " heads of an even size");
   const int64_t head_dim = d / heads;
-  const bool per_head = norm == QkNorm::PerHead;
+  const bool per_head = norm != QkNorm::AcrossHeads, round_before_weight = norm == QkNorm::PerHead;
   check_vector(op, {"norm_q", norm_q}, per_head ? head_dim : d);
   check_vector(op, {"norm_k", norm_k}, per_head ? head_dim : d);
-  FASTDIT_CHECK(!per_head || (norm_q.dtype() == qkv.dtype() && norm_k.dtype() == qkv.dtype()), op,
+  FASTDIT_CHECK(!round_before_weight || (norm_q.dtype() == qkv.dtype() && norm_k.dtype() == qkv.dtype()), op,
                 ": per-head norms round before the weight and need the weights in qkv's dtype (", dtype_name(qkv.dtype()),
                 "), got ", dtype_name(norm_q.dtype()), " and ", dtype_name(norm_k.dtype()));
   // One table row per token, or per (token, head) and item: what ops::rope takes, rotating
@@ -707,8 +707,9 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
             Tensor::empty(shape, qkv.dtype(), qkv.device())};
     bool served = false;
     observed(op, qkv.device(), [&] {
-      served = cuda::qkv_norm_rope(contiguous(qkv), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
-                                   contiguous(sin), style, per_head, out.q, out.k, out.v);
+      // The q|k|v columns of a wider projection (Flux's single blocks) are read in place.
+      served = cuda::qkv_norm_rope(even_row_stride(qkv) ? qkv : qkv.contiguous(), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
+                                   contiguous(sin), style, per_head, round_before_weight, out.q, out.k, out.v);
     });
     if (served) return out;
   }
@@ -716,7 +717,7 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
   const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d); };
   if (per_head) {
     const auto normed = [&](int64_t i, const Tensor& w) {
-      return rms_norm(part(i).reshape(shape), w, eps, Rounding::EachStep);
+      return rms_norm(part(i).reshape(shape), w, eps, round_before_weight ? Rounding::EachStep : Rounding::Once);
     };
     return {rope(normed(0, norm_q), cos, sin, style), rope(normed(1, norm_k), cos, sin, style),
             part(2).contiguous().reshape(shape)};

@@ -201,14 +201,15 @@ inline RopeTableLayout rope_table_layout(const Tensor& cos) {
 // v = qkv[..., 2D:]. QkNorm::AcrossHeads: the norms run across all heads (weights [D]);
 // QkNorm::PerHead: each head's D/H values are normalised alone (weights [D/H] of qkv's
 // dtype) and rounded before the weight (rms_norm's Rounding::EachStep, a per-head
-// RMSNorm_FP32). Float32 statistics, rounded to qkv's dtype before the rotation, exactly as
+// RMSNorm_FP32); QkNorm::PerHeadOnce: each head alone, the weight (any float dtype) applied
+// in float32 and the product rounded once (torch.nn.RMSNorm per head: Flux). Float32 statistics, rounded to qkv's dtype before the rotation, exactly as
 // the separate ops give; the CUDA backend does it in one pass. cos/sin rotate whole heads:
 // [S, D/H], or per head and item as ops::rope takes them ([S, H, D/H], [B or 1, S, H or 1,
 // D/H]: LTX-2's per-head frequency slices).
 struct QKV {
   Tensor q, k, v;
 };
-enum class QkNorm { AcrossHeads, PerHead };
+enum class QkNorm { AcrossHeads, PerHead, PerHeadOnce };
 QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, int64_t heads,
                   const Tensor& cos, const Tensor& sin, RopeStyle style, QkNorm norm = QkNorm::AcrossHeads);
 

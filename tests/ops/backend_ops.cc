@@ -623,6 +623,25 @@ std::vector<OpCase> make_cases() {
            return Tensors{r.q, r.k, r.v};
          }});
   }
+  // Per-head norms rounded once after a float32 weight (torch.nn.RMSNorm: Flux), from the
+  // q|k|v columns of a wider projection (Flux's single blocks: q|k|v|mlp), read in place.
+  for (const Qkv& c : {Qkv{4, 128, RopeStyle::Interleaved}, Qkv{2, 20, RopeStyle::Interleaved}}) {
+    const int64_t d = c.heads * c.head_dim, seq = 37;
+    for (const int64_t extra : {int64_t{0}, 4 * d}) {
+      add({.op = "qkv_norm_rope",
+           .shape = detail::concat("[2,", seq, ",3x", d, extra ? "] of a wider row" : "]", " per head once ", c.head_dim),
+           .make = [=](Inputs& in) {
+             return Tensors{in.rand({2, seq, 3 * d + extra}, -2, 2), in.rand_as(kF32, {c.head_dim}, 0.5f, 1.5f),
+                            in.rand_as(kF32, {c.head_dim}, 0.5f, 1.5f), in.rand_as(kF32, {seq, c.head_dim}),
+                            in.rand_as(kF32, {seq, c.head_dim})};
+           },
+           .call = [c, d](const Tensors& t) {
+             const ops::QKV r = ops::qkv_norm_rope(t[0].narrow(-1, 0, 3 * d), t[1], t[2], 1e-6f, c.heads, t[3], t[4],
+                                                   c.style, ops::QkNorm::PerHeadOnce);
+             return Tensors{r.q, r.k, r.v};
+           }});
+    }
+  }
 
   // ---- layout and casts (bit-identical) ------------------------------------------------------
   const std::vector<DType> kLayoutTypes = {kF32, kBF16, kF16, DType::Int64};

@@ -416,6 +416,32 @@ TEST(OpsRope, QkvNormRopePerHeadIsThePerHeadModules) {
                   got.q, ops::qkv_norm_rope(qkv, across, across, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved).q),
               0.0);
   }
+  // PerHeadOnce (torch.nn.RMSNorm per head: Flux): the weight applied in float32, one
+  // rounding; the weights may be of another dtype; qkv may be the q|k|v columns of a wider
+  // projection (Flux's single blocks), read in place.
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    const Tensor wide = random_tensor({2, 5, 3 * d + 16}, 345, -3.0f, 3.0f).to(dtype);
+    const Tensor qkv = wide.narrow(-1, 0, 3 * d);
+    const Tensor wq = random_tensor({head_dim}, 346, 0.5f, 2.0f), wk = random_tensor({head_dim}, 347).to(dtype);
+    const ops::QKV got =
+        ops::qkv_norm_rope(qkv, wq, wk, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHeadOnce);
+    const auto part = [&](int64_t i) { return qkv.narrow(-1, i * d, d).contiguous().reshape(shape); };
+    const auto modules = [&](int64_t i, const Tensor& w) {
+      return ops::rope(ops::rms_norm(part(i), w, 1e-6f), cos, sin, ops::RopeStyle::Interleaved);
+    };
+    EXPECT_EQ(testing::max_abs_diff(got.q, modules(0, wq)), 0.0) << dtype_name(dtype);
+    EXPECT_EQ(testing::max_abs_diff(got.k, modules(1, wk)), 0.0) << dtype_name(dtype);
+    EXPECT_EQ(testing::max_abs_diff(got.v, part(2)), 0.0) << dtype_name(dtype);
+    if (dtype == DType::BFloat16) {  // not the rounding before the weight
+      const Tensor w = wq.to(dtype);
+      EXPECT_GT(testing::max_abs_diff(
+                    ops::qkv_norm_rope(qkv, w, w, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved,
+                                       ops::QkNorm::PerHeadOnce).q,
+                    ops::qkv_norm_rope(qkv, w, w, 1e-6f, heads, cos, sin, ops::RopeStyle::Interleaved,
+                                       ops::QkNorm::PerHead).q),
+                0.0);
+    }
+  }
   expect_error([&] {
     ops::qkv_norm_rope(random_tensor({2, 5, 3 * d}, 1), random_tensor({d}, 2), random_tensor({d}, 3), 1e-6f, heads, cos,
                        sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHead);

@@ -72,12 +72,15 @@ void add_layer_norm(const Tensor& residual, const Tensor& x, const Tensor& gate,
                     const Tensor& bias, const Tensor& shift, const Tensor& scale, float eps, bool rms, bool each_step,
                     Tensor& sum, Tensor& normed);
 
-// Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D] contiguous;
+// Self-attention inputs from a fused q|k|v projection. qkv [B, S, 3D], rows evenly spaced
+// (backends/row_layout.h: contiguous, or the q|k|v columns of a wider projection's output);
 // q, k, v [B, S, H, dh] contiguous outputs; cos/sin [S, dh] float32. per_head: norms over
-// each head's dh values (weights [dh] of qkv's dtype, the row rounded before the weight);
+// each head's dh values (weights [dh]), the row rounded before the weight when
+// round_before_weight (weights of qkv's dtype), else the weighted product rounded once;
 // false (nothing done) where the per-head kernel cannot serve the shapes or alignment.
 bool qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
-                   const Tensor& sin, ops::RopeStyle style, bool per_head, Tensor& q, Tensor& k, Tensor& v);
+                   const Tensor& sin, ops::RopeStyle style, bool per_head, bool round_before_weight, Tensor& q,
+                   Tensor& k, Tensor& v);
 
 // residual + x · gate when residual, x and out are [..., L, D] (contiguous) and gate is
 // [..., 1, D] or [..., L, D] (per item, per frame, per token); returns false (nothing

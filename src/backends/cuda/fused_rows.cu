@@ -10,7 +10,8 @@
 //    (ops::RopeTableLayout: LTX-2's per-head frequency slices).
 //    With per-head norms (LongCat's RMSNorm_FP32 per head) a team of dh/E threads of one
 //    warp owns one (token, q|k|v, head) run of dh values: the team's squares are summed with
-//    shuffles, the row rounded before the weight and again before the rotation.
+//    shuffles, the row rounded before the weight (or, torch.nn.RMSNorm's way, once after it)
+//    and again before the rotation.
 //  - gated residual add with a per-batch or per-token gate row, any input dtypes: the
 //    broadcast the generic strided walker handles with index arithmetic per element.
 //    Vectorised (one 16-byte run per thread) when residual and out share a dtype.
@@ -20,6 +21,7 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/kernel_common.cuh"
+#include "backends/row_layout.h"
 
 namespace fastdit::cuda {
 namespace {
@@ -34,8 +36,10 @@ struct QkvParams {
   const float *cos, *sin;  // rows of dh at table_row(): [S, dh] or [B|1, S, H|1, dh]
   int64_t table_batch, table_seq, table_head;  // ops::RopeTableLayout's offsets
   int64_t dim, head_dim, seq, rows;
+  int64_t qkv_stride;  // elements between rows of qkv: 3·dim, or more for a column range of a wider output
   float eps;
   bool interleaved;
+  bool round_before_weight;  // per-head norms: RMSNorm_FP32's rounding, else one rounding after the weight
 };
 
 // Where the table row of (row = b·S + s, head) starts.
@@ -72,7 +76,7 @@ template <class T>
 __global__ void qkv_norm_rope_rows(QkvParams p) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
+  const T* in = static_cast<const T*>(p.qkv) + row * p.qkv_stride;
   norm_rope_part(p, in, static_cast<T*>(p.q) + row * p.dim, p.norm_q, row, scratch);
   norm_rope_part(p, in + p.dim, static_cast<T*>(p.k) + row * p.dim, p.norm_k, row, scratch);
   T* v = static_cast<T*>(p.v) + row * p.dim;
@@ -91,7 +95,7 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_vectorized(QkvParam
   const int lane = threadIdx.x % group;
   const int runs = static_cast<int>(p.dim / E);
   const bool active = row < p.rows;  // inactive threads still join the reductions
-  const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
+  const T* in = static_cast<const T*>(p.qkv) + row * p.qkv_stride;
   if (active) {
     const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
     auto* to = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
@@ -152,7 +156,7 @@ __global__ void __launch_bounds__(kRowThreads) qkv_norm_rope_split_vectorized(Qk
   const int half_runs = static_cast<int>(half / E);
   const int units = static_cast<int>(p.dim / (2 * E));
   const bool active = row < p.rows;  // inactive threads still join the reductions
-  const T* in = static_cast<const T*>(p.qkv) + row * 3 * p.dim;
+  const T* in = static_cast<const T*>(p.qkv) + row * p.qkv_stride;
   if (active) {
     const auto* from = reinterpret_cast<const Vector<T>*>(in + 2 * p.dim);
     auto* to = reinterpret_cast<Vector<T>*>(static_cast<T*>(p.v) + row * p.dim);
@@ -220,7 +224,7 @@ __global__ void __launch_bounds__(kRowThreads) qkv_head_norm_rope(QkvParams p, i
   const int64_t heads = p.dim / p.head_dim, team = thread / lanes;
   const bool active = team < p.rows * 3 * heads;
   const int64_t row = team / (3 * heads), part = team / heads % 3, head = team % heads;
-  const int64_t in_offset = row * 3 * p.dim + part * p.dim + head * p.head_dim + lane * E;
+  const int64_t in_offset = row * p.qkv_stride + part * p.dim + head * p.head_dim + lane * E;
   float v[E];
 #pragma unroll
   for (int e = 0; e < E; ++e) v[e] = 0.0f;
@@ -242,7 +246,8 @@ __global__ void __launch_bounds__(kRowThreads) qkv_head_norm_rope(QkvParams p, i
   load_run<E>(p.cos + table, cos);
   load_run<E>(p.sin + table, sin);
   const auto normed = [&](float x, float weight) {
-    return to_float(from_float<T>(to_float(from_float<T>(x * inv_rms)) * weight));
+    const float unit = p.round_before_weight ? to_float(from_float<T>(x * inv_rms)) : x * inv_rms;
+    return to_float(from_float<T>(unit * weight));
   };
 #pragma unroll
   for (int e = 0; e < E; e += 2) {
@@ -257,6 +262,7 @@ bool try_qkv_per_head(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
   const int64_t lanes = p.head_dim / e;
   if (!p.interleaved || p.head_dim % e != 0 || lanes > 32 || (lanes & (lanes - 1)) != 0) return false;
+  if (p.qkv_stride % e != 0) return false;
   for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
     if (!aligned16(ptr)) return false;
   }
@@ -301,7 +307,7 @@ bool try_qkv_split_vectorized(const QkvParams& p, FloatCode code, cudaStream_t s
 // Launches the vectorised kernel when it can serve p; false (nothing launched) otherwise.
 bool try_qkv_vectorized(const QkvParams& p, FloatCode code, cudaStream_t stream) {
   const int e = code == FloatCode::F32 ? kRun<float> : kRun<__nv_bfloat16>;
-  if (p.head_dim % (p.interleaved ? e : 2 * e) != 0) return false;
+  if (p.head_dim % (p.interleaved ? e : 2 * e) != 0 || p.qkv_stride % e != 0) return false;
   for (const void* ptr : std::initializer_list<const void*>{p.qkv, p.q, p.k, p.v, p.norm_q, p.norm_k, p.cos, p.sin}) {
     if (!aligned16(ptr)) return false;
   }
@@ -381,11 +387,16 @@ bool try_gated_add_vectorized(const GatedRowParams& p, int64_t rows, cudaStream_
 }  // namespace
 
 bool qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k, float eps, const Tensor& cos,
-                   const Tensor& sin, ops::RopeStyle style, bool per_head, Tensor& q, Tensor& k, Tensor& v) {
+                   const Tensor& sin, ops::RopeStyle style, bool per_head, bool round_before_weight, Tensor& q,
+                   Tensor& k, Tensor& v) {
   const int64_t rows = qkv.numel() / qkv.size(-1);
   if (rows == 0) return true;
+  const std::optional<int64_t> qkv_stride = even_row_stride(qkv);
+  FASTDIT_CHECK(qkv_stride.has_value(), "qkv_norm_rope: qkv ", qkv.str(), " (strides ", shape_str(qkv.strides()),
+                ") is not rows of unit stride, evenly spaced");
   QkvParams p{};
   p.qkv = qkv.data_ptr();
+  p.qkv_stride = *qkv_stride;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
   p.v = v.data_ptr();
@@ -407,6 +418,7 @@ bool qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k
   p.seq = q.size(1);
   p.eps = eps;
   p.interleaved = style == ops::RopeStyle::Interleaved;
+  p.round_before_weight = round_before_weight;
   p.rows = rows;
   DeviceGuard guard(qkv.device().index);
   const cudaStream_t stream = current_stream(qkv.device().index);

@@ -46,7 +46,7 @@ JointRotary FluxPosEmbed::forward(const Tensor& txt_ids, const Tensor& img_ids, 
     emit(table.cos, "out[0]");
     emit(table.sin, "out[1]");
   }
-  return {rows(table, 0, text), rows(table, text, image)};
+  return {rows(table, 0, text), rows(table, text, image), rows(table, 0, text + image)};
 }
 
 // ---- attention -----------------------------------------------------------------------
@@ -104,11 +104,33 @@ nn::DistributedAttention::Output FluxAttention::attend(const Heads& image, const
   return attention_.forward(image.q, image.k, image.v, image_tokens, &rope.image, kStyle, text_q, text_k, text.v);
 }
 
+bool FluxAttention::one_pass(const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k) const {
+  return fused_ && attention_.parallel().world_size() == 1 && norm_q->weight && norm_k->weight &&
+         !norm_q->has_forward_hooks() && !norm_k->has_forward_hooks();
+}
+
+FluxAttention::Heads FluxAttention::norm_rope(const Tensor& qkv, const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k,
+                                              const nn::RotaryTable& table) const {
+  // torch.nn.RMSNorm per head: the weight applied in float32, rounded once.
+  ops::QKV r = ops::qkv_norm_rope(qkv, norm_q->weight->value, norm_k->weight->value, norm_q->eps(), num_heads_,
+                                  table.cos, table.sin, ops::RopeStyle::Interleaved, ops::QkNorm::PerHeadOnce);
+  return {std::move(r.q), std::move(r.k), std::move(r.v)};
+}
+
 FluxAttention::Output FluxAttention::forward(const Tensor& x, const Tensor& context, const JointRotary& rope,
                                              int64_t image_tokens) const {
-  const Heads image = project(x, to_qkv_, to_q_k_v_, norm_q_, norm_k_);
-  const Heads text = project(context, to_added_qkv_, add_q_k_v_proj_, norm_added_q_, norm_added_k_);
-  const auto attended = attend(image, text, rope, image_tokens);
+  nn::DistributedAttention::Output attended;
+  if (to_qkv_ && one_pass(norm_q_, norm_k_) && one_pass(norm_added_q_, norm_added_k_)) {
+    // Each stream's heads normalised and rotated with its own rows of the table, in one pass.
+    const Heads image = norm_rope(to_qkv_->forward(x), norm_q_, norm_k_, rope.image);
+    const Heads text = norm_rope(to_added_qkv_->forward(context), norm_added_q_, norm_added_k_, rope.text);
+    attended = attention_.forward(image.q, image.k, image.v, image_tokens, nullptr, ops::RopeStyle::Interleaved,
+                                  text.q, text.k, text.v);
+  } else {
+    const Heads image = project(x, to_qkv_, to_q_k_v_, norm_q_, norm_k_);
+    const Heads text = project(context, to_added_qkv_, add_q_k_v_proj_, norm_added_q_, norm_added_k_);
+    attended = attend(image, text, rope, image_tokens);
+  }
   Output out;
   out.x = out_dropout_->forward(to_out_->forward(merge_heads(attended.out)));
   out.context = to_add_out_->forward(merge_heads(attended.replicated_out));
@@ -119,6 +141,14 @@ FluxAttention::Output FluxAttention::forward(const Tensor& x, const Tensor& cont
 
 Tensor FluxAttention::forward_joined(const Tensor& joined, int64_t text_tokens, const JointRotary& rope,
                                      int64_t image_tokens) const {
+  if (one_pass(norm_q_, norm_k_)) {
+    // One process: the joined sequence (text rows first, as the table's) is the attention's
+    // whole sequence, normalised and rotated in one pass from the q|k|v columns of the
+    // block's projection, read in place; no split into streams and no joins.
+    const Heads all = norm_rope(joined, norm_q_, norm_k_, rope.joint);
+    return emit(merge_heads(
+        attention_.forward(all.q, all.k, all.v, joined.size(1), nullptr, ops::RopeStyle::Interleaved).out));
+  }
   const Heads all = project(joined, nullptr, to_q_k_v_, norm_q_, norm_k_);
   const int64_t local = joined.size(1) - text_tokens;
   const auto part = [&](int64_t first, int64_t count) {

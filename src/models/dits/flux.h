@@ -22,6 +22,7 @@ namespace fastdit::flux {
 struct JointRotary {
   nn::RotaryTable text;   // rows of the text tokens
   nn::RotaryTable image;  // rows of the image tokens
+  nn::RotaryTable joint;  // the whole table: the text rows, then the image rows
 };
 
 // diffusers FluxPosEmbed (theta 10000, interleaved pairs): a parameter-free module that
@@ -76,6 +77,13 @@ class FluxAttention : public nn::Module {
   // attention layer does not rotate), image heads with theirs inside the attention.
   nn::DistributedAttention::Output attend(const Heads& image, const Heads& text, const JointRotary& rope,
                                           int64_t image_tokens) const;
+  // Whether a fused projection's q|k|v goes through ops::qkv_norm_rope (the per-head norms
+  // and the rotation in one pass, the numbers of the modules in turn): one process (the
+  // tables' rows are this sequence's) and no hook wanting the norms' own outputs.
+  bool one_pass(const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k) const;
+  // qkv [B, S, 3D] (rows evenly spaced) -> normalised and rotated heads, v as is.
+  Heads norm_rope(const Tensor& qkv, const nn::RMSNorm* norm_q, const nn::RMSNorm* norm_k,
+                  const nn::RotaryTable& table) const;
   int64_t num_heads_;
   nn::RMSNorm *norm_q_, *norm_k_, *norm_added_q_ = nullptr, *norm_added_k_ = nullptr;
   bool fused_;
