@@ -9,7 +9,8 @@
 #   5. the bench definitions and reference scripts named in GPU_PREBUILT_BENCH (each a
 #      "name|fastdit args|reference command" line; optional).
 # GPU_PREBUILT_STEPS picks steps (comma list of harness,device,parity,attention,bench; default
-# all); GPU_PREBUILT_BENCH_S / GPU_PREBUILT_REF_S bound each bench / reference (150 / 200 s).
+# all); GPU_PREBUILT_HARNESS_FILTER limits the harness to one --filter; GPU_PREBUILT_FAMILIES
+# the parity cases to some families (e.g. "flux wan"); GPU_PREBUILT_BENCH_S / GPU_PREBUILT_REF_S bound each bench / reference (150 / 200 s).
 # Each step has its own time limit; a summary is printed last.
 # Make the tarball here:  bash scripts/gpu-prebuilt-check.sh --pack .dev/bins.tar.xz
 # Run there:              bash scripts/gpu-prebuilt-check.sh .dev/bins.tar.xz   (logs in $OUT)
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader
 want() { [[ ,${GPU_PREBUILT_STEPS:-harness,device,parity,attention,bench}, == *,$1,* ]]; }
 
 if want harness; then
-  step harness 150 "$bin/fastdit_backend_ops"
+  step harness 150 "$bin/fastdit_backend_ops" ${GPU_PREBUILT_HARNESS_FILTER:+--filter "$GPU_PREBUILT_HARNESS_FILTER"}
   grep -E "^FAIL|^PASS" "$logs/harness.log" | head -40
 fi
 if want device; then
@@ -33,10 +34,14 @@ if want device; then
   done
 fi
 
-parity_cases() {
-  for inputs in tests/fixtures/*/*/inputs.safetensors; do
-    local dir=${inputs%/inputs.safetensors}
-    [[ -f $dir/outputs.safetensors ]] && echo "$dir"
+parity_cases() {  # GPU_PREBUILT_FAMILIES: fixture folders to take (space list; default every one)
+  local family
+  for family in ${GPU_PREBUILT_FAMILIES:-*}; do
+    for inputs in tests/fixtures/$family/*/inputs.safetensors; do
+      [[ -f $inputs ]] || continue
+      local dir=${inputs%/inputs.safetensors}
+      [[ -f $dir/outputs.safetensors ]] && echo "$dir"
+    done
   done
 }
 run_parity() {  # stops starting cases after GPU_PREBUILT_PARITY_S seconds (default 240)
