@@ -6,7 +6,7 @@
 # report check of tests/cli/perf.sh use.
 set -euo pipefail
 
-packages=(build-essential cmake g++ clang libclang-rt-14-dev libomp-dev libopenblas-dev
+packages=(build-essential cmake ccache g++ clang libclang-rt-14-dev libomp-dev libopenblas-dev
           nlohmann-json3-dev libcli11-dev libgtest-dev googletest libbenchmark-dev
           python3 libdlpack-dev python3-numpy python3-torch)
 [[ ${1:-} == --perf-report ]] && packages+=(chromium fonts-dejavu-core)

@@ -8,7 +8,7 @@
 #
 # The scratch build compiles the library once (about 6 minutes on 2 cores without a
 # compiler cache; seconds with a warm ccache, CMAKE_CXX_COMPILER_LAUNCHER=ccache and
-# CCACHE_BASEDIR at or above the source root); it lives in
+# CCACHE_BASEDIR at or above the source root, as scripts/test.sh sets); it lives in
 # $FASTDIT_BINARY_DIR/scaffold_check/tree/build and later runs rebuild only the family.
 set -u
 fastdit=$1
@@ -54,8 +54,13 @@ find "$tree" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
   tests/unit tests/parity tests/cli tests/ops tests/temp_dir_check.sh tools/scaffold | tar --null -T - -c) | tar -x -C "$tree" \
   || fail "cannot copy the source tree (a git checkout is needed)"
 expect 0 "scaffold in the tree" "$fastdit" scaffold toy --class ToyTransformerModel --into "$tree"
+# Without a compiler cache the tree builds without CUDA (fewer, faster compiles); with one
+# (CMAKE_CXX_COMPILER_LAUNCHER, as scripts/test.sh sets) it takes the main build's CUDA setting,
+# so the library's objects are the cache's hits and only the family compiles.
+cuda=OFF
+[[ -n ${CMAKE_CXX_COMPILER_LAUNCHER:-} && ${FASTDIT_WITH_CUDA:-OFF} == ON ]] && cuda=ON
 build() {
-  { cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DFASTDIT_CUDA=OFF -DFASTDIT_TESTS=ON \
+  { cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release -DFASTDIT_CUDA=$cuda -DFASTDIT_TESTS=ON \
     && cmake --build "$tree/build" -j"$(nproc)" --target fastdit_cli test_toy_parity; } >"$tmp/build.log" 2>&1 \
     || fail "$1: the scaffolded tree does not build: $(grep -m 20 -E 'error|Error' "$tmp/build.log")"
 }
