@@ -15,7 +15,9 @@
 #   flux     FLUX.1-dev 1024² forward in bf16 and fp8 (CUDA graph; then --components), fastdit
 #            generate's 28 steps in each, then diffusers eager + torch.compile + the 28-step
 #            FluxPipeline (bench/reference_flux.py; FP8_PROFILE_FLUX_REF="" for eager alone);
-#   attention8  test_attention_8bit and test_cuda_attention_8bit (rule, bounds, throughput).
+#   attention8  test_attention_8bit and test_cuda_attention_8bit (rule, bounds, throughput);
+#   harness  the op harness's cases whose labels hold each word of FP8_PROFILE_HARNESS (default
+#            attention_8bit linear_fp8 quantize_fp8_rows), on CUDA against the CPU.
 # FP8_PROFILE_STEPS picks steps (comma list; default wan13,ncu,ltx2). Logs, JSON records and the
 # ncu CSVs land in $OUT/fp8-profile-logs.tgz, a summary last.
 # Make the tarball here:  bash scripts/fp8-profile.sh --pack .dev/bins.tar.xz
@@ -72,6 +74,13 @@ wan_bench() {  # VARIANT ITERS: fastdit bf16, fp8, then diffusers eager, one aft
     --frames 81 --height 480 --width 832 --text-len 512 --warmup 2 --iters "$iters" --json "$logs/diffusers-$v.json"
   show "diffusers-$v" "median|peak"
 }
+
+if want harness; then  # op-harness cases on CUDA against the CPU, by label (FP8_PROFILE_HARNESS)
+  for filter in ${FP8_PROFILE_HARNESS:-attention_8bit linear_fp8 quantize_fp8_rows}; do
+    step "harness-$filter" 120 "$bin/fastdit_backend_ops" --filter "$filter"
+    show "harness-$filter" "^FAIL|^PASS" 20
+  done
+fi
 
 if want attention8; then  # the 8-bit attention's tests: the quantize rule, the bounds, the throughput
   step test_attention_8bit 60 "$bin/test_attention_8bit"
