@@ -4,7 +4,8 @@
 #   wan13    Wan2.1 1.3B at 81x480x832 (512 text tokens, random weights): fastdit bf16 and fp8
 #            (--components), diffusers eager (bench/reference_wan.py), nvidia-smi clocks beside
 #            each (as scripts/gpu-bench.sh does);
-#   compile  diffusers torch.compile of the same 1.3B forward;
+#   compile  diffusers torch.compile of the same forward (FP8_PROFILE_COMPILE: the variants, default
+#            the 1.3B; FP8_PROFILE_COMPILE_S bounds each);
 #   wan14    the same for Wan2.1 14B (fastdit bf16 and fp8, diffusers eager);
 #   ncu      Nsight Compute, full set, clocks as they are: the 8-bit attention kernel and the bf16
 #            flash kernel at [1, 32760, 12, 128] (test_cuda_attention_8bit's throughput case),
@@ -70,6 +71,7 @@ wan_bench() {  # VARIANT ITERS: fastdit bf16, fp8, then diffusers eager, one aft
     clocked "fastdit-$v-$p" 300 "$bin/fastdit" bench "${args[@]}" --precision "$p" --json "$logs/fastdit-$v-$p.json"
     show "fastdit-$v-$p" "median|peak|components|attention|linear|quantize"
   done
+  [[ ${FP8_PROFILE_WAN_REF:-1} == 1 ]] || return 0  # 0: the compile step's run gives eager too
   clocked "diffusers-$v" 300 python3 bench/reference_wan.py --ref "$ref" --config "tests/fixtures/wan/keys/$v.config.json" \
     --frames 81 --height 480 --width 832 --text-len 512 --warmup 2 --iters "$iters" --json "$logs/diffusers-$v.json"
   show "diffusers-$v" "median|peak"
@@ -114,14 +116,16 @@ if want ncu && command -v ncu >/dev/null; then
   ncu_step norms 'normalize|norm_modulate|layer_norm' 0 3 "${forward[@]}"
 fi
 
-if want compile; then
-  clocked diffusers-compile-1.3B 420 python3 bench/reference_wan.py --ref "$ref" \
-    --config tests/fixtures/wan/keys/Wan2.1-T2V-1.3B.config.json --frames 81 --height 480 --width 832 --text-len 512 \
-    --warmup 2 --iters 5 --compile --json "$logs/diffusers-compile-1.3B.json"
-  show diffusers-compile-1.3B "median|peak|compile"
-fi
-
 want wan14 && wan_bench Wan2.1-T2V-14B 3
+
+if want compile; then  # FP8_PROFILE_COMPILE: the variants (default the 1.3B), each within FP8_PROFILE_COMPILE_S
+  for v in ${FP8_PROFILE_COMPILE:-Wan2.1-T2V-1.3B}; do
+    clocked "diffusers-compile-$v" "${FP8_PROFILE_COMPILE_S:-420}" python3 bench/reference_wan.py --ref "$ref" \
+      --config "tests/fixtures/wan/keys/$v.config.json" --frames 81 --height 480 --width 832 --text-len 512 \
+      --warmup 2 --iters 3 --compile --json "$logs/diffusers-compile-$v.json"
+    show "diffusers-compile-$v" "median|peak|compile"
+  done
+fi
 
 if want ltx2; then
   for def in ltx2-19b-forward-fp8 ltx2-19b-forward; do
