@@ -40,27 +40,9 @@ ref=.ref/diffusers/src
 
 want() { [[ ,${FP8_PROFILE_STEPS:-wan13,ncu,ltx2}, == *,$1,* ]]; }
 
-# clocked NAME SECONDS COMMAND...: step() with nvidia-smi sampling the SM clock and power
-# every 100 ms; prints their medians over the busy samples.
-clocked() {
-  local name=$1 sampler
-  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,utilization.gpu --format=csv,noheader,nounits -lms 100 \
-    >"$logs/clocks-$name.csv" 2>/dev/null &
-  sampler=$!
-  step "$@"
-  local status=$?
-  kill "$sampler" 2>/dev/null
-  wait "$sampler" 2>/dev/null
-  python3 - "$logs/clocks-$name.csv" "$name" <<'PY'
-import statistics, sys
-rows = [[f.strip() for f in line.split(",")] for line in open(sys.argv[1]) if line.count(",") >= 3]
-busy = [r for r in rows if r[3].isdigit() and int(r[3]) >= 90]
-if busy:
-    med = lambda i: statistics.median(float(r[i]) for r in busy)
-    print(f"   clocks {sys.argv[2]}: {len(busy)} busy samples, median SM {med(1):.0f} MHz, power {med(2):.0f} W")
-PY
-  return $status
-}
+source scripts/clocks.sh
+# timed NAME SECONDS COMMAND...: step() (prebuilt-env.sh) with the clocks sampled (clocks.sh).
+timed() { clocked "$1" step "$@"; }
 show() { grep -E "$2" "$logs/$1.log" | head -"${3:-12}"; }
 
 wan_bench() {  # VARIANT ITERS: fastdit bf16, fp8, then diffusers eager, one after the other
@@ -68,11 +50,11 @@ wan_bench() {  # VARIANT ITERS: fastdit bf16, fp8, then diffusers eager, one aft
   local args=(--config "tests/fixtures/wan/keys/$v.config.json" --random-weights --device cuda --dtype bfloat16
               --frames 81 --height 480 --width 832 --text-len 512 --warmup 2 --iters "$iters" --components)
   for p in bf16 fp8; do
-    clocked "fastdit-$v-$p" 300 "$bin/fastdit" bench "${args[@]}" --precision "$p" --json "$logs/fastdit-$v-$p.json"
+    timed "fastdit-$v-$p" 300 "$bin/fastdit" bench "${args[@]}" --precision "$p" --json "$logs/fastdit-$v-$p.json"
     show "fastdit-$v-$p" "median|peak|components|attention|linear|quantize"
   done
   [[ ${FP8_PROFILE_WAN_REF:-1} == 1 ]] || return 0  # 0: the compile step's run gives eager too
-  clocked "diffusers-$v" 300 python3 bench/reference_wan.py --ref "$ref" --config "tests/fixtures/wan/keys/$v.config.json" \
+  timed "diffusers-$v" 300 python3 bench/reference_wan.py --ref "$ref" --config "tests/fixtures/wan/keys/$v.config.json" \
     --frames 81 --height 480 --width 832 --text-len 512 --warmup 2 --iters "$iters" --json "$logs/diffusers-$v.json"
   show "diffusers-$v" "median|peak"
 }
@@ -120,7 +102,7 @@ want wan14 && wan_bench Wan2.1-T2V-14B 3
 
 if want compile; then  # FP8_PROFILE_COMPILE: the variants (default the 1.3B), each within FP8_PROFILE_COMPILE_S
   for v in ${FP8_PROFILE_COMPILE:-Wan2.1-T2V-1.3B}; do
-    clocked "diffusers-compile-$v" "${FP8_PROFILE_COMPILE_S:-420}" python3 bench/reference_wan.py --ref "$ref" \
+    timed "diffusers-compile-$v" "${FP8_PROFILE_COMPILE_S:-420}" python3 bench/reference_wan.py --ref "$ref" \
       --config "tests/fixtures/wan/keys/$v.config.json" --frames 81 --height 480 --width 832 --text-len 512 \
       --warmup 2 --iters 3 --compile --json "$logs/diffusers-compile-$v.json"
     show "diffusers-compile-$v" "median|peak|compile"
@@ -129,10 +111,10 @@ fi
 
 if want ltx2; then
   for def in ltx2-19b-forward-fp8 ltx2-19b-forward; do
-    clocked "$def" 300 "$bin/fastdit" bench --config "bench/configs/$def.json" --components --json "$logs/$def.json"
+    timed "$def" 300 "$bin/fastdit" bench --config "bench/configs/$def.json" --components --json "$logs/$def.json"
     show "$def" "median|peak|components|attention|linear|quantize"
   done
-  clocked diffusers-ltx2 300 python3 bench/reference_ltx2.py --ref "$ref" --config tests/fixtures/ltx2/keys/LTX-2.config.json \
+  timed diffusers-ltx2 300 python3 bench/reference_ltx2.py --ref "$ref" --config tests/fixtures/ltx2/keys/LTX-2.config.json \
     --frames 16 --height 16 --width 24 --audio-frames 126 --text-len 1024 --warmup 3 --iters 20 --json "$logs/diffusers-ltx2.json"
   show diffusers-ltx2 "median|peak"
 fi
@@ -141,16 +123,16 @@ if want flux; then
   flux=(--config tests/fixtures/flux/keys/FLUX.1-dev.config.json --random-weights --device cuda --dtype bfloat16
         --frames 1 --height 1024 --width 1024 --text-len 512 --warmup 3 --iters 10)
   for p in bf16 fp8; do
-    clocked "flux-$p" 200 "$bin/fastdit" bench "${flux[@]}" --cuda-graph --precision "$p" --json "$logs/flux-$p.json"
+    timed "flux-$p" 200 "$bin/fastdit" bench "${flux[@]}" --cuda-graph --precision "$p" --json "$logs/flux-$p.json"
     show "flux-$p" "median|peak"
     step "flux-$p-components" 200 "$bin/fastdit" bench "${flux[@]}" --precision "$p" --components
     show "flux-$p-components" "median|components|attention|linear|quantize|concat|rope|norm|gelu" 30
-    clocked "flux-generate-$p" 200 "$bin/fastdit" generate --config tests/fixtures/flux/keys/FLUX.1-dev.config.json \
+    timed "flux-generate-$p" 200 "$bin/fastdit" generate --config tests/fixtures/flux/keys/FLUX.1-dev.config.json \
       --random-weights --preset flux1-dev --device cuda --dtype bfloat16 --cuda-graph --precision "$p" \
       --output "/tmp/flux-generate-$p.safetensors"
     tail -3 "$logs/flux-generate-$p.log"
   done
-  clocked diffusers-flux 420 python3 bench/reference_flux.py --ref "$ref" --config tests/fixtures/flux/keys/FLUX.1-dev.config.json \
+  timed diffusers-flux 420 python3 bench/reference_flux.py --ref "$ref" --config tests/fixtures/flux/keys/FLUX.1-dev.config.json \
     --height 1024 --width 1024 --text-len 512 --warmup 3 --iters 10 ${FP8_PROFILE_FLUX_REF---pipeline --compile} \
     --json "$logs/diffusers-flux.json"
   show diffusers-flux "median|peak|compile|FluxPipeline"
