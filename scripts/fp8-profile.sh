@@ -17,6 +17,8 @@
 #            generate's 28 steps in each, then diffusers eager + torch.compile + the 28-step
 #            FluxPipeline (bench/reference_flux.py; FP8_PROFILE_FLUX_REF="" for eager alone);
 #   attention8  test_attention_8bit and test_cuda_attention_8bit (rule, bounds, throughput);
+#   fp8tests test_cuda_fp8 (FP8_PROFILE_GTEST: a gtest filter);
+#   compare  the 1.3B forward in fp8 against bf16 (run --compare, bound 0.1);
 #   harness  the op harness's cases whose labels hold each word of FP8_PROFILE_HARNESS (default
 #            attention_8bit linear_fp8 quantize_fp8_rows), on CUDA against the CPU.
 # FP8_PROFILE_STEPS picks steps (comma list; default wan13,ncu,ltx2). Logs, JSON records and the
@@ -73,7 +75,21 @@ if want attention8; then  # the 8-bit attention's tests: the quantize rule, the 
   show test_cuda_attention_8bit "FAILED|PASSED|Failure|rel_l2|TOPS" 30
 fi
 
+if want fp8tests; then  # test_cuda_fp8, its cases picked by FP8_PROFILE_GTEST (a gtest filter; default all)
+  step test_cuda_fp8 240 "$bin/test_cuda_fp8" --gtest_filter="${FP8_PROFILE_GTEST:-*}"
+  show test_cuda_fp8 "FAILED|PASSED|Failure|OK \]" 30
+fi
+
 want wan13 && wan_bench Wan2.1-T2V-1.3B 5
+
+if want compare; then  # the 1.3B forward in fp8 against bf16, same weights and inputs (run --compare)
+  run_args=(tests/fixtures/wan/keys/Wan2.1-T2V-1.3B.config.json --random-weights --example 81,480,832 --device cuda
+            --dtype bfloat16)
+  step run-bf16 120 "$bin/fastdit" run "${run_args[@]}" --output /tmp/fp8-profile-bf16.safetensors
+  step run-fp8-compare 120 "$bin/fastdit" run "${run_args[@]}" --precision fp8 \
+    --compare /tmp/fp8-profile-bf16.safetensors --max-rel-l2 0.1
+  show run-fp8-compare "rel_l2|PASS|FAIL" 4
+fi
 
 # ncu_step NAME KERNEL_REGEX SKIP COUNT COMMAND...: one report, exported as CSV pages.
 ncu_step() {
