@@ -326,12 +326,9 @@ __device__ __forceinline__ void softmax_codes(const uint32_t (&acc)[64], float (
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    // The row max as four independent chains joined at the end (the max is exact in any order):
-    // one chain of 32 dependent max operations would sit on the softmax's critical path.
-    float chains[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    float m = -INFINITY;
 #pragma unroll
-    for (int n = 0; n < 16; ++n) chains[n % 4] = fmaxf(chains[n % 4], fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
-    float m = fmaxf(fmaxf(chains[0], chains[1]), fmaxf(chains[2], chains[3]));
+    for (int n = 0; n < 16; ++n) m = fmaxf(m, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
     m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
     // Finite: every tile holds a key below kv_len.
@@ -422,11 +419,8 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
     }
   };
   const bool ragged = p.kv_len % kBlock != 0;
-  // Each tile's key scale is read a tile ahead of its softmax: read where the softmax needs it,
-  // the load's latency sat on the softmax's critical path (ncu: long-scoreboard stalls).
-  float k_scale = k_scales[0], next_k_scale = k_scales[tiles > 1 ? 1 : 0];
   auto softmax = [&](int j) {
-    const float factor = q_scale * k_scale;
+    const float factor = q_scale * k_scales[j];
     if (ragged && j == tiles - 1) {
       softmax_codes<true>(acc, s, row_max, correction, factor, j * kBlock, p.kv_len);
     } else {
@@ -463,8 +457,6 @@ __device__ __forceinline__ void consume(const Int8Params& p, const SharedLayout&
 
   for (int j = 1; j < tiles; ++j) {
     const int stage = j % kStages, previous = (j - 1) % kStages;
-    k_scale = next_k_scale;
-    next_k_scale = k_scales[j + 1 < tiles ? j + 1 : j];
     barrier_wait(smem.k_full(stage), parity(j));
     barrier_wait(smem.v_full(previous), parity(j - 1));
     fence_registers(acc);
