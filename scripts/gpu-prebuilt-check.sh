@@ -10,7 +10,8 @@
 #      "name|fastdit args|reference command" line; optional).
 # GPU_PREBUILT_STEPS picks steps (comma list of harness,device,parity,attention,bench; default
 # all); GPU_PREBUILT_HARNESS_FILTER limits the harness to one --filter; GPU_PREBUILT_FAMILIES
-# the parity cases to some families (e.g. "flux wan"); GPU_PREBUILT_BENCH_S / GPU_PREBUILT_REF_S bound each bench / reference (150 / 200 s).
+# the parity cases to some families (e.g. "flux wan"); GPU_PREBUILT_BENCH_S /
+# GPU_PREBUILT_REF_S bound each bench / reference (150 / 200 s).
 # Each step has its own time limit; a summary is printed last.
 # Make the tarball here:  bash scripts/gpu-prebuilt-check.sh --pack .dev/bins.tar.xz
 # Run there:              bash scripts/gpu-prebuilt-check.sh .dev/bins.tar.xz   (logs in $OUT)

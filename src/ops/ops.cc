@@ -708,8 +708,9 @@ QKV qkv_norm_rope(const Tensor& qkv, const Tensor& norm_q, const Tensor& norm_k,
     bool served = false;
     observed(op, qkv.device(), [&] {
       // The q|k|v columns of a wider projection (Flux's single blocks) are read in place.
-      served = cuda::qkv_norm_rope(even_row_stride(qkv) ? qkv : qkv.contiguous(), contiguous(norm_q), contiguous(norm_k), eps, contiguous(cos),
-                                   contiguous(sin), style, per_head, round_before_weight, out.q, out.k, out.v);
+      served = cuda::qkv_norm_rope(even_row_stride(qkv) ? qkv : qkv.contiguous(), contiguous(norm_q),
+                                   contiguous(norm_k), eps, contiguous(cos), contiguous(sin), style, per_head,
+                                   round_before_weight, out.q, out.k, out.v);
     });
     if (served) return out;
   }

@@ -202,8 +202,10 @@ inline RopeTableLayout rope_table_layout(const Tensor& cos) {
 // QkNorm::PerHead: each head's D/H values are normalised alone (weights [D/H] of qkv's
 // dtype) and rounded before the weight (rms_norm's Rounding::EachStep, a per-head
 // RMSNorm_FP32); QkNorm::PerHeadOnce: each head alone, the weight (any float dtype) applied
-// in float32 and the product rounded once (torch.nn.RMSNorm per head: Flux). Float32 statistics, rounded to qkv's dtype before the rotation, exactly as
-// the separate ops give; the CUDA backend does it in one pass. cos/sin rotate whole heads:
+// in float32 and the product rounded once (torch.nn.RMSNorm per head: Flux). Float32
+// statistics, rounded to qkv's dtype before the rotation, exactly as the separate ops give;
+// qkv may be the q|k|v columns of a wider projection (rows evenly spaced, read in place on
+// CUDA); the CUDA backend does it in one pass. cos/sin rotate whole heads:
 // [S, D/H], or per head and item as ops::rope takes them ([S, H, D/H], [B or 1, S, H or 1,
 // D/H]: LTX-2's per-head frequency slices).
 struct QKV {
