@@ -14,7 +14,7 @@
 #      per-op split and peak memory, and fp8 with the bfloat16 attention (FASTDIT_FP8_ATTENTION=off);
 #   5. the same forward's output in fp8 against bf16 (run --compare, bound 0.1);
 #   6. with FP8_CHECK_14B=1, a Wan 14B forward in fp8 as well.
-# Logs and JSON records land in $OUT, with a summary last.
+# Logs and JSON records land in $OUT/fp8-gpu-logs.tgz, with a summary last.
 # Make the tarball here:  bash scripts/fp8-gpu-check.sh --pack .dev/bins.tar.xz  (the same tarball as
 #                         gpu-prebuilt-check.sh's: scripts/prebuilt-env.sh packs both)
 # Run there:              bash scripts/fp8-gpu-check.sh .dev/bins.tar.xz
@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 source scripts/prebuilt-env.sh
 prebuilt_start /tmp/fastdit-fp8-logs /tmp/fastdit-fp8-prebuilt "$@"
+logs_apart fp8-gpu-logs  # brought back as $OUT/fp8-gpu-logs.tgz (prebuilt-env.sh)
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
 
 step test_fp8 30 "$bin/test_fp8"
@@ -69,3 +70,4 @@ step run-wan1.3b-fp8-compare 120 "$bin/fastdit" run "${run_args[@]}" --precision
 tail -3 "$logs/run-wan1.3b-fp8-compare.log"
 
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
+pack_logs

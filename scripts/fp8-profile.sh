@@ -17,8 +17,8 @@
 #            generate's 28 steps in each, then diffusers eager + torch.compile + the 28-step
 #            FluxPipeline (bench/reference_flux.py; FP8_PROFILE_FLUX_REF="" for eager alone);
 #   attention8  test_attention_8bit and test_cuda_attention_8bit (rule, bounds, throughput);
-#   fp8tests test_cuda_fp8 (FP8_PROFILE_GTEST: a gtest filter);
-#   compare  the 1.3B forward in fp8 against bf16 (run --compare, bound 0.1);
+#            the FP8 tests, the op harness's FP8 cases and fp8 against bf16 are
+#            scripts/fp8-gpu-check.sh's;
 #   harness  the op harness's cases whose labels hold each word of FP8_PROFILE_HARNESS (default
 #            attention_8bit linear_fp8 quantize_fp8_rows), on CUDA against the CPU.
 # FP8_PROFILE_STEPS picks steps (comma list; default wan13,ncu,ltx2). Logs, JSON records and the
@@ -31,11 +31,7 @@ cd "$(dirname "$0")/.."
 
 source scripts/prebuilt-env.sh
 prebuilt_start /tmp/fastdit-fp8-profile-logs /tmp/fastdit-fp8-profile-prebuilt "$@"
-# The device tool brings back at most eight files: everything is written apart and tarred into
-# $OUT/fp8-profile-logs.tgz at the end (the .ncu-rep reports stay out; their CSV pages go in).
-out=$logs
-logs=/tmp/fastdit-fp8-profile-logs
-rm -rf "$logs" && mkdir -p "$logs"
+logs_apart fp8-profile-logs  # brought back as $OUT/fp8-profile-logs.tgz (prebuilt-env.sh)
 nvidia-smi --query-gpu=name,driver_version,power.limit,memory.total --format=csv,noheader | tee "$logs/gpu.txt"
 export PYTHONUNBUFFERED=1
 ref=.ref/diffusers/src
@@ -75,21 +71,8 @@ if want attention8; then  # the 8-bit attention's tests: the quantize rule, the 
   show test_cuda_attention_8bit "FAILED|PASSED|Failure|rel_l2|TOPS" 30
 fi
 
-if want fp8tests; then  # test_cuda_fp8, its cases picked by FP8_PROFILE_GTEST (a gtest filter; default all)
-  step test_cuda_fp8 240 "$bin/test_cuda_fp8" --gtest_filter="${FP8_PROFILE_GTEST:-*}"
-  show test_cuda_fp8 "FAILED|PASSED|Failure|OK \]" 30
-fi
-
 want wan13 && wan_bench Wan2.1-T2V-1.3B 5
 
-if want compare; then  # the 1.3B forward in fp8 against bf16, same weights and inputs (run --compare)
-  run_args=(tests/fixtures/wan/keys/Wan2.1-T2V-1.3B.config.json --random-weights --example 81,480,832 --device cuda
-            --dtype bfloat16)
-  step run-bf16 120 "$bin/fastdit" run "${run_args[@]}" --output /tmp/fp8-profile-bf16.safetensors
-  step run-fp8-compare 120 "$bin/fastdit" run "${run_args[@]}" --precision fp8 \
-    --compare /tmp/fp8-profile-bf16.safetensors --max-rel-l2 0.1
-  show run-fp8-compare "rel_l2|PASS|FAIL" 4
-fi
 
 # ncu_step NAME KERNEL_REGEX SKIP COUNT COMMAND...: one report, exported as CSV pages.
 ncu_step() {
@@ -155,5 +138,4 @@ if want flux; then
 fi
 
 printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
-tar czf "$out/fp8-profile-logs.tgz" --exclude='*.ncu-rep' -C "$logs" .
-ls -la "$out"
+pack_logs

@@ -5,6 +5,7 @@
 #     the Debian libraries of .debs/ (device-deps.sh), the CUDA toolkit's and PyTorch's wheels'
 #     libraries, FASTDIT_SOURCE_DIR; says which libraries are missing.
 #   prebuilt_start: both of the above as a script's first step (below).
+#   logs_apart NAME / pack_logs: the logs written apart and brought back as one tarball.
 #   step NAME SECONDS COMMAND...: runs the command into $logs/NAME.log under a time limit and
 #     records "NAME: exit S in T s" in the summary array.
 pack_binaries() {
@@ -47,6 +48,20 @@ prebuilt_start() {
   logs=${OUT:-$default_logs}
   mkdir -p "$logs"
   use_binaries "$1" "$bin"
+}
+
+# logs_apart NAME: the device tool brings back at most eight files from $OUT, so the logs go to
+# /tmp/NAME instead and pack_logs tars them into one $OUT/NAME.tgz at the end (Nsight Compute
+# .ncu-rep reports left out; export their CSV pages). Call after prebuilt_start.
+logs_apart() {
+  out=$logs
+  logs_name=$1
+  logs=/tmp/$1
+  rm -rf "$logs" && mkdir -p "$logs"
+}
+pack_logs() {
+  tar czf "$out/$logs_name.tgz" --exclude='*.ncu-rep' -C "$logs" .
+  ls -la "$out"
 }
 
 summary=()
